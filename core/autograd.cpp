@@ -1,0 +1,210 @@
+#include "autograd.h"
+
+#include <unordered_map>
+
+#include "ops.h"
+
+namespace ladon {
+namespace {
+thread_local bool g_grad_enabled = true;
+}
+
+bool grad_enabled() { return g_grad_enabled; }
+NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { g_grad_enabled = previous_; }
+
+Node::Node(const char* name, std::vector<Tensor> inputs, BackwardFn backward)
+    : name_(name), backward_(std::move(backward)) {
+  edges_.reserve(inputs.size());
+  needs_grad_.reserve(inputs.size());
+  for (const Tensor& input : inputs) {
+    Edge edge;
+    if (input.defined() && input.requires_grad()) {
+      if (input.grad_fn())
+        edge.node = input.grad_fn();
+      else
+        edge.leaf = input.impl();
+      edge.shape = input.shape();
+    }
+    needs_grad_.push_back(edge.node || edge.leaf);
+    edges_.push_back(std::move(edge));
+  }
+}
+
+Grads Node::apply(const Tensor& grad) {
+  LADON_CHECK(backward_ != nullptr, "backward",
+              "trying to backward through the graph a second time (through '", name_,
+              "'); its saved tensors were freed after the first backward. Pass retain_graph = true to the "
+              "first backward if you need to backward twice");
+  Grads grads = backward_(grad, needs_grad_);
+  grads.resize(edges_.size());
+  return grads;
+}
+
+bool any_requires_grad(const std::vector<Tensor>& inputs) {
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+Tensor record(Tensor output, const char* op, std::vector<Tensor> inputs, BackwardFn backward) {
+  if (!g_grad_enabled || !any_requires_grad(inputs)) return output;
+  output.impl()->grad_fn = std::make_shared<Node>(op, std::move(inputs), std::move(backward));
+  output.impl()->requires_grad = true;
+  return output;
+}
+
+namespace {
+
+Tensor accumulate(const Tensor& existing, const Tensor& incoming) {
+  return existing.defined() ? add(existing, incoming) : incoming;
+}
+
+// Where the engine delivers the gradients it computes.
+struct Sinks {
+  // Leaves not named here accumulate into their .grad() unless only_captures is set.
+  std::unordered_map<TensorImpl*, Tensor>* leaf_captures = nullptr;
+  std::unordered_map<Node*, Tensor>* node_captures = nullptr;
+  bool only_captures = false;
+};
+
+void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds, bool retain_graph,
+                  const Sinks& sinks) {
+  NoGradGuard no_grad;
+  // 1. Count, for every node reachable from the roots, how many edges lead into it.
+  std::unordered_map<Node*, int> dependencies;
+  std::vector<Node*> stack;
+  for (const Tensor& root : roots) {
+    Node* node = root.grad_fn().get();
+    if (node && dependencies.emplace(node, 0).second) stack.push_back(node);
+  }
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    for (const Node::Edge& edge : node->edges()) {
+      if (!edge.node) continue;
+      auto [it, inserted] = dependencies.emplace(edge.node.get(), 0);
+      it->second++;
+      if (inserted) stack.push_back(edge.node.get());
+    }
+  }
+
+  // 2. Seed the roots; a leaf root receives its seed directly.
+  std::unordered_map<Node*, Tensor> pending;
+  auto deliver_to_leaf = [&](TensorImpl* leaf, const Tensor& g) {
+    if (sinks.leaf_captures) {
+      auto it = sinks.leaf_captures->find(leaf);
+      if (it != sinks.leaf_captures->end()) {
+        it->second = accumulate(it->second, g);
+        return;
+      }
+    }
+    if (sinks.only_captures) return;
+    leaf->grad = leaf->grad.defined() ? add(leaf->grad, g) : g.clone();
+  };
+  for (std::size_t i = 0; i < roots.size(); ++i) {
+    if (Node* node = roots[i].grad_fn().get())
+      pending[node] = accumulate(pending[node], seeds[i]);
+    else
+      deliver_to_leaf(roots[i].impl().get(), seeds[i]);
+  }
+
+  // 3. Run nodes whose every consumer has run (Kahn's algorithm), in reverse topological order.
+  std::vector<Node*> ready;
+  for (const Tensor& root : roots) {
+    Node* node = root.grad_fn().get();
+    if (node && dependencies[node] == 0) {
+      dependencies[node] = -1;  // queued
+      ready.push_back(node);
+    }
+  }
+  while (!ready.empty()) {
+    Node* node = ready.back();
+    ready.pop_back();
+    Tensor grad = std::move(pending[node]);
+    pending.erase(node);
+    if (sinks.node_captures) {
+      auto it = sinks.node_captures->find(node);
+      if (it != sinks.node_captures->end()) it->second = accumulate(it->second, grad);
+    }
+    Grads grads = node->apply(grad);
+    const auto& edges = node->edges();
+    for (std::size_t i = 0; i < edges.size(); ++i) {
+      const Node::Edge& edge = edges[i];
+      if (!edge.node && !edge.leaf) continue;
+      const Tensor& g = grads[i];
+      if (g.defined())
+        LADON_CHECK(g.shape() == edge.shape, "backward", "internal error: '", node->name(), "' returned a ",
+                    shape_str(g.shape()), " gradient for input ", i, " of shape ", shape_str(edge.shape));
+      if (edge.leaf) {
+        if (g.defined()) deliver_to_leaf(edge.leaf.get(), g);
+        continue;
+      }
+      Node* next = edge.node.get();
+      if (g.defined()) pending[next] = accumulate(pending[next], g);
+      if (--dependencies[next] == 0) {
+        if (!pending[next].defined()) pending[next] = zeros(edge.shape);
+        ready.push_back(next);
+      }
+    }
+    if (!retain_graph) node->release();
+  }
+}
+
+}  // namespace
+
+void Tensor::backward(const Tensor& seed, bool retain_graph) const {
+  LADON_CHECK(defined(), "backward", "called on an undefined tensor");
+  LADON_CHECK(requires_grad(), "backward",
+              "tensor of shape ", shape_str(shape()),
+              " does not require grad: no input of the computation that produced it has requires_grad set "
+              "(or it was computed under NoGradGuard)");
+  Tensor s = seed;
+  if (!s.defined()) {
+    LADON_CHECK(numel() == 1, "backward", "a seed gradient is required for a non-scalar output of shape ",
+                shape_str(shape()));
+    s = ones(shape());
+  }
+  LADON_CHECK(s.shape() == shape(), "backward", "seed of shape ", shape_str(s.shape()),
+              " does not match output of shape ", shape_str(shape()));
+  run_backward({*this}, {s}, retain_graph, Sinks{});
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& seeds, bool retain_graph) {
+  LADON_CHECK(seeds.empty() || seeds.size() == outputs.size(), "grad", outputs.size(), " outputs but ",
+              seeds.size(), " seeds");
+  std::vector<Tensor> roots, root_seeds;
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& out = outputs[i];
+    LADON_CHECK(out.requires_grad(), "grad", "output ", i, " of shape ", shape_str(out.shape()),
+                " does not require grad");
+    Tensor s = seeds.empty() ? Tensor() : seeds[i];
+    if (!s.defined()) {
+      LADON_CHECK(out.numel() == 1, "grad", "a seed is required for non-scalar output ", i, " of shape ",
+                  shape_str(out.shape()));
+      s = ones(out.shape());
+    }
+    roots.push_back(out);
+    root_seeds.push_back(s);
+  }
+  std::unordered_map<TensorImpl*, Tensor> leaf_captures;
+  std::unordered_map<Node*, Tensor> node_captures;
+  for (const Tensor& input : inputs) {
+    LADON_CHECK(input.requires_grad(), "grad", "input of shape ", shape_str(input.shape()),
+                " does not require grad");
+    if (input.grad_fn())
+      node_captures.emplace(input.grad_fn().get(), Tensor());
+    else
+      leaf_captures.emplace(input.impl().get(), Tensor());
+  }
+  run_backward(roots, root_seeds, retain_graph, Sinks{&leaf_captures, &node_captures, true});
+  std::vector<Tensor> result;
+  for (const Tensor& input : inputs) {
+    Tensor g = input.grad_fn() ? node_captures[input.grad_fn().get()] : leaf_captures[input.impl().get()];
+    result.push_back(g.defined() ? g : zeros(input.shape()));
+  }
+  return result;
+}
+
+}  // namespace ladon

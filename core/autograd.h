@@ -1,0 +1,65 @@
+// Reverse-mode autograd: every differentiable op records one Node holding only what its backward
+// needs; backward() walks the graph once, iteratively, in reverse topological order.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "tensor.h"
+
+namespace ladon {
+
+// Gradients an op's backward returns: one per input, undefined where no gradient is needed.
+using Grads = std::vector<Tensor>;
+// The backward of one op: receives the gradient of its output and which inputs need a gradient.
+using BackwardFn = std::function<Grads(const Tensor& grad, const std::vector<bool>& needs_grad)>;
+
+class Node {
+ public:
+  Node(const char* name, std::vector<Tensor> inputs, BackwardFn backward);
+  const char* name() const { return name_; }
+
+  struct Edge {
+    std::shared_ptr<Node> node;         // the producer of a non-leaf input
+    std::shared_ptr<TensorImpl> leaf;   // or the leaf input that accumulates the gradient
+    Shape shape;                        // the input's shape, to check what backward returns
+  };
+  const std::vector<Edge>& edges() const { return edges_; }
+  const std::vector<bool>& needs_grad() const { return needs_grad_; }
+
+  Grads apply(const Tensor& grad);  // throws if the graph was freed
+  void release() { backward_ = nullptr; }  // frees saved tensors
+
+ private:
+  const char* name_;
+  std::vector<Edge> edges_;
+  std::vector<bool> needs_grad_;
+  BackwardFn backward_;
+};
+
+bool grad_enabled();
+
+// Turns graph recording off for its lifetime (evaluation, optimizer steps).
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// Attaches a backward to a freshly computed output when recording is on and an input needs a
+// gradient; otherwise returns the output untouched. Ops call it right after their forward.
+Tensor record(Tensor output, const char* op, std::vector<Tensor> inputs, BackwardFn backward);
+bool any_requires_grad(const std::vector<Tensor>& inputs);
+
+// Gradients of sum(outputs[i] * seeds[i]) with respect to inputs (leaves or intermediate
+// tensors), without touching any .grad(). Inputs that the outputs do not depend on get zeros.
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& seeds = {}, bool retain_graph = false);
+
+}  // namespace ladon

@@ -1,0 +1,98 @@
+// Every differentiable op, declared in one place. Binary ops broadcast by NumPy rules. Each op's
+// forward and backward live together in one file of core/ops/ (see core/ops/README.md).
+#pragma once
+
+#include <utility>
+#include <vector>
+
+#include "tensor.h"
+
+namespace ladon {
+
+// Elementwise binary (float32), broadcasting.
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, double exponent);
+Tensor maximum(const Tensor& a, const Tensor& b);  // ties send half the gradient to each side
+Tensor minimum(const Tensor& a, const Tensor& b);
+
+// Elementwise unary (float32).
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor abs(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor gelu(const Tensor& x);  // tanh approximation
+Tensor clamp(const Tensor& x, double low, double high);
+
+// Reductions. An empty dims list reduces over every dim.
+Tensor sum(const Tensor& x, const std::vector<std::int64_t>& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const std::vector<std::int64_t>& dims = {}, bool keepdim = false);
+Tensor max(const Tensor& x);  // the largest element, 0-d
+struct ValuesIndices {
+  Tensor values;
+  Tensor indices;  // int64
+};
+ValuesIndices max(const Tensor& x, std::int64_t dim, bool keepdim = false);
+// Sums a gradient of a broadcast result back down to shape (used by every broadcasting backward).
+Tensor sum_to(const Tensor& x, const Shape& shape);
+
+// Linear algebra: 2-D @ 2-D, 3-D @ 3-D (batched), 3-D @ 2-D (the matrix shared across the batch).
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+Tensor softmax(const Tensor& x, std::int64_t dim);
+Tensor log_softmax(const Tensor& x, std::int64_t dim);
+
+// Joining and splitting.
+Tensor cat(const std::vector<Tensor>& tensors, std::int64_t dim);
+Tensor stack(const std::vector<Tensor>& tensors, std::int64_t dim);
+std::vector<Tensor> split(const Tensor& x, std::int64_t size, std::int64_t dim);  // chunks of `size`
+
+// Indexing with int64 indices.
+Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index);  // index is 1-D
+// out[i][j] = x[i][index[i][j]] for dim 1; index has x's shape except along dim.
+Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index);
+// Picks a where condition is non-zero, else b; all three broadcast.
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
+
+// Not differentiable: comparisons give float32 0/1 masks; argmax gives int64.
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+Tensor argmax(const Tensor& x, std::int64_t dim, bool keepdim = false);
+bool equal(const Tensor& a, const Tensor& b);  // same shape, dtype and values
+bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);
+
+// Operators: tensor with tensor, or with a scalar on either side.
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& x) { return neg(x); }
+inline Tensor operator+(const Tensor& a, double b) { return add(a, scalar(b)); }
+inline Tensor operator-(const Tensor& a, double b) { return sub(a, scalar(b)); }
+inline Tensor operator*(const Tensor& a, double b) { return mul(a, scalar(b)); }
+inline Tensor operator/(const Tensor& a, double b) { return div(a, scalar(b)); }
+inline Tensor operator+(double a, const Tensor& b) { return add(scalar(a), b); }
+inline Tensor operator-(double a, const Tensor& b) { return sub(scalar(a), b); }
+inline Tensor operator*(double a, const Tensor& b) { return mul(scalar(a), b); }
+inline Tensor operator/(double a, const Tensor& b) { return div(scalar(a), b); }
+
+namespace detail {
+// Copies src (broadcast to dst's shape) into the possibly strided dst; the building block of
+// contiguous(), cat() and narrow's backward. Not recorded by autograd.
+void copy_into(const Tensor& dst, const Tensor& src);
+Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
+std::int64_t normalize_dim(const char* op, std::int64_t dim, std::int64_t rank);
+}  // namespace detail
+
+}  // namespace ladon

@@ -1,0 +1,112 @@
+// index_select and gather, with scatter-add backwards.
+#include "../autograd.h"
+#include "../ops.h"
+#include "iterate.h"
+
+namespace ladon {
+
+namespace {
+
+void check_index(const char* op, const Tensor& index) {
+  LADON_CHECK(index.dtype() == Dtype::int64, op, "index must be int64, got ", dtype_name(index.dtype()), " of shape ",
+              shape_str(index.shape()));
+}
+
+struct Split3 {
+  std::int64_t outer = 1, n = 1, inner = 1;
+};
+Split3 around(const Shape& shape, std::int64_t d) {
+  Split3 s;
+  for (std::int64_t i = 0; i < static_cast<std::int64_t>(shape.size()); ++i)
+    (i < d ? s.outer : i > d ? s.inner : s.n) *= shape[i];
+  return s;
+}
+
+// Copies rows or scatters them back: dst[o, map(o, j), i] (+)= src[o, j, i].
+template <bool Accumulate, typename IndexAt>
+void move_rows(const Split3& src, std::int64_t dst_n, const float* from, float* to, IndexAt index_at) {
+  for (std::int64_t o = 0; o < src.outer; ++o)
+    for (std::int64_t j = 0; j < src.n; ++j) {
+      for (std::int64_t i = 0; i < src.inner; ++i) {
+        const std::int64_t k = index_at(o, j, i);
+        if constexpr (Accumulate)
+          to[(o * dst_n + k) * src.inner + i] += from[(o * src.n + j) * src.inner + i];
+        else
+          to[(o * src.n + j) * src.inner + i] = from[(o * dst_n + k) * src.inner + i];
+      }
+    }
+}
+
+}  // namespace
+
+Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index) {
+  detail::check_float("index_select", x);
+  check_index("index_select", index);
+  LADON_CHECK(index.dim() == 1, "index_select", "index must be 1-D, got ", shape_str(index.shape()));
+  const std::int64_t d = detail::normalize_dim("index_select", dim, x.dim());
+  const std::int64_t limit = x.shape()[d];
+  const std::vector<std::int64_t> idx = index.to_vector<std::int64_t>();
+  for (std::int64_t v : idx)
+    LADON_CHECK(v >= 0 && v < limit, "index_select", "index ", v, " is out of range for dim ", d, " of size ", limit,
+                " in ", shape_str(x.shape()));
+  Shape shape = x.shape();
+  shape[d] = index.numel();
+  const Tensor xc = x.detach().contiguous();
+  Tensor out = empty(shape);
+  const Split3 s = around(shape, d);
+  // Rows are contiguous runs of `inner` floats; copy them whole, in parallel for big batches.
+  const float* from = xc.data<float>();
+  float* to = out.data<float>();
+  parallel_for(0, s.outer * s.n, std::max<std::int64_t>(1, detail::kElementwiseGrain / std::max<std::int64_t>(s.inner, 1)),
+               [&](std::int64_t begin, std::int64_t end) {
+                 for (std::int64_t r = begin; r < end; ++r) {
+                   const std::int64_t o = r / s.n, j = r % s.n;
+                   std::copy_n(from + (o * limit + idx[j]) * s.inner, s.inner, to + r * s.inner);
+                 }
+               });
+  return record(out, "index_select", {x, Tensor()},
+                [idx, shape = x.shape(), d](const Tensor& g, const std::vector<bool>&) {
+                  Tensor grad = zeros(shape);
+                  const Tensor gc = g.contiguous();
+                  Shape gshape = shape;
+                  gshape[d] = static_cast<std::int64_t>(idx.size());
+                  move_rows<true>(around(gshape, d), shape[d], gc.data<float>(), grad.data<float>(),
+                                  [&](std::int64_t, std::int64_t j, std::int64_t) { return idx[j]; });
+                  return Grads{grad, Tensor()};
+                });
+}
+
+Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index) {
+  detail::check_float("gather", x);
+  check_index("gather", index);
+  const std::int64_t d = detail::normalize_dim("gather", dim, x.dim());
+  bool compatible = index.dim() == x.dim();
+  for (std::int64_t i = 0; compatible && i < x.dim(); ++i) compatible = i == d || index.shape()[i] == x.shape()[i];
+  LADON_CHECK(compatible, "gather", "index of shape ", shape_str(index.shape()), " must match input ",
+              shape_str(x.shape()), " in every dim but ", d);
+  const Tensor ic = index.contiguous();
+  const std::int64_t* idx = ic.data<std::int64_t>();
+  const std::int64_t limit = x.shape()[d];
+  for (std::int64_t i = 0; i < ic.numel(); ++i)
+    LADON_CHECK(idx[i] >= 0 && idx[i] < limit, "gather", "index ", idx[i], " is out of range for dim ", d, " of size ",
+                limit, " in ", shape_str(x.shape()));
+  const Tensor xc = x.detach().contiguous();
+  Tensor out = empty(index.shape());
+  const Split3 s = around(index.shape(), d);
+  auto index_at = [idx, s](std::int64_t o, std::int64_t j, std::int64_t i) { return idx[(o * s.n + j) * s.inner + i]; };
+  move_rows<false>(s, limit, xc.data<float>(), out.data<float>(), index_at);
+  return record(out, "gather", {x, Tensor()},
+                [ic, shape = x.shape(), d](const Tensor& g, const std::vector<bool>&) {
+                  Tensor grad = zeros(shape);
+                  const Tensor gc = g.contiguous();
+                  const Split3 s = around(ic.shape(), d);
+                  const std::int64_t* idx = ic.data<std::int64_t>();
+                  move_rows<true>(s, shape[d], gc.data<float>(), grad.data<float>(),
+                                  [idx, s](std::int64_t o, std::int64_t j, std::int64_t i) {
+                                    return idx[(o * s.n + j) * s.inner + i];
+                                  });
+                  return Grads{grad, Tensor()};
+                });
+}
+
+}  // namespace ladon

@@ -1,0 +1,104 @@
+// matmul: 2-D, batched 3-D, and 3-D by a shared 2-D matrix. Transposed views reach the GEMM kernel
+// as a transpose flag, never as a copy.
+#include "../../kernels/gemm.h"
+#include "../autograd.h"
+#include "../ops.h"
+#include "iterate.h"
+
+namespace ladon {
+
+namespace {
+
+// One matrix operand as the GEMM kernel wants it.
+struct Operand {
+  Tensor storage_owner;  // keeps a copy alive when one was needed
+  const float* data = nullptr;
+  std::int64_t batch_stride = 0;
+  std::int64_t ld = 0;
+  bool trans = false;
+};
+
+// Describes the last two dims of t (rows x cols) for GEMM, copying only if neither dim is unit-stride.
+Operand operand(const Tensor& t) {
+  const std::int64_t r = t.dim() - 2, c = t.dim() - 1;
+  const std::int64_t rows = t.shape()[r], cols = t.shape()[c];
+  Operand op;
+  const Shape& st = t.strides();
+  if (st[c] == 1 && st[r] >= std::max<std::int64_t>(cols, 1)) {
+    op.storage_owner = t;
+    op.ld = st[r];
+  } else if (st[r] == 1 && st[c] >= std::max<std::int64_t>(rows, 1)) {
+    op.storage_owner = t;
+    op.ld = st[c];
+    op.trans = true;
+  } else {
+    op.storage_owner = t.detach().contiguous();
+    op.ld = std::max<std::int64_t>(cols, 1);
+  }
+  if (t.dim() == 3) op.batch_stride = op.storage_owner.strides()[0];
+  op.data = op.storage_owner.data<float>();
+  return op;
+}
+
+// Below this many multiply-adds one thread is faster than two.
+constexpr std::int64_t kParallelGemmWork = 1 << 18;
+
+// out[b] = a[b] @ b[b] for contiguous out of shape [batch, m, n].
+void gemm_batched(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k, const Operand& a,
+                  const Operand& b, float* out) {
+  if (batch >= num_threads() && batch > 1) {
+    parallel_for(0, batch, 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i)
+        kernels::sgemm(a.trans, b.trans, m, n, k, 1.0f, a.data + i * a.batch_stride, a.ld, b.data + i * b.batch_stride,
+                       b.ld, 0.0f, out + i * m * n, n);
+    });
+    return;
+  }
+  for (std::int64_t i = 0; i < batch; ++i) {
+    const float* pa = a.data + i * a.batch_stride;
+    const float* pb = b.data + i * b.batch_stride;
+    float* pc = out + i * m * n;
+    const bool split_rows = m >= n;
+    const std::int64_t extent = split_rows ? m : n;
+    const std::int64_t grain = std::max<std::int64_t>(16, extent * kParallelGemmWork / std::max<std::int64_t>(m * n * k, 1));
+    parallel_for(0, extent, grain, [&](std::int64_t begin, std::int64_t end) {
+      if (split_rows) {
+        const float* rows_a = a.trans ? pa + begin : pa + begin * a.ld;
+        kernels::sgemm(a.trans, b.trans, end - begin, n, k, 1.0f, rows_a, a.ld, pb, b.ld, 0.0f, pc + begin * n, n);
+      } else {
+        const float* cols_b = b.trans ? pb + begin * b.ld : pb + begin;
+        kernels::sgemm(a.trans, b.trans, m, end - begin, k, 1.0f, pa, a.ld, cols_b, b.ld, 0.0f, pc + begin, n);
+      }
+    });
+  }
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  detail::check_float("matmul", a);
+  detail::check_float("matmul", b);
+  LADON_CHECK((a.dim() == 2 || a.dim() == 3) && (b.dim() == 2 || b.dim() == 3) && !(a.dim() == 2 && b.dim() == 3),
+              "matmul", shape_str(a.shape()), " @ ", shape_str(b.shape()),
+              ": supports 2-D @ 2-D, 3-D @ 3-D and 3-D @ 2-D");
+  LADON_CHECK(a.shape().back() == b.shape()[b.dim() - 2], "matmul", shape_str(a.shape()), " @ ", shape_str(b.shape()),
+              ": inner sizes differ (", a.shape().back(), " vs ", b.shape()[b.dim() - 2], ")");
+  if (a.dim() == 3 && b.dim() == 2) {
+    // One big GEMM over the flattened batch beats a loop of small ones.
+    const std::int64_t batch = a.shape()[0], m = a.shape()[1];
+    return matmul(a.reshape({batch * m, a.shape()[2]}), b).reshape({batch, m, b.shape()[1]});
+  }
+  const std::int64_t batch = a.dim() == 3 ? a.shape()[0] : 1;
+  if (a.dim() == 3)
+    LADON_CHECK(a.shape()[0] == b.shape()[0], "matmul", shape_str(a.shape()), " @ ", shape_str(b.shape()),
+                ": batch sizes differ (", a.shape()[0], " vs ", b.shape()[0], ")");
+  const std::int64_t m = a.shape()[a.dim() - 2], k = a.shape().back(), n = b.shape().back();
+  Tensor out = empty(a.dim() == 3 ? Shape{batch, m, n} : Shape{m, n});
+  gemm_batched(batch, m, n, k, operand(a), operand(b), out.data<float>());
+  return record(out, "matmul", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& g, const std::vector<bool>& need) {
+    const std::int64_t r = a.dim() - 2, c = a.dim() - 1;
+    return Grads{need[0] ? matmul(g, b.transpose(r, c)) : Tensor(), need[1] ? matmul(a.transpose(r, c), g) : Tensor()};
+  });
+}
+
+}  // namespace ladon

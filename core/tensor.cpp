@@ -1,0 +1,236 @@
+#include "tensor.h"
+
+#include <cmath>
+#include <cstring>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include "autograd.h"
+#include "ops.h"
+#include "storage.h"
+
+namespace ladon {
+
+const char* dtype_name(Dtype dtype) { return dtype == Dtype::float32 ? "float32" : "int64"; }
+std::size_t dtype_size(Dtype dtype) { return dtype == Dtype::float32 ? 4 : 8; }
+
+std::string shape_str(const Shape& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::int64_t shape_numel(const Shape& shape) {
+  std::int64_t n = 1;
+  for (std::int64_t s : shape) n *= s;
+  return n;
+}
+
+Shape contiguous_strides(const Shape& shape) {
+  Shape strides(shape.size());
+  std::int64_t stride = 1;
+  for (std::size_t i = shape.size(); i-- > 0;) {
+    strides[i] = stride;
+    stride *= std::max<std::int64_t>(shape[i], 1);
+  }
+  return strides;
+}
+
+Tensor::Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+namespace {
+const TensorImpl& checked(const std::shared_ptr<TensorImpl>& impl) {
+  LADON_CHECK(impl != nullptr, "tensor", "use of an undefined tensor");
+  return *impl;
+}
+}  // namespace
+
+const Shape& Tensor::shape() const { return checked(impl_).shape; }
+const Shape& Tensor::strides() const { return checked(impl_).strides; }
+std::int64_t Tensor::offset() const { return checked(impl_).offset; }
+std::int64_t Tensor::dim() const { return static_cast<std::int64_t>(shape().size()); }
+std::int64_t Tensor::size(std::int64_t d) const { return shape()[detail::normalize_dim("size", d, dim())]; }
+std::int64_t Tensor::numel() const { return shape_numel(shape()); }
+Dtype Tensor::dtype() const { return checked(impl_).dtype; }
+
+bool Tensor::is_contiguous() const {
+  const TensorImpl& t = checked(impl_);
+  std::int64_t expected = 1;
+  for (std::size_t i = t.shape.size(); i-- > 0;) {
+    if (t.shape[i] == 1) continue;
+    if (t.strides[i] != expected) return false;
+    expected *= t.shape[i];
+  }
+  return true;
+}
+
+namespace {
+template <typename T>
+constexpr Dtype dtype_of() {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, std::int64_t>, "ladon tensors hold float or int64");
+  return std::is_same_v<T, float> ? Dtype::float32 : Dtype::int64;
+}
+}  // namespace
+
+template <typename T>
+T* Tensor::data() {
+  const TensorImpl& t = checked(impl_);
+  LADON_CHECK(t.dtype == dtype_of<T>(), "data", "tensor holds ", dtype_name(t.dtype), ", requested ",
+              dtype_name(dtype_of<T>()));
+  return static_cast<T*>(t.storage->data()) + t.offset;
+}
+
+template <typename T>
+const T* Tensor::data() const {
+  return const_cast<Tensor*>(this)->data<T>();
+}
+
+template float* Tensor::data<float>();
+template const float* Tensor::data<float>() const;
+template std::int64_t* Tensor::data<std::int64_t>();
+template const std::int64_t* Tensor::data<std::int64_t>() const;
+
+template <typename T>
+std::vector<T> Tensor::to_vector() const {
+  const Tensor c = contiguous();
+  const T* p = c.data<T>();
+  return std::vector<T>(p, p + c.numel());
+}
+template std::vector<float> Tensor::to_vector<float>() const;
+template std::vector<std::int64_t> Tensor::to_vector<std::int64_t>() const;
+
+double Tensor::item() const {
+  LADON_CHECK(numel() == 1, "item", "tensor of shape ", shape_str(shape()), " has ", numel(),
+              " elements, not one");
+  return dtype() == Dtype::float32 ? static_cast<double>(*data<float>()) : static_cast<double>(*data<std::int64_t>());
+}
+
+bool Tensor::requires_grad() const { return checked(impl_).requires_grad; }
+
+Tensor& Tensor::requires_grad_(bool on) {
+  LADON_CHECK(is_leaf(), "requires_grad_", "only leaf tensors can change requires_grad; call detach() first");
+  LADON_CHECK(!on || dtype() == Dtype::float32, "requires_grad_", "only float32 tensors can require grad, got ",
+              dtype_name(dtype()));
+  impl_->requires_grad = on;
+  return *this;
+}
+
+bool Tensor::is_leaf() const { return checked(impl_).grad_fn == nullptr; }
+Tensor Tensor::grad() const { return checked(impl_).grad; }
+
+void Tensor::set_grad(const Tensor& grad) const {
+  LADON_CHECK(!grad.defined() || grad.shape() == shape(), "set_grad", "gradient of shape ", shape_str(grad.shape()),
+              " for a tensor of shape ", shape_str(shape()));
+  impl_->grad = grad;
+}
+
+void Tensor::zero_grad() const { impl_->grad = Tensor(); }
+
+const std::shared_ptr<Node>& Tensor::grad_fn() const { return checked(impl_).grad_fn; }
+
+Tensor Tensor::detach() const {
+  const TensorImpl& t = checked(impl_);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = t.storage;
+  impl->shape = t.shape;
+  impl->strides = t.strides;
+  impl->offset = t.offset;
+  impl->dtype = t.dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor empty(const Shape& shape, Dtype dtype) {
+  for (std::int64_t s : shape)
+    LADON_CHECK(s >= 0, "empty", "negative size in shape ", shape_str(shape));
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype));
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor full(const Shape& shape, double value, Dtype dtype) {
+  Tensor out = empty(shape, dtype);
+  const std::int64_t n = out.numel();
+  if (dtype == Dtype::float32) {
+    float* p = out.data<float>();
+    std::fill(p, p + n, static_cast<float>(value));
+  } else {
+    std::int64_t* p = out.data<std::int64_t>();
+    std::fill(p, p + n, static_cast<std::int64_t>(value));
+  }
+  return out;
+}
+
+Tensor zeros(const Shape& shape, Dtype dtype) { return full(shape, 0.0, dtype); }
+Tensor ones(const Shape& shape, Dtype dtype) { return full(shape, 1.0, dtype); }
+Tensor scalar(double value, Dtype dtype) { return full({}, value, dtype); }
+
+Tensor arange(std::int64_t end, Dtype dtype) { return arange(0.0, static_cast<double>(end), 1.0, dtype); }
+
+Tensor arange(double start, double end, double step, Dtype dtype) {
+  LADON_CHECK(step != 0.0, "arange", "step must be non-zero");
+  const auto n = static_cast<std::int64_t>(std::max(0.0, std::ceil((end - start) / step)));
+  Tensor out = empty({n}, dtype);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double v = start + static_cast<double>(i) * step;
+    if (dtype == Dtype::float32)
+      out.data<float>()[i] = static_cast<float>(v);
+    else
+      out.data<std::int64_t>()[i] = static_cast<std::int64_t>(v);
+  }
+  return out;
+}
+
+namespace {
+template <typename T>
+Tensor from_values(const char* op, const std::vector<T>& values, Shape shape) {
+  LADON_CHECK(shape_numel(shape) == static_cast<std::int64_t>(values.size()), op, values.size(),
+              " values do not fill shape ", shape_str(shape));
+  Tensor out = empty(shape, dtype_of<T>());
+  if (!values.empty()) std::memcpy(out.data<T>(), values.data(), values.size() * sizeof(T));
+  return out;
+}
+}  // namespace
+
+Tensor tensor(std::vector<float> values, Shape shape) { return from_values("tensor", values, std::move(shape)); }
+Tensor tensor(std::vector<std::int64_t> values, Shape shape) {
+  return from_values("tensor", values, std::move(shape));
+}
+
+std::ostream& operator<<(std::ostream& out, const Tensor& t) {
+  if (!t.defined()) return out << "Tensor(undefined)";
+  constexpr std::int64_t kShown = 6;  // per dim at each end before eliding
+  const Tensor c = t.contiguous();
+  const Shape& shape = c.shape();
+  std::ostringstream s;
+  s << std::setprecision(5);
+  auto element = [&](std::int64_t i) {
+    if (c.dtype() == Dtype::float32)
+      s << c.data<float>()[i];
+    else
+      s << c.data<std::int64_t>()[i];
+  };
+  // Recursive over dims is fine here: printing depth is the rank, which is small.
+  auto print_dim = [&](auto&& self, std::size_t d, std::int64_t base) -> void {
+    if (d == shape.size()) return element(base);
+    const std::int64_t n = shape[d], stride = c.strides()[d];
+    s << "[";
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (n > 2 * kShown && i == kShown) {
+        s << "..., ";
+        i = n - kShown;
+      }
+      self(self, d + 1, base + i * stride);
+      if (i + 1 < n) s << (d + 1 == shape.size() ? ", " : ",\n ");
+    }
+    s << "]";
+  };
+  print_dim(print_dim, 0, 0);
+  return out << "Tensor(" << s.str() << ", shape=" << shape_str(shape) << ", dtype=" << dtype_name(c.dtype())
+             << (t.requires_grad() ? ", requires_grad" : "") << ")";
+}
+
+}  // namespace ladon

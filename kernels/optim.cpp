@@ -1,0 +1,42 @@
+#include "optim.h"
+
+#include <cmath>
+
+#include "simd.h"
+
+namespace ladon::kernels {
+
+LADON_SIMD_CLONES
+void sgd_update(std::int64_t n, float* param, const float* grad, float* momentum_buffer, float lr, float momentum,
+                float dampening, float weight_decay, bool nesterov, bool first_step) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    float g = grad[i] + weight_decay * param[i];
+    if (momentum_buffer) {
+      float& buf = momentum_buffer[i];
+      buf = first_step ? g : momentum * buf + (1.0f - dampening) * g;
+      g = nesterov ? g + momentum * buf : buf;
+    }
+    param[i] -= lr * g;
+  }
+}
+
+LADON_SIMD_CLONES
+void adam_update(std::int64_t n, float* param, const float* grad, float* exp_avg, float* exp_avg_sq, float lr,
+                 float beta1, float beta2, float eps, float weight_decay, bool decoupled_weight_decay,
+                 std::int64_t step) {
+  const float bias1 = 1.0f - static_cast<float>(std::pow(beta1, static_cast<double>(step)));
+  const float bias2 = 1.0f - static_cast<float>(std::pow(beta2, static_cast<double>(step)));
+  const float step_size = lr / bias1;
+  const float inv_sqrt_bias2 = 1.0f / std::sqrt(bias2);
+  const float decay = decoupled_weight_decay ? 1.0f - lr * weight_decay : 1.0f;
+  const float l2 = decoupled_weight_decay ? 0.0f : weight_decay;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float g = grad[i] + l2 * param[i];
+    exp_avg[i] = beta1 * exp_avg[i] + (1.0f - beta1) * g;
+    exp_avg_sq[i] = beta2 * exp_avg_sq[i] + (1.0f - beta2) * g * g;
+    const float denom = std::sqrt(exp_avg_sq[i]) * inv_sqrt_bias2 + eps;
+    param[i] = param[i] * decay - step_size * exp_avg[i] / denom;
+  }
+}
+
+}  // namespace ladon::kernels

@@ -1,0 +1,114 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "ladon.h"
+
+using namespace ladon;
+
+namespace {
+std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
+}  // namespace
+
+TEST_CASE("backward of a small expression, by hand") {
+  // y = sum(a * b + a), dy/da = b + 1, dy/db = a
+  Tensor a = tensor({1, 2, 3}).requires_grad_();
+  Tensor b = tensor({4, 5, 6}).requires_grad_();
+  sum(a * b + a).backward();
+  CHECK(values(a.grad()) == std::vector<float>{5, 6, 7});
+  CHECK(values(b.grad()) == std::vector<float>{1, 2, 3});
+}
+
+TEST_CASE("broadcast gradients sum back to the input shape") {
+  Tensor w = tensor({1, 2}, {1, 2}).requires_grad_();
+  const Tensor x = tensor({1, 2, 3, 4, 5, 6}, {3, 2});
+  sum(x * w).backward();
+  CHECK(w.grad().shape() == Shape{1, 2});
+  CHECK(values(w.grad()) == std::vector<float>{9, 12});
+}
+
+TEST_CASE("gradients accumulate until zero_grad") {
+  Tensor x = tensor({2}).requires_grad_();
+  (x * x).backward();
+  (x * 3.0).backward();
+  CHECK(values(x.grad()) == std::vector<float>{7});
+  x.zero_grad();
+  CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("a tensor used twice receives both gradients") {
+  Tensor x = tensor({3}).requires_grad_();
+  const Tensor y = x * 2.0;
+  (y * y + y).backward();  // d/dx (4x^2 + 2x) = 8x + 2 = 26
+  CHECK(values(x.grad()) == std::vector<float>{26});
+}
+
+TEST_CASE("non-scalar outputs need a seed") {
+  Tensor x = tensor({1, 2}).requires_grad_();
+  const Tensor y = x * 3.0;
+  CHECK_THROWS_WITH_AS(y.backward(), "backward: a seed gradient is required for a non-scalar output of shape [2]", Error);
+  y.backward(tensor({1, 10}));
+  CHECK(values(x.grad()) == std::vector<float>{3, 30});
+}
+
+TEST_CASE("the graph is freed after backward unless retained") {
+  Tensor x = tensor({1, 2}).requires_grad_();
+  const Tensor loss = sum(exp(x));
+  loss.backward({}, true);
+  loss.backward();
+  CHECK(values(x.grad()) == std::vector<float>{2 * std::exp(1.0f), 2 * std::exp(2.0f)});
+  CHECK_THROWS_WITH_AS(loss.backward(), doctest::Contains("trying to backward through the graph a second time"), Error);
+}
+
+TEST_CASE("backward on a tensor that does not require grad") {
+  const Tensor x = tensor({1, 2});
+  CHECK_THROWS_WITH_AS(sum(x).backward(), doctest::Contains("does not require grad"), Error);
+}
+
+TEST_CASE("NoGradGuard and detach stop recording") {
+  Tensor x = tensor({1, 2}).requires_grad_();
+  {
+    NoGradGuard guard;
+    CHECK_FALSE((x * 2.0).requires_grad());
+  }
+  CHECK((x * 2.0).requires_grad());
+  const Tensor d = x.detach();
+  CHECK_FALSE(d.requires_grad());
+  CHECK(d.impl()->storage == x.impl()->storage);
+  CHECK_THROWS_WITH_AS((x * 2.0).requires_grad_(false), doctest::Contains("only leaf tensors"), Error);
+  CHECK_THROWS_WITH_AS(arange(3).requires_grad_(), "requires_grad_: only float32 tensors can require grad, got int64",
+                       Error);
+}
+
+TEST_CASE("grad() returns chosen gradients without touching .grad()") {
+  Tensor w = tensor({1, 2}).requires_grad_();
+  Tensor v = tensor({3}).requires_grad_();
+  const Tensor h = w * 3.0;         // intermediate
+  const Tensor loss = sum(h * h);   // = 9 * sum(w^2)
+  const auto g = grad({loss}, {w, h, v}, {}, true);
+  CHECK(values(g[0]) == std::vector<float>{18, 36});
+  CHECK(values(g[1]) == std::vector<float>{6, 12});
+  CHECK(values(g[2]) == std::vector<float>{0});  // loss does not depend on v
+  CHECK_FALSE(w.grad().defined());
+  // Two task losses, one shared parameter: per-task gradients, as PCGrad needs.
+  const Tensor task1 = sum(w), task2 = sum(w * w);
+  CHECK(values(grad({task1}, {w})[0]) == std::vector<float>{1, 1});
+  CHECK(values(grad({task2}, {w})[0]) == std::vector<float>{2, 4});
+}
+
+TEST_CASE("deep graphs do not overflow the stack") {
+  Tensor x = tensor({1}).requires_grad_();
+  Tensor y = x;
+  for (int i = 0; i < 100000; ++i) y = y * 1.0;
+  y.backward();
+  CHECK(values(x.grad()) == std::vector<float>{1});
+}
+
+TEST_CASE("views propagate gradients into the viewed tensor") {
+  Tensor x = tensor({1, 2, 3, 4, 5, 6}, {2, 3}).requires_grad_();
+  sum(x.narrow(1, 1, 2) * 2.0).backward();
+  CHECK(values(x.grad()) == std::vector<float>{0, 2, 2, 0, 2, 2});
+  x.zero_grad();
+  sum(x.t().reshape({6}) * arange(0.0, 6.0)).backward();  // t() order: x00 x10 x01 x11 x02 x12
+  CHECK(values(x.grad()) == std::vector<float>{0, 2, 4, 1, 3, 5});
+}

@@ -1,0 +1,162 @@
+// Forward values worked out by hand, and error messages for bad input.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "ladon.h"
+
+using namespace ladon;
+
+namespace {
+std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
+void check_close(const Tensor& t, const std::vector<float>& expected, double tol = 1e-5) {
+  const std::vector<float> v = values(t);
+  REQUIRE(v.size() == expected.size());
+  for (std::size_t i = 0; i < v.size(); ++i) CHECK(v[i] == doctest::Approx(expected[i]).epsilon(tol));
+}
+}  // namespace
+
+TEST_CASE("binary ops broadcast like NumPy") {
+  const Tensor a = tensor({1, 2, 3, 4, 5, 6}, {2, 3});
+  const Tensor col = tensor({10, 20}, {2, 1});
+  const Tensor row = tensor({1, 0, -1}, {3});
+  CHECK(values(a + col) == std::vector<float>{11, 12, 13, 24, 25, 26});
+  CHECK(values(a * row) == std::vector<float>{1, 0, -3, 4, 0, -6});
+  CHECK(values(a - 1.0) == std::vector<float>{0, 1, 2, 3, 4, 5});
+  CHECK(values(1.0 - a) == std::vector<float>{0, -1, -2, -3, -4, -5});
+  CHECK(values(a / 2.0) == std::vector<float>{0.5f, 1, 1.5f, 2, 2.5f, 3});
+  CHECK((col + row).shape() == Shape{2, 3});
+  CHECK(values(pow(a, 2.0)) == std::vector<float>{1, 4, 9, 16, 25, 36});
+  CHECK(values(maximum(a, scalar(3.5))) == std::vector<float>{3.5f, 3.5f, 3.5f, 4, 5, 6});
+  CHECK(values(minimum(a, scalar(3.5))) == std::vector<float>{1, 2, 3, 3.5f, 3.5f, 3.5f});
+  CHECK_THROWS_WITH_AS(add(a, tensor({1, 2}, {2})), "add: [2, 3] and [2] do not broadcast (dim 1: 3 vs 2)", Error);
+  CHECK_THROWS_WITH_AS(mul(a, arange(3)), "mul: expected a float32 tensor, got int64 of shape [3]", Error);
+}
+
+TEST_CASE("large elementwise ops split across threads agree with the serial result") {
+  const Tensor x = arange(0.0, 300000.0);
+  const Tensor y = x * 2.0 + 1.0;
+  const std::vector<float> v = values(y);
+  bool ok = true;
+  for (std::size_t i = 0; i < v.size(); ++i) ok &= v[i] == static_cast<float>(2 * i + 1);
+  CHECK(ok);
+  CHECK(sum(ones({1000, 300})).item() == 300000.0);
+}
+
+TEST_CASE("unary ops") {
+  const Tensor x = tensor({-2.0f, -0.5f, 0.0f, 1.0f});
+  check_close(exp(x), {std::exp(-2.0f), std::exp(-0.5f), 1.0f, std::exp(1.0f)});
+  CHECK(values(abs(x)) == std::vector<float>{2, 0.5f, 0, 1});
+  CHECK(values(relu(x)) == std::vector<float>{0, 0, 0, 1});
+  CHECK(values(neg(x)) == std::vector<float>{2, 0.5f, -0.0f, -1});
+  check_close(sigmoid(x), {1 / (1 + std::exp(2.0f)), 1 / (1 + std::exp(0.5f)), 0.5f, 1 / (1 + std::exp(-1.0f))});
+  check_close(tanh(x), {std::tanh(-2.0f), std::tanh(-0.5f), 0.0f, std::tanh(1.0f)});
+  // gelu(1) with the tanh approximation: 0.5 * (1 + tanh(0.79788456 * 1.044715)) = 0.841192
+  CHECK(gelu(tensor({1.0f})).item() == doctest::Approx(0.841192).epsilon(1e-5));
+  CHECK(values(clamp(x, -1.0, 0.5)) == std::vector<float>{-1, -0.5f, 0, 0.5f});
+  check_close(sqrt(tensor({4.0f, 2.0f})), {2.0f, std::sqrt(2.0f)});
+  check_close(log(tensor({1.0f, std::exp(2.0f)})), {0.0f, 2.0f});
+}
+
+TEST_CASE("reductions") {
+  const Tensor a = tensor({1, 2, 3, 4, 5, 6}, {2, 3});
+  CHECK(sum(a).item() == 21.0);
+  CHECK(values(sum(a, {0})) == std::vector<float>{5, 7, 9});
+  CHECK(values(sum(a, {1})) == std::vector<float>{6, 15});
+  CHECK(sum(a, {1}, true).shape() == Shape{2, 1});
+  CHECK(values(mean(a, {0})) == std::vector<float>{2.5f, 3.5f, 4.5f});
+  CHECK(values(sum(a.t(), {0})) == std::vector<float>{6, 15});
+  const Tensor b = arange(0.0, 24.0).reshape({2, 3, 4});
+  CHECK(values(sum(b, {0, 2})) == std::vector<float>{0 + 1 + 2 + 3 + 12 + 13 + 14 + 15, 4 + 5 + 6 + 7 + 16 + 17 + 18 + 19,
+                                                     8 + 9 + 10 + 11 + 20 + 21 + 22 + 23});
+  const Tensor m = tensor({3, 9, 2, 7, 1, 8}, {2, 3});
+  auto [v, i] = max(m, 1);
+  CHECK(values(v) == std::vector<float>{9, 8});
+  CHECK(i.to_vector<std::int64_t>() == std::vector<std::int64_t>{1, 2});
+  CHECK(argmax(m, 0).to_vector<std::int64_t>() == std::vector<std::int64_t>{1, 0, 1});
+  CHECK(max(m).item() == 9.0);
+  CHECK_THROWS_WITH_AS(sum(a, {2}), "sum: dim 2 is out of range for a tensor of rank 2", Error);
+  CHECK_THROWS_WITH_AS(sum(a, {1, -1}), "sum: dim -1 given twice", Error);
+}
+
+TEST_CASE("matmul") {
+  const Tensor a = tensor({1, 2, 3, 4, 5, 6}, {2, 3});
+  const Tensor b = tensor({1, 0, 0, 1, 1, 1}, {3, 2});
+  CHECK(values(matmul(a, b)) == std::vector<float>{4, 5, 10, 11});
+  CHECK(values(matmul(a, a.t())) == std::vector<float>{14, 32, 32, 77});
+  CHECK(values(matmul(a.t(), a)) == std::vector<float>{17, 22, 27, 22, 29, 36, 27, 36, 45});
+  const Tensor batch = stack({a, a * 2.0}, 0);
+  CHECK(values(matmul(batch, b)) == std::vector<float>{4, 5, 10, 11, 8, 10, 20, 22});
+  CHECK(values(matmul(batch, stack({b, b}, 0))) == std::vector<float>{4, 5, 10, 11, 8, 10, 20, 22});
+  CHECK_THROWS_WITH_AS(matmul(zeros({32, 784}), zeros({512, 256})),
+                       "matmul: [32, 784] @ [512, 256]: inner sizes differ (784 vs 512)", Error);
+  CHECK_THROWS_WITH_AS(matmul(zeros({2, 3, 4}), zeros({3, 4, 5})),
+                       "matmul: [2, 3, 4] @ [3, 4, 5]: batch sizes differ (2 vs 3)", Error);
+  CHECK_THROWS_WITH_AS(matmul(zeros({3}), zeros({3, 4})),
+                       "matmul: [3] @ [3, 4]: supports 2-D @ 2-D, 3-D @ 3-D and 3-D @ 2-D", Error);
+}
+
+TEST_CASE("matmul of a large product split across threads matches OpenBLAS in one call") {
+  Generator gen(3);
+  const Tensor a = randn({300, 200}, gen), b = randn({200, 150}, gen);
+  const Tensor c = matmul(a, b);
+  const std::vector<float> va = values(a), vb = values(b), vc = values(c);
+  double worst = 0;
+  for (int i = 0; i < 300; i += 37)
+    for (int j = 0; j < 150; j += 11) {
+      double ref = 0;
+      for (int k = 0; k < 200; ++k) ref += static_cast<double>(va[i * 200 + k]) * vb[k * 150 + j];
+      worst = std::max(worst, std::fabs(ref - vc[i * 150 + j]));
+    }
+  CHECK(worst < 1e-3);
+}
+
+TEST_CASE("softmax and log_softmax") {
+  const Tensor x = tensor({1, 2, 3, 1000, 1000, 1000}, {2, 3});
+  const double e1 = std::exp(1.0), e2 = std::exp(2.0), e3 = std::exp(3.0), z = e1 + e2 + e3;
+  check_close(softmax(x, 1), {float(e1 / z), float(e2 / z), float(e3 / z), 1 / 3.0f, 1 / 3.0f, 1 / 3.0f});
+  check_close(log_softmax(x, 1), {float(1 - std::log(z)), float(2 - std::log(z)), float(3 - std::log(z)),
+                                  float(-std::log(3.0)), float(-std::log(3.0)), float(-std::log(3.0))});
+  check_close(softmax(tensor({0, 0, 0, std::log(3.0f)}, {2, 2}), 0), {0.5f, 0.25f, 0.5f, 0.75f});
+}
+
+TEST_CASE("cat, stack, split") {
+  const Tensor a = tensor({1, 2, 3, 4}, {2, 2}), b = tensor({5, 6}, {2, 1});
+  CHECK(values(cat({a, b}, 1)) == std::vector<float>{1, 2, 5, 3, 4, 6});
+  CHECK(values(cat({a, a}, 0)) == std::vector<float>{1, 2, 3, 4, 1, 2, 3, 4});
+  CHECK(stack({a, a}, 1).shape() == Shape{2, 2, 2});
+  CHECK(values(stack({a, a}, 1)) == std::vector<float>{1, 2, 1, 2, 3, 4, 3, 4});
+  const auto parts = split(arange(0.0, 5.0), 2, 0);
+  REQUIRE(parts.size() == 3);
+  CHECK(values(parts[2]) == std::vector<float>{4});
+  CHECK(cat({arange(2), arange(3)}, 0).to_vector<std::int64_t>() == std::vector<std::int64_t>{0, 1, 0, 1, 2});
+  CHECK_THROWS_WITH_AS(cat({a, b}, 0), "cat: tensor 1 has shape [2, 1], tensor 0 has [2, 2]; they must match except in dim 0",
+                       Error);
+}
+
+TEST_CASE("indexing") {
+  const Tensor x = tensor({1, 2, 3, 4, 5, 6}, {3, 2});
+  CHECK(values(index_select(x, 0, tensor(std::vector<std::int64_t>{2, 0}, {2}))) == std::vector<float>{5, 6, 1, 2});
+  CHECK(values(index_select(x, 1, tensor(std::vector<std::int64_t>{1}, {1}))) == std::vector<float>{2, 4, 6});
+  CHECK(values(gather(x, 1, tensor(std::vector<std::int64_t>{1, 0, 0}, {3, 1}))) == std::vector<float>{2, 3, 5});
+  CHECK_THROWS_WITH_AS(index_select(x, 0, tensor(std::vector<std::int64_t>{3}, {1})),
+                       "index_select: index 3 is out of range for dim 0 of size 3 in [3, 2]", Error);
+  CHECK_THROWS_WITH_AS(gather(x, 1, tensor(std::vector<std::int64_t>{-1, 0, 0}, {3, 1})),
+                       "gather: index -1 is out of range for dim 1 of size 2 in [3, 2]", Error);
+  CHECK_THROWS_WITH_AS(gather(x, 1, tensor({0, 1, 0}, {3, 1})),
+                       "gather: index must be int64, got float32 of shape [3, 1]", Error);
+  CHECK(values(where(tensor({1, 0, 1}), tensor({1, 2, 3}), scalar(-1))) == std::vector<float>{1, -1, 3});
+}
+
+TEST_CASE("comparisons and equality") {
+  const Tensor a = tensor({1, 2, 3}), b = tensor({3, 2, 1});
+  CHECK(values(eq(a, b)) == std::vector<float>{0, 1, 0});
+  CHECK(values(lt(a, b)) == std::vector<float>{1, 0, 0});
+  CHECK(values(ge(a, b)) == std::vector<float>{0, 1, 1});
+  const Tensor labels = tensor(std::vector<std::int64_t>{1, 2, 3}, {3});
+  CHECK(values(eq(labels, tensor(std::vector<std::int64_t>{1, 0, 3}, {3}))) == std::vector<float>{1, 0, 1});
+  CHECK_THROWS_WITH_AS(eq(a, labels), "eq: operands have different dtypes: float32 [3] vs int64 [3]", Error);
+  CHECK(equal(a, tensor({1, 2, 3})));
+  CHECK_FALSE(equal(a, b));
+  CHECK(allclose(a, a + 1e-7));
+}
