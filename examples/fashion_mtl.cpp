@@ -1,0 +1,98 @@
+// The README demo: one multi-task network learns two tasks from Fashion-MNIST images at once, the
+// 10-way item class and its 4-way group (tops, bottoms, footwear, bags).
+//
+//   build/examples/fashion_mtl [--model mmoe|omoe|shared_bottom] [--epochs 8] [--threads 2] ...
+#include <cstdio>
+#include <memory>
+
+#include "common.h"
+#include "ladon.h"
+
+using namespace ladon;
+
+namespace {
+
+std::unique_ptr<mtl::MultiTaskModel> make_model(const std::string& kind, const std::vector<mtl::TaskSpec>& tasks) {
+  if (kind == "mmoe") return std::make_unique<mtl::MMoE>(mtl::MoEOptions{784, 6, {192}, tasks});
+  if (kind == "omoe") return std::make_unique<mtl::OMoE>(mtl::MoEOptions{784, 6, {192}, tasks});
+  if (kind == "shared_bottom") return std::make_unique<mtl::SharedBottom>(mtl::SharedBottomOptions{784, {512}, tasks});
+  throw Error("fashion_mtl: unknown --model '" + kind + "' (mmoe, omoe or shared_bottom)");
+}
+
+// Fraction of correct argmax predictions per task over a whole split, in batches, without a graph.
+std::vector<double> accuracy(mtl::MultiTaskModel& model, const data::Dataset& split) {
+  NoGradGuard no_grad;
+  model.eval();
+  std::vector<double> correct(model.num_tasks(), 0.0);
+  for (const data::Batch& batch : data::Loader(split, {.batch = 1000})) {
+    const std::vector<Tensor> out = model(batch.x);
+    for (std::size_t t = 0; t < out.size(); ++t) correct[t] += sum(eq(argmax(out[t], 1), batch.y[t])).item();
+  }
+  model.train();
+  for (double& c : correct) c /= static_cast<double>(split.size());
+  return correct;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const examples::Flags flags(argc, argv,
+                              {{"model", "mmoe"},
+                               {"epochs", "8"},
+                               {"batch", "128"},
+                               {"lr", "0.001"},
+                               {"threads", "0"},
+                               {"seed", "1"},
+                               {"data", "/usr/share/datasets/fashion-mnist"}},
+                              "fashion_mtl: multi-task training on Fashion-MNIST (item class + group)");
+  set_num_threads(static_cast<int>(flags.integer("threads")));
+  manual_seed(static_cast<std::uint64_t>(flags.integer("seed")));
+
+  const data::FashionMnist fm = data::fashion_mnist(flags.str("data"));
+  const std::vector<mtl::TaskSpec> tasks = {{"item", 10, {64}}, {"group", 4, {64}}};
+  std::unique_ptr<mtl::MultiTaskModel> model = make_model(flags.str("model"), tasks);
+  nn::Adam optimizer(model->parameters(), {.lr = flags.real("lr")});
+  mtl::StaticWeighting joint = mtl::StaticWeighting::equal(tasks.size());
+  std::printf("model %s: %lld parameters, %lld training images, %d threads\n", flags.str("model").c_str(),
+              static_cast<long long>(model->num_parameters()), static_cast<long long>(fm.train.size()), num_threads());
+
+  const long epochs = flags.integer("epochs");
+  data::Loader loader(fm.train, {.batch = flags.integer("batch"), .shuffle = true, .seed = 7});
+  examples::Progress progress(epochs * loader.num_batches());
+  long step = 0, samples = 0;
+  for (long epoch = 1; epoch <= epochs; ++epoch) {
+    std::vector<double> running(tasks.size(), 0.0);
+    long batches = 0;
+    for (const data::Batch& batch : loader) {
+      const std::vector<Tensor> out = (*model)(batch.x);
+      std::vector<Tensor> losses;
+      for (std::size_t t = 0; t < tasks.size(); ++t) losses.push_back(nn::cross_entropy(out[t], batch.y[t]));
+      const Tensor loss = joint(losses);
+      optimizer.zero_grad();
+      loss.backward();
+      optimizer.step();
+
+      ++step, ++batches;
+      samples += batch.x.size(0);
+      char text[160];
+      std::snprintf(text, sizeof text, "epoch %ld/%ld  batch %ld/%lld", epoch, epochs, batches,
+                    static_cast<long long>(loader.num_batches()));
+      std::string line = text;
+      for (std::size_t t = 0; t < tasks.size(); ++t) {
+        running[t] += losses[t].item();
+        std::snprintf(text, sizeof text, "  %s loss %.4f", tasks[t].name.c_str(), running[t] / static_cast<double>(batches));
+        line += text;
+      }
+      progress.update(step, samples, line);
+    }
+  }
+  progress.finish();
+  std::printf("trained in %.1f s\n", progress.elapsed());
+
+  const std::vector<double> acc = accuracy(*model, fm.test);
+  for (std::size_t t = 0; t < tasks.size(); ++t) std::printf("test %s accuracy %.4f\n", tasks[t].name.c_str(), acc[t]);
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "%s\n", e.what());
+  return 1;
+}

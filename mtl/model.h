@@ -1,0 +1,36 @@
+// Multi-task models: one input, one output per task. Every architecture in mtl/ derives from
+// MultiTaskModel, so balancers, training loops and reports work with any of them.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "../core/random.h"
+#include "../nn/module.h"
+
+namespace ladon::mtl {
+
+struct TaskSpec {
+  std::string name;
+  std::int64_t out = 1;                    // logits per class, or 1 for a regression target
+  std::vector<std::int64_t> tower_hidden;  // hidden sizes of the task's tower (ReLU between)
+};
+
+class MultiTaskModel : public nn::Module {
+ public:
+  virtual std::vector<Tensor> forward(const Tensor& x) = 0;
+  std::vector<Tensor> operator()(const Tensor& x) { return forward(x); }
+  const std::vector<TaskSpec>& tasks() const { return tasks_; }
+  std::size_t num_tasks() const { return tasks_.size(); }
+
+ protected:
+  explicit MultiTaskModel(std::vector<TaskSpec> tasks);
+  std::vector<TaskSpec> tasks_;
+};
+
+// An MLP: Linear layers with ReLU after each hidden one; with relu_last, after the output too
+// (for trunks and experts whose output is a representation rather than logits).
+nn::Sequential mlp(std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t out, bool relu_last,
+                   Generator& gen = default_generator());
+
+}  // namespace ladon::mtl
