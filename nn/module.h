@@ -1,7 +1,8 @@
 // Module: the base of every layer and model. A module names its parameters, buffers and child
 // modules in visit(); everything else (parameters(), named_parameters(), train/eval, zero_grad,
 // state dicts) walks that one list. Nothing is registered at run time, so modules are ordinary
-// values: declare them as members, copy or move them freely (a copy shares its parameter tensors).
+// values: declare them as members and move them freely. Copying a module shares its parameter
+// tensors; modules that own children through pointers (Sequential) are move-only.
 //
 //   struct Net : nn::Module {
 //     nn::Linear fc1{784, 256}, fc2{256, 10};

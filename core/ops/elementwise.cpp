@@ -255,7 +255,7 @@ Tensor clamp(const Tensor& x, double low, double high) {
     kernels::clamp(n, in + at[1], st[1], static_cast<float>(low), static_cast<float>(high), o + at[0], st[0]);
   });
   return record(out, "clamp", {x}, [x = x.detach(), low, high](const Tensor& g, const std::vector<bool>&) {
-    return Grads{mul(g, mul(gt(x, scalar(low)), lt(x, scalar(high))))};
+    return Grads{mul(g, mul(ge(x, scalar(low)), le(x, scalar(high))))};  // bounds pass the gradient, as in PyTorch
   });
 }
 

@@ -1,0 +1,249 @@
+// Optimizers: a few steps with fixed gradients against trajectories computed here in double
+// arithmetic from the published update rules, then small problems that must actually converge.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "ladon.h"
+#include "approx.h"
+#include "nn/activation.h"
+#include "nn/linear.h"
+#include "nn/loss.h"
+#include "nn/optim.h"
+
+using namespace ladon;
+using testing::rel;
+
+namespace {
+
+using Vec = std::vector<double>;
+
+const Vec kStart = {1.0, -2.0};
+const std::vector<Vec> kGrads = {{0.5, -1.0}, {0.25, 2.0}, {-1.0, 0.5}};  // one per step
+
+Tensor to_tensor(const Vec& v) {
+  std::vector<float> f(v.begin(), v.end());
+  return tensor(f, {static_cast<std::int64_t>(f.size())});
+}
+
+void check_equal(const Tensor& t, const Vec& expected) {
+  const std::vector<float> v = t.to_vector<float>();
+  REQUIRE(v.size() == expected.size());
+  for (std::size_t i = 0; i < v.size(); ++i) CHECK(v[i] == rel(expected[i], 1e-5));
+}
+
+// PyTorch's SGD, elementwise, in double.
+std::vector<Vec> sgd_reference(const nn::SGDOptions& o) {
+  Vec p = kStart, buf(p.size());
+  std::vector<Vec> trajectory;
+  for (std::size_t t = 0; t < kGrads.size(); ++t) {
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      double g = kGrads[t][i] + o.weight_decay * p[i];
+      if (o.momentum != 0) {
+        buf[i] = t == 0 ? g : o.momentum * buf[i] + (1 - o.dampening) * g;
+        g = o.nesterov ? g + o.momentum * buf[i] : buf[i];
+      }
+      p[i] -= o.lr * g;
+    }
+    trajectory.push_back(p);
+  }
+  return trajectory;
+}
+
+// Adam (Kingma & Ba, with PyTorch's placement of eps), elementwise, in double.
+std::vector<Vec> adam_reference(const nn::AdamOptions& o) {
+  Vec p = kStart, m(p.size()), v(p.size());
+  std::vector<Vec> trajectory;
+  for (std::size_t t = 1; t <= kGrads.size(); ++t) {
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      const double g = kGrads[t - 1][i] + o.weight_decay * p[i];
+      m[i] = o.beta1 * m[i] + (1 - o.beta1) * g;
+      v[i] = o.beta2 * v[i] + (1 - o.beta2) * g * g;
+      const double m_hat = m[i] / (1 - std::pow(o.beta1, t));
+      const double v_hat = v[i] / (1 - std::pow(o.beta2, t));
+      p[i] -= o.lr * m_hat / (std::sqrt(v_hat) + o.eps);
+    }
+    trajectory.push_back(p);
+  }
+  return trajectory;
+}
+
+template <typename Opt, typename Options>
+void check_trajectory(const Options& options, const std::vector<Vec>& expected) {
+  Tensor p = to_tensor(kStart).requires_grad_();
+  Opt opt({p}, options);
+  for (std::size_t t = 0; t < kGrads.size(); ++t) {
+    CAPTURE(t);
+    p.set_grad(to_tensor(kGrads[t]));
+    opt.step();
+    check_equal(p, expected[t]);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("SGD first steps by hand") {
+  // lr 0.1, g = [0.5, -1]: p = [1 - 0.05, -2 + 0.1]
+  const Vec plain = sgd_reference({.lr = 0.1})[0];
+  CHECK(plain[0] == rel(0.95, 1e-6));
+  CHECK(plain[1] == rel(-1.9, 1e-6));
+  // weight decay 0.1 adds 0.1 p: g = [0.6, -1.2], p = [0.94, -1.88]
+  const Vec wd = sgd_reference({.lr = 0.1, .weight_decay = 0.1})[0];
+  CHECK(wd[0] == rel(0.94, 1e-6));
+  CHECK(wd[1] == rel(-1.88, 1e-6));
+  // momentum 0.9, step 2: buf = 0.9 [0.5, -1] + [0.25, 2] = [0.7, 1.1], p = [0.95 - 0.07, -1.9 - 0.11]
+  const Vec mom = sgd_reference({.lr = 0.1, .momentum = 0.9})[1];
+  CHECK(mom[0] == rel(0.88, 1e-6));
+  CHECK(mom[1] == rel(-2.01, 1e-6));
+  // nesterov 0.9, step 1: buf = g, update g + 0.9 g = 1.9 g: p = [1 - 0.095, -2 + 0.19]
+  const Vec nes = sgd_reference({.lr = 0.1, .momentum = 0.9, .nesterov = true})[0];
+  CHECK(nes[0] == rel(0.905, 1e-6));
+  CHECK(nes[1] == rel(-1.81, 1e-6));
+  // Adam's first step moves each element by lr against the sign of its gradient (m̂ = g, v̂ = g²).
+  const Vec adam = adam_reference({.lr = 0.1})[0];
+  CHECK(adam[0] == rel(0.9, 1e-6));
+  CHECK(adam[1] == rel(-1.9, 1e-6));
+}
+
+TEST_CASE("SGD follows the reference trajectory") {
+  const std::vector<nn::SGDOptions> cases = {
+      {.lr = 0.1},
+      {.lr = 0.1, .weight_decay = 0.1},
+      {.lr = 0.1, .momentum = 0.9},
+      {.lr = 0.05, .momentum = 0.8, .dampening = 0.5},
+      {.lr = 0.1, .momentum = 0.9, .nesterov = true},
+      {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true},
+  };
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    CAPTURE(c);
+    check_trajectory<nn::SGD>(cases[c], sgd_reference(cases[c]));
+  }
+}
+
+TEST_CASE("Adam follows the reference trajectory") {
+  const std::vector<nn::AdamOptions> cases = {
+      {.lr = 0.1},
+      {.lr = 0.01, .beta1 = 0.5, .beta2 = 0.9, .eps = 1e-3},
+      {.lr = 0.1, .weight_decay = 0.1},
+  };
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    CAPTURE(c);
+    check_trajectory<nn::Adam>(cases[c], adam_reference(cases[c]));
+  }
+}
+
+TEST_CASE("parameters without a gradient are skipped and keep their own step count") {
+  Tensor a = to_tensor({1.0, 1.0}).requires_grad_();
+  Tensor b = to_tensor({5.0}).requires_grad_();
+  nn::Adam opt({a, b}, {.lr = 0.1});
+  a.set_grad(to_tensor({1.0, -1.0}));
+  opt.step();
+  opt.step();  // same gradient twice: m̂ = g and v̂ = g², so each step moves lr against sign(g)
+  check_equal(a, {0.8, 1.2});
+  check_equal(b, {5.0});  // never had a gradient
+  // b's first update is a first Adam step (bias correction with t = 1), not a third.
+  opt.zero_grad();
+  CHECK_FALSE(a.grad().defined());
+  CHECK_FALSE(b.grad().defined());
+  b.set_grad(to_tensor({-3.0}));
+  opt.step();
+  check_equal(b, {5.1});
+  check_equal(a, {0.8, 1.2});
+
+  nn::SGD sgd({a, b}, {.lr = 1.0, .momentum = 0.5});
+  sgd.zero_grad();
+  sgd.step();  // no gradients at all: nothing moves
+  check_equal(a, {0.8, 1.2});
+  check_equal(b, {5.1});
+}
+
+TEST_CASE("a non-contiguous gradient is read in the parameter's element order") {
+  Tensor w = zeros({2, 3}).requires_grad_();
+  nn::SGD opt({w}, {.lr = 1.0});
+  w.set_grad(tensor({1, 2, 3, 4, 5, 6}, {3, 2}).t());  // [[1, 3, 5], [2, 4, 6]]
+  opt.step();
+  CHECK(w.to_vector<float>() == std::vector<float>{-1, -3, -5, -2, -4, -6});
+}
+
+TEST_CASE("optimizer options and parameters are validated") {
+  Tensor p = zeros({2}).requires_grad_();
+  CHECK_THROWS_WITH_AS(nn::SGD({p}, {.lr = -1}), "SGD: lr must be >= 0, got -1", Error);
+  CHECK_THROWS_WITH_AS(nn::SGD({p}, {.lr = 0.1, .nesterov = true}),
+                       "SGD: nesterov needs momentum > 0 and dampening = 0, got momentum = 0, dampening = 0", Error);
+  CHECK_THROWS_WITH_AS(nn::SGD({p}, {.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .nesterov = true}),
+                       "SGD: nesterov needs momentum > 0 and dampening = 0, got momentum = 0.9, dampening = 0.1",
+                       Error);
+  CHECK_THROWS_WITH_AS(nn::SGD({p}, {.momentum = -0.5}), "SGD: momentum must be >= 0, got -0.5", Error);
+  CHECK_THROWS_WITH_AS(nn::Adam({p}, {.lr = std::nan("")}), "Adam: lr must be >= 0, got nan", Error);
+  CHECK_THROWS_WITH_AS(nn::Adam({p}, {.beta1 = 1.0}), "Adam: beta1 must be in [0, 1), got 1", Error);
+  CHECK_THROWS_WITH_AS(nn::Adam({p}, {.beta2 = -0.1}), "Adam: beta2 must be in [0, 1), got -0.1", Error);
+  CHECK_THROWS_WITH_AS(nn::Adam({p}, {.eps = -1}), "Adam: eps must be >= 0, got -1", Error);
+  CHECK_THROWS_WITH_AS(nn::Adam({p}, {.weight_decay = -1}), "Adam: weight_decay must be >= 0, got -1", Error);
+
+  CHECK_THROWS_WITH_AS(nn::Adam(std::vector<Tensor>{}),
+                       "Adam: got an empty parameter list (does every module's visit() list its parameters?)", Error);
+  CHECK_THROWS_WITH_AS(nn::SGD({p, p}),
+                       "SGD: parameter 1 of shape [2] is listed twice; it would be updated twice per step", Error);
+  CHECK_THROWS_WITH_AS(nn::SGD({zeros({3, 2}).t()}), "SGD: parameter 0 of shape [2, 3] is not contiguous", Error);
+  CHECK_THROWS_WITH_AS(nn::SGD({p * 2.0}),
+                       "SGD: parameter 0 of shape [2] is not a leaf (it was computed from other tensors); optimize "
+                       "the tensors it came from",
+                       Error);
+  CHECK_THROWS_WITH_AS(nn::SGD({zeros({2}, Dtype::int64)}), "SGD: parameter 0 of shape [2] is int64, not float32",
+                       Error);
+
+  nn::SGD opt({p}, {.lr = 0.1});
+  CHECK(opt.lr() == 0.1);
+  opt.set_lr(0.5);
+  CHECK(opt.options().lr == 0.5);
+  CHECK_THROWS_WITH_AS(opt.set_lr(-2), "SGD: lr must be >= 0, got -2", Error);
+  CHECK(opt.params().size() == 1);
+  CHECK(opt.params()[0].same(p));
+}
+
+TEST_CASE("SGD with momentum and Adam fit a linear regression") {
+  // y = 2x - 1 on 16 points in [-1, 1]: the least-squares optimum is exact, loss 0.
+  const Tensor x = arange(-1.0, 1.0, 0.125).reshape({16, 1});
+  const Tensor y = x * 2.0 - 1.0;
+  for (int which = 0; which < 2; ++which) {
+    CAPTURE(which);
+    Generator gen(4);
+    nn::Linear model(1, 1, {}, gen);
+    std::unique_ptr<nn::Optimizer> opt;
+    if (which == 0)
+      opt = std::make_unique<nn::SGD>(model.parameters(), nn::SGDOptions{.lr = 0.1, .momentum = 0.9});
+    else
+      opt = std::make_unique<nn::Adam>(model.parameters(), nn::AdamOptions{.lr = 0.05});
+    const double initial = nn::mse_loss(model(x), y).item();
+    double loss = initial;
+    for (int step = 0; step < 300; ++step) {
+      Tensor l = nn::mse_loss(model(x), y);
+      loss = l.item();
+      opt->zero_grad();
+      l.backward();
+      opt->step();
+    }
+    CHECK(initial > 0.5);
+    CHECK(loss < 1e-5);
+    CHECK(model.weight.item() == rel(2.0, 1e-2));
+    CHECK(model.bias.item() == rel(-1.0, 1e-2));
+  }
+}
+
+TEST_CASE("Adam trains a small MLP to separate XOR") {
+  const Tensor x = tensor({0, 0, 0, 1, 1, 0, 1, 1}, {4, 2});
+  const Tensor y = tensor(std::vector<std::int64_t>{0, 1, 1, 0}, {4});
+  Generator gen(6);
+  nn::Sequential model{nn::Linear(2, 8, {}, gen), nn::Tanh(), nn::Linear(8, 2, {}, gen)};
+  nn::Adam opt(model.parameters(), {.lr = 0.05});
+  double loss = 0;
+  for (int step = 0; step < 300; ++step) {
+    Tensor l = nn::cross_entropy(model(x), y);
+    loss = l.item();
+    opt.zero_grad();
+    l.backward();
+    opt.step();
+  }
+  CHECK(loss < 0.05);
+  CHECK(equal(argmax(model(x), 1), y));
+}
