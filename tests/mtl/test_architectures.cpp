@@ -129,7 +129,7 @@ TEST_CASE("static loss weighting: L = sum_t alpha_t L_t") {
   CHECK(l1.grad().item() == 2.0);
   CHECK(l2.grad().item() == 0.5);
   CHECK(mtl::StaticWeighting::equal(3).weights() == std::vector<double>{1, 1, 1});
-  CHECK_THROWS_WITH_AS(w({l1}), "StaticWeighting: 1 task losses for 2 weights", Error);
+  CHECK_THROWS_WITH_AS(w({l1}), "StaticWeighting: 1 task losses for 2 tasks", Error);
   CHECK_THROWS_WITH_AS(mtl::StaticWeighting({1.0, -1.0}), "StaticWeighting: task weights must be non-negative, got -1",
                        Error);
 }
