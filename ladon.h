@@ -18,6 +18,8 @@
 #include "mtl/experts.h"
 #include "mtl/loss_weighting.h"
 #include "mtl/model.h"
+#include "mtl/gradient_methods.h"
+#include "mtl/ple.h"
 #include "nn/activation.h"
 #include "nn/dropout.h"
 #include "nn/init.h"

@@ -1,0 +1,64 @@
+#include <doctest/doctest.h>
+
+#include "ladon.h"
+
+using namespace ladon;
+
+namespace {
+const std::vector<mtl::TaskSpec> kTasks = {{"a", 2, {3}}, {"b", 1, {}}};
+
+Tensor named(nn::Module& m, const std::string& name) {
+  for (auto& [n, t] : m.named_parameters())
+    if (n == name) return t;
+  FAIL("no parameter " << name);
+  return {};
+}
+}  // namespace
+
+TEST_CASE("CGC: each task's gate sees only its own experts and the shared ones") {
+  Generator gen(3);
+  mtl::CGC cgc({.in = 4, .shared_experts = 2, .task_experts = 3, .expert_hidden = {5}, .tasks = kTasks}, gen);
+  const Tensor x = randn({6, 4}, gen);
+  const auto out = cgc(x);
+  CHECK(out[0].shape() == Shape{6, 2});
+  CHECK(out[1].shape() == Shape{6, 1});
+  CHECK(cgc.gate_weights(0).shape() == Shape{6, 5});
+  CHECK(allclose(sum(cgc.gate_weights(1), {1}), ones({6}), 1e-5, 1e-6));
+  // Perturbing task b's own experts leaves task a's output unchanged: a never sees them.
+  float* w = named(cgc, "levels.0.experts.b.0.weight").data<float>();
+  for (int i = 0; i < 10; ++i) w[i] += 1.0f;
+  const auto after = cgc(x);
+  CHECK(equal(after[0], out[0]));
+  CHECK_FALSE(equal(after[1], out[1]));
+}
+
+TEST_CASE("PLE: the shared gate carries every task's experts to the next level") {
+  Generator gen(4);
+  // Linear towers: a ReLU tower could be dead on a tiny batch and hide the dependency checked below.
+  const std::vector<mtl::TaskSpec> tasks = {{"a", 2, {}}, {"b", 1, {}}};
+  mtl::PLE ple({.in = 4, .levels = 2, .shared_experts = 1, .task_experts = 2, .expert_hidden = {5}, .tasks = tasks},
+               gen);
+  std::vector<std::string> names;
+  for (auto& [n, t] : ple.named_parameters()) names.push_back(n);
+  const auto has = [&](const std::string& n) { return std::find(names.begin(), names.end(), n) != names.end(); };
+  CHECK(has("levels.0.shared_gate.weight"));
+  CHECK_FALSE(has("levels.1.shared_gate.weight"));  // the last level has only task gates
+  CHECK(named(ple, "levels.0.shared_gate.weight").shape() == Shape{2 * 2 + 1, 4});
+  CHECK(named(ple, "levels.1.gates.a.weight").shape() == Shape{2 + 1, 5});
+  const Tensor x = randn({3, 4}, gen);
+  const auto out = ple(x);
+  // Unlike CGC, task b's level-0 experts now reach task a through the shared branch.
+  float* w = named(ple, "levels.0.experts.b.0.weight").data<float>();
+  for (int i = 0; i < 10; ++i) w[i] += 1.0f;
+  CHECK_FALSE(equal(ple(x)[0], out[0]));
+  // Every parameter gets a gradient.
+  sum(out[0]).backward();
+  const auto out2 = ple(x);
+  (sum(out2[0]) + sum(out2[1])).backward();
+  for (auto& [n, p] : ple.named_parameters()) {
+    CAPTURE(n);
+    CHECK(p.grad().defined());
+  }
+  CHECK_THROWS_WITH_AS(mtl::PLE({.in = 4, .levels = 2, .shared_experts = 0, .tasks = kTasks}),
+                       "PLE: levels above one pass the shared branch on, so they need shared_experts > 0", Error);
+}
