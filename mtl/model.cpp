@@ -11,6 +11,35 @@ MultiTaskModel::MultiTaskModel(std::vector<TaskSpec> tasks) : tasks_(std::move(t
     LADON_CHECK(t.out > 0, "MultiTaskModel", "task '", t.name, "' has output size ", t.out);
 }
 
+std::int64_t MultiTaskModel::owner_task(const std::string& parameter_name) const {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  for (std::size_t dot; (dot = parameter_name.find('.', start)) != std::string::npos; start = dot + 1)
+    parts.push_back(parameter_name.substr(start, dot - start));
+  parts.push_back(parameter_name.substr(start));
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    if (parts[i] != "towers" && parts[i] != "experts" && parts[i] != "gates") continue;
+    for (std::size_t t = 0; t < tasks_.size(); ++t)
+      if (parts[i + 1] == tasks_[t].name) return static_cast<std::int64_t>(t);
+  }
+  return -1;
+}
+
+std::vector<Tensor> MultiTaskModel::shared_parameters() {
+  std::vector<Tensor> out;
+  for (auto& [name, p] : named_parameters())
+    if (owner_task(name) < 0) out.push_back(p);
+  return out;
+}
+
+std::vector<Tensor> MultiTaskModel::task_parameters(std::size_t task) {
+  LADON_CHECK(task < tasks_.size(), "task_parameters", "task ", task, " out of range for ", tasks_.size(), " tasks");
+  std::vector<Tensor> out;
+  for (auto& [name, p] : named_parameters())
+    if (owner_task(name) == static_cast<std::int64_t>(task)) out.push_back(p);
+  return out;
+}
+
 nn::Sequential mlp(std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t out, bool relu_last,
                    Generator& gen) {
   nn::Sequential net;

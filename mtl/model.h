@@ -21,6 +21,13 @@ class MultiTaskModel : public nn::Module {
   virtual std::vector<Tensor> forward(const Tensor& x) = 0;
   std::vector<Tensor> operator()(const Tensor& x) { return forward(x); }
   const std::vector<TaskSpec>& tasks() const { return tasks_; }
+  // The split is by name: a parameter belongs to task t when its dotted name has a component
+  // "towers", "experts" or "gates" followed by t's name (towers.item.0.weight,
+  // levels.0.experts.item.0.bias); every other parameter is shared.
+  std::vector<Tensor> shared_parameters();
+  std::vector<Tensor> task_parameters(std::size_t task);
+  // The task owning a parameter name, or -1 when it is shared.
+  std::int64_t owner_task(const std::string& parameter_name) const;
   std::size_t num_tasks() const { return tasks_.size(); }
 
  protected:

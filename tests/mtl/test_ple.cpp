@@ -62,3 +62,19 @@ TEST_CASE("PLE: the shared gate carries every task's experts to the next level")
   CHECK_THROWS_WITH_AS(mtl::PLE({.in = 4, .levels = 2, .shared_experts = 0, .tasks = kTasks}),
                        "PLE: levels above one pass the shared branch on, so they need shared_experts > 0", Error);
 }
+
+TEST_CASE("shared and task-specific parameters are split by name") {
+  mtl::PLE ple({.in = 4, .levels = 2, .shared_experts = 1, .task_experts = 2, .expert_hidden = {5}, .tasks = kTasks});
+  CHECK(ple.owner_task("levels.0.experts.b.0.weight") == 1);
+  CHECK(ple.owner_task("levels.1.gates.a.bias") == 0);
+  CHECK(ple.owner_task("towers.a.2.weight") == 0);
+  CHECK(ple.owner_task("levels.0.shared_gate.weight") == -1);
+  CHECK(ple.owner_task("levels.0.shared_experts.0.weight") == -1);
+  std::int64_t total = 0;
+  for (const Tensor& p : ple.shared_parameters()) total += p.numel();
+  for (std::size_t t = 0; t < 2; ++t)
+    for (const Tensor& p : ple.task_parameters(t)) total += p.numel();
+  CHECK(total == ple.num_parameters());
+  mtl::MMoE mmoe({.in = 3, .experts = 2, .expert_hidden = {4}, .tasks = kTasks});
+  CHECK(mmoe.shared_parameters().size() == 4);  // expert weight and bias, gate weight and bias
+}
