@@ -33,14 +33,17 @@ std::vector<double> mix(const std::vector<std::vector<double>>& g, const std::ve
 void GradientMethod::backward(const std::vector<Tensor>& task_losses, const std::vector<Tensor>& shared_parameters) {
   LADON_CHECK(!task_losses.empty(), "GradientMethod", "needs at least one task loss");
   LADON_CHECK(!shared_parameters.empty(), "GradientMethod", "needs the shared parameters");
-  std::vector<std::vector<double>> task_grads;
-  for (const Tensor& loss : task_losses) {
-    std::vector<double> flat;
-    for (const Tensor& g : grad({loss}, shared_parameters, {}, true))
-      for (float v : g.to_vector<float>()) flat.push_back(v);
-    task_grads.push_back(std::move(flat));
+  // The flat per-task buffers keep their capacity between calls: a training step reuses them.
+  task_grads_.resize(task_losses.size());
+  for (std::size_t t = 0; t < task_losses.size(); ++t) {
+    std::vector<double>& flat = task_grads_[t];
+    flat.clear();
+    for (const Tensor& g : grad({task_losses[t]}, shared_parameters, {}, true)) {
+      const Tensor c = g.contiguous();
+      flat.insert(flat.end(), c.data<float>(), c.data<float>() + c.numel());
+    }
   }
-  const std::vector<double> combined = combine(task_grads);
+  const std::vector<double> combined = combine(task_grads_);
 
   // One ordinary backward gives every task-specific parameter its own task's gradient (the other
   // tasks' losses do not reach it); the shared gradients it also accumulates are replaced below.
@@ -52,9 +55,9 @@ void GradientMethod::backward(const std::vector<Tensor>& task_losses, const std:
   std::size_t at = 0;
   for (std::size_t k = 0; k < shared_parameters.size(); ++k) {
     const Tensor& p = shared_parameters[k];
-    std::vector<float> values(static_cast<std::size_t>(p.numel()));
-    for (float& v : values) v = static_cast<float>(combined[at++]);
-    Tensor g = tensor(values, p.shape());
+    Tensor g = empty(p.shape());
+    float* out = g.data<float>();
+    for (std::int64_t i = 0; i < p.numel(); ++i) out[i] = static_cast<float>(combined[at++]);
     p.set_grad(before[k].defined() ? add(before[k], g) : g);
   }
 }

@@ -19,6 +19,9 @@ class GradientMethod {
 
   // Combines per-task gradients (each flattened over all shared parameters) into one update.
   virtual std::vector<double> combine(const std::vector<std::vector<double>>& task_grads) = 0;
+
+ private:
+  std::vector<std::vector<double>> task_grads_;
 };
 
 // Yu et al. 2020: each g_i is projected off every g_j it conflicts with (g_i . g_j < 0), visiting

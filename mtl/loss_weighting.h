@@ -92,7 +92,8 @@ class GradNorm : public LossWeighting {
   GradNorm(std::size_t tasks, std::vector<Tensor> shared_layer, GradNormOptions options = {});
   Tensor operator()(const std::vector<Tensor>& task_losses) override;
   std::vector<double> weights() const override;
-  void visit(Visitor& v) override { v("task_weights", task_weights_); }
+  // A buffer, not a parameter: GradNorm trains the weights with its own optimizer.
+  void visit(Visitor& v) override { v.buffer("task_weights", task_weights_); }
 
  private:
   GradNormOptions options_;
