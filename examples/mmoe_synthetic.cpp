@@ -1,6 +1,7 @@
 // Reproduces the synthetic experiment of the MMoE paper (Ma et al., KDD 2018, section 3): two
 // regression tasks whose relatedness is set by p = cos(w1, w2). For each p and seed it trains
-// Shared-Bottom, OMoE and MMoE with the paper's sizes and prints the mean and spread of test MSE.
+// Shared-Bottom, OMoE, MMoE (the paper's sizes), CGC and PLE, and prints the mean and spread of
+// test MSE.
 // Expected ordering: MMoE ~ OMoE at p = 1; at low p, MMoE < OMoE < Shared-Bottom.
 #include <cmath>
 #include <cstdio>
@@ -21,6 +22,10 @@ std::unique_ptr<mtl::MultiTaskModel> make_model(const std::string& kind, Generat
   // Paper sizes: 8 experts of 16 units, towers of 8; Shared-Bottom's 113 units match the parameter count.
   if (kind == "MMoE") return std::make_unique<mtl::MMoE>(mtl::MoEOptions{100, 8, {16}, kTasks}, gen);
   if (kind == "OMoE") return std::make_unique<mtl::OMoE>(mtl::MoEOptions{100, 8, {16}, kTasks}, gen);
+  // CGC and PLE with the same 8 experts of 16: 4 shared plus 2 per task.
+  if (kind == "CGC") return std::make_unique<mtl::CGC>(mtl::PLEOptions{100, 1, 4, 2, {16}, kTasks}, gen);
+  if (kind == "PLE") return std::make_unique<mtl::PLE>(mtl::PLEOptions{100, 2, 4, 2, {16}, kTasks}, gen);
+  if (kind != "Shared-Bottom") throw Error("mmoe_synthetic: unknown model '" + kind + "'");
   return std::make_unique<mtl::SharedBottom>(mtl::SharedBottomOptions{100, {113}, kTasks}, gen);
 }
 
@@ -53,12 +58,18 @@ double train_and_test(const std::string& kind, double p, std::uint64_t seed, lon
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const examples::Flags flags(argc, argv, {{"seeds", "5"}, {"epochs", "30"}, {"lr", "0.001"}, {"threads", "1"}},
+  const examples::Flags flags(argc, argv, {{"seeds", "5"},
+                               {"epochs", "30"},
+                               {"lr", "0.001"},
+                               {"threads", "1"},
+                               {"models", "Shared-Bottom,OMoE,MMoE,CGC,PLE"}},
                               "mmoe_synthetic: Shared-Bottom vs OMoE vs MMoE on the MMoE paper's synthetic tasks");
   set_num_threads(static_cast<int>(flags.integer("threads")));
   const long seeds = flags.integer("seeds"), epochs = flags.integer("epochs");
   const std::vector<double> correlations = {1.0, 0.9, 0.5, 0.0};
-  const std::vector<std::string> models = {"Shared-Bottom", "OMoE", "MMoE"};
+  std::vector<std::string> models;
+  std::stringstream list(flags.str("models"));
+  for (std::string m; std::getline(list, m, ',');) models.push_back(m);
 
   std::printf("test MSE (mean over both tasks), mean ± std over %ld seeds, %ld epochs, 10k train / 1k test\n", seeds,
               epochs);
@@ -75,7 +86,7 @@ int main(int argc, char** argv) try {
       for (double v : mse) var += (v - mean) * (v - mean) / static_cast<double>(std::max<std::size_t>(mse.size() - 1, 1));
       char cell[64];
       std::snprintf(cell, sizeof cell, "%.4f ± %.4f", mean, std::sqrt(var));
-      std::printf("  %-22s", cell);
+      std::printf("  %-24s", cell);  // "±" is two bytes
       std::fflush(stdout);
     }
     std::printf("\n");
