@@ -31,6 +31,21 @@ Node::Node(const char* name, std::vector<Tensor> inputs, BackwardFn backward)
   }
 }
 
+Node::~Node() {
+  // Take over the producers this node keeps alive; any that would die with it hand their own
+  // producers over first, so destruction is a loop instead of a recursion down the chain.
+  std::vector<std::shared_ptr<Node>> pending;
+  for (Edge& edge : edges_)
+    if (edge.node) pending.push_back(std::move(edge.node));
+  while (!pending.empty()) {
+    std::shared_ptr<Node> node = std::move(pending.back());
+    pending.pop_back();
+    if (node.use_count() == 1)
+      for (Edge& edge : node->edges_)
+        if (edge.node) pending.push_back(std::move(edge.node));
+  }
+}
+
 Grads Node::apply(const Tensor& grad) {
   LADON_CHECK(backward_ != nullptr, "backward",
               "trying to backward through the graph a second time (through '", name_,

@@ -18,6 +18,9 @@ using BackwardFn = std::function<Grads(const Tensor& grad, const std::vector<boo
 class Node {
  public:
   Node(const char* name, std::vector<Tensor> inputs, BackwardFn backward);
+  ~Node();  // unlinks the graph iteratively: freeing a long chain must not recurse once per node
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
   const char* name() const { return name_; }
 
   struct Edge {
