@@ -1,14 +1,42 @@
 // Matrix multiply on raw pointers: C = alpha * op(A) * op(B) + beta * C, row-major, with leading
-// dimensions, so transposed views need no copy. This first version calls OpenBLAS's single-threaded
-// cblas_sgemm; callers split the work across threads through core/parallel.h.
+// dimensions, so transposed views need no copy. op(A) is m x k, op(B) is k x n, C is m x n.
+//
+// sgemm is our own packed, cache-blocked GEMM (the BLIS/GotoBLAS loop structure) with
+// register-blocked micro-kernels for AVX-512, AVX2 and plain C++, chosen once at start-up by CPUID.
+// It is single-threaded: callers split the work across threads through core/parallel.h.
+//
+// Contract, as in BLAS: beta == 0 means C is only written, never read (NaN garbage in C is
+// overwritten); alpha == 0 or k == 0 means A and B are not read and C = beta * C.
 #pragma once
 
 #include <cstdint>
 
 namespace ladon::kernels {
 
-void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
-           const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
-           std::int64_t ldc);
+void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
+           std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc);
+
+// Same contract through OpenBLAS's cblas_sgemm: the reference tests and benchmarks compare against.
+void sgemm_reference(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+                     const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+                     std::int64_t ldc);
+
+// Same contract through the portable (no SIMD intrinsics) micro-kernel.
+void sgemm_scalar(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+                  const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+                  std::int64_t ldc);
+
+enum class GemmIsa { scalar, avx2, avx512 };
+
+// The instruction set sgemm uses on this CPU, and its name ("avx512", "avx2", "scalar") for reports.
+GemmIsa sgemm_best_isa();
+const char* sgemm_isa();
+bool sgemm_isa_supported(GemmIsa isa);
+
+// sgemm forced onto one micro-kernel, for tests and benchmarks. The ISA must be supported by the CPU.
+// allow_unpacked = false forces the packed path even where small products would skip packing.
+void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                    float alpha, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta,
+                    float* c, std::int64_t ldc, bool allow_unpacked = true);
 
 }  // namespace ladon::kernels

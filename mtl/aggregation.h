@@ -1,0 +1,72 @@
+// Aggregators combine K same-shaped outputs ([batch, d] each: task heads, experts, ensemble
+// members) into one [batch, d_out]. All share one interface so a model can swap them.
+#pragma once
+
+#include <vector>
+
+#include "../core/random.h"
+#include "../nn/linear.h"
+#include "../nn/module.h"
+
+namespace ladon::mtl {
+
+class Aggregator : public nn::Module {
+ public:
+  virtual Tensor operator()(const std::vector<Tensor>& outputs) = 0;
+};
+
+class MeanAggregator : public Aggregator {  // (1/K) sum_k o_k
+ public:
+  Tensor operator()(const std::vector<Tensor>& outputs) override;
+};
+
+class MaxAggregator : public Aggregator {  // elementwise max over k
+ public:
+  Tensor operator()(const std::vector<Tensor>& outputs) override;
+};
+
+class MinAggregator : public Aggregator {  // elementwise min over k
+ public:
+  Tensor operator()(const std::vector<Tensor>& outputs) override;
+};
+
+// sum_k softmax(w)_k o_k with learned logits w, starting uniform.
+class WeightedAggregator : public Aggregator {
+ public:
+  explicit WeightedAggregator(std::int64_t count);
+  Tensor operator()(const std::vector<Tensor>& outputs) override;
+  void visit(Visitor& v) override { v("logits", logits_); }
+  Tensor weights() const;  // softmax(w), [K]
+
+ private:
+  Tensor logits_;
+};
+
+// A fusion network: concatenate the K outputs, then Linear-ReLU-Linear to d_out.
+class FusionAggregator : public Aggregator {
+ public:
+  FusionAggregator(std::int64_t count, std::int64_t dim, std::int64_t hidden, std::int64_t out,
+                   Generator& gen = default_generator());
+  Tensor operator()(const std::vector<Tensor>& outputs) override;
+  void visit(Visitor& v) override;
+
+ private:
+  std::int64_t count_;
+  nn::Linear hidden_, out_;
+};
+
+// Attention over outputs: per sample, scores s_k = (o_k . q) / sqrt(d) with a learned query q,
+// weights softmax_k(s), result sum_k weight_k o_k. last_weights() shows who was attended.
+class AttentionAggregator : public Aggregator {
+ public:
+  explicit AttentionAggregator(std::int64_t dim, Generator& gen = default_generator());
+  Tensor operator()(const std::vector<Tensor>& outputs) override;
+  void visit(Visitor& v) override { v("query", query_); }
+  Tensor last_weights() const { return last_weights_; }  // [batch, K]
+
+ private:
+  Tensor query_;
+  Tensor last_weights_;
+};
+
+}  // namespace ladon::mtl

@@ -1,0 +1,163 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/gemm.h"
+
+// Every sgemm path (each micro-kernel forced in turn, the CPUID-chosen default, OpenBLAS) against a
+// naive double-precision product. Tolerance: |c - ref| <= 1e-5 * (|alpha| * sum_p |a_ip||b_pj| +
+// |beta| * |c0_ij|) + 1e-30, i.e. relative to the magnitude of what was summed: rounding in float
+// with k <= 1000 stays well inside it, while any indexing, packing or edge error is of order 1.
+// C's padding between rows (ldc > n) is filled with a sentinel that must survive, and C starts as NaN
+// when beta == 0, which must be overwritten, never read.
+
+namespace {
+
+using ladon::kernels::GemmIsa;
+using i64 = std::int64_t;
+
+struct Case {
+  i64 m, n, k;
+  bool ta, tb;
+  float alpha, beta;
+  i64 pad;  // extra elements per row of A, B and C beyond the minimum leading dimension
+};
+
+constexpr float kSentinel = -12345.0f;
+
+struct Problem {
+  Case cs;
+  i64 lda, ldb, ldc;
+  std::vector<float> a, b, c0;
+  std::vector<double> ref, mag;
+
+  explicit Problem(const Case& c, std::mt19937& rng) : cs(c) {
+    const i64 a_rows = c.ta ? c.k : c.m, a_cols = c.ta ? c.m : c.k;
+    const i64 b_rows = c.tb ? c.n : c.k, b_cols = c.tb ? c.k : c.n;
+    lda = a_cols + c.pad;
+    ldb = b_cols + c.pad;
+    ldc = c.n + c.pad;
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    a.assign(static_cast<std::size_t>(std::max<i64>(a_rows * lda, 1)), 0.0f);
+    b.assign(static_cast<std::size_t>(std::max<i64>(b_rows * ldb, 1)), 0.0f);
+    for (float& x : a) x = dist(rng);
+    for (float& x : b) x = dist(rng);
+    c0.assign(static_cast<std::size_t>(std::max<i64>(c.m * ldc, 1)), kSentinel);
+    for (i64 i = 0; i < c.m; ++i)
+      for (i64 j = 0; j < c.n; ++j)
+        c0[static_cast<std::size_t>(i * ldc + j)] =
+            c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : dist(rng);
+    ref.assign(static_cast<std::size_t>(c.m * c.n), 0.0);
+    mag.assign(static_cast<std::size_t>(c.m * c.n), 0.0);
+    for (i64 i = 0; i < c.m; ++i)
+      for (i64 j = 0; j < c.n; ++j) {
+        double s = 0.0, sa = 0.0;
+        for (i64 p = 0; p < c.k; ++p) {
+          const double av = c.ta ? a[static_cast<std::size_t>(p * lda + i)] : a[static_cast<std::size_t>(i * lda + p)];
+          const double bv = c.tb ? b[static_cast<std::size_t>(j * ldb + p)] : b[static_cast<std::size_t>(p * ldb + j)];
+          s += av * bv;
+          sa += std::fabs(av * bv);
+        }
+        const double old = c.beta == 0.0f ? 0.0 : c0[static_cast<std::size_t>(i * ldc + j)];
+        ref[static_cast<std::size_t>(i * c.n + j)] = c.alpha * s + c.beta * old;
+        mag[static_cast<std::size_t>(i * c.n + j)] = std::fabs(c.alpha) * sa + std::fabs(c.beta * old);
+      }
+  }
+
+  template <class Fn>
+  void check(const std::string& what, Fn&& gemm) const {
+    std::vector<float> c = c0;
+    gemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, cs.alpha, a.data(), lda, b.data(), ldb, cs.beta, c.data(), ldc);
+    INFO(what, " m=", cs.m, " n=", cs.n, " k=", cs.k, " ta=", cs.ta, " tb=", cs.tb, " alpha=", cs.alpha,
+         " beta=", cs.beta, " pad=", cs.pad);
+    i64 bad = 0;
+    double worst = 0.0;
+    for (i64 i = 0; i < cs.m; ++i)
+      for (i64 j = 0; j < ldc; ++j) {
+        const float got = c[static_cast<std::size_t>(i * ldc + j)];
+        if (j >= cs.n) {
+          bad += got != kSentinel;  // padding must not be touched
+          continue;
+        }
+        const double want = ref[static_cast<std::size_t>(i * cs.n + j)];
+        const double err = std::fabs(got - want), tol = 1e-5 * mag[static_cast<std::size_t>(i * cs.n + j)] + 1e-30;
+        if (!(err <= tol)) {
+          ++bad;
+          worst = std::max(worst, std::isnan(err) ? INFINITY : err / tol);
+        }
+      }
+    CHECK_MESSAGE(bad == 0, bad, " wrong elements, worst error/tolerance ", worst);
+  }
+};
+
+void check_all_paths(const Case& c, std::mt19937& rng) {
+  const Problem p(c, rng);
+  for (GemmIsa isa : {GemmIsa::scalar, GemmIsa::avx2, GemmIsa::avx512}) {
+    if (!ladon::kernels::sgemm_isa_supported(isa)) continue;
+    const char* names[] = {"scalar", "avx2", "avx512"};
+    p.check(names[static_cast<int>(isa)], [isa](auto... args) { ladon::kernels::sgemm_with_isa(isa, args...); });
+    p.check(std::string(names[static_cast<int>(isa)]) + " packed only",
+            [isa](auto... args) { ladon::kernels::sgemm_with_isa(isa, args..., false); });
+  }
+  p.check("sgemm", [](auto... args) { ladon::kernels::sgemm(args...); });
+  p.check("sgemm_scalar", [](auto... args) { ladon::kernels::sgemm_scalar(args...); });
+  p.check("openblas", [](auto... args) { ladon::kernels::sgemm_reference(args...); });
+}
+
+}  // namespace
+
+TEST_CASE("sgemm: every path matches a double-precision product at awkward sizes") {
+  std::mt19937 rng(7);
+  const i64 sizes[] = {0, 1, 3, 7, 17};
+  const float betas[] = {0.0f, 1.0f, 0.5f};
+  int index = 0;
+  for (int t = 0; t < 4; ++t)
+    for (i64 m : sizes)
+      for (i64 n : sizes)
+        for (i64 k : sizes) {
+          const float beta = betas[index % 3];
+          const i64 pad = index % 2 == 0 ? 0 : 3;
+          ++index;
+          check_all_paths({m, n, k, (t & 1) != 0, (t & 2) != 0, index % 4 == 0 ? 1.0f : -0.75f, beta, pad}, rng);
+        }
+}
+
+TEST_CASE("sgemm: larger shapes cross every cache block and register-tile edge") {
+  std::mt19937 rng(11);
+  // Chosen to cross MC (m > 280), KC (k > 384, so beta is applied only to the first k block), NC
+  // (n > 4096), to leave every remainder of the 14 x 32 / 6 x 16 / 4 x 8 tiles, and to give each
+  // packing routine both full 16-wide transposes and scalar tails.
+  const struct {
+    i64 m, n, k;
+  } shapes[] = {{255, 255, 255}, {1023, 65, 300}, {17, 255, 7}, {255, 1, 255}, {1, 255, 255},
+                {31, 47, 800},   {300, 33, 17},   {5, 4100, 3}, {29, 100, 385}};
+  const float betas[] = {0.0f, 1.0f, 0.5f};
+  int index = 0;
+  for (const auto& s : shapes)
+    for (int t = 0; t < 4; ++t) {
+      const float beta = betas[index % 3];
+      ++index;
+      check_all_paths({s.m, s.n, s.k, (t & 1) != 0, (t & 2) != 0, 1.5f, beta, index % 2 == 0 ? 0 : 5}, rng);
+    }
+}
+
+TEST_CASE("sgemm: k == 0 or alpha == 0 scales C by beta without reading A or B") {
+  std::vector<float> c = {1.0f, 2.0f, 3.0f, 4.0f};
+  ladon::kernels::sgemm(false, false, 2, 2, 0, 1.0f, nullptr, 1, nullptr, 2, 0.5f, c.data(), 2);
+  CHECK(c == std::vector<float>{0.5f, 1.0f, 1.5f, 2.0f});
+  c.assign(4, std::numeric_limits<float>::quiet_NaN());
+  ladon::kernels::sgemm(false, false, 2, 2, 3, 0.0f, nullptr, 3, nullptr, 2, 0.0f, c.data(), 2);
+  CHECK(c == std::vector<float>{0.0f, 0.0f, 0.0f, 0.0f});
+}
+
+TEST_CASE("sgemm: reports the instruction set it chose") {
+  const std::string isa = ladon::kernels::sgemm_isa();
+  CHECK((isa == "avx512" || isa == "avx2" || isa == "scalar"));
+  CHECK(ladon::kernels::sgemm_isa_supported(GemmIsa::scalar));
+  CHECK(ladon::kernels::sgemm_isa_supported(ladon::kernels::sgemm_best_isa()));
+}
