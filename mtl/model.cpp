@@ -18,7 +18,7 @@ std::int64_t MultiTaskModel::owner_task(const std::string& parameter_name) const
     parts.push_back(parameter_name.substr(start, dot - start));
   parts.push_back(parameter_name.substr(start));
   for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
-    if (parts[i] != "towers" && parts[i] != "experts" && parts[i] != "gates") continue;
+    if (parts[i] != "towers" && parts[i] != "experts" && parts[i] != "gates" && parts[i] != "columns") continue;
     for (std::size_t t = 0; t < tasks_.size(); ++t)
       if (parts[i + 1] == tasks_[t].name) return static_cast<std::int64_t>(t);
   }

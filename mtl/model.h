@@ -22,7 +22,7 @@ class MultiTaskModel : public nn::Module {
   std::vector<Tensor> operator()(const Tensor& x) { return forward(x); }
   const std::vector<TaskSpec>& tasks() const { return tasks_; }
   // The split is by name: a parameter belongs to task t when its dotted name has a component
-  // "towers", "experts" or "gates" followed by t's name (towers.item.0.weight,
+  // "towers", "experts", "gates" or "columns" followed by t's name (towers.item.0.weight,
   // levels.0.experts.item.0.bias); every other parameter is shared.
   std::vector<Tensor> shared_parameters();
   std::vector<Tensor> task_parameters(std::size_t task);

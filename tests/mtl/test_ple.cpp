@@ -78,3 +78,28 @@ TEST_CASE("shared and task-specific parameters are split by name") {
   mtl::MMoE mmoe({.in = 3, .experts = 2, .expert_hidden = {4}, .tasks = kTasks});
   CHECK(mmoe.shared_parameters().size() == 4);  // expert weight and bias, gate weight and bias
 }
+
+TEST_CASE("cross-stitch: columns mixed by near-identity units, by hand") {
+  mtl::CrossStitch cs({.in = 2, .hidden = {1}, .tasks = {{"a", 1, {}}, {"b", 1, {}}}});
+  // Column a: relu(x0), column b: relu(x1); towers are identity.
+  auto set = [&](const std::string& name, std::vector<float> v) {
+    for (auto& [n, t] : cs.named_parameters())
+      if (n == name) std::copy(v.begin(), v.end(), t.data<float>());
+  };
+  set("columns.a.0.weight", {1, 0});
+  set("columns.a.0.bias", {0});
+  set("columns.b.0.weight", {0, 1});
+  set("columns.b.0.bias", {0});
+  set("towers.a.0.weight", {1});
+  set("towers.a.0.bias", {0});
+  set("towers.b.0.weight", {1});
+  set("towers.b.0.bias", {0});
+  CHECK(cs.stitch(0).to_vector<float>() == std::vector<float>{0.9f, 0.1f, 0.1f, 0.9f});
+  const auto out = cs(tensor({10, 20}, {1, 2}));
+  CHECK(out[0].item() == doctest::Approx(0.9 * 10 + 0.1 * 20));
+  CHECK(out[1].item() == doctest::Approx(0.1 * 10 + 0.9 * 20));
+  CHECK(cs.owner_task("columns.b.0.weight") == 1);
+  CHECK(cs.owner_task("stitch.0") == -1);
+  (sum(out[0]) + sum(out[1])).backward();
+  CHECK(cs.stitch(0).grad().defined());
+}

@@ -1,0 +1,30 @@
+// Cross-stitch networks (Misra et al., CVPR 2016): one column of layers per task; after every
+// layer a learned T x T unit mixes the columns, h_t <- sum_s alpha[t][s] h_s. The units start near
+// identity (0.9 on the diagonal, 0.1 shared among the others), so columns begin mostly separate.
+#pragma once
+
+#include "../nn/linear.h"
+#include "model.h"
+
+namespace ladon::mtl {
+
+struct CrossStitchOptions {
+  std::int64_t in = 0;
+  std::vector<std::int64_t> hidden = {64};  // each column's layer widths, ReLU after each
+  std::vector<TaskSpec> tasks;
+};
+
+class CrossStitch : public MultiTaskModel {
+ public:
+  explicit CrossStitch(const CrossStitchOptions& options, Generator& gen = default_generator());
+  std::vector<Tensor> forward(const Tensor& x) override;
+  void visit(Visitor& v) override;
+  Tensor stitch(std::size_t layer) const { return stitches_.at(layer); }  // [T, T]
+
+ private:
+  std::vector<std::vector<nn::Linear>> columns_;  // [task][layer]
+  std::vector<Tensor> stitches_;                  // per layer
+  std::vector<nn::Sequential> towers_;
+};
+
+}  // namespace ladon::mtl
