@@ -22,6 +22,7 @@
 #include "mtl/model.h"
 #include "mtl/gradient_methods.h"
 #include "mtl/ple.h"
+#include "mtl/pruning.h"
 #include "mtl/report.h"
 #include "nn/activation.h"
 #include "nn/dropout.h"
