@@ -38,7 +38,7 @@ std::vector<double> accuracy(mtl::MultiTaskModel& model, const data::Dataset& sp
 int main(int argc, char** argv) try {
   const examples::Flags flags(argc, argv,
                               {{"model", "mmoe"},
-                               {"epochs", "8"},
+                               {"epochs", "10"},
                                {"batch", "128"},
                                {"lr", "0.001"},
                                {"threads", "0"},

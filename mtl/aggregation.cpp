@@ -1,5 +1,6 @@
 #include "aggregation.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "../core/ops.h"
@@ -68,6 +69,63 @@ Tensor AttentionAggregator::operator()(const std::vector<Tensor>& outputs) {
               " for a query of width ", dim);
   const Tensor scores = matmul(stacked, query_.unsqueeze(1)).squeeze(2) * (1.0 / std::sqrt(static_cast<double>(dim)));
   const Tensor weights = softmax(scores, 1);  // [B, K]
+  last_weights_ = weights.detach();
+  return matmul(weights.unsqueeze(1), stacked).squeeze(1);
+}
+
+Tensor RandomSelection::operator()(const std::vector<Tensor>& outputs) {
+  const Tensor stacked = stack_outputs("RandomSelection", outputs);  // [B, K, d]
+  if (!is_training()) return mean(stacked, {1});
+  const std::int64_t batch = stacked.shape()[0], count = stacked.shape()[1];
+  Tensor pick = zeros({batch, count});
+  for (std::int64_t b = 0; b < batch; ++b)
+    pick.data<float>()[b * count + static_cast<std::int64_t>(gen_.below(static_cast<std::uint64_t>(count)))] = 1.0f;
+  return sum(stacked * pick.unsqueeze(2), {1});
+}
+
+PerformanceWeighted::PerformanceWeighted(std::int64_t count, double temperature, double momentum)
+    : scores_(static_cast<std::size_t>(count), 0.0),
+      seen_(static_cast<std::size_t>(count), false),
+      temperature_(temperature),
+      momentum_(momentum) {
+  LADON_CHECK(count > 0, "PerformanceWeighted", "needs at least one head, got ", count);
+  LADON_CHECK(temperature > 0, "PerformanceWeighted", "temperature must be positive, got ", temperature);
+  LADON_CHECK(momentum >= 0 && momentum < 1, "PerformanceWeighted", "momentum must be in [0, 1), got ", momentum);
+}
+
+void PerformanceWeighted::report_score(std::int64_t head, double score) {
+  LADON_CHECK(head >= 0 && head < static_cast<std::int64_t>(scores_.size()), "PerformanceWeighted", "head ", head,
+              " out of range for ", scores_.size(), " heads");
+  double& s = scores_[static_cast<std::size_t>(head)];
+  s = seen_[head] ? momentum_ * s + (1 - momentum_) * score : score;
+  seen_[head] = true;
+}
+
+std::vector<double> PerformanceWeighted::weights() const {
+  const double top = *std::max_element(scores_.begin(), scores_.end());
+  std::vector<double> w(scores_.size());
+  double total = 0;
+  for (std::size_t k = 0; k < w.size(); ++k) total += w[k] = std::exp((scores_[k] - top) / temperature_);
+  for (double& v : w) v /= total;
+  return w;
+}
+
+Tensor PerformanceWeighted::operator()(const std::vector<Tensor>& outputs) {
+  const Tensor stacked = stack_outputs("PerformanceWeighted", outputs);
+  LADON_CHECK(stacked.shape()[1] == static_cast<std::int64_t>(scores_.size()), "PerformanceWeighted", outputs.size(),
+              " outputs for ", scores_.size(), " heads");
+  const std::vector<double> w = weights();
+  return sum(stacked * tensor(std::vector<float>(w.begin(), w.end()), {1, stacked.shape()[1], 1}), {1});
+}
+
+AdaptiveGate::AdaptiveGate(std::int64_t context_dim, std::int64_t count, Generator& gen)
+    : gate_(context_dim, count, {}, gen) {}
+
+Tensor AdaptiveGate::operator()(const Tensor& context, const std::vector<Tensor>& outputs) {
+  const Tensor stacked = stack_outputs("AdaptiveGate", outputs);
+  LADON_CHECK(stacked.shape()[1] == gate_.out_features(), "AdaptiveGate", outputs.size(), " outputs for a gate over ",
+              gate_.out_features());
+  const Tensor weights = softmax(gate_(context), 1);  // [B, K]
   last_weights_ = weights.detach();
   return matmul(weights.unsqueeze(1), stacked).squeeze(1);
 }

@@ -69,4 +69,46 @@ class AttentionAggregator : public Aggregator {
   Tensor last_weights_;
 };
 
+// Selection mechanisms over K heads (the user's "gates" over task or expert heads):
+
+// Random selection: in training each sample takes one head chosen uniformly at random (a
+// stochastic ensemble that trains every head); in eval the heads are averaged.
+class RandomSelection : public Aggregator {
+ public:
+  explicit RandomSelection(std::uint64_t seed = 0) : gen_(seed) {}
+  Tensor operator()(const std::vector<Tensor>& outputs) override;
+
+ private:
+  Generator gen_;
+};
+
+// Performance-weighted selection: weights softmax(score / temperature) from running validation
+// scores per head (higher is better), updated by report_score() as an exponential moving average.
+class PerformanceWeighted : public Aggregator {
+ public:
+  PerformanceWeighted(std::int64_t count, double temperature = 0.1, double momentum = 0.9);
+  void report_score(std::int64_t head, double score);
+  std::vector<double> weights() const;
+  Tensor operator()(const std::vector<Tensor>& outputs) override;
+
+ private:
+  std::vector<double> scores_;
+  std::vector<bool> seen_;
+  double temperature_, momentum_;
+};
+
+// A learned adaptive gate: per-sample weights softmax(Linear(context)) over the K heads, where
+// context is the model input (or any representation) given with the outputs.
+class AdaptiveGate : public nn::Module {
+ public:
+  AdaptiveGate(std::int64_t context_dim, std::int64_t count, Generator& gen = default_generator());
+  Tensor operator()(const Tensor& context, const std::vector<Tensor>& outputs);
+  void visit(Visitor& v) override { v("gate", gate_); }
+  Tensor last_weights() const { return last_weights_; }  // [batch, K]
+
+ private:
+  nn::Linear gate_;
+  Tensor last_weights_;
+};
+
 }  // namespace ladon::mtl

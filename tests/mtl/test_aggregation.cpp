@@ -75,3 +75,43 @@ TEST_CASE("gradient conflicts between tasks, by hand") {
   CHECK_FALSE(W.grad().defined());
   CHECK(mtl::format_conflict_table({"a", "b"}, c).find("conflicting pairs: 1") != std::string::npos);
 }
+
+TEST_CASE("random selection picks one head per sample in training, averages in eval") {
+  mtl::RandomSelection sel(4);
+  const Tensor a = zeros({200, 1}), b = ones({200, 1});
+  const std::vector<float> picked = sel({a, b}).to_vector<float>();
+  double ones_picked = 0;
+  for (float v : picked) {
+    CHECK((v == 0.0f || v == 1.0f));
+    ones_picked += v;
+  }
+  CHECK(ones_picked > 70);  // about half of 200
+  CHECK(ones_picked < 130);
+  sel.eval();
+  CHECK(sel({a, b}).to_vector<float>()[0] == 0.5f);
+}
+
+TEST_CASE("performance-weighted selection follows running validation scores") {
+  mtl::PerformanceWeighted pw(2, 0.1, 0.5);
+  CHECK(pw.weights() == std::vector<double>{0.5, 0.5});
+  pw.report_score(0, 0.9);
+  pw.report_score(1, 0.8);
+  pw.report_score(1, 1.0);  // running 0.5 * 0.8 + 0.5 * 1.0 = 0.9: tied again
+  CHECK(pw.weights()[0] == doctest::Approx(0.5));
+  pw.report_score(0, 0.7);  // 0.8 vs 0.9: weights softmax((0.8, 0.9) / 0.1)
+  const double w0 = 1 / (1 + std::exp(1.0));
+  CHECK(pw.weights()[0] == doctest::Approx(w0));
+  const std::vector<float> out = pw({full({1, 1}, 2.0), full({1, 1}, 4.0)}).to_vector<float>();
+  CHECK(out[0] == doctest::Approx(2 * w0 + 4 * (1 - w0)));
+}
+
+TEST_CASE("adaptive gate learns per-sample weights over heads") {
+  mtl::AdaptiveGate gate(2, 2);
+  for (Tensor p : gate.parameters()) std::fill(p.data<float>(), p.data<float>() + p.numel(), 0.0f);
+  const Tensor x = tensor({1, 2}, {1, 2});
+  CHECK(gate(x, {full({1, 3}, 1.0), full({1, 3}, 3.0)}).to_vector<float>() == std::vector<float>{2, 2, 2});
+  const auto r = gradcheck([&](const std::vector<Tensor>& in) { return gate(in[0], {in[1], in[2]}); },
+                           {x, tensor({1, 2, 3}, {1, 3}), tensor({0, 1, 0}, {1, 3})});
+  INFO(r.message);
+  CHECK(r.ok);
+}
