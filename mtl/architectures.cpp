@@ -1,5 +1,8 @@
 #include "architectures.h"
 
+#include <algorithm>
+
+#include "../core/autograd.h"
 #include "../core/ops.h"
 #include "../nn/linear.h"
 
@@ -41,15 +44,16 @@ void SharedBottom::visit(Visitor& v) {
   for (std::size_t t = 0; t < towers_.size(); ++t) v("towers." + tasks_[t].name, towers_[t]);
 }
 
-GatedMixture::GatedMixture(const MoEOptions& options, std::int64_t gates, Generator& gen)
+GatedMixture::GatedMixture(const MoEOptions& options, bool per_task_gates, Generator& gen)
     : MultiTaskModel(options.tasks),
-      gates_(gates),
+      per_task_gates_(per_task_gates),
+      gates_(per_task_gates ? static_cast<std::int64_t>(options.tasks.size()) : 1),
       experts_(options.in, options.experts, options.expert_hidden, gen),
-      gate_(options.in, gates * options.experts, {}, gen),
+      gate_(options.in, gates_ * options.experts, {}, gen),
       towers_(make_towers(options.expert_hidden.back(), options.tasks, gen)) {}
 
 std::vector<Tensor> GatedMixture::forward(const Tensor& x) {
-  check_input(gates_ == 1 ? "OMoE" : "MMoE", x, gate_.in_features());
+  check_input(per_task_gates_ ? "MMoE" : "OMoE", x, gate_.in_features());
   const std::int64_t batch = x.shape()[0];
   const Tensor expert_out = experts_.forward(x);                                          // [B, E, H]
   const Tensor gates = softmax(gate_(x).reshape({batch, gates_, num_experts()}), -1);     // [B, G, E]
@@ -57,7 +61,7 @@ std::vector<Tensor> GatedMixture::forward(const Tensor& x) {
   const Tensor mixed = matmul(gates, expert_out);                                         // [B, G, H]
   std::vector<Tensor> outputs;
   for (std::size_t t = 0; t < towers_.size(); ++t) {
-    const std::int64_t g = gates_ == 1 ? 0 : static_cast<std::int64_t>(t);
+    const std::int64_t g = per_task_gates_ ? static_cast<std::int64_t>(t) : 0;
     outputs.push_back(towers_[t](mixed.narrow(1, g, 1).squeeze(1)));
   }
   return outputs;
@@ -66,7 +70,61 @@ std::vector<Tensor> GatedMixture::forward(const Tensor& x) {
 Tensor GatedMixture::gate_weights(std::size_t task) const {
   LADON_CHECK(last_gates_.defined(), "gate_weights", "no forward has run yet");
   LADON_CHECK(task < num_tasks(), "gate_weights", "task ", task, " out of range for ", num_tasks(), " tasks");
-  return last_gates_.narrow(1, gates_ == 1 ? 0 : static_cast<std::int64_t>(task), 1).squeeze(1);
+  return last_gates_.narrow(1, per_task_gates_ ? static_cast<std::int64_t>(task) : 0, 1).squeeze(1);
+}
+
+namespace {
+// A copy of the gate with output rows [keep_begin, keep_end) of the old one followed by `extra`
+// fresh rows: each gate owns one contiguous block of experts rows in [gates * experts, in].
+nn::Linear regate(const nn::Linear& old, std::int64_t keep_begin, std::int64_t keep_end, std::int64_t skip_begin,
+                  std::int64_t skip_end, std::int64_t extra, Generator& gen) {
+  const std::int64_t in = old.in_features();
+  const std::int64_t rows = (keep_end - keep_begin) - (skip_end - skip_begin) + extra;
+  nn::Linear gate(in, rows, {}, gen);
+  NoGradGuard no_grad;
+  float* w = gate.weight.data<float>();
+  float* b = gate.bias.data<float>();
+  std::int64_t at = 0;
+  for (std::int64_t r = keep_begin; r < keep_end; ++r, ++at) {
+    if (r >= skip_begin && r < skip_end) {
+      --at;
+      continue;
+    }
+    std::copy_n(old.weight.data<float>() + r * in, in, w + at * in);
+    b[at] = old.bias.data<float>()[r];
+  }
+  return gate;
+}
+}  // namespace
+
+void GatedMixture::add_task(const TaskSpec& task, Generator& gen) {
+  for (const TaskSpec& t : tasks_)
+    LADON_CHECK(t.name != task.name, "add_task", "a task named '", task.name, "' exists already");
+  LADON_CHECK(task.out > 0, "add_task", "task '", task.name, "' has output size ", task.out);
+  if (per_task_gates_) {
+    const std::int64_t experts = num_experts();
+    gate_ = regate(gate_, 0, gates_ * experts, 0, 0, experts, gen);
+    gates_++;
+  }
+  towers_.push_back(mlp(experts_.out_features(), task.tower_hidden, task.out, false, gen));
+  tasks_.push_back(task);
+  last_gates_ = Tensor();
+}
+
+void GatedMixture::remove_task(const std::string& name) {
+  const auto it = std::find_if(tasks_.begin(), tasks_.end(), [&](const TaskSpec& t) { return t.name == name; });
+  LADON_CHECK(it != tasks_.end(), "remove_task", "no task named '", name, "'");
+  LADON_CHECK(tasks_.size() > 1, "remove_task", "cannot remove the only task '", name, "'");
+  const std::int64_t t = it - tasks_.begin();
+  if (per_task_gates_) {
+    const std::int64_t experts = num_experts();
+    Generator unused;
+    gate_ = regate(gate_, 0, gates_ * experts, t * experts, (t + 1) * experts, 0, unused);
+    gates_--;
+  }
+  towers_.erase(towers_.begin() + t);
+  tasks_.erase(it);
+  last_gates_ = Tensor();
 }
 
 void GatedMixture::visit(Visitor& v) {

@@ -41,14 +41,21 @@ class GatedMixture : public MultiTaskModel {
   std::vector<Tensor> forward(const Tensor& x) override;
   void visit(Visitor& v) override;
 
+  // Grows or shrinks the set of tasks of a trained model: experts (and other tasks' gates and
+  // towers) are kept, a new task gets a fresh gate (MMoE) and tower. Parameters change, so build
+  // the optimizer again afterwards.
+  void add_task(const TaskSpec& task, Generator& gen = default_generator());
+  void remove_task(const std::string& name);
+
   // Softmax gate weights of the last forward, [batch, experts], for task t (OMoE: the same for all).
   Tensor gate_weights(std::size_t task) const;
   std::int64_t num_experts() const { return experts_.num_experts(); }
 
  protected:
-  GatedMixture(const MoEOptions& options, std::int64_t gates, Generator& gen);
+  GatedMixture(const MoEOptions& options, bool per_task_gates, Generator& gen);
 
  private:
+  bool per_task_gates_;
   std::int64_t gates_;
   ExpertBank experts_;
   nn::Linear gate_;  // all gates in one GEMM: in -> gates * experts
@@ -58,13 +65,13 @@ class GatedMixture : public MultiTaskModel {
 
 class OMoE : public GatedMixture {
  public:
-  explicit OMoE(const MoEOptions& options, Generator& gen = default_generator()) : GatedMixture(options, 1, gen) {}
+  explicit OMoE(const MoEOptions& options, Generator& gen = default_generator()) : GatedMixture(options, false, gen) {}
 };
 
 class MMoE : public GatedMixture {
  public:
   explicit MMoE(const MoEOptions& options, Generator& gen = default_generator())
-      : GatedMixture(options, static_cast<std::int64_t>(options.tasks.size()), gen) {}
+      : GatedMixture(options, true, gen) {}
 };
 
 }  // namespace ladon::mtl

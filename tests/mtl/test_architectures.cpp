@@ -133,3 +133,28 @@ TEST_CASE("static loss weighting: L = sum_t alpha_t L_t") {
   CHECK_THROWS_WITH_AS(mtl::StaticWeighting({1.0, -1.0}), "StaticWeighting: task weights must be non-negative, got -1",
                        Error);
 }
+
+TEST_CASE("adding and removing tasks keeps the experts and the other tasks' outputs") {
+  Generator gen(8);
+  mtl::MMoE model({.in = 3, .experts = 2, .expert_hidden = {4}, .tasks = {{"a", 2, {}}, {"b", 1, {}}}}, gen);
+  const Tensor x = randn({5, 3}, gen);
+  const auto before = model(x);
+  model.add_task({"c", 3, {2}}, gen);
+  CHECK(model.num_tasks() == 3);
+  const auto after = model(x);
+  CHECK(equal(after[0], before[0]));
+  CHECK(equal(after[1], before[1]));
+  CHECK(after[2].shape() == Shape{5, 3});
+  CHECK(param(model, "gate.weight").shape() == Shape{3 * 2, 3});
+  model.remove_task("a");
+  const auto removed = model(x);
+  REQUIRE(removed.size() == 2);
+  CHECK(equal(removed[0], before[1]));
+  CHECK(equal(removed[1], after[2]));
+  CHECK(model.tasks()[0].name == "b");
+  CHECK_THROWS_WITH_AS(model.remove_task("a"), "remove_task: no task named 'a'", Error);
+  CHECK_THROWS_WITH_AS(model.add_task({"b", 1, {}}), "add_task: a task named 'b' exists already", Error);
+  mtl::OMoE omoe({.in = 3, .experts = 2, .expert_hidden = {4}, .tasks = {{"a", 2, {}}}}, gen);
+  omoe.add_task({"b", 1, {}}, gen);
+  CHECK(param(omoe, "gate.weight").shape() == Shape{2, 3});  // one shared gate stays one gate
+}
