@@ -24,6 +24,7 @@
 #include "mtl/ple.h"
 #include "mtl/pruning.h"
 #include "mtl/report.h"
+#include "mtl/sparse_moe.h"
 #include "nn/activation.h"
 #include "nn/dropout.h"
 #include "nn/init.h"

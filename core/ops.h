@@ -56,6 +56,10 @@ std::vector<Tensor> split(const Tensor& x, std::int64_t size, std::int64_t dim);
 
 // Indexing with int64 indices.
 Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index);  // index is 1-D
+// Scatter-add, the adjoint of index_select: out = base, then out[.., index[j], ..] += source[.., j, ..]
+// along dim (repeated indices accumulate). index is 1-D; source has base's shape except along dim,
+// where it has index.numel() entries. Gradients: g to base, index_select(g, dim, index) to source.
+Tensor index_add(const Tensor& base, std::int64_t dim, const Tensor& index, const Tensor& source);
 // out[i][j] = x[i][index[i][j]] for dim 1; index has x's shape except along dim.
 Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index);
 // Picks a where condition is non-zero, else b; all three broadcast.

@@ -1,4 +1,4 @@
-// index_select and gather, with scatter-add backwards.
+// index_select, index_add and gather; index_select and index_add are each other's backward.
 #include "../autograd.h"
 #include "../ops.h"
 #include "iterate.h"
@@ -73,6 +73,37 @@ Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index) {
                   move_rows<true>(around(gshape, d), shape[d], gc.data<float>(), grad.data<float>(),
                                   [&](std::int64_t, std::int64_t j, std::int64_t) { return idx[j]; });
                   return Grads{grad, Tensor()};
+                });
+}
+
+Tensor index_add(const Tensor& base, std::int64_t dim, const Tensor& index, const Tensor& source) {
+  detail::check_float("index_add", base);
+  detail::check_float("index_add", source);
+  check_index("index_add", index);
+  LADON_CHECK(index.dim() == 1, "index_add", "index must be 1-D, got ", shape_str(index.shape()));
+  const std::int64_t d = detail::normalize_dim("index_add", dim, base.dim());
+  Shape expected = base.shape();
+  expected[d] = index.numel();
+  LADON_CHECK(source.shape() == expected, "index_add", "source ", shape_str(source.shape()), " must be ",
+              shape_str(expected), " for base ", shape_str(base.shape()), " and ", index.numel(), " indices along dim ",
+              d);
+  const std::int64_t limit = base.shape()[d];
+  const std::vector<std::int64_t> idx = index.to_vector<std::int64_t>();
+  for (std::int64_t v : idx)
+    LADON_CHECK(v >= 0 && v < limit, "index_add", "index ", v, " is out of range for dim ", d, " of size ", limit,
+                " in ", shape_str(base.shape()));
+  Tensor out = empty(base.shape());
+  detail::copy_into(out, base.detach());
+  const Tensor sc = source.detach().contiguous();
+  // Repeated indices make rows collide, so the scatter stays serial; it is memory-bound anyway.
+  move_rows<true>(around(expected, d), limit, sc.data<float>(), out.data<float>(),
+                  [&](std::int64_t, std::int64_t j, std::int64_t) { return idx[j]; });
+  return record(out, "index_add", {base, Tensor(), source},
+                [index = index.detach(), d](const Tensor& g, const std::vector<bool>& need) {
+                  Grads grads(3);
+                  if (need[0]) grads[0] = g;
+                  if (need[2]) grads[2] = index_select(g, d, index);
+                  return grads;
                 });
 }
 
