@@ -76,6 +76,43 @@ Tensor argmax(const Tensor& x, std::int64_t dim, bool keepdim = false);
 bool equal(const Tensor& a, const Tensor& b);  // same shape, dtype and values
 bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);
 
+// ---- Convolution and pooling (core/ops/conv.cpp) ------------------------------------------------
+// Images are [N, C, H, W] float32 (a 3-D [C, H, W] input is treated as a batch of one and gives a
+// 3-D result). Output sizes follow PyTorch: out = floor((in + 2 * pad - dilation * (k - 1) - 1) /
+// stride) + 1.
+
+// A pair of sizes for height and width; a single number means both: `.stride = 2`, `.padding = {1, 0}`.
+struct Size2 {
+  std::int64_t h = 0, w = 0;
+  constexpr Size2(std::int64_t both) : h(both), w(both) {}  // implicit: one number means both
+  constexpr Size2(std::int64_t h_, std::int64_t w_) : h(h_), w(w_) {}
+  friend bool operator==(const Size2&, const Size2&) = default;
+};
+
+struct ConvOptions {
+  Size2 stride = 1;
+  Size2 padding = 0;  // zeros on both sides
+  Size2 dilation = 1;
+  std::int64_t groups = 1;  // C and O must both divide by it
+};
+// x [N, C, H, W], weight [O, C / groups, kh, kw], bias [O] or undefined -> [N, O, out_h, out_w].
+// im2col + GEMM; backward gives input (col2im), weight and bias gradients.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const ConvOptions& options = {});
+
+struct PoolOptions {
+  Size2 stride = 0;   // 0: the kernel size, as in PyTorch
+  Size2 padding = 0;  // at most half the kernel
+  Size2 dilation = 1;             // max_pool2d only
+  bool count_include_pad = true;  // avg_pool2d only: padding zeros count in the divisor
+};
+// Window maximum; padding never wins. Backward routes each output gradient to its window's argmax
+// (the first maximum on ties).
+Tensor max_pool2d(const Tensor& x, Size2 kernel, const PoolOptions& options = {});
+ValuesIndices max_pool2d_with_indices(const Tensor& x, Size2 kernel, const PoolOptions& options = {});  // flat h * W + w
+Tensor avg_pool2d(const Tensor& x, Size2 kernel, const PoolOptions& options = {});
+// Averages PyTorch's adaptive windows [floor(o * in / out), ceil((o + 1) * in / out)) to output_size.
+Tensor adaptive_avg_pool2d(const Tensor& x, Size2 output_size);
+
 // Operators: tensor with tensor, or with a scalar on either side.
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }

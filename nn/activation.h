@@ -23,4 +23,68 @@ class GELU : public Layer {
   Tensor forward(const Tensor& x) override { return gelu(x); }
 };
 
+// x for x > 0, negative_slope * x otherwise.
+class LeakyReLU : public Layer {
+ public:
+  explicit LeakyReLU(double negative_slope = 0.01) : slope_(negative_slope) {}
+  Tensor forward(const Tensor& x) override { return sub(relu(x), mul(relu(neg(x)), scalar(slope_))); }
+
+ private:
+  double slope_;
+};
+
+// x for x > 0, alpha * (exp(x) - 1) otherwise. exp only ever sees min(x, 0), so it cannot overflow.
+class ELU : public Layer {
+ public:
+  explicit ELU(double alpha = 1.0) : alpha_(alpha) {}
+  Tensor forward(const Tensor& x) override {
+    return add(relu(x), mul(sub(exp(neg(relu(neg(x)))), scalar(1.0)), scalar(alpha_)));
+  }
+
+ private:
+  double alpha_;
+};
+
+// x * sigmoid(x) (also called swish).
+class SiLU : public Layer {
+ public:
+  Tensor forward(const Tensor& x) override { return mul(x, sigmoid(x)); }
+};
+
+// log(1 + exp(beta * x)) / beta, computed stably as max(z, 0) + log(1 + exp(-|z|)) with z = beta * x
+// (PyTorch's threshold for switching to the identity is unnecessary: this form never overflows).
+// maximum splits its gradient at a tie, so the derivative at 0 is the true 1/2.
+class Softplus : public Layer {
+ public:
+  explicit Softplus(double beta = 1.0) : beta_(beta) {
+    LADON_CHECK(beta > 0, "Softplus", "beta must be positive, got ", beta);
+  }
+  Tensor forward(const Tensor& x) override {
+    const Tensor z = beta_ == 1.0 ? x : mul(x, scalar(beta_));
+    const Tensor y = add(maximum(z, scalar(0.0)), log(add(exp(neg(abs(z))), scalar(1.0))));
+    return beta_ == 1.0 ? y : div(y, scalar(beta_));
+  }
+
+ private:
+  double beta_;
+};
+
+class Softmax : public Layer {
+ public:
+  explicit Softmax(std::int64_t dim) : dim_(dim) {}
+  Tensor forward(const Tensor& x) override { return softmax(x, dim_); }
+
+ private:
+  std::int64_t dim_;
+};
+
+class LogSoftmax : public Layer {
+ public:
+  explicit LogSoftmax(std::int64_t dim) : dim_(dim) {}
+  Tensor forward(const Tensor& x) override { return log_softmax(x, dim_); }
+
+ private:
+  std::int64_t dim_;
+};
+
 }  // namespace ladon::nn

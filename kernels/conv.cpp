@@ -1,0 +1,205 @@
+#include "conv.h"
+
+#include <algorithm>
+#include <limits>
+
+namespace ladon::kernels {
+
+namespace {
+// The range of output positions o for which o * stride - pad + offset lands inside [0, size).
+inline void valid_range(std::int64_t size, std::int64_t out, std::int64_t stride, std::int64_t pad,
+                        std::int64_t offset, std::int64_t& begin, std::int64_t& end) {
+  const std::int64_t shift = offset - pad;  // input index = o * stride + shift
+  begin = shift >= 0 ? 0 : (-shift + stride - 1) / stride;
+  end = size - shift <= 0 ? 0 : (size - shift + stride - 1) / stride;
+  begin = std::min(begin, out);
+  end = std::clamp(end, begin, out);
+}
+// Kernel taps k in [begin, end) with start + k * dilation inside [0, size); only called at borders
+// (the divisions cost more than the pooling itself).
+inline void clip_taps(std::int64_t start, std::int64_t size, std::int64_t dilation, std::int64_t& begin,
+                      std::int64_t& end) {
+  begin = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
+  end = std::min(end, (size - start + dilation - 1) / dilation);
+}
+}  // namespace
+
+void im2col(const Window2d& w, const float* image, float* col) {
+  const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
+  for (std::int64_t c = 0; c < w.channels; ++c)
+    for (std::int64_t i = 0; i < w.kernel_h; ++i)
+      for (std::int64_t j = 0; j < w.kernel_w; ++j) {
+        float* row = col + ((c * w.kernel_h + i) * w.kernel_w + j) * out_plane;
+        const float* src = image + c * plane;
+        std::int64_t y0, y1, x0, x1;
+        valid_range(w.height, w.out_h, w.stride_h, w.pad_h, i * w.dilation_h, y0, y1);
+        valid_range(w.width, w.out_w, w.stride_w, w.pad_w, j * w.dilation_w, x0, x1);
+        std::fill(row, row + y0 * w.out_w, 0.0f);
+        for (std::int64_t oy = y0; oy < y1; ++oy) {
+          float* dst = row + oy * w.out_w;
+          const float* line = src + (oy * w.stride_h - w.pad_h + i * w.dilation_h) * w.width;
+          const std::int64_t xoff = j * w.dilation_w - w.pad_w;
+          std::fill(dst, dst + x0, 0.0f);
+          if (w.stride_w == 1) {
+            std::copy(line + x0 + xoff, line + x1 + xoff, dst + x0);
+          } else {
+            for (std::int64_t ox = x0; ox < x1; ++ox) dst[ox] = line[ox * w.stride_w + xoff];
+          }
+          std::fill(dst + x1, dst + w.out_w, 0.0f);
+        }
+        std::fill(row + y1 * w.out_w, row + out_plane, 0.0f);
+      }
+}
+
+void col2im(const Window2d& w, const float* col, float* image) {
+  const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
+  for (std::int64_t c = 0; c < w.channels; ++c)
+    for (std::int64_t i = 0; i < w.kernel_h; ++i)
+      for (std::int64_t j = 0; j < w.kernel_w; ++j) {
+        const float* row = col + ((c * w.kernel_h + i) * w.kernel_w + j) * out_plane;
+        float* dst = image + c * plane;
+        std::int64_t y0, y1, x0, x1;
+        valid_range(w.height, w.out_h, w.stride_h, w.pad_h, i * w.dilation_h, y0, y1);
+        valid_range(w.width, w.out_w, w.stride_w, w.pad_w, j * w.dilation_w, x0, x1);
+        const std::int64_t xoff = j * w.dilation_w - w.pad_w;
+        for (std::int64_t oy = y0; oy < y1; ++oy) {
+          const float* src = row + oy * w.out_w;
+          float* line = dst + (oy * w.stride_h - w.pad_h + i * w.dilation_h) * w.width;
+          for (std::int64_t ox = x0; ox < x1; ++ox) line[ox * w.stride_w + xoff] += src[ox];
+        }
+      }
+}
+
+void max_pool2d(const Window2d& w, std::int64_t planes, const float* x, float* out, std::int64_t* argmax) {
+  const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
+  for (std::int64_t p = 0; p < planes; ++p) {
+    const float* in = x + p * plane;
+    for (std::int64_t oy = 0; oy < w.out_h; ++oy) {
+      // Kernel rows that land inside the image (padding rows are skipped, never compared).
+      const std::int64_t ys = oy * w.stride_h - w.pad_h;
+      std::int64_t i0 = 0, i1 = w.kernel_h;
+      if (ys < 0 || ys + (w.kernel_h - 1) * w.dilation_h >= w.height) clip_taps(ys, w.height, w.dilation_h, i0, i1);
+      for (std::int64_t ox = 0; ox < w.out_w; ++ox) {
+        const std::int64_t xs = ox * w.stride_w - w.pad_w;
+        std::int64_t j0 = 0, j1 = w.kernel_w;
+        if (xs < 0 || xs + (w.kernel_w - 1) * w.dilation_w >= w.width) clip_taps(xs, w.width, w.dilation_w, j0, j1);
+        float best = -std::numeric_limits<float>::infinity();
+        std::int64_t best_at = -1;
+        if (i0 < i1 && j0 < j1) {
+          best_at = (ys + i0 * w.dilation_h) * w.width + xs + j0 * w.dilation_w;
+          best = in[best_at];
+        }
+        for (std::int64_t i = i0; i < i1; ++i) {
+          const std::int64_t row = (ys + i * w.dilation_h) * w.width;
+          for (std::int64_t j = j0; j < j1; ++j) {
+            const std::int64_t at = row + xs + j * w.dilation_w;
+            const float v = in[at];
+            // Branch-free select (random data defeats the branch predictor). A NaN wins and then
+            // stays (nothing compares greater), as in PyTorch.
+            const bool take = (v > best) | (v != v);
+            best = take ? v : best;
+            best_at = take ? at : best_at;
+          }
+        }
+        out[p * out_plane + oy * w.out_w + ox] = best;
+        argmax[p * out_plane + oy * w.out_w + ox] = best_at;
+      }
+    }
+  }
+}
+
+void max_pool2d_backward(std::int64_t planes, std::int64_t in_plane, std::int64_t out_plane, const float* grad_out,
+                         const std::int64_t* argmax, float* grad_x) {
+  for (std::int64_t p = 0; p < planes; ++p)
+    for (std::int64_t o = 0; o < out_plane; ++o) {
+      const std::int64_t at = argmax[p * out_plane + o];
+      if (at >= 0) grad_x[p * in_plane + at] += grad_out[p * out_plane + o];
+    }
+}
+
+namespace {
+// Calls f(y0, y1, x0, x1, divisor) for every output cell of an average pool window.
+template <typename F>
+void avg_windows(const Window2d& w, bool count_include_pad, F&& f) {
+  for (std::int64_t oy = 0; oy < w.out_h; ++oy)
+    for (std::int64_t ox = 0; ox < w.out_w; ++ox) {
+      const std::int64_t ys = oy * w.stride_h - w.pad_h, xs = ox * w.stride_w - w.pad_w;
+      // The window clipped to the padded input (matters only when it hangs past the padding).
+      const std::int64_t ye_pad = std::min(ys + w.kernel_h, w.height + w.pad_h);
+      const std::int64_t xe_pad = std::min(xs + w.kernel_w, w.width + w.pad_w);
+      const std::int64_t y0 = std::max<std::int64_t>(ys, 0), x0 = std::max<std::int64_t>(xs, 0);
+      const std::int64_t y1 = std::min(ys + w.kernel_h, w.height), x1 = std::min(xs + w.kernel_w, w.width);
+      const std::int64_t count = count_include_pad ? (ye_pad - ys) * (xe_pad - xs) : (y1 - y0) * (x1 - x0);
+      f(oy * w.out_w + ox, y0, y1, x0, x1, count);
+    }
+}
+}  // namespace
+
+void avg_pool2d(const Window2d& w, std::int64_t planes, bool count_include_pad, const float* x, float* out) {
+  const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
+  for (std::int64_t p = 0; p < planes; ++p) {
+    const float* in = x + p * plane;
+    float* o = out + p * out_plane;
+    avg_windows(w, count_include_pad, [&](std::int64_t at, std::int64_t y0, std::int64_t y1, std::int64_t x0,
+                                          std::int64_t x1, std::int64_t count) {
+      float s = 0;
+      for (std::int64_t y = y0; y < y1; ++y)
+        for (std::int64_t xx = x0; xx < x1; ++xx) s += in[y * w.width + xx];
+      o[at] = count > 0 ? s / static_cast<float>(count) : 0.0f;
+    });
+  }
+}
+
+void avg_pool2d_backward(const Window2d& w, std::int64_t planes, bool count_include_pad, const float* grad_out,
+                         float* grad_x) {
+  const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
+  for (std::int64_t p = 0; p < planes; ++p) {
+    float* gx = grad_x + p * plane;
+    const float* g = grad_out + p * out_plane;
+    avg_windows(w, count_include_pad, [&](std::int64_t at, std::int64_t y0, std::int64_t y1, std::int64_t x0,
+                                          std::int64_t x1, std::int64_t count) {
+      if (count == 0) return;
+      const float share = g[at] / static_cast<float>(count);
+      for (std::int64_t y = y0; y < y1; ++y)
+        for (std::int64_t xx = x0; xx < x1; ++xx) gx[y * w.width + xx] += share;
+    });
+  }
+}
+
+namespace {
+inline std::int64_t window_start(std::int64_t o, std::int64_t in, std::int64_t out) { return (o * in) / out; }
+inline std::int64_t window_end(std::int64_t o, std::int64_t in, std::int64_t out) {
+  return ((o + 1) * in + out - 1) / out;
+}
+}  // namespace
+
+void adaptive_avg_pool2d(const Window2d& w, std::int64_t planes, const float* x, float* out) {
+  const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
+  for (std::int64_t p = 0; p < planes; ++p)
+    for (std::int64_t oy = 0; oy < w.out_h; ++oy) {
+      const std::int64_t y0 = window_start(oy, w.height, w.out_h), y1 = window_end(oy, w.height, w.out_h);
+      for (std::int64_t ox = 0; ox < w.out_w; ++ox) {
+        const std::int64_t x0 = window_start(ox, w.width, w.out_w), x1 = window_end(ox, w.width, w.out_w);
+        float s = 0;
+        for (std::int64_t y = y0; y < y1; ++y)
+          for (std::int64_t xx = x0; xx < x1; ++xx) s += x[p * plane + y * w.width + xx];
+        out[p * out_plane + oy * w.out_w + ox] = s / static_cast<float>((y1 - y0) * (x1 - x0));
+      }
+    }
+}
+
+void adaptive_avg_pool2d_backward(const Window2d& w, std::int64_t planes, const float* grad_out, float* grad_x) {
+  const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
+  for (std::int64_t p = 0; p < planes; ++p)
+    for (std::int64_t oy = 0; oy < w.out_h; ++oy) {
+      const std::int64_t y0 = window_start(oy, w.height, w.out_h), y1 = window_end(oy, w.height, w.out_h);
+      for (std::int64_t ox = 0; ox < w.out_w; ++ox) {
+        const std::int64_t x0 = window_start(ox, w.width, w.out_w), x1 = window_end(ox, w.width, w.out_w);
+        const float share = grad_out[p * out_plane + oy * w.out_w + ox] / static_cast<float>((y1 - y0) * (x1 - x0));
+        for (std::int64_t y = y0; y < y1; ++y)
+          for (std::int64_t xx = x0; xx < x1; ++xx) grad_x[p * plane + y * w.width + xx] += share;
+      }
+    }
+}
+
+}  // namespace ladon::kernels

@@ -1,0 +1,40 @@
+// Conv2d: a learnable 2-D convolution over [N, C, H, W] (or [C, H, W]) images; see conv2d in
+// core/ops.h for the output size and the meaning of each option.
+#pragma once
+
+#include "../core/ops.h"
+#include "../core/random.h"
+#include "module.h"
+
+namespace ladon::nn {
+
+struct Conv2dOptions {
+  Size2 stride = 1;
+  Size2 padding = 0;
+  Size2 dilation = 1;
+  std::int64_t groups = 1;
+  bool bias = true;
+};
+
+class Conv2d : public Layer {
+ public:
+  // Weight [out, in / groups, kh, kw] from kaiming_uniform_(a = sqrt(5)) and bias from
+  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = in / groups * kh * kw, as PyTorch does.
+  Conv2d(std::int64_t in, std::int64_t out, Size2 kernel, Conv2dOptions options = {},
+         Generator& gen = default_generator());
+
+  Tensor forward(const Tensor& x) override;
+  void visit(Visitor& v) override;
+
+  std::int64_t in_channels() const { return weight.shape()[1] * options_.groups; }
+  std::int64_t out_channels() const { return weight.shape()[0]; }
+  const Conv2dOptions& options() const { return options_; }
+
+  Tensor weight;  // [out, in / groups, kh, kw]
+  Tensor bias;    // [out], undefined when options.bias is false
+
+ private:
+  Conv2dOptions options_;
+};
+
+}  // namespace ladon::nn

@@ -1,0 +1,132 @@
+// conv2d and nn::Conv2d against convolutions worked out by hand, and their error messages.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "ladon.h"
+#include "nn/activation.h"
+#include "nn/conv.h"
+#include "nn/linear.h"
+#include "nn/pool.h"
+
+using namespace ladon;
+
+namespace {
+std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
+// x[r][c] = 4r + c + 1 on a 4x4 plane: 1..16.
+Tensor counting_4x4() { return arange(1.0, 17.0).reshape({1, 1, 4, 4}); }
+}  // namespace
+
+TEST_CASE("conv2d: one channel, 3x3 kernel on a 4x4 input, by hand") {
+  const Tensor x = counting_4x4().requires_grad_();
+  const Tensor w = tensor({1, 0, -1, 0, 1, 0, 2, 0, 0}, {1, 1, 3, 3}).requires_grad_();
+  const Tensor b = tensor({0.5f}).requires_grad_();
+  // out[r][c] = x[r][c] - x[r][c+2] + x[r+1][c+1] + 2 x[r+2][c] = 12r + 3c + 22, plus the bias.
+  const Tensor y = conv2d(x, w, b);
+  CHECK(y.shape() == Shape{1, 1, 2, 2});
+  CHECK(values(y) == std::vector<float>{22.5f, 25.5f, 34.5f, 37.5f});
+
+  sum(y).backward();
+  CHECK(values(b.grad()) == std::vector<float>{4});
+  // dW[i][j] = sum over the 4 windows of x[r+i][c+j] = 16i + 4j + 14.
+  CHECK(values(w.grad()) == std::vector<float>{14, 18, 22, 30, 34, 38, 46, 50, 54});
+  // dx = the kernel stamped at the four window offsets (0,0), (0,1), (1,0), (1,1), summed.
+  CHECK(values(x.grad()) == std::vector<float>{1, 1, -1, -1, 1, 2, 0, -1, 2, 3, 1, 0, 2, 2, 0, 0});
+}
+
+TEST_CASE("conv2d: stride 2 with zero padding 1") {
+  // 3x3 input 1..9 padded to 5x5; 2x2 ones kernel at padded rows/cols {0, 2}:
+  // {1}, {2, 3}, {4, 7}, {5, 6, 8, 9}.
+  const Tensor x = arange(1.0, 10.0).reshape({1, 1, 3, 3});
+  const Tensor y = conv2d(x, ones({1, 1, 2, 2}), Tensor(), {.stride = 2, .padding = 1});
+  CHECK(y.shape() == Shape{1, 1, 2, 2});
+  CHECK(values(y) == std::vector<float>{1, 5, 11, 28});
+}
+
+TEST_CASE("conv2d: dilation 2 spreads the kernel taps") {
+  // x[r][c] = 5r + c on 5x5; a dilated 2x2 ones kernel reads x[r][c] + x[r][c+2] + x[r+2][c] + x[r+2][c+2]
+  // = 20r + 4c + 24 on a 3x3 output.
+  const Tensor x = arange(0.0, 25.0).reshape({1, 1, 5, 5});
+  const Tensor y = conv2d(x, ones({1, 1, 2, 2}), Tensor(), {.dilation = 2});
+  CHECK(y.shape() == Shape{1, 1, 3, 3});
+  CHECK(values(y) == std::vector<float>{24, 28, 32, 44, 48, 52, 64, 68, 72});
+}
+
+TEST_CASE("conv2d: channels mix per output, batch and groups") {
+  // 1x1 kernels: out0 = x0 + 0.5 x1, out1 = -x0 + 2 x1 + 1 at every pixel.
+  const Tensor x = tensor({1, 2, 3, 4, 10, 20, 30, 40, 2, 4, 6, 8, 20, 40, 60, 80}, {2, 2, 2, 2});
+  const Tensor w = tensor({1, 0.5f, -1, 2}, {2, 2, 1, 1});
+  const Tensor y = conv2d(x, w, tensor({0.0f, 1.0f}));
+  CHECK(y.shape() == Shape{2, 2, 2, 2});
+  CHECK(values(y) == std::vector<float>{6, 12, 18, 24, 20, 39, 58, 77, 12, 24, 36, 48, 39, 77, 115, 153});
+
+  // groups = 2: output channel g sees only input channel g (x0 = 1s, x1 = 2s; weights 3 and 5).
+  const Tensor xg = cat({ones({1, 1, 3, 3}), full({1, 1, 3, 3}, 2.0)}, 1);
+  const Tensor yg = conv2d(xg, tensor({3.0f, 5.0f}, {2, 1, 1, 1}), Tensor(), {.padding = 1, .groups = 2});
+  CHECK(yg.shape() == Shape{1, 2, 5, 5});
+  CHECK(yg.narrow(2, 1, 3).narrow(3, 1, 3).contiguous().to_vector<float>() ==
+        std::vector<float>{3, 3, 3, 3, 3, 3, 3, 3, 3, 10, 10, 10, 10, 10, 10, 10, 10, 10});
+  CHECK(values(yg)[0] == 0.0f);  // the padded border sees only zeros
+}
+
+TEST_CASE("conv2d: a [C, H, W] input gives a [O, H', W'] output") {
+  const Tensor y = conv2d(arange(1.0, 10.0).reshape({1, 3, 3}), ones({2, 1, 3, 3}));
+  CHECK(y.shape() == Shape{2, 1, 1});
+  CHECK(values(y) == std::vector<float>{45, 45});
+}
+
+TEST_CASE("conv2d: bad inputs name the op and the shapes") {
+  CHECK_THROWS_WITH_AS(conv2d(zeros({1, 3, 4, 4}), zeros({2, 2, 3, 3})),
+                       "conv2d: input [1, 3, 4, 4] has 3 channels but weight [2, 2, 3, 3] expects 2 "
+                       "(in / groups = 2, groups = 1)",
+                       Error);
+  CHECK_THROWS_WITH_AS(conv2d(zeros({1, 1, 2, 2}), zeros({1, 1, 3, 3})),
+                       "conv2d: kernel (3, 3) (dilation (1, 1)) is larger than the padded input (2, 2) of "
+                       "[1, 1, 2, 2]",
+                       Error);
+  CHECK_THROWS_WITH_AS(conv2d(zeros({4, 4}), zeros({1, 1, 3, 3})),
+                       "conv2d: expected a [N, C, H, W] or [C, H, W] input, got [4, 4]", Error);
+  CHECK_THROWS_WITH_AS(conv2d(zeros({1, 3, 4, 4}), zeros({2, 1, 1, 1}), Tensor(), {.groups = 2}),
+                       "conv2d: groups=2 must divide input channels 3 and output channels 2 (input [1, 3, 4, 4], "
+                       "weight [2, 1, 1, 1])",
+                       Error);
+  CHECK_THROWS_WITH_AS(conv2d(zeros({1, 1, 3, 3}), zeros({2, 1, 1, 1}), zeros({3})),
+                       "conv2d: bias must be [2] for weight [2, 1, 1, 1], got [3]", Error);
+  CHECK_THROWS_WITH_AS(conv2d(zeros({1, 1, 3, 3}), zeros({1, 1, 1, 1}), Tensor(), {.stride = 0}),
+                       "conv2d: stride must be positive, got (0, 0)", Error);
+}
+
+TEST_CASE("Conv2d layer: shapes, names and PyTorch's default init bounds") {
+  Generator gen(7);
+  nn::Conv2d conv(4, 8, 3, {.stride = 2, .padding = 1, .groups = 2}, gen);
+  CHECK(conv.weight.shape() == Shape{8, 2, 3, 3});
+  CHECK(conv.in_channels() == 4);
+  CHECK(conv.out_channels() == 8);
+  CHECK(conv(zeros({2, 4, 9, 9})).shape() == Shape{2, 8, 5, 5});
+  std::vector<std::string> names;
+  for (auto& [name, t] : conv.named_parameters()) names.push_back(name);
+  CHECK(names == std::vector<std::string>{"weight", "bias"});
+  // fan_in = 2 * 3 * 3 = 18: kaiming_uniform(a = sqrt(5)) and the bias both give bound 1/sqrt(18).
+  const float bound = static_cast<float>(1.0 / std::sqrt(18.0));
+  float largest = 0;
+  for (float v : values(conv.weight)) largest = std::max(largest, std::abs(v));
+  CHECK(largest <= bound);
+  CHECK(largest > 0.8f * bound);  // 144 draws all inside 0.8 of the range: 0.8^144, negligible
+  for (float v : values(conv.bias)) CHECK(std::abs(v) <= bound);
+  CHECK(conv.weight.requires_grad());
+
+  nn::Conv2d plain(1, 1, {2, 3}, {.bias = false});
+  CHECK(plain.weight.shape() == Shape{1, 1, 2, 3});
+  CHECK(plain.parameters().size() == 1);
+  CHECK_THROWS_WITH_AS(nn::Conv2d(3, 4, 3, {.groups = 2}), "Conv2d: groups=2 must divide in=3 and out=4", Error);
+}
+
+TEST_CASE("a small CNN trains end to end: conv, relu, pool, flatten, linear") {
+  nn::Sequential net{nn::Conv2d(1, 4, 3, {.padding = 1}), nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(),
+                     nn::Linear(4 * 2 * 2, 3)};
+  const Tensor y = net(randn({2, 1, 4, 4}));
+  CHECK(y.shape() == Shape{2, 3});
+  sum(y).backward();
+  for (auto& [name, t] : net.named_parameters()) CHECK_MESSAGE(t.grad().defined(), name);
+  CHECK(net.named_parameters()[0].first == "0.weight");
+}

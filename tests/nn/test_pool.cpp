@@ -1,0 +1,97 @@
+// max/avg/adaptive-avg pooling, Flatten and Unflatten against values worked out by hand.
+#include <doctest/doctest.h>
+
+#include "ladon.h"
+#include "nn/pool.h"
+
+using namespace ladon;
+
+namespace {
+std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
+Tensor plane_4x4() { return tensor({1, 5, 2, 0, 3, 4, 8, 6, 7, 0, 1, 2, 9, 3, 4, 5}, {1, 1, 4, 4}); }
+}  // namespace
+
+TEST_CASE("max_pool2d: 2x2 windows, values, indices and gradient routing") {
+  const Tensor x = plane_4x4().requires_grad_();
+  // Windows {1,5,3,4} {2,0,8,6} {7,0,9,3} {1,2,4,5}.
+  const ValuesIndices r = max_pool2d_with_indices(x, 2);
+  CHECK(values(r.values) == std::vector<float>{5, 8, 9, 5});
+  CHECK(r.indices.to_vector<std::int64_t>() == std::vector<std::int64_t>{1, 6, 12, 15});
+  r.values.backward(tensor({1, 2, 3, 4}, {1, 1, 2, 2}));
+  CHECK(values(x.grad()) == std::vector<float>{0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 3, 0, 0, 4});
+
+  // Overlapping windows (stride 1) all pick the centre: its gradient accumulates 4 times.
+  const Tensor c = tensor({1, 2, 3, 4, 9, 5, 6, 7, 8}, {1, 1, 3, 3}).requires_grad_();
+  const Tensor y = max_pool2d(c, 2, {.stride = 1});
+  CHECK(values(y) == std::vector<float>{9, 9, 9, 9});
+  sum(y).backward();
+  CHECK(values(c.grad()) == std::vector<float>{0, 0, 0, 0, 4, 0, 0, 0, 0});
+}
+
+TEST_CASE("max_pool2d: padding never wins, even over negative values") {
+  // 3x3 kernel, stride 2, padding 1 on -1..-9: windows {-1,-2,-4,-5} {-2,-3,-5,-6} {-4,-5,-7,-8} {-5,-6,-8,-9}.
+  const Tensor x = neg(arange(1.0, 10.0)).reshape({1, 3, 3});
+  const Tensor y = max_pool2d(x, 3, {.stride = 2, .padding = 1});
+  CHECK(y.shape() == Shape{1, 2, 2});
+  CHECK(values(y) == std::vector<float>{-1, -2, -4, -5});
+}
+
+TEST_CASE("avg_pool2d: plain windows, and padding counted or not") {
+  CHECK(values(avg_pool2d(plane_4x4(), 2)) == std::vector<float>{3.25f, 4, 4.75f, 3});
+  // 2x2 kernel, stride 2, padding 1 on 1..9: windows {1}, {2,3}, {4,7}, {5,6,8,9}.
+  const Tensor x = arange(1.0, 10.0).reshape({1, 1, 3, 3}).requires_grad_();
+  CHECK(values(avg_pool2d(x, 2, {.padding = 1})) == std::vector<float>{0.25f, 1.25f, 2.75f, 7});
+  const Tensor y = avg_pool2d(x, 2, {.padding = 1, .count_include_pad = false});
+  CHECK(values(y) == std::vector<float>{1, 2.5f, 5.5f, 7});
+  sum(y).backward();
+  // Each input shares its window's gradient with the window's real elements only.
+  CHECK(values(x.grad()) == std::vector<float>{1, 0.5f, 0.5f, 0.5f, 0.25f, 0.25f, 0.5f, 0.25f, 0.25f});
+}
+
+TEST_CASE("adaptive_avg_pool2d: PyTorch's overlapping windows") {
+  // x[r][c] = 5r + c on 3x5 -> 2x3. Rows {0,1}, {1,2}; cols {0,1}, {1,2,3}, {3,4}.
+  const Tensor x = arange(0.0, 15.0).reshape({1, 1, 3, 5}).requires_grad_();
+  const Tensor y = adaptive_avg_pool2d(x, {2, 3});
+  CHECK(y.shape() == Shape{1, 1, 2, 3});
+  CHECK(values(y) == std::vector<float>{3, 4.5f, 6, 8, 9.5f, 11});
+  CHECK(values(adaptive_avg_pool2d(x, 1)) == std::vector<float>{7});
+  sum(adaptive_avg_pool2d(x, 1)).backward();
+  CHECK(values(x.grad()) == std::vector<float>(15, 1.0f / 15.0f));
+}
+
+TEST_CASE("pooling: bad inputs name the op and the sizes") {
+  CHECK_THROWS_WITH_AS(max_pool2d(zeros({1, 1, 2, 2}), 3),
+                       "max_pool2d: kernel (3, 3) (dilation (1, 1)) is larger than the padded input (2, 2) of "
+                       "[1, 1, 2, 2]",
+                       Error);
+  CHECK_THROWS_WITH_AS(max_pool2d(zeros({1, 1, 4, 4}), 2, {.padding = 2}),
+                       "max_pool2d: padding (2, 2) must be at most half the kernel (2, 2)", Error);
+  CHECK_THROWS_WITH_AS(avg_pool2d(zeros({1, 1, 4, 4}), 2, {.dilation = 2}),
+                       "avg_pool2d: dilation is not supported, got (2, 2)", Error);
+  CHECK_THROWS_WITH_AS(avg_pool2d(zeros({16}), 2), "avg_pool2d: expected a [N, C, H, W] or [C, H, W] input, got [16]",
+                       Error);
+  CHECK_THROWS_WITH_AS(adaptive_avg_pool2d(zeros({1, 1, 4, 4}), {0, 2}),
+                       "adaptive_avg_pool2d: output size must be positive, got (0, 2)", Error);
+}
+
+TEST_CASE("pooling layers, Flatten and Unflatten") {
+  nn::MaxPool2d max(2);
+  nn::AvgPool2d avg(2);
+  nn::AdaptiveAvgPool2d adaptive(1);
+  CHECK(values(max(plane_4x4())) == std::vector<float>{5, 8, 9, 5});
+  CHECK(values(avg(plane_4x4())) == std::vector<float>{3.25f, 4, 4.75f, 3});
+  CHECK(values(adaptive(plane_4x4())) == std::vector<float>{3.75f});  // 60 / 16
+  CHECK(max.parameters().empty());
+
+  nn::Flatten flatten;
+  CHECK(flatten(zeros({2, 3, 4, 5})).shape() == Shape{2, 60});
+  CHECK(nn::Flatten(0, 1)(zeros({2, 3, 4})).shape() == Shape{6, 4});
+  nn::Unflatten unflatten(1, {2, -1});
+  const Tensor u = unflatten(arange(0.0, 18.0).reshape({3, 6}));
+  CHECK(u.shape() == Shape{3, 2, 3});
+  CHECK(values(u)[4] == 4.0f);
+  CHECK(nn::Unflatten(-1, {3, 2})(zeros({5, 6})).shape() == Shape{5, 3, 2});
+  CHECK_THROWS_WITH_AS(nn::Unflatten(1, {4, 2})(zeros({3, 6})),
+                       "Unflatten: dim 1 of [3, 6] has size 6, which cannot be split into [4, 2]", Error);
+  CHECK_THROWS_WITH_AS(nn::Unflatten(1, {-1, -1}), "Unflatten: at most one size may be -1, got [-1, -1]", Error);
+}
