@@ -115,7 +115,15 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
       }
     }
     if (sinks.only_captures) return;
-    leaf->grad = leaf->grad.defined() ? add(leaf->grad, g) : g.clone();
+    if (leaf->grad.defined()) {
+      leaf->grad = add(leaf->grad, g);
+    } else {
+      // A gradient nobody else holds becomes .grad() as it is; anything shared (the same tensor
+      // routed to two inputs, a view of live data, the user's seed) is copied, so later in-place
+      // updates of .grad() cannot leak into another tensor.
+      const bool exclusive = g.is_contiguous() && g.impl().use_count() == 1 && g.impl()->storage.use_count() == 1;
+      leaf->grad = exclusive ? g : g.clone();
+    }
   };
   for (std::size_t i = 0; i < roots.size(); ++i) {
     if (Node* node = roots[i].grad_fn().get())

@@ -39,4 +39,35 @@ void adam_update(std::int64_t n, float* param, const float* grad, float* exp_avg
   }
 }
 
+LADON_SIMD_CLONES
+void rmsprop_update(std::int64_t n, float* param, const float* grad, float* square_avg, float* grad_avg,
+                    float* momentum_buffer, float lr, float alpha, float eps, float weight_decay, float momentum) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float g = grad[i] + weight_decay * param[i];
+    square_avg[i] = alpha * square_avg[i] + (1.0f - alpha) * g * g;
+    float variance = square_avg[i];
+    if (grad_avg) {
+      grad_avg[i] = alpha * grad_avg[i] + (1.0f - alpha) * g;
+      variance -= grad_avg[i] * grad_avg[i];
+    }
+    const float scaled = g / (std::sqrt(variance) + eps);
+    if (momentum_buffer) {
+      momentum_buffer[i] = momentum * momentum_buffer[i] + scaled;
+      param[i] -= lr * momentum_buffer[i];
+    } else {
+      param[i] -= lr * scaled;
+    }
+  }
+}
+
+LADON_SIMD_CLONES
+void adagrad_update(std::int64_t n, float* param, const float* grad, float* sum, float clr, float eps,
+                    float weight_decay) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float g = grad[i] + weight_decay * param[i];
+    sum[i] += g * g;
+    param[i] -= clr * g / (std::sqrt(sum[i]) + eps);
+  }
+}
+
 }  // namespace ladon::kernels

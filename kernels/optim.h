@@ -14,4 +14,14 @@ void adam_update(std::int64_t n, float* param, const float* grad, float* exp_avg
                  float beta1, float beta2, float eps, float weight_decay, bool decoupled_weight_decay,
                  std::int64_t step);
 
+// RMSprop: square_avg always; grad_avg only when centered (else null); momentum_buffer only when
+// momentum > 0 (else null). Buffers start at zero.
+void rmsprop_update(std::int64_t n, float* param, const float* grad, float* square_avg, float* grad_avg,
+                    float* momentum_buffer, float lr, float alpha, float eps, float weight_decay, float momentum);
+
+// Adagrad with the step's decayed learning rate clr already computed: sum += g^2,
+// param -= clr g / (sqrt(sum) + eps), g = grad + weight_decay param.
+void adagrad_update(std::int64_t n, float* param, const float* grad, float* sum, float clr, float eps,
+                    float weight_decay);
+
 }  // namespace ladon::kernels

@@ -31,8 +31,12 @@ SharedBottom::SharedBottom(const SharedBottomOptions& options, Generator& gen)
       trunk_(make_trunk(options, gen)),
       towers_(make_towers(options.trunk_hidden.back(), options.tasks, gen)) {}
 
+SharedBottom::SharedBottom(nn::Sequential trunk, std::int64_t trunk_out, std::vector<TaskSpec> tasks, Generator& gen)
+    : MultiTaskModel(std::move(tasks)), trunk_(std::move(trunk)), towers_(make_towers(trunk_out, tasks_, gen)) {
+  LADON_CHECK(trunk_.size() > 0, "SharedBottom", "the trunk has no layers");
+}
+
 std::vector<Tensor> SharedBottom::forward(const Tensor& x) {
-  check_input("SharedBottom", x, static_cast<nn::Linear&>(trunk_[0]).in_features());
   const Tensor shared = trunk_(x);
   std::vector<Tensor> outputs;
   for (nn::Sequential& tower : towers_) outputs.push_back(tower(shared));

@@ -20,6 +20,9 @@ struct SharedBottomOptions {
 class SharedBottom : public MultiTaskModel {
  public:
   explicit SharedBottom(const SharedBottomOptions& options, Generator& gen = default_generator());
+  // Any trunk (a CNN, say) whose output is [batch, trunk_out], shared by one tower per task.
+  SharedBottom(nn::Sequential trunk, std::int64_t trunk_out, std::vector<TaskSpec> tasks,
+               Generator& gen = default_generator());
   std::vector<Tensor> forward(const Tensor& x) override;
   void visit(Visitor& v) override;
 

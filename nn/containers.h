@@ -106,7 +106,7 @@ class ModuleDict : public Module {
       if (entry.first == key) return *entry.second;
     std::string known;
     for (const auto& entry : entries_) known += (known.empty() ? "" : ", ") + entry.first;
-    detail::fail("ModuleDict", "no module named '", key, "' (keys: ", known.empty() ? "none" : known, ")");
+    ::ladon::detail::fail("ModuleDict", "no module named '", key, "' (keys: ", known.empty() ? "none" : known, ")");
   }
   template <typename M>
   M& at(const std::string& key) {

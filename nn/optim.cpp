@@ -1,5 +1,6 @@
 #include "optim.h"
 
+#include <cmath>
 #include <unordered_set>
 
 #include "../core/autograd.h"
@@ -14,51 +15,99 @@ void check_lr(const char* op, double lr) {
   LADON_CHECK(lr >= 0.0, op, "lr must be >= 0, got ", lr);
 }
 
-void check_options(const SGDOptions& o) {
-  check_lr("SGD", o.lr);
-  LADON_CHECK(o.momentum >= 0.0, "SGD", "momentum must be >= 0, got ", o.momentum);
-  LADON_CHECK(o.dampening >= 0.0 && o.dampening <= 1.0, "SGD", "dampening must be in [0, 1], got ", o.dampening);
-  LADON_CHECK(o.weight_decay >= 0.0, "SGD", "weight_decay must be >= 0, got ", o.weight_decay);
-  LADON_CHECK(!o.nesterov || (o.momentum > 0.0 && o.dampening == 0.0), "SGD",
-              "nesterov needs momentum > 0 and dampening = 0, got momentum = ", o.momentum,
-              ", dampening = ", o.dampening);
+void check_weight_decay(const char* op, double wd) {
+  LADON_CHECK(wd >= 0.0, op, "weight_decay must be >= 0, got ", wd);
 }
 
-void check_options(const AdamOptions& o) {
-  check_lr("Adam", o.lr);
-  LADON_CHECK(o.beta1 >= 0.0 && o.beta1 < 1.0, "Adam", "beta1 must be in [0, 1), got ", o.beta1);
-  LADON_CHECK(o.beta2 >= 0.0 && o.beta2 < 1.0, "Adam", "beta2 must be in [0, 1), got ", o.beta2);
-  LADON_CHECK(o.eps >= 0.0, "Adam", "eps must be >= 0, got ", o.eps);
-  LADON_CHECK(o.weight_decay >= 0.0, "Adam", "weight_decay must be >= 0, got ", o.weight_decay);
+std::vector<ParamGroup> one_group(std::vector<Tensor> params) {
+  std::vector<ParamGroup> groups(1);
+  groups[0].params = std::move(params);
+  return groups;
 }
+
+std::string param_key(std::size_t i, const std::string& what) { return "param." + std::to_string(i) + "." + what; }
+std::string group_key(std::size_t g, const char* what) { return "group." + std::to_string(g) + "." + what; }
 
 }  // namespace
 
 // ---- Optimizer ----------------------------------------------------------------------------------
 
-Optimizer::Optimizer(std::vector<Tensor> params, const char* name) : name_(name), params_(std::move(params)) {
+Optimizer::Optimizer(std::vector<ParamGroup> groups, double default_lr, double default_weight_decay,
+                     std::vector<std::string> buffers, const char* name)
+    : name_(name), buffer_names_(std::move(buffers)) {
+  std::unordered_set<const TensorImpl*> seen;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const GroupOptions& o = groups[g].options;
+    Group group{params_.size(), params_.size(), o.lr.value_or(default_lr),
+                o.weight_decay.value_or(default_weight_decay)};
+    if (o.lr) LADON_CHECK(*o.lr >= 0.0, name_, "group ", g, ": lr must be >= 0, got ", *o.lr);
+    if (o.weight_decay)
+      LADON_CHECK(*o.weight_decay >= 0.0, name_, "group ", g, ": weight_decay must be >= 0, got ", *o.weight_decay);
+    for (Tensor& p : groups[g].params) {
+      const std::size_t i = params_.size();
+      LADON_CHECK(p.defined(), name_, "parameter ", i, " is an undefined tensor");
+      LADON_CHECK(p.dtype() == Dtype::float32, name_, "parameter ", i, " of shape ", shape_str(p.shape()), " is ",
+                  dtype_name(p.dtype()), ", not float32");
+      LADON_CHECK(p.is_leaf(), name_, "parameter ", i, " of shape ", shape_str(p.shape()),
+                  " is not a leaf (it was computed from other tensors); optimize the tensors it came from");
+      // The fused kernels walk the elements as one flat array.
+      LADON_CHECK(p.is_contiguous(), name_, "parameter ", i, " of shape ", shape_str(p.shape()), " is not contiguous");
+      LADON_CHECK(seen.insert(p.impl().get()).second, name_, "parameter ", i, " of shape ", shape_str(p.shape()),
+                  " is listed twice; it would be updated twice per step");
+      params_.push_back(std::move(p));
+      group_of_.push_back(g);
+    }
+    group.end = params_.size();
+    groups_.push_back(group);
+  }
   LADON_CHECK(!params_.empty(), name_,
               "got an empty parameter list (does every module's visit() list its parameters?)");
-  std::unordered_set<const TensorImpl*> seen;
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    const Tensor& p = params_[i];
-    LADON_CHECK(p.defined(), name_, "parameter ", i, " is an undefined tensor");
-    LADON_CHECK(p.dtype() == Dtype::float32, name_, "parameter ", i, " of shape ", shape_str(p.shape()),
-                " is ", dtype_name(p.dtype()), ", not float32");
-    LADON_CHECK(p.is_leaf(), name_, "parameter ", i, " of shape ", shape_str(p.shape()),
-                " is not a leaf (it was computed from other tensors); optimize the tensors it came from");
-    // The fused kernels walk the elements as one flat array.
-    LADON_CHECK(p.is_contiguous(), name_, "parameter ", i, " of shape ", shape_str(p.shape()),
-                " is not contiguous");
-    LADON_CHECK(seen.insert(p.impl().get()).second, name_, "parameter ", i, " of shape ", shape_str(p.shape()),
-                " is listed twice; it would be updated twice per step");
-  }
+  state_.resize(params_.size());
+  for (ParamState& s : state_) s.buffers.resize(buffer_names_.size());
 }
 
 Optimizer::~Optimizer() = default;
 
 void Optimizer::zero_grad() {
   for (const Tensor& p : params_) p.zero_grad();
+}
+
+std::vector<Tensor> Optimizer::group_params(std::size_t group) const {
+  LADON_CHECK(group < groups_.size(), name_, "group ", group, " does not exist (", groups_.size(), " groups)");
+  const Group& g = groups_[group];
+  return {params_.begin() + static_cast<std::ptrdiff_t>(g.begin), params_.begin() + static_cast<std::ptrdiff_t>(g.end)};
+}
+
+double Optimizer::lr(std::size_t group) const {
+  LADON_CHECK(group < groups_.size(), name_, "group ", group, " does not exist (", groups_.size(), " groups)");
+  return groups_[group].lr;
+}
+
+void Optimizer::set_lr(double lr) {
+  check_lr(name_, lr);
+  for (Group& g : groups_) g.lr = lr;
+}
+
+void Optimizer::set_lr(std::size_t group, double lr) {
+  LADON_CHECK(group < groups_.size(), name_, "group ", group, " does not exist (", groups_.size(), " groups)");
+  check_lr(name_, lr);
+  groups_[group].lr = lr;
+}
+
+double Optimizer::weight_decay(std::size_t group) const {
+  LADON_CHECK(group < groups_.size(), name_, "group ", group, " does not exist (", groups_.size(), " groups)");
+  return groups_[group].weight_decay;
+}
+
+void Optimizer::set_weight_decay(std::size_t group, double weight_decay) {
+  LADON_CHECK(group < groups_.size(), name_, "group ", group, " does not exist (", groups_.size(), " groups)");
+  check_weight_decay(name_, weight_decay);
+  groups_[group].weight_decay = weight_decay;
+}
+
+std::int64_t Optimizer::param_steps(std::size_t i) const {
+  LADON_CHECK(i < state_.size(), name_, "parameter ", i, " does not exist (", state_.size(), " parameters)");
+  return state_[i].step;
 }
 
 Tensor Optimizer::gradient(std::size_t i) const {
@@ -72,68 +121,345 @@ Tensor Optimizer::gradient(std::size_t i) const {
   return g.contiguous();
 }
 
-// ---- SGD ----------------------------------------------------------------------------------------
-
-SGD::SGD(std::vector<Tensor> params, SGDOptions options)
-    : Optimizer(std::move(params), "SGD"), options_(options), momentum_buffers_(this->params().size()) {
-  check_options(options_);
+Tensor& Optimizer::buffer(std::size_t i, std::size_t b, double fill) {
+  Tensor& t = state_[i].buffers[b];
+  if (!t.defined()) t = full(params_[i].shape(), fill);
+  return t;
 }
 
-void SGD::set_lr(double lr) {
-  check_lr("SGD", lr);
-  options_.lr = lr;
+// Saved layout: "optimizer" (the kind), "groups", per group "group.<g>.params", ".lr",
+// ".weight_decay"; "hyper.<name>" per other hyperparameter; per parameter "param.<i>.step" and
+// "param.<i>.<buffer>" for each buffer it has.
+StateDict Optimizer::state_dict() const {
+  StateDict out;
+  out.set("optimizer", name_);
+  out.set("groups", groups_.size());
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    out.set(group_key(g, "params"), groups_[g].end - groups_[g].begin);
+    out.set(group_key(g, "lr"), groups_[g].lr);
+    out.set(group_key(g, "weight_decay"), groups_[g].weight_decay);
+  }
+  for (const Hyper& h : const_cast<Optimizer*>(this)->hyperparameters()) {
+    if (h.number) out.set(std::string("hyper.") + h.name, *h.number);
+    if (h.flag) out.set(std::string("hyper.") + h.name, *h.flag);
+  }
+  NoGradGuard no_grad;
+  for (std::size_t i = 0; i < state_.size(); ++i) {
+    out.set(param_key(i, "step"), state_[i].step);
+    for (std::size_t b = 0; b < buffer_names_.size(); ++b)
+      if (state_[i].buffers[b].defined()) out.set(param_key(i, buffer_names_[b]), state_[i].buffers[b].clone());
+  }
+  return out;
+}
+
+void Optimizer::check_state_dict(const StateDict& state) const {
+  const char* op = name_;
+  const std::string kind = state.string("optimizer", op);
+  LADON_CHECK(kind == name_, op, "the state was saved by ", kind, ", this is ", name_);
+  const std::int64_t groups = state.integer("groups", op);
+  LADON_CHECK(groups == static_cast<std::int64_t>(groups_.size()), op, "the state has ", groups,
+              " parameter groups, this optimizer has ", groups_.size());
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const std::int64_t n = state.integer(group_key(g, "params"), op);
+    const std::size_t have = groups_[g].end - groups_[g].begin;
+    LADON_CHECK(n == static_cast<std::int64_t>(have), op, "group ", g, " has ", n, " parameters in the state, ", have,
+                " in this optimizer");
+    const double lr = state.number(group_key(g, "lr"), op);
+    LADON_CHECK(lr >= 0.0, op, "group ", g, ": lr must be >= 0, got ", lr, " in the state");
+    const double wd = state.number(group_key(g, "weight_decay"), op);
+    LADON_CHECK(wd >= 0.0, op, "group ", g, ": weight_decay must be >= 0, got ", wd, " in the state");
+  }
+  for (const Hyper& h : const_cast<Optimizer*>(this)->hyperparameters()) {
+    const std::string key = std::string("hyper.") + h.name;
+    if (h.number) state.number(key, op);
+    if (h.flag) state.integer(key, op);
+  }
+  // Every per-parameter entry must name a known parameter and buffer, with the parameter's shape.
+  for (const auto& [key, value] : state.items()) {
+    if (key.rfind("param.", 0) != 0) continue;
+    const std::size_t dot = key.find('.', 6);
+    std::size_t i = 0;
+    bool ok = dot != std::string::npos && dot > 6;
+    if (ok) {
+      try {
+        std::size_t used = 0;
+        i = std::stoul(key.substr(6, dot - 6), &used);
+        ok = used == dot - 6;
+      } catch (const std::exception&) {
+        ok = false;
+      }
+    }
+    LADON_CHECK(ok, op, "malformed state entry '", key, "'");
+    LADON_CHECK(i < params_.size(), op, "state entry '", key, "' is for parameter ", i, ", but this optimizer has ",
+                params_.size(), " parameters");
+    const std::string what = key.substr(dot + 1);
+    if (what == "step") {
+      const std::int64_t step = state.integer(key, op);
+      LADON_CHECK(step >= 0, op, "state entry '", key, "' is negative: ", step);
+      continue;
+    }
+    bool known = false;
+    for (const std::string& b : buffer_names_) known = known || b == what;
+    LADON_CHECK(known, op, "state entry '", key, "': ", name_, " has no buffer '", what, "'");
+    const Tensor& t = state.tensor(key, op);
+    LADON_CHECK(t.defined() && t.dtype() == Dtype::float32, op, "state entry '", key, "' must be a float32 tensor");
+    LADON_CHECK(t.shape() == params_[i].shape(), op, "state entry '", key, "' has shape ", shape_str(t.shape()),
+                ", but parameter ", i, " has shape ", shape_str(params_[i].shape()));
+  }
+}
+
+void Optimizer::load_state_dict(const StateDict& state) {
+  check_state_dict(state);
+  // Hyperparameters first, since their validation may still fail: undo on failure.
+  std::vector<Hyper> hypers = hyperparameters();
+  std::vector<double> old_numbers(hypers.size());
+  std::vector<bool> old_flags(hypers.size());
+  for (std::size_t k = 0; k < hypers.size(); ++k) {
+    const std::string key = std::string("hyper.") + hypers[k].name;
+    if (hypers[k].number) {
+      old_numbers[k] = *hypers[k].number;
+      *hypers[k].number = state.number(key, name_);
+    }
+    if (hypers[k].flag) {
+      old_flags[k] = *hypers[k].flag;
+      *hypers[k].flag = state.integer(key, name_) != 0;
+    }
+  }
+  try {
+    validate_hyperparameters();
+  } catch (...) {
+    for (std::size_t k = 0; k < hypers.size(); ++k) {
+      if (hypers[k].number) *hypers[k].number = old_numbers[k];
+      if (hypers[k].flag) *hypers[k].flag = old_flags[k];
+    }
+    throw;
+  }
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    groups_[g].lr = state.number(group_key(g, "lr"), name_);
+    groups_[g].weight_decay = state.number(group_key(g, "weight_decay"), name_);
+  }
+  NoGradGuard no_grad;
+  for (std::size_t i = 0; i < state_.size(); ++i) {
+    const StateValue* step = state.find(param_key(i, "step"));
+    state_[i].step = step ? std::get<std::int64_t>(*step) : 0;
+    for (std::size_t b = 0; b < buffer_names_.size(); ++b) {
+      const StateValue* v = state.find(param_key(i, buffer_names_[b]));
+      // Own copies: the optimizer updates its buffers in place.
+      state_[i].buffers[b] = v ? std::get<Tensor>(*v).contiguous().clone() : Tensor();
+    }
+  }
+}
+
+// ---- SGD ----------------------------------------------------------------------------------------
+
+SGD::SGD(std::vector<Tensor> params, SGDOptions options) : SGD(one_group(std::move(params)), options) {}
+
+SGD::SGD(std::vector<ParamGroup> groups, SGDOptions options)
+    : Optimizer(std::move(groups), options.lr, options.weight_decay, {"momentum_buffer"}, "SGD"), options_(options) {
+  check_lr("SGD", options_.lr);
+  check_weight_decay("SGD", options_.weight_decay);
+  validate_hyperparameters();
+}
+
+std::vector<Optimizer::Hyper> SGD::hyperparameters() {
+  return {
+      {"momentum", &options_.momentum}, {"dampening", &options_.dampening}, {"nesterov", nullptr, &options_.nesterov}};
+}
+
+void SGD::validate_hyperparameters() const {
+  const SGDOptions& o = options_;
+  LADON_CHECK(o.momentum >= 0.0, "SGD", "momentum must be >= 0, got ", o.momentum);
+  LADON_CHECK(o.dampening >= 0.0 && o.dampening <= 1.0, "SGD", "dampening must be in [0, 1], got ", o.dampening);
+  LADON_CHECK(!o.nesterov || (o.momentum > 0.0 && o.dampening == 0.0), "SGD",
+              "nesterov needs momentum > 0 and dampening = 0, got momentum = ", o.momentum,
+              ", dampening = ", o.dampening);
+}
+
+SGDOptions SGD::options(std::size_t group) const {
+  SGDOptions o = options_;
+  o.lr = lr(group);
+  o.weight_decay = weight_decay(group);
+  return o;
 }
 
 void SGD::step() {
   NoGradGuard no_grad;
-  const SGDOptions& o = options_;
   for (std::size_t i = 0; i < params().size(); ++i) {
     const Tensor g = gradient(i);
     if (!g.defined()) continue;
+    const std::size_t group = group_of(i);
     Tensor p = params()[i];
-    float* buffer = nullptr;
+    float* buf = nullptr;
     bool first_step = false;
-    if (o.momentum != 0.0) {
-      Tensor& buf = momentum_buffers_[i];
-      first_step = !buf.defined();
-      if (first_step) buf = empty(p.shape());  // the first step writes it whole: buf = g
-      buffer = buf.data<float>();
+    if (options_.momentum != 0.0) {
+      Tensor& b = state(i).buffers[0];
+      first_step = !b.defined();
+      if (first_step) b = empty(p.shape());  // the first step writes it whole: buf = g
+      buf = b.data<float>();
     }
-    kernels::sgd_update(p.numel(), p.data<float>(), g.data<float>(), buffer, static_cast<float>(o.lr),
-                        static_cast<float>(o.momentum), static_cast<float>(o.dampening),
-                        static_cast<float>(o.weight_decay), o.nesterov, first_step);
+    ++state(i).step;
+    kernels::sgd_update(p.numel(), p.data<float>(), g.data<float>(), buf, static_cast<float>(lr(group)),
+                        static_cast<float>(options_.momentum), static_cast<float>(options_.dampening),
+                        static_cast<float>(weight_decay(group)), options_.nesterov, first_step);
   }
 }
 
-// ---- Adam ---------------------------------------------------------------------------------------
+// ---- Adam and AdamW -----------------------------------------------------------------------------
 
-Adam::Adam(std::vector<Tensor> params, AdamOptions options)
-    : Optimizer(std::move(params), "Adam"), options_(options), state_(this->params().size()) {
-  check_options(options_);
+Adam::Adam(std::vector<Tensor> params, AdamOptions options) : Adam(one_group(std::move(params)), options) {}
+
+Adam::Adam(std::vector<ParamGroup> groups, AdamOptions options) : Adam(std::move(groups), options, false, "Adam") {}
+
+Adam::Adam(std::vector<ParamGroup> groups, AdamOptions options, bool decoupled, const char* name)
+    : Optimizer(std::move(groups), options.lr, options.weight_decay, {"exp_avg", "exp_avg_sq"}, name),
+      options_(options),
+      decoupled_(decoupled) {
+  check_lr(name_, options_.lr);
+  validate_hyperparameters();
+  check_weight_decay(name_, options_.weight_decay);
 }
 
-void Adam::set_lr(double lr) {
-  check_lr("Adam", lr);
-  options_.lr = lr;
+std::vector<Optimizer::Hyper> Adam::hyperparameters() {
+  return {{"beta1", &options_.beta1}, {"beta2", &options_.beta2}, {"eps", &options_.eps}};
+}
+
+void Adam::validate_hyperparameters() const {
+  const AdamOptions& o = options_;
+  LADON_CHECK(o.beta1 >= 0.0 && o.beta1 < 1.0, name_, "beta1 must be in [0, 1), got ", o.beta1);
+  LADON_CHECK(o.beta2 >= 0.0 && o.beta2 < 1.0, name_, "beta2 must be in [0, 1), got ", o.beta2);
+  LADON_CHECK(o.eps >= 0.0, name_, "eps must be >= 0, got ", o.eps);
+}
+
+AdamOptions Adam::options(std::size_t group) const {
+  AdamOptions o = options_;
+  o.lr = lr(group);
+  o.weight_decay = weight_decay(group);
+  return o;
 }
 
 void Adam::step() {
   NoGradGuard no_grad;
-  const AdamOptions& o = options_;
   for (std::size_t i = 0; i < params().size(); ++i) {
     const Tensor g = gradient(i);
     if (!g.defined()) continue;
+    const std::size_t group = group_of(i);
     Tensor p = params()[i];
-    State& s = state_[i];
-    if (!s.exp_avg.defined()) {
-      s.exp_avg = zeros(p.shape());
-      s.exp_avg_sq = zeros(p.shape());
-    }
-    ++s.step;
-    kernels::adam_update(p.numel(), p.data<float>(), g.data<float>(), s.exp_avg.data<float>(),
-                         s.exp_avg_sq.data<float>(), static_cast<float>(o.lr), static_cast<float>(o.beta1),
-                         static_cast<float>(o.beta2), static_cast<float>(o.eps), static_cast<float>(o.weight_decay),
-                         /*decoupled_weight_decay=*/false, s.step);
+    float* m = buffer(i, 0).data<float>();
+    float* v = buffer(i, 1).data<float>();
+    const std::int64_t t = ++state(i).step;
+    kernels::adam_update(p.numel(), p.data<float>(), g.data<float>(), m, v, static_cast<float>(lr(group)),
+                         static_cast<float>(options_.beta1), static_cast<float>(options_.beta2),
+                         static_cast<float>(options_.eps), static_cast<float>(weight_decay(group)), decoupled_, t);
+  }
+}
+
+namespace {
+AdamOptions as_adam(const AdamWOptions& o) {
+  return {.lr = o.lr, .beta1 = o.beta1, .beta2 = o.beta2, .eps = o.eps, .weight_decay = o.weight_decay};
+}
+}  // namespace
+
+AdamW::AdamW(std::vector<Tensor> params, AdamWOptions options) : AdamW(one_group(std::move(params)), options) {}
+
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options)
+    : Adam(std::move(groups), as_adam(options), true, "AdamW") {}
+
+// ---- RMSprop ------------------------------------------------------------------------------------
+
+RMSprop::RMSprop(std::vector<Tensor> params, RMSpropOptions options) : RMSprop(one_group(std::move(params)), options) {}
+
+RMSprop::RMSprop(std::vector<ParamGroup> groups, RMSpropOptions options)
+    : Optimizer(std::move(groups), options.lr, options.weight_decay, {"square_avg", "momentum_buffer", "grad_avg"},
+                "RMSprop"),
+      options_(options) {
+  check_lr(name_, options_.lr);
+  validate_hyperparameters();
+  check_weight_decay(name_, options_.weight_decay);
+}
+
+std::vector<Optimizer::Hyper> RMSprop::hyperparameters() {
+  return {{"alpha", &options_.alpha},
+          {"eps", &options_.eps},
+          {"momentum", &options_.momentum},
+          {"centered", nullptr, &options_.centered}};
+}
+
+void RMSprop::validate_hyperparameters() const {
+  const RMSpropOptions& o = options_;
+  LADON_CHECK(o.alpha >= 0.0 && o.alpha <= 1.0, name_, "alpha must be in [0, 1], got ", o.alpha);
+  LADON_CHECK(o.eps >= 0.0, name_, "eps must be >= 0, got ", o.eps);
+  LADON_CHECK(o.momentum >= 0.0, name_, "momentum must be >= 0, got ", o.momentum);
+}
+
+RMSpropOptions RMSprop::options(std::size_t group) const {
+  RMSpropOptions o = options_;
+  o.lr = lr(group);
+  o.weight_decay = weight_decay(group);
+  return o;
+}
+
+void RMSprop::step() {
+  NoGradGuard no_grad;
+  for (std::size_t i = 0; i < params().size(); ++i) {
+    const Tensor g = gradient(i);
+    if (!g.defined()) continue;
+    const std::size_t group = group_of(i);
+    Tensor p = params()[i];
+    float* square_avg = buffer(i, 0).data<float>();
+    float* momentum_buffer = options_.momentum > 0.0 ? buffer(i, 1).data<float>() : nullptr;
+    float* grad_avg = options_.centered ? buffer(i, 2).data<float>() : nullptr;
+    ++state(i).step;
+    kernels::rmsprop_update(p.numel(), p.data<float>(), g.data<float>(), square_avg, grad_avg, momentum_buffer,
+                            static_cast<float>(lr(group)), static_cast<float>(options_.alpha),
+                            static_cast<float>(options_.eps), static_cast<float>(weight_decay(group)),
+                            static_cast<float>(options_.momentum));
+  }
+}
+
+// ---- Adagrad ------------------------------------------------------------------------------------
+
+Adagrad::Adagrad(std::vector<Tensor> params, AdagradOptions options) : Adagrad(one_group(std::move(params)), options) {}
+
+Adagrad::Adagrad(std::vector<ParamGroup> groups, AdagradOptions options)
+    : Optimizer(std::move(groups), options.lr, options.weight_decay, {"sum"}, "Adagrad"), options_(options) {
+  check_lr(name_, options_.lr);
+  validate_hyperparameters();
+  check_weight_decay(name_, options_.weight_decay);
+}
+
+std::vector<Optimizer::Hyper> Adagrad::hyperparameters() {
+  return {{"lr_decay", &options_.lr_decay},
+          {"initial_accumulator_value", &options_.initial_accumulator_value},
+          {"eps", &options_.eps}};
+}
+
+void Adagrad::validate_hyperparameters() const {
+  const AdagradOptions& o = options_;
+  LADON_CHECK(o.lr_decay >= 0.0, name_, "lr_decay must be >= 0, got ", o.lr_decay);
+  LADON_CHECK(o.initial_accumulator_value >= 0.0, name_, "initial_accumulator_value must be >= 0, got ",
+              o.initial_accumulator_value);
+  LADON_CHECK(o.eps >= 0.0, name_, "eps must be >= 0, got ", o.eps);
+}
+
+AdagradOptions Adagrad::options(std::size_t group) const {
+  AdagradOptions o = options_;
+  o.lr = lr(group);
+  o.weight_decay = weight_decay(group);
+  return o;
+}
+
+void Adagrad::step() {
+  NoGradGuard no_grad;
+  for (std::size_t i = 0; i < params().size(); ++i) {
+    const Tensor g = gradient(i);
+    if (!g.defined()) continue;
+    const std::size_t group = group_of(i);
+    Tensor p = params()[i];
+    float* sum = buffer(i, 0, options_.initial_accumulator_value).data<float>();
+    const std::int64_t t = ++state(i).step;
+    const double clr = lr(group) / (1.0 + static_cast<double>(t - 1) * options_.lr_decay);
+    kernels::adagrad_update(p.numel(), p.data<float>(), g.data<float>(), sum, static_cast<float>(clr),
+                            static_cast<float>(options_.eps), static_cast<float>(weight_decay(group)));
   }
 }
 

@@ -5,21 +5,49 @@
 //
 //   nn::Adam opt(model.parameters(), {.lr = 1e-3});
 //   opt.zero_grad(); loss.backward(); opt.step();
+//
+// Parameter groups give some parameters their own learning rate or weight decay; what a group
+// leaves unset comes from the options (the second argument):
+//
+//   nn::AdamW opt({{trunk.parameters(), {.lr = 1e-4}},
+//                  {head.parameters(), {.weight_decay = 0}}}, {.lr = 1e-3, .weight_decay = 0.01});
+//
+// state_dict() holds the per-group lr and weight decay, the other hyperparameters, and per
+// parameter (in parameter order, groups concatenated) its step count and buffers; load_state_dict
+// restores all of it into an optimizer built over parameters of the same shapes, so training
+// resumes exactly where it stopped.
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "../core/tensor.h"
+#include "state.h"
 
 namespace ladon::nn {
 
-class Optimizer {
+// A group's own settings; unset ones come from the optimizer's options.
+struct GroupOptions {
+  std::optional<double> lr = std::nullopt;
+  std::optional<double> weight_decay = std::nullopt;
+};
+
+struct ParamGroup {
+  std::vector<Tensor> params = {};
+  GroupOptions options = {};
+};
+
+class Optimizer : public Stateful {
  public:
-  // params: contiguous float32 leaf tensors, each listed once, at least one. Copies of the handles
-  // are kept, so the optimizer updates the very tensors the model holds. `name` prefixes errors.
-  explicit Optimizer(std::vector<Tensor> params, const char* name = "Optimizer");
-  virtual ~Optimizer();
+  // params: contiguous float32 leaf tensors, each listed once (in all groups together), at least
+  // one in all (a group may be empty). Copies of the handles are kept, so the optimizer updates the
+  // very tensors the model holds. `buffers` names the per-parameter state tensors of this kind of
+  // optimizer. `name` prefixes errors and tags the saved state.
+  Optimizer(std::vector<ParamGroup> groups, double default_lr, double default_weight_decay,
+            std::vector<std::string> buffers, const char* name);
+  ~Optimizer() override;
   // State is per parameter; a copy would silently share or fork it, so optimizers only move.
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
@@ -27,20 +55,60 @@ class Optimizer {
   Optimizer& operator=(Optimizer&&) = default;
 
   virtual void step() = 0;
-  void zero_grad();  // drops every parameter's gradient
-  const std::vector<Tensor>& params() const { return params_; }
+  void zero_grad();                                              // drops every parameter's gradient
+  const std::vector<Tensor>& params() const { return params_; }  // all groups, in order
+  const char* name() const { return name_; }
 
-  // The learning rate, for schedulers that work with any optimizer.
-  virtual double lr() const = 0;
-  virtual void set_lr(double lr) = 0;
+  // Learning rate and weight decay per group. lr() is group 0's; set_lr(lr) sets every group.
+  std::size_t num_groups() const { return groups_.size(); }
+  std::vector<Tensor> group_params(std::size_t group) const;
+  double lr() const { return lr(0); }
+  double lr(std::size_t group) const;
+  void set_lr(double lr);
+  void set_lr(std::size_t group, double lr);
+  double weight_decay(std::size_t group = 0) const;
+  void set_weight_decay(std::size_t group, double weight_decay);
+
+  // The step count of parameter i: how many updates it has had (0 before its first).
+  std::int64_t param_steps(std::size_t i) const;
+
+  StateDict state_dict() const override;
+  void check_state_dict(const StateDict& state) const override;
+  void load_state_dict(const StateDict& state) override;
 
  protected:
+  struct ParamState {
+    std::int64_t step = 0;
+    std::vector<Tensor> buffers;  // one per buffer name; undefined until first needed
+  };
+  // A hyperparameter other than lr and weight decay, saved and restored with the state.
+  struct Hyper {
+    const char* name;
+    double* number = nullptr;
+    bool* flag = nullptr;
+  };
+  virtual std::vector<Hyper> hyperparameters() = 0;
+  virtual void validate_hyperparameters() const = 0;  // throws on a bad value
+
   // The gradient of parameter i as a contiguous float32 tensor, or undefined when it has none.
   Tensor gradient(std::size_t i) const;
+  std::size_t group_of(std::size_t i) const { return group_of_[i]; }
+  ParamState& state(std::size_t i) { return state_[i]; }
+  // Buffer b of parameter i, created with `fill` (zeros by default) on first use.
+  Tensor& buffer(std::size_t i, std::size_t b, double fill = 0.0);
+
   const char* name_;
 
  private:
+  struct Group {
+    std::size_t begin, end;  // the group's parameters are params_[begin, end)
+    double lr, weight_decay;
+  };
   std::vector<Tensor> params_;
+  std::vector<Group> groups_;
+  std::vector<std::size_t> group_of_;
+  std::vector<std::string> buffer_names_;
+  std::vector<ParamState> state_;
 };
 
 struct SGDOptions {
@@ -57,14 +125,16 @@ struct SGDOptions {
 class SGD : public Optimizer {
  public:
   explicit SGD(std::vector<Tensor> params, SGDOptions options = {});
+  explicit SGD(std::vector<ParamGroup> groups, SGDOptions options = {});
   void step() override;
-  double lr() const override { return options_.lr; }
-  void set_lr(double lr) override;
-  const SGDOptions& options() const { return options_; }
+  SGDOptions options(std::size_t group = 0) const;  // with the group's lr and weight decay
+
+ protected:
+  std::vector<Hyper> hyperparameters() override;
+  void validate_hyperparameters() const override;
 
  private:
   SGDOptions options_;
-  std::vector<Tensor> momentum_buffers_;  // per parameter; undefined until its first update
 };
 
 struct AdamOptions {
@@ -72,7 +142,7 @@ struct AdamOptions {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
-  double weight_decay = 0;  // L2: added to the gradient (not AdamW's decoupled decay)
+  double weight_decay = 0;  // Adam: L2 added to the gradient; AdamW: decoupled decay
 };
 
 // Adam (Kingma & Ba) as PyTorch computes it: g = grad + wd p; m = b1 m + (1 - b1) g;
@@ -81,18 +151,87 @@ struct AdamOptions {
 class Adam : public Optimizer {
  public:
   explicit Adam(std::vector<Tensor> params, AdamOptions options = {});
+  explicit Adam(std::vector<ParamGroup> groups, AdamOptions options = {});
   void step() override;
-  double lr() const override { return options_.lr; }
-  void set_lr(double lr) override;
-  const AdamOptions& options() const { return options_; }
+  AdamOptions options(std::size_t group = 0) const;
+
+ protected:
+  Adam(std::vector<ParamGroup> groups, AdamOptions options, bool decoupled, const char* name);
+  std::vector<Hyper> hyperparameters() override;
+  void validate_hyperparameters() const override;
 
  private:
-  struct State {
-    Tensor exp_avg, exp_avg_sq;  // undefined until the parameter's first update
-    std::int64_t step = 0;
-  };
   AdamOptions options_;
-  std::vector<State> state_;
+  bool decoupled_;
+};
+
+// AdamW (Loshchilov & Hutter): weight decay decoupled from the gradient. Each step first shrinks
+// p by (1 - lr wd), then applies Adam's update computed from the raw gradient. PyTorch's default
+// weight decay, 0.01.
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 1e-2;
+};
+
+class AdamW : public Adam {
+ public:
+  explicit AdamW(std::vector<Tensor> params, AdamWOptions options = {});
+  explicit AdamW(std::vector<ParamGroup> groups, AdamWOptions options = {});
+};
+
+struct RMSpropOptions {
+  double lr = 1e-2;
+  double alpha = 0.99;  // smoothing of the squared-gradient average
+  double eps = 1e-8;
+  double weight_decay = 0;  // L2
+  double momentum = 0;
+  bool centered = false;  // divide by the estimated variance instead of the raw second moment
+};
+
+// PyTorch's RMSprop: g = grad + wd p; s = alpha s + (1 - alpha) g^2; centered: a = alpha a +
+// (1 - alpha) g and d = sqrt(s - a^2) + eps, else d = sqrt(s) + eps; with momentum b = momentum b +
+// g / d and p -= lr b, else p -= lr g / d. Every buffer starts at zero.
+class RMSprop : public Optimizer {
+ public:
+  explicit RMSprop(std::vector<Tensor> params, RMSpropOptions options = {});
+  explicit RMSprop(std::vector<ParamGroup> groups, RMSpropOptions options = {});
+  void step() override;
+  RMSpropOptions options(std::size_t group = 0) const;
+
+ protected:
+  std::vector<Hyper> hyperparameters() override;
+  void validate_hyperparameters() const override;
+
+ private:
+  RMSpropOptions options_;
+};
+
+struct AdagradOptions {
+  double lr = 1e-2;
+  double lr_decay = 0;
+  double weight_decay = 0;  // L2
+  double initial_accumulator_value = 0;
+  double eps = 1e-10;
+};
+
+// PyTorch's Adagrad: at a parameter's step t (from 1), g = grad + wd p; s += g^2;
+// p -= lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps); s starts at initial_accumulator_value.
+class Adagrad : public Optimizer {
+ public:
+  explicit Adagrad(std::vector<Tensor> params, AdagradOptions options = {});
+  explicit Adagrad(std::vector<ParamGroup> groups, AdagradOptions options = {});
+  void step() override;
+  AdagradOptions options(std::size_t group = 0) const;
+
+ protected:
+  std::vector<Hyper> hyperparameters() override;
+  void validate_hyperparameters() const override;
+
+ private:
+  AdagradOptions options_;
 };
 
 }  // namespace ladon::nn

@@ -4,8 +4,8 @@
 
 #include <cmath>
 
-#include "ladon.h"
 #include "approx.h"
+#include "ladon.h"
 #include "nn/activation.h"
 #include "nn/linear.h"
 #include "nn/loss.h"
@@ -62,6 +62,67 @@ std::vector<Vec> adam_reference(const nn::AdamOptions& o) {
       const double m_hat = m[i] / (1 - std::pow(o.beta1, t));
       const double v_hat = v[i] / (1 - std::pow(o.beta2, t));
       p[i] -= o.lr * m_hat / (std::sqrt(v_hat) + o.eps);
+    }
+    trajectory.push_back(p);
+  }
+  return trajectory;
+}
+
+// AdamW: p = p (1 - lr wd), then Adam's update from the raw gradient.
+std::vector<Vec> adamw_reference(const nn::AdamWOptions& o) {
+  Vec p = kStart, m(p.size()), v(p.size());
+  std::vector<Vec> trajectory;
+  for (std::size_t t = 1; t <= kGrads.size(); ++t) {
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      const double g = kGrads[t - 1][i];
+      p[i] *= 1 - o.lr * o.weight_decay;
+      m[i] = o.beta1 * m[i] + (1 - o.beta1) * g;
+      v[i] = o.beta2 * v[i] + (1 - o.beta2) * g * g;
+      const double m_hat = m[i] / (1 - std::pow(o.beta1, t));
+      const double v_hat = v[i] / (1 - std::pow(o.beta2, t));
+      p[i] -= o.lr * m_hat / (std::sqrt(v_hat) + o.eps);
+    }
+    trajectory.push_back(p);
+  }
+  return trajectory;
+}
+
+// PyTorch's RMSprop, in double.
+std::vector<Vec> rmsprop_reference(const nn::RMSpropOptions& o) {
+  Vec p = kStart, sq(p.size()), avg(p.size()), buf(p.size());
+  std::vector<Vec> trajectory;
+  for (std::size_t t = 0; t < kGrads.size(); ++t) {
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      const double g = kGrads[t][i] + o.weight_decay * p[i];
+      sq[i] = o.alpha * sq[i] + (1 - o.alpha) * g * g;
+      double var = sq[i];
+      if (o.centered) {
+        avg[i] = o.alpha * avg[i] + (1 - o.alpha) * g;
+        var -= avg[i] * avg[i];
+      }
+      const double d = std::sqrt(var) + o.eps;
+      if (o.momentum > 0) {
+        buf[i] = o.momentum * buf[i] + g / d;
+        p[i] -= o.lr * buf[i];
+      } else {
+        p[i] -= o.lr * g / d;
+      }
+    }
+    trajectory.push_back(p);
+  }
+  return trajectory;
+}
+
+// PyTorch's Adagrad, in double.
+std::vector<Vec> adagrad_reference(const nn::AdagradOptions& o) {
+  Vec p = kStart, sum(p.size(), o.initial_accumulator_value);
+  std::vector<Vec> trajectory;
+  for (std::size_t t = 1; t <= kGrads.size(); ++t) {
+    const double clr = o.lr / (1 + (t - 1) * o.lr_decay);
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      const double g = kGrads[t - 1][i] + o.weight_decay * p[i];
+      sum[i] += g * g;
+      p[i] -= clr * g / (std::sqrt(sum[i]) + o.eps);
     }
     trajectory.push_back(p);
   }
@@ -129,6 +190,74 @@ TEST_CASE("Adam follows the reference trajectory") {
   for (std::size_t c = 0; c < cases.size(); ++c) {
     CAPTURE(c);
     check_trajectory<nn::Adam>(cases[c], adam_reference(cases[c]));
+  }
+}
+
+TEST_CASE("AdamW, RMSprop and Adagrad first steps by hand") {
+  // AdamW, lr 0.1, wd 0.1: decay first, p (1 - 0.01) = [0.99, -1.98], then Adam's first step moves
+  // lr against sign(g): [0.89, -1.88]. (Adam's L2 form would give [0.9, -1.9]: g + wd p keeps the
+  // signs, so the first step is the same size whatever wd is.)
+  const Vec adamw = adamw_reference({.lr = 0.1, .weight_decay = 0.1})[0];
+  CHECK(adamw[0] == rel(0.89, 1e-7));  // eps 1e-8 shrinks the unit step by about 1e-8
+  CHECK(adamw[1] == rel(-1.88, 1e-7));
+  // RMSprop lr 0.01, alpha 0.99: s = 0.01 g^2, g / sqrt(s) = 10 sign(g): p = [0.9, -1.9].
+  const Vec rms = rmsprop_reference({.lr = 0.01})[0];
+  CHECK(rms[0] == rel(0.9, 1e-6));
+  CHECK(rms[1] == rel(-1.9, 1e-6));
+  // Centered: a = 0.01 g, s - a^2 = 0.99 s, so the step grows by 1 / sqrt(0.99).
+  const Vec centered = rmsprop_reference({.lr = 0.01, .centered = true})[0];
+  CHECK(centered[0] == rel(1 - 0.1 / std::sqrt(0.99), 1e-6));
+  // Adagrad lr 0.1: step 1 moves lr against sign(g); step 2 with g = [0.25, 2]: s = [0.3125, 5],
+  // p = [0.9 - 0.025 / sqrt(0.3125), -1.9 - 0.2 / sqrt(5)].
+  const std::vector<Vec> ada = adagrad_reference({.lr = 0.1});
+  CHECK(ada[0][0] == rel(0.9, 1e-9));
+  CHECK(ada[1][0] == rel(0.9 - 0.025 / std::sqrt(0.3125), 1e-9));
+  CHECK(ada[1][1] == rel(-1.9 - 0.2 / std::sqrt(5.0), 1e-9));
+  CHECK(ada[1][0] == rel(0.8552786, 1e-6));
+}
+
+TEST_CASE("AdamW follows the reference trajectory, and differs from Adam with L2") {
+  const std::vector<nn::AdamWOptions> cases = {
+      {.lr = 0.1},  // default weight decay 0.01
+      {.lr = 0.1, .weight_decay = 0.1},
+      {.lr = 0.01, .beta1 = 0.5, .beta2 = 0.9, .eps = 1e-3, .weight_decay = 0.5},
+      {.lr = 0.1, .weight_decay = 0},
+  };
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    CAPTURE(c);
+    check_trajectory<nn::AdamW>(cases[c], adamw_reference(cases[c]));
+  }
+  CHECK(nn::AdamWOptions{}.weight_decay == 0.01);
+  // Same decay, coupled vs decoupled: the trajectories part after the first step.
+  const Vec w = adamw_reference({.lr = 0.1, .weight_decay = 0.1})[2];
+  const Vec a = adam_reference({.lr = 0.1, .weight_decay = 0.1})[2];
+  CHECK(std::abs(w[0] - a[0]) > 1e-3);
+}
+
+TEST_CASE("RMSprop follows the reference trajectory") {
+  const std::vector<nn::RMSpropOptions> cases = {
+      {.lr = 0.01},
+      {.lr = 0.01, .alpha = 0.9, .weight_decay = 0.1},
+      {.lr = 0.01, .momentum = 0.9},
+      {.lr = 0.01, .alpha = 0.5, .eps = 1e-3, .centered = true},
+      {.lr = 0.02, .alpha = 0.8, .weight_decay = 0.05, .momentum = 0.5, .centered = true},
+  };
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    CAPTURE(c);
+    check_trajectory<nn::RMSprop>(cases[c], rmsprop_reference(cases[c]));
+  }
+}
+
+TEST_CASE("Adagrad follows the reference trajectory") {
+  const std::vector<nn::AdagradOptions> cases = {
+      {.lr = 0.1},
+      {.lr = 0.1, .lr_decay = 0.5},
+      {.lr = 0.1, .weight_decay = 0.2},
+      {.lr = 0.5, .initial_accumulator_value = 0.3, .eps = 1e-3},
+  };
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    CAPTURE(c);
+    check_trajectory<nn::Adagrad>(cases[c], adagrad_reference(cases[c]));
   }
 }
 

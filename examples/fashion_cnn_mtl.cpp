@@ -1,0 +1,90 @@
+// A small CNN trunk shared by the two Fashion-MNIST tasks (item class and group): two blocks of
+// conv + batch-norm + ReLU + max-pool, then a dense layer, then one tower per task.
+//
+//   build/examples/fashion_cnn_mtl [--epochs 10] [--batch 128] [--lr 0.002] [--threads 0]
+#include <cmath>
+#include <cstdio>
+
+#include "common.h"
+#include "ladon.h"
+
+using namespace ladon;
+
+namespace {
+
+nn::Sequential cnn_trunk(Generator& gen) {
+  return nn::Sequential(nn::Unflatten(1, {1, 28, 28}),
+                        nn::Conv2d(1, 32, 3, {.padding = 1, .bias = false}, gen), nn::BatchNorm2d(32), nn::ReLU(),
+                        nn::MaxPool2d(2),  // 32 x 14 x 14
+                        nn::Conv2d(32, 64, 3, {.padding = 1, .bias = false}, gen), nn::BatchNorm2d(64), nn::ReLU(),
+                        nn::MaxPool2d(2),  // 64 x 7 x 7
+                        nn::Flatten(), nn::Linear(64 * 7 * 7, 256, {}, gen), nn::ReLU(), nn::Dropout(0.3, 5));
+}
+
+std::vector<double> accuracy(mtl::MultiTaskModel& model, const data::Dataset& split) {
+  NoGradGuard no_grad;
+  model.eval();
+  std::vector<double> correct(model.num_tasks(), 0.0);
+  for (const data::Batch& batch : data::Loader(split, {.batch = 500})) {
+    const auto out = model(batch.x);
+    for (std::size_t t = 0; t < out.size(); ++t) correct[t] += sum(eq(argmax(out[t], 1), batch.y[t])).item();
+  }
+  model.train();
+  for (double& c : correct) c /= static_cast<double>(split.size());
+  return correct;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const examples::Flags flags(argc, argv,
+                              {{"epochs", "10"},
+                               {"batch", "128"},
+                               {"lr", "0.002"},
+                               {"threads", "0"},
+                               {"seed", "1"},
+                               {"data", "/usr/share/datasets/fashion-mnist"}},
+                              "fashion_cnn_mtl: a CNN trunk shared by two Fashion-MNIST tasks");
+  set_num_threads(static_cast<int>(flags.integer("threads")));
+  Generator gen(static_cast<std::uint64_t>(flags.integer("seed")));
+  const data::FashionMnist fm = data::fashion_mnist(flags.str("data"));
+  const std::vector<mtl::TaskSpec> tasks = {{"item", 10, {}}, {"group", 4, {}}};
+  mtl::SharedBottom model(cnn_trunk(gen), 256, tasks, gen);
+  nn::Adam optimizer(model.parameters(), {.lr = flags.real("lr")});
+  mtl::StaticWeighting joint({1.0, 0.5});
+  std::printf("CNN trunk, %lld parameters, %d threads\n", static_cast<long long>(model.num_parameters()), num_threads());
+
+  const long epochs = flags.integer("epochs");
+  data::Loader loader(fm.train, {.batch = flags.integer("batch"), .shuffle = true, .seed = 3});
+  examples::Progress progress(epochs * loader.num_batches());
+  long step = 0, samples = 0;
+  for (long epoch = 1; epoch <= epochs; ++epoch) {
+    // Cosine decay of the learning rate over the run.
+    optimizer.set_lr(flags.real("lr") * 0.5 * (1 + std::cos(M_PI * static_cast<double>(epoch - 1) / static_cast<double>(epochs))));
+    double item_loss = 0;
+    long batches = 0;
+    for (const data::Batch& batch : loader) {
+      const auto out = model(batch.x);
+      const Tensor loss_item = nn::cross_entropy(out[0], batch.y[0]);
+      const Tensor loss = joint({loss_item, nn::cross_entropy(out[1], batch.y[1])});
+      optimizer.zero_grad();
+      loss.backward();
+      optimizer.step();
+      item_loss += loss_item.item();
+      ++step, ++batches;
+      samples += batch.x.size(0);
+      char text[128];
+      std::snprintf(text, sizeof text, "epoch %ld/%ld  batch %ld/%lld  item loss %.4f", epoch, epochs, batches,
+                    static_cast<long long>(loader.num_batches()), item_loss / static_cast<double>(batches));
+      progress.update(step, samples, text);
+    }
+  }
+  progress.finish();
+  std::printf("trained in %.1f s\n", progress.elapsed());
+  const auto acc = accuracy(model, fm.test);
+  for (std::size_t t = 0; t < tasks.size(); ++t) std::printf("test %s accuracy %.4f\n", tasks[t].name.c_str(), acc[t]);
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "%s\n", e.what());
+  return 1;
+}
