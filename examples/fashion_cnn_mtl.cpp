@@ -1,8 +1,8 @@
 // A small CNN trunk shared by the two Fashion-MNIST tasks (item class and group): two blocks of
-// conv + batch-norm + ReLU + max-pool, then a dense layer, then one tower per task.
+// conv + batch-norm + ReLU + max-pool, then a dense layer, then one tower per task. A checkpoint
+// (model, optimizer, schedule, epoch) is written after every epoch; --resume 1 continues from it.
 //
-//   build/examples/fashion_cnn_mtl [--epochs 10] [--batch 128] [--lr 0.002] [--threads 0]
-#include <cmath>
+//   build/examples/fashion_cnn_mtl [--epochs 10] [--checkpoint fashion_cnn.ckpt] [--resume 1]
 #include <cstdio>
 
 #include "common.h"
@@ -43,6 +43,8 @@ int main(int argc, char** argv) try {
                                {"lr", "0.002"},
                                {"threads", "0"},
                                {"seed", "1"},
+                               {"checkpoint", "fashion_cnn.ckpt"},
+                               {"resume", "0"},
                                {"data", "/usr/share/datasets/fashion-mnist"}},
                               "fashion_cnn_mtl: a CNN trunk shared by two Fashion-MNIST tasks");
   set_num_threads(static_cast<int>(flags.integer("threads")));
@@ -51,16 +53,22 @@ int main(int argc, char** argv) try {
   const std::vector<mtl::TaskSpec> tasks = {{"item", 10, {}}, {"group", 4, {}}};
   mtl::SharedBottom model(cnn_trunk(gen), 256, tasks, gen);
   nn::Adam optimizer(model.parameters(), {.lr = flags.real("lr")});
+  const long epochs = flags.integer("epochs");
+  nn::WarmupCosineLR schedule(optimizer, {.total_steps = epochs});  // cosine decay over the epochs
   mtl::StaticWeighting joint({1.0, 0.5});
   std::printf("CNN trunk, %lld parameters, %d threads\n", static_cast<long long>(model.num_parameters()), num_threads());
 
-  const long epochs = flags.integer("epochs");
+  const std::string checkpoint = flags.str("checkpoint");
+  long first_epoch = 1;
+  if (flags.integer("resume")) {
+    const auto loaded = nn::load_checkpoint(checkpoint, model, {.optimizer = &optimizer, .scheduler = &schedule});
+    first_epoch = static_cast<long>(loaded.metadata.integer("epoch")) + 1;
+    std::printf("resumed from %s after epoch %ld\n", checkpoint.c_str(), first_epoch - 1);
+  }
   data::Loader loader(fm.train, {.batch = flags.integer("batch"), .shuffle = true, .seed = 3});
-  examples::Progress progress(epochs * loader.num_batches());
+  examples::Progress progress((epochs - first_epoch + 1) * loader.num_batches());
   long step = 0, samples = 0;
-  for (long epoch = 1; epoch <= epochs; ++epoch) {
-    // Cosine decay of the learning rate over the run.
-    optimizer.set_lr(flags.real("lr") * 0.5 * (1 + std::cos(M_PI * static_cast<double>(epoch - 1) / static_cast<double>(epochs))));
+  for (long epoch = first_epoch; epoch <= epochs; ++epoch) {
     double item_loss = 0;
     long batches = 0;
     for (const data::Batch& batch : loader) {
@@ -78,6 +86,11 @@ int main(int argc, char** argv) try {
                     static_cast<long long>(loader.num_batches()), item_loss / static_cast<double>(batches));
       progress.update(step, samples, text);
     }
+    schedule.step();
+    nn::StateDict metadata;
+    metadata.set("epoch", static_cast<std::int64_t>(epoch));
+    metadata.set("train_item_loss", item_loss / static_cast<double>(batches));
+    nn::save_checkpoint(checkpoint, model, {.optimizer = &optimizer, .scheduler = &schedule, .metadata = metadata});
   }
   progress.finish();
   std::printf("trained in %.1f s\n", progress.elapsed());
