@@ -341,8 +341,9 @@ Checkpoint read_checkpoint(const std::string& path) {
   const char* op = "read_checkpoint";
   const std::vector<char> bytes = read_file(path);
   const std::size_t n = bytes.size();
-  LADON_CHECK(n >= sizeof kMagic || std::memcmp(bytes.data(), kMagic, n) != 0, op, "'", path, "' is truncated: ", n,
-              " bytes, shorter than the header");
+  // An empty file has no data pointer to compare; it is simply truncated.
+  LADON_CHECK(n >= sizeof kMagic || (n > 0 && std::memcmp(bytes.data(), kMagic, n) != 0), op, "'", path,
+              "' is truncated: ", n, " bytes, shorter than the header");
   LADON_CHECK(n >= sizeof kMagic && std::memcmp(bytes.data(), kMagic, sizeof kMagic) == 0, op, "'", path,
               "' is not a ladon checkpoint (its first bytes are not \"LADONCKP\")");
   LADON_CHECK(n >= kHeaderBytes, op, "'", path, "' is truncated: ", n, " bytes, shorter than the ", kHeaderBytes,
