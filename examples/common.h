@@ -1,4 +1,5 @@
-// Small helpers shared by the example programs: flag parsing and a live progress line.
+// Small helpers shared by the example programs: flag parsing, a live progress line, and test
+// accuracy per task.
 #pragma once
 
 #include <unistd.h>
@@ -10,6 +11,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "ladon.h"
 
 namespace examples {
 
@@ -65,5 +68,22 @@ class Progress {
   long total_;
   clock::time_point start_, last_print_;
 };
+
+// Fraction of correct argmax predictions per task over a whole split, in batches, in eval mode and
+// without recording a graph.
+inline std::vector<double> task_accuracy(ladon::mtl::MultiTaskModel& model, const ladon::data::Dataset& split,
+                                         std::int64_t batch = 1000) {
+  ladon::NoGradGuard no_grad;
+  model.eval();
+  std::vector<double> correct(model.num_tasks(), 0.0);
+  for (const ladon::data::Batch& b : ladon::data::Loader(split, {.batch = batch})) {
+    const std::vector<ladon::Tensor> out = model(b.x);
+    for (std::size_t t = 0; t < out.size(); ++t)
+      correct[t] += ladon::sum(ladon::eq(ladon::argmax(out[t], 1), b.y[t])).item();
+  }
+  model.train();
+  for (double& c : correct) c /= static_cast<double>(split.size());
+  return correct;
+}
 
 }  // namespace examples

@@ -15,19 +15,6 @@ namespace {
 
 const std::vector<mtl::TaskSpec> kTasks = {{"item", 10, {64}}, {"group", 4, {64}}};
 
-std::vector<double> accuracy(mtl::MultiTaskModel& model, const data::Dataset& split) {
-  NoGradGuard no_grad;
-  model.eval();
-  std::vector<double> correct(model.num_tasks(), 0.0);
-  for (const data::Batch& batch : data::Loader(split, {.batch = 1000})) {
-    const auto out = model(batch.x);
-    for (std::size_t t = 0; t < out.size(); ++t) correct[t] += sum(eq(argmax(out[t], 1), batch.y[t])).item();
-  }
-  model.train();
-  for (double& c : correct) c /= static_cast<double>(split.size());
-  return correct;
-}
-
 std::vector<double> run(const std::string& method, const data::FashionMnist& fm, long epochs, double lr) {
   Generator gen(11);
   mtl::MMoE model({.in = 784, .experts = 6, .expert_hidden = {128}, .tasks = kTasks}, gen);
@@ -68,7 +55,7 @@ std::vector<double> run(const std::string& method, const data::FashionMnist& fm,
     }
     if (balance) balance->end_epoch(epoch_loss);
   }
-  return accuracy(model, fm.test);
+  return examples::task_accuracy(model, fm.test);
 }
 
 }  // namespace

@@ -21,19 +21,6 @@ nn::Sequential cnn_trunk(Generator& gen) {
                         nn::Flatten(), nn::Linear(64 * 7 * 7, 256, {}, gen), nn::ReLU(), nn::Dropout(0.3, 5));
 }
 
-std::vector<double> accuracy(mtl::MultiTaskModel& model, const data::Dataset& split) {
-  NoGradGuard no_grad;
-  model.eval();
-  std::vector<double> correct(model.num_tasks(), 0.0);
-  for (const data::Batch& batch : data::Loader(split, {.batch = 500})) {
-    const auto out = model(batch.x);
-    for (std::size_t t = 0; t < out.size(); ++t) correct[t] += sum(eq(argmax(out[t], 1), batch.y[t])).item();
-  }
-  model.train();
-  for (double& c : correct) c /= static_cast<double>(split.size());
-  return correct;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -94,7 +81,7 @@ int main(int argc, char** argv) try {
   }
   progress.finish();
   std::printf("trained in %.1f s\n", progress.elapsed());
-  const auto acc = accuracy(model, fm.test);
+  const auto acc = examples::task_accuracy(model, fm.test);
   for (std::size_t t = 0; t < tasks.size(); ++t) std::printf("test %s accuracy %.4f\n", tasks[t].name.c_str(), acc[t]);
   return 0;
 } catch (const std::exception& e) {

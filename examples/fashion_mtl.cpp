@@ -19,20 +19,6 @@ std::unique_ptr<mtl::MultiTaskModel> make_model(const std::string& kind, const s
   throw Error("fashion_mtl: unknown --model '" + kind + "' (mmoe, omoe or shared_bottom)");
 }
 
-// Fraction of correct argmax predictions per task over a whole split, in batches, without a graph.
-std::vector<double> accuracy(mtl::MultiTaskModel& model, const data::Dataset& split) {
-  NoGradGuard no_grad;
-  model.eval();
-  std::vector<double> correct(model.num_tasks(), 0.0);
-  for (const data::Batch& batch : data::Loader(split, {.batch = 1000})) {
-    const std::vector<Tensor> out = model(batch.x);
-    for (std::size_t t = 0; t < out.size(); ++t) correct[t] += sum(eq(argmax(out[t], 1), batch.y[t])).item();
-  }
-  model.train();
-  for (double& c : correct) c /= static_cast<double>(split.size());
-  return correct;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -89,7 +75,7 @@ int main(int argc, char** argv) try {
   progress.finish();
   std::printf("trained in %.1f s\n", progress.elapsed());
 
-  const std::vector<double> acc = accuracy(*model, fm.test);
+  const std::vector<double> acc = examples::task_accuracy(*model, fm.test);
   for (std::size_t t = 0; t < tasks.size(); ++t) std::printf("test %s accuracy %.4f\n", tasks[t].name.c_str(), acc[t]);
   return 0;
 } catch (const std::exception& e) {
