@@ -110,6 +110,19 @@ std::vector<double> MGDA::combine(const std::vector<std::vector<double>>& task_g
   return mix(task_grads, weights_);
 }
 
+void MGDA::backward_upper_bound(const std::vector<Tensor>& task_losses, const Tensor& representation) {
+  LADON_CHECK(!task_losses.empty(), "MGDA", "needs at least one task loss");
+  std::vector<std::vector<double>> grads;
+  for (const Tensor& loss : task_losses) {
+    const Tensor g = grad({loss}, {representation}, {}, true)[0].contiguous();
+    grads.emplace_back(g.data<float>(), g.data<float>() + g.numel());
+  }
+  weights_ = min_norm_weights(gram(grads));
+  Tensor total = task_losses[0].reshape({}) * weights_[0];
+  for (std::size_t t = 1; t < task_losses.size(); ++t) total = total + task_losses[t].reshape({}) * weights_[t];
+  total.backward();
+}
+
 std::vector<double> CAGrad::combine(const std::vector<std::vector<double>>& task_grads) {
   const std::size_t tasks = task_grads.size();
   const auto G = gram(task_grads);

@@ -42,6 +42,10 @@ class PCGrad : public GradientMethod {
 class MGDA : public GradientMethod {
  public:
   std::vector<double> combine(const std::vector<std::vector<double>>& task_grads) override;
+  // MGDA-UB: the weights come from gradients with respect to the shared representation (the
+  // trunk's output, one backward through the towers only), then the whole network is trained on
+  // sum_t a_t L_t by one ordinary backward.
+  void backward_upper_bound(const std::vector<Tensor>& task_losses, const Tensor& representation);
   const std::vector<double>& last_weights() const { return weights_; }
 
  private:

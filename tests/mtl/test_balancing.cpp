@@ -115,3 +115,15 @@ TEST_CASE("GradientMethod::backward: shared parameters combined, task parameters
   CHECK(a.grad().item() == 1.0);
   CHECK(b.grad().item() == 2.0);
 }
+
+TEST_CASE("MGDA-UB weighs tasks by gradients at the shared representation") {
+  Tensor W = tensor({1, 1}).requires_grad_();
+  const Tensor z = W * 2.0;  // the shared representation
+  // L1 = z0 and L2 = z1: orthogonal unit gradients at z, so a = (1/2, 1/2).
+  const Tensor l1 = sum(z.narrow(0, 0, 1)), l2 = sum(z.narrow(0, 1, 1));
+  mtl::MGDA mgda;
+  mgda.backward_upper_bound({l1, l2}, z);
+  check_vec(mgda.last_weights(), {0.5, 0.5});
+  // The network trains on 0.5 L1 + 0.5 L2: dW = 2 * (0.5, 0.5).
+  CHECK(W.grad().to_vector<float>() == std::vector<float>{1, 1});
+}
