@@ -9,6 +9,9 @@
 #include <random>
 #include <vector>
 
+#include "core/ops.h"
+#include "core/random.h"
+#include "core/parallel.h"
 #include "kernels/gemm.h"
 
 namespace {
@@ -96,12 +99,42 @@ void register_all() {
       }
 }
 
+// ladon::matmul on 1 and 2 threads: the threading of the GEMM through core/parallel.h, wall time.
+void matmul_threads(benchmark::State& state, Shape s) {
+  ladon::set_num_threads(static_cast<int>(state.range(0)));
+  const ladon::Tensor a = ladon::randn({s.m, s.k}), b = ladon::randn({s.k, s.n});
+  for (auto _ : state) {
+    const ladon::Tensor c = ladon::matmul(a, b);
+    benchmark::DoNotOptimize(c.data<float>());
+  }
+  const double flops = 2.0 * static_cast<double>(s.m) * static_cast<double>(s.n) * static_cast<double>(s.k);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  ladon::set_num_threads(0);
+}
+
+void register_threaded() {
+  for (const Shape& s : {Shape{1024, 1024, 1024}, Shape{256, 512, 784}, Shape{1024, 2048, 512}, Shape{32, 256, 64}, Shape{64, 256, 256}, Shape{128, 256, 256}, Shape{128, 512, 512}, Shape{256, 256, 512}}) {
+    char name[128];
+    std::snprintf(name, sizeof name, "matmul/M%lld_N%lld_K%lld", static_cast<long long>(s.m),
+                  static_cast<long long>(s.n), static_cast<long long>(s.k));
+    benchmark::RegisterBenchmark(name, [=](benchmark::State& st) { matmul_threads(st, s); })
+        ->Arg(1)
+        ->Arg(2)
+        ->ArgName("threads")
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond)
+        ->MinTime(0.3);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   openblas_set_num_threads(1);  // single-threaded comparison, as ladon calls it
   benchmark::Initialize(&argc, argv);
   register_all();
+  register_threaded();
   std::printf("ladon sgemm isa: %s; OpenBLAS core: %s\n", ladon::kernels::sgemm_isa(), openblas_get_corename());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

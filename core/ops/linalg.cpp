@@ -41,7 +41,7 @@ Operand operand(const Tensor& t) {
 }
 
 // Below this many multiply-adds one thread is faster than two.
-constexpr std::int64_t kParallelGemmWork = 1 << 18;
+constexpr std::int64_t kParallelGemmWork = 1 << 20;
 
 // out[b] = a[b] @ b[b] for contiguous out of shape [batch, m, n].
 void gemm_batched(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k, const Operand& a,
@@ -97,7 +97,15 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   gemm_batched(batch, m, n, k, operand(a), operand(b), out.data<float>());
   return record(out, "matmul", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& g, const std::vector<bool>& need) {
     const std::int64_t r = a.dim() - 2, c = a.dim() - 1;
-    return Grads{need[0] ? matmul(g, b.transpose(r, c)) : Tensor(), need[1] ? matmul(a.transpose(r, c), g) : Tensor()};
+    // Each gradient is made in its operand's layout: for a transposed view (Linear's weight.t())
+    // the product is computed transposed, so the view's backward hands the weight a contiguous
+    // gradient instead of one that must be copied column by column.
+    const auto product_like = [r, c](const Tensor& operand, const Tensor& x, const Tensor& y) {
+      const bool transposed = operand.strides()[r] == 1 && operand.strides()[c] != 1;
+      return transposed ? matmul(y.transpose(r, c), x.transpose(r, c)).transpose(r, c) : matmul(x, y);
+    };
+    return Grads{need[0] ? product_like(a, g, b.transpose(r, c)) : Tensor(),
+                 need[1] ? product_like(b, a.transpose(r, c), g) : Tensor()};
   });
 }
 
