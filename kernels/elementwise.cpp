@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "simd.h"
+#include "vmath.h"
 
 namespace ladon::kernels {
 namespace {
@@ -56,21 +57,21 @@ void unary(UnaryOp op, std::int64_t n, const float* x, std::int64_t sx, float* o
   switch (op) {
     case UnaryOp::copy: return map1(n, x, sx, out, so, [](float v) { return v; });
     case UnaryOp::neg: return map1(n, x, sx, out, so, [](float v) { return -v; });
-    case UnaryOp::exp: return map1(n, x, sx, out, so, [](float v) { return std::exp(v); });
-    case UnaryOp::log: return map1(n, x, sx, out, so, [](float v) { return std::log(v); });
+    case UnaryOp::exp: return map1(n, x, sx, out, so, [](float v) { return vexp(v); });
+    case UnaryOp::log: return map1(n, x, sx, out, so, [](float v) { return vlog(v); });
     case UnaryOp::sqrt: return map1(n, x, sx, out, so, [](float v) { return std::sqrt(v); });
     case UnaryOp::abs: return map1(n, x, sx, out, so, [](float v) { return std::fabs(v); });
     case UnaryOp::relu: return map1(n, x, sx, out, so, [](float v) { return v > 0.0f ? v : 0.0f; });
     case UnaryOp::sigmoid:
-      return map1(n, x, sx, out, so, [](float v) { return 1.0f / (1.0f + std::exp(-v)); });
-    case UnaryOp::tanh: return map1(n, x, sx, out, so, [](float v) { return std::tanh(v); });
+      return map1(n, x, sx, out, so, [](float v) { return vsigmoid(v); });
+    case UnaryOp::tanh: return map1(n, x, sx, out, so, [](float v) { return vtanh(v); });
     case UnaryOp::gelu:
       return map1(n, x, sx, out, so, [](float v) {
-        return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v)));
+        return 0.5f * v * (1.0f + vtanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v)));
       });
     case UnaryOp::gelu_grad:
       return map1(n, x, sx, out, so, [](float v) {
-        const float t = std::tanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v));
+        const float t = vtanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v));
         return 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * v * v);
       });
     case UnaryOp::sign:

@@ -5,8 +5,13 @@
 #include <vector>
 
 #include "simd.h"
+#include "vmath.h"
 
 namespace ladon::kernels {
+
+namespace {
+constexpr int kLanes = 16;  // independent partial results per reduction: one AVX-512 register
+}  // namespace
 
 LADON_SIMD_CLONES
 void sum_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out) {
@@ -14,13 +19,23 @@ void sum_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const fl
     const float* block = x + o * n * inner;
     float* dst = out + o * inner;
     if (inner == 1) {
-      // Eight float partial sums vectorise; combining them in double keeps long rows accurate.
-      float partial[8] = {};
-      std::int64_t r = 0;
-      for (; r + 8 <= n; r += 8)
-        for (int k = 0; k < 8; ++k) partial[k] += block[r + k];
+      // Blocks of 4096 summed in 64 float lanes (four independent vector chains, so the adds
+      // pipeline), block totals combined in double: long rows stay accurate.
+      constexpr std::int64_t kBlock = 4096, kSumLanes = 64;
       double total = 0;
-      for (float p : partial) total += p;
+      std::int64_t r = 0;
+      for (; r + kBlock <= n; r += kBlock) {
+        float lanes[kSumLanes] = {};
+        for (std::int64_t b = 0; b < kBlock; b += kSumLanes)
+          for (std::int64_t k = 0; k < kSumLanes; ++k) lanes[k] += block[r + b + k];
+        float block_total = 0;
+        for (float l : lanes) block_total += l;
+        total += block_total;
+      }
+      float lanes[kLanes] = {};
+      for (; r + kLanes <= n; r += kLanes)
+        for (int k = 0; k < kLanes; ++k) lanes[k] += block[r + k];
+      for (float l : lanes) total += l;
       for (; r < n; ++r) total += block[r];
       dst[0] = static_cast<float>(total);
     } else {
@@ -54,7 +69,52 @@ void max_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const fl
   }
 }
 
+namespace {
+
+// Softmax of one contiguous row. Reductions keep kLanes partial maxima and sums, which vectorise
+// without reassociation flags; a NaN anywhere in the row makes the whole row NaN.
+LADON_INLINE void softmax_row(std::int64_t n, const float* src, float* dst, bool log) {
+  float top_lanes[kLanes];
+  for (float& t : top_lanes) t = -std::numeric_limits<float>::infinity();
+  std::int64_t r = 0;
+  for (; r + kLanes <= n; r += kLanes)
+    for (int k = 0; k < kLanes; ++k) top_lanes[k] = src[r + k] > top_lanes[k] ? src[r + k] : top_lanes[k];
+  float top = -std::numeric_limits<float>::infinity();
+  for (float t : top_lanes) top = t > top ? t : top;
+  for (; r < n; ++r) top = src[r] > top ? src[r] : top;
+
+  float sum_lanes[kLanes] = {};
+  for (r = 0; r + kLanes <= n; r += kLanes)
+    for (int k = 0; k < kLanes; ++k) {
+      const float e = vexp(src[r + k] - top);
+      sum_lanes[k] += e;
+      if (!log) dst[r + k] = e;
+    }
+  float total = 0.0f;
+  for (float s : sum_lanes) total += s;
+  for (; r < n; ++r) {
+    const float e = vexp(src[r] - top);
+    total += e;
+    if (!log) dst[r] = e;
+  }
+  if (log) {
+    const float shift = top + vlog(total);
+    for (r = 0; r < n; ++r) dst[r] = src[r] - shift;
+  } else {
+    const float scale = 1.0f / total;
+    for (r = 0; r < n; ++r) dst[r] *= scale;
+  }
+}
+
+}  // namespace
+
+LADON_SIMD_CLONES
 void softmax(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out, bool log) {
+  if (inner == 1) {
+    for (std::int64_t o = 0; o < outer; ++o) softmax_row(n, x + o * n, out + o * n, log);
+    return;
+  }
+  // Along a strided axis: the loops run over the contiguous inner positions, which vectorise.
   std::vector<float> top(static_cast<std::size_t>(inner)), total(static_cast<std::size_t>(inner));
   for (std::int64_t o = 0; o < outer; ++o) {
     const float* src = x + o * n * inner;
@@ -65,13 +125,13 @@ void softmax(std::int64_t outer, std::int64_t n, std::int64_t inner, const float
     for (std::int64_t i = 0; i < inner; ++i) total[i] = 0.0f;
     for (std::int64_t r = 0; r < n; ++r)
       for (std::int64_t i = 0; i < inner; ++i) {
-        const float e = std::exp(src[r * inner + i] - top[i]);
+        const float e = vexp(src[r * inner + i] - top[i]);
         total[i] += e;
         if (!log) dst[r * inner + i] = e;
       }
     for (std::int64_t i = 0; i < inner; ++i) {
       if (log)
-        total[i] = top[i] + std::log(total[i]);
+        total[i] = top[i] + vlog(total[i]);
       else
         total[i] = 1.0f / total[i];
     }

@@ -75,6 +75,21 @@ Tensor sum_forward(const Tensor& x, const Reduction& r) {
   Tensor out = empty(r.out_shape);
   const float* in = b.data.data<float>();
   float* o = out.data<float>();
+  if (b.outer == 1 && b.inner == 1 && b.n >= 2 * detail::kElementwiseGrain && num_threads() > 1) {
+    // One long row (a full reduction): threads sum slices, the slices are added in double.
+    const std::int64_t slices = num_threads();
+    std::vector<float> partial(static_cast<std::size_t>(slices));
+    parallel_for(0, slices, 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t s = begin; s < end; ++s) {
+        const std::int64_t first = b.n * s / slices, last = b.n * (s + 1) / slices;
+        kernels::sum_reduce(1, last - first, 1, in + first, &partial[static_cast<std::size_t>(s)]);
+      }
+    });
+    double total = 0;
+    for (float p : partial) total += p;
+    o[0] = static_cast<float>(total);
+    return out;
+  }
   const std::int64_t grain = std::max<std::int64_t>(1, detail::kElementwiseGrain / std::max<std::int64_t>(b.n * b.inner, 1));
   parallel_for(0, b.outer, grain, [&](std::int64_t begin, std::int64_t end) {
     kernels::sum_reduce(end - begin, b.n, b.inner, in + begin * b.n * b.inner, o + begin * b.inner);
