@@ -18,6 +18,7 @@
 #include "mtl/architectures.h"
 #include "mtl/cross_stitch.h"
 #include "mtl/experts.h"
+#include "mtl/gate.h"
 #include "mtl/loss_weighting.h"
 #include "mtl/model.h"
 #include "mtl/gradient_methods.h"

@@ -2,9 +2,7 @@
 
 #include <algorithm>
 
-#include "../core/autograd.h"
 #include "../core/ops.h"
-#include "../nn/linear.h"
 
 namespace ladon::mtl {
 
@@ -51,18 +49,19 @@ void SharedBottom::visit(Visitor& v) {
 GatedMixture::GatedMixture(const MoEOptions& options, bool per_task_gates, Generator& gen)
     : MultiTaskModel(options.tasks),
       per_task_gates_(per_task_gates),
-      gates_(per_task_gates ? static_cast<std::int64_t>(options.tasks.size()) : 1),
+      gate_options_(options.gate),
       experts_(options.in, options.experts, options.expert_hidden, gen),
-      gate_(options.in, gates_ * options.experts, {}, gen),
-      towers_(make_towers(options.expert_hidden.back(), options.tasks, gen)) {}
+      towers_(make_towers(options.expert_hidden.back(), options.tasks, gen)) {
+  const std::size_t gates = per_task_gates ? options.tasks.size() : 1;
+  for (std::size_t g = 0; g < gates; ++g) gates_.emplace_back(options.in, options.experts, options.gate, gen);
+}
 
 std::vector<Tensor> GatedMixture::forward(const Tensor& x) {
-  check_input(per_task_gates_ ? "MMoE" : "OMoE", x, gate_.in_features());
-  const std::int64_t batch = x.shape()[0];
-  const Tensor expert_out = experts_.forward(x);                                          // [B, E, H]
-  const Tensor gates = softmax(gate_(x).reshape({batch, gates_, num_experts()}), -1);     // [B, G, E]
+  check_input(per_task_gates_ ? "MMoE" : "OMoE", x, experts_.in_features());
+  const Tensor expert_out = experts_.forward(x);  // [B, E, H]
+  const Tensor gates = forward_gates(gates_, x);  // [B, G, E]
   last_gates_ = gates.detach();
-  const Tensor mixed = matmul(gates, expert_out);                                         // [B, G, H]
+  const Tensor mixed = matmul(gates, expert_out);  // [B, G, H]: every gate's mixture in one batched GEMM
   std::vector<Tensor> outputs;
   for (std::size_t t = 0; t < towers_.size(); ++t) {
     const std::int64_t g = per_task_gates_ ? static_cast<std::int64_t>(t) : 0;
@@ -77,39 +76,11 @@ Tensor GatedMixture::gate_weights(std::size_t task) const {
   return last_gates_.narrow(1, per_task_gates_ ? static_cast<std::int64_t>(task) : 0, 1).squeeze(1);
 }
 
-namespace {
-// A copy of the gate with output rows [keep_begin, keep_end) of the old one followed by `extra`
-// fresh rows: each gate owns one contiguous block of experts rows in [gates * experts, in].
-nn::Linear regate(const nn::Linear& old, std::int64_t keep_begin, std::int64_t keep_end, std::int64_t skip_begin,
-                  std::int64_t skip_end, std::int64_t extra, Generator& gen) {
-  const std::int64_t in = old.in_features();
-  const std::int64_t rows = (keep_end - keep_begin) - (skip_end - skip_begin) + extra;
-  nn::Linear gate(in, rows, {}, gen);
-  NoGradGuard no_grad;
-  float* w = gate.weight.data<float>();
-  float* b = gate.bias.data<float>();
-  std::int64_t at = 0;
-  for (std::int64_t r = keep_begin; r < keep_end; ++r, ++at) {
-    if (r >= skip_begin && r < skip_end) {
-      --at;
-      continue;
-    }
-    std::copy_n(old.weight.data<float>() + r * in, in, w + at * in);
-    b[at] = old.bias.data<float>()[r];
-  }
-  return gate;
-}
-}  // namespace
-
 void GatedMixture::add_task(const TaskSpec& task, Generator& gen) {
   for (const TaskSpec& t : tasks_)
     LADON_CHECK(t.name != task.name, "add_task", "a task named '", task.name, "' exists already");
   LADON_CHECK(task.out > 0, "add_task", "task '", task.name, "' has output size ", task.out);
-  if (per_task_gates_) {
-    const std::int64_t experts = num_experts();
-    gate_ = regate(gate_, 0, gates_ * experts, 0, 0, experts, gen);
-    gates_++;
-  }
+  if (per_task_gates_) gates_.emplace_back(experts_.in_features(), num_experts(), gate_options_, gen);
   towers_.push_back(mlp(experts_.out_features(), task.tower_hidden, task.out, false, gen));
   tasks_.push_back(task);
   last_gates_ = Tensor();
@@ -120,20 +91,43 @@ void GatedMixture::remove_task(const std::string& name) {
   LADON_CHECK(it != tasks_.end(), "remove_task", "no task named '", name, "'");
   LADON_CHECK(tasks_.size() > 1, "remove_task", "cannot remove the only task '", name, "'");
   const std::int64_t t = it - tasks_.begin();
-  if (per_task_gates_) {
-    const std::int64_t experts = num_experts();
-    Generator unused;
-    gate_ = regate(gate_, 0, gates_ * experts, t * experts, (t + 1) * experts, 0, unused);
-    gates_--;
-  }
+  if (per_task_gates_) gates_.erase(gates_.begin() + t);
   towers_.erase(towers_.begin() + t);
   tasks_.erase(it);
   last_gates_ = Tensor();
 }
 
+ExpertDropReport GatedMixture::drop_unused_experts(const std::vector<GateStats>& stats) {
+  LADON_CHECK(stats.size() == num_tasks(), "drop_unused_experts", stats.size(), " gate statistics for ", num_tasks(),
+              " tasks");
+  const std::int64_t experts = num_experts();
+  for (const GateStats& s : stats)
+    LADON_CHECK(static_cast<std::int64_t>(s.mean_weight.size()) == experts, "drop_unused_experts",
+                "gate statistics over ", s.mean_weight.size(), " experts for a model with ", experts);
+  ExpertDropReport report;
+  report.experts_before = experts;
+  report.parameters_before = num_parameters();
+  std::vector<std::int64_t> keep;
+  for (std::int64_t e = 0; e < experts; ++e) {
+    const bool used = std::any_of(stats.begin(), stats.end(), [e](const GateStats& s) { return !s.unused(e); });
+    (used ? keep : report.dropped).push_back(e);
+  }
+  if (!report.dropped.empty()) {
+    experts_.keep_experts(keep);
+    for (Gate& gate : gates_) gate.keep_experts(keep);
+    last_gates_ = Tensor();
+  }
+  report.experts_after = num_experts();
+  report.parameters_after = num_parameters();
+  return report;
+}
+
 void GatedMixture::visit(Visitor& v) {
   v("experts", experts_);
-  v("gate", gate_);
+  if (per_task_gates_)
+    for (std::size_t t = 0; t < gates_.size(); ++t) v("gates." + tasks_[t].name, gates_[t]);
+  else
+    v("gate", gates_[0]);
   for (std::size_t t = 0; t < towers_.size(); ++t) v("towers." + tasks_[t].name, towers_[t]);
 }
 

@@ -2,12 +2,13 @@
 //   SharedBottom: y_t = tower_t(trunk(x))                       (hard parameter sharing)
 //   OMoE:         y_t = tower_t(sum_e g(x)_e   * expert_e(x))   (one gate for all tasks)
 //   MMoE:         y_t = tower_t(sum_e g_t(x)_e * expert_e(x))   (one softmax gate per task)
-// Gates are single linear layers on the raw input, as in the paper.
+// Gates read the raw input; by default each is a single linear layer, as in the paper (see gate.h).
 #pragma once
 
-#include "../nn/linear.h"
 #include "experts.h"
+#include "gate.h"
 #include "model.h"
+#include "report.h"
 
 namespace ladon::mtl {
 
@@ -36,9 +37,19 @@ struct MoEOptions {
   std::int64_t experts = 8;
   std::vector<std::int64_t> expert_hidden = {64};
   std::vector<TaskSpec> tasks;
+  GateOptions gate = {};  // every gate's temperature and hidden layers
 };
 
-// The common engine of OMoE and MMoE: an expert bank mixed by `gates` softmax gates.
+// What drop_unused_experts removed.
+struct ExpertDropReport {
+  std::vector<std::int64_t> dropped;  // indices of the removed experts, before removal
+  std::int64_t experts_before = 0, experts_after = 0;
+  std::int64_t parameters_before = 0, parameters_after = 0;
+};
+
+// The common engine of OMoE and MMoE: an expert bank mixed by softmax gates. Parameter names:
+// experts.*, towers.<task>.*, and the gates: MMoE's gates.<task>.* belong to their task (so the
+// gradient methods treat them as task parameters); OMoE's one gate.* is shared.
 class GatedMixture : public MultiTaskModel {
  public:
   std::vector<Tensor> forward(const Tensor& x) override;
@@ -54,14 +65,20 @@ class GatedMixture : public MultiTaskModel {
   Tensor gate_weights(std::size_t task) const;
   std::int64_t num_experts() const { return experts_.num_experts(); }
 
+  // Compression: removes the experts that no task uses, i.e. that every task's gate statistics
+  // (one GateStats per task, measured over data with gate_stats) mark as unused, together with
+  // their gate outputs. Kept weights are unchanged, so outputs move only by the dropped experts'
+  // small share of the softmax. Parameters change, so build the optimizer again afterwards.
+  ExpertDropReport drop_unused_experts(const std::vector<GateStats>& stats);
+
  protected:
   GatedMixture(const MoEOptions& options, bool per_task_gates, Generator& gen);
 
  private:
   bool per_task_gates_;
-  std::int64_t gates_;
+  GateOptions gate_options_;
   ExpertBank experts_;
-  nn::Linear gate_;  // all gates in one GEMM: in -> gates * experts
+  std::vector<Gate> gates_;  // MMoE: one per task, in task order; OMoE: one shared
   std::vector<nn::Sequential> towers_;
   Tensor last_gates_;  // [batch, gates, experts], detached
 };

@@ -2,7 +2,9 @@
 
 #include <cmath>
 
+#include "../core/autograd.h"
 #include "../core/ops.h"
+#include "gate.h"
 
 namespace ladon::mtl {
 
@@ -35,6 +37,22 @@ Tensor ExpertBank::forward(const Tensor& x) {
   h = h.transpose(0, 1);  // [experts, batch, h]: a view, the batched GEMM reads it in place
   for (std::size_t l = 0; l < weights_.size(); ++l) h = relu(matmul(h, weights_[l]) + biases_[l]);
   return h.transpose(0, 1);
+}
+
+void ExpertBank::keep_experts(const std::vector<std::int64_t>& experts) {
+  const Tensor index = expert_index("ExpertBank::keep_experts", experts, experts_);
+  const std::int64_t kept = index.numel(), h0 = hidden_[0];
+  NoGradGuard no_grad;
+  // The first layer holds expert e's columns at [e*h0, (e+1)*h0): select whole blocks of them.
+  first_weight_ = index_select(first_weight_.reshape({in_, experts_, h0}), 1, index).reshape({in_, kept * h0});
+  first_weight_.requires_grad_();
+  first_bias_ = index_select(first_bias_.reshape({experts_, h0}), 0, index).reshape({kept * h0});
+  first_bias_.requires_grad_();
+  for (std::size_t l = 0; l < weights_.size(); ++l) {
+    weights_[l] = index_select(weights_[l], 0, index).requires_grad_();
+    biases_[l] = index_select(biases_[l], 0, index).requires_grad_();
+  }
+  experts_ = kept;
 }
 
 void ExpertBank::visit(Visitor& v) {

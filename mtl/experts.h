@@ -16,8 +16,12 @@ class ExpertBank : public nn::Module {
   Tensor forward(const Tensor& x);  // [batch, in] -> [batch, experts, out_features()]
   void visit(Visitor& v) override;
 
+  std::int64_t in_features() const { return in_; }
   std::int64_t num_experts() const { return experts_; }
   std::int64_t out_features() const { return hidden_.back(); }
+  // Keeps only the listed experts (ascending, distinct): their weights are copied unchanged, the
+  // others' are freed. Parameters change, so build the optimizer again afterwards.
+  void keep_experts(const std::vector<std::int64_t>& experts);
 
  private:
   std::int64_t in_, experts_;

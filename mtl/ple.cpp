@@ -5,9 +5,8 @@
 namespace ladon::mtl {
 
 namespace {
-// sum_e gate[b, e] * experts[b, e, :] with gate = softmax(logits).
-Tensor mix(const Tensor& logits, const Tensor& experts, Tensor* gate_out) {
-  const Tensor gate = softmax(logits, -1);
+// sum_e gate[b, e] * experts[b, e, :].
+Tensor mix(const Tensor& gate, const Tensor& experts, Tensor* gate_out) {
   if (gate_out) *gate_out = gate.detach();
   return matmul(gate.unsqueeze(1), experts).squeeze(1);
 }
@@ -32,10 +31,10 @@ PLE::PLE(const PLEOptions& options, Generator& gen) : MultiTaskModel(options.tas
     Level level{{}, ExpertBank(in, shared_n, options.expert_hidden, gen), {}, {}};
     for (std::int64_t t = 0; t < tasks; ++t) {
       level.task_experts.emplace_back(in, task_n, options.expert_hidden, gen);
-      level.task_gates.emplace_back(in, options.task_experts + options.shared_experts, nn::LinearOptions{}, gen);
+      level.task_gates.emplace_back(in, options.task_experts + options.shared_experts, options.gate, gen);
     }
     if (!last) level.shared_gate.emplace_back(in, tasks * options.task_experts + options.shared_experts,
-                                              nn::LinearOptions{}, gen);
+                                              options.gate, gen);
     levels_.push_back(std::move(level));
   }
   for (const TaskSpec& t : options.tasks) towers_.push_back(mlp(width, t.tower_hidden, t.out, false, gen));

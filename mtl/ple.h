@@ -5,8 +5,8 @@
 // one level.
 #pragma once
 
-#include "../nn/linear.h"
 #include "experts.h"
+#include "gate.h"
 #include "model.h"
 
 namespace ladon::mtl {
@@ -18,6 +18,7 @@ struct PLEOptions {
   std::int64_t task_experts = 2;  // per task
   std::vector<std::int64_t> expert_hidden = {64};
   std::vector<TaskSpec> tasks;
+  GateOptions gate = {};  // every gate's temperature and hidden layers, task and shared
 };
 
 class PLE : public MultiTaskModel {
@@ -34,8 +35,8 @@ class PLE : public MultiTaskModel {
   struct Level {
     std::vector<ExpertBank> task_experts;  // one bank per task
     ExpertBank shared_experts;
-    std::vector<nn::Linear> task_gates;
-    std::vector<nn::Linear> shared_gate;  // empty on the last level
+    std::vector<Gate> task_gates;
+    std::vector<Gate> shared_gate;  // empty on the last level
   };
   PLEOptions options_;
   std::vector<Level> levels_;

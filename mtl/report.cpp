@@ -22,9 +22,9 @@ GateStats gate_stats(const Tensor& gate_weights) {
       s.mean_weight[e] += v / static_cast<double>(batch);
       if (v > 0) s.entropy -= v * std::log(v) / static_cast<double>(batch);
     }
-  for (double m : s.mean_weight) {
-    s.load_imbalance = std::max(s.load_imbalance, m * static_cast<double>(experts));
-    if (m * static_cast<double>(experts) < 0.01) s.unused_experts++;
+  for (std::int64_t e = 0; e < experts; ++e) {
+    s.load_imbalance = std::max(s.load_imbalance, s.mean_weight[e] * static_cast<double>(experts));
+    if (s.unused(e)) s.unused_experts++;
   }
   return s;
 }

@@ -14,6 +14,11 @@ struct GateStats {
   double entropy = 0;               // mean per-sample entropy of the gate (nats); log(E) is uniform
   double load_imbalance = 0;        // max over experts of mean_weight * E: 1 is perfectly even
   std::int64_t unused_experts = 0;  // experts whose mean weight is below 1% of uniform
+
+  // Expert e's mean weight is below 1% of uniform (1 / experts): the gate all but ignores it.
+  bool unused(std::int64_t expert) const {
+    return mean_weight.at(static_cast<std::size_t>(expert)) * static_cast<double>(mean_weight.size()) < 0.01;
+  }
 };
 
 // Statistics of one task's gate weights [batch, experts] (rows sum to 1).

@@ -36,7 +36,8 @@ TEST_CASE("MMoE: shapes, parameter names, and gates that are distributions") {
   std::vector<std::string> names;
   for (auto& [n, t] : model.named_parameters()) names.push_back(n);
   CHECK(names == std::vector<std::string>{"experts.0.weight", "experts.0.bias", "experts.1.weight", "experts.1.bias",
-                                          "gate.weight", "gate.bias", "towers.a.0.weight", "towers.a.0.bias",
+                                          "gates.a.0.weight", "gates.a.0.bias", "gates.b.0.weight",
+                                          "gates.b.0.bias", "towers.a.0.weight", "towers.a.0.bias",
                                           "towers.a.2.weight", "towers.a.2.bias", "towers.b.0.weight",
                                           "towers.b.0.bias"});
   for (std::size_t t = 0; t < 2; ++t) {
@@ -62,9 +63,11 @@ TEST_CASE("MMoE output worked out by hand") {
   mtl::MMoE model({.in = 2, .experts = 2, .expert_hidden = {1}, .tasks = {{"a", 1, {}}, {"b", 1, {}}}});
   set(param(model, "experts.0.weight"), {1, 0, 0, 1});  // [in=2, experts*h=2]: expert0 = relu(x0), expert1 = relu(x1)
   set(param(model, "experts.0.bias"), {0, 0});
-  // Gate logits [a0 a1 b0 b1] = W x + c; task a: logits (x0, 0); task b: all zero -> uniform.
-  set(param(model, "gate.weight"), {1, 0, 0, 0, 0, 0, 0, 0});
-  set(param(model, "gate.bias"), {0, 0, 0, 0});
+  // Task a's gate logits (x0, 0); task b's all zero -> uniform.
+  set(param(model, "gates.a.0.weight"), {1, 0, 0, 0});
+  set(param(model, "gates.a.0.bias"), {0, 0});
+  set(param(model, "gates.b.0.weight"), {0, 0, 0, 0});
+  set(param(model, "gates.b.0.bias"), {0, 0});
   set(param(model, "towers.a.0.weight"), {2});
   set(param(model, "towers.a.0.bias"), {1});
   set(param(model, "towers.b.0.weight"), {1});
@@ -145,16 +148,17 @@ TEST_CASE("adding and removing tasks keeps the experts and the other tasks' outp
   CHECK(equal(after[0], before[0]));
   CHECK(equal(after[1], before[1]));
   CHECK(after[2].shape() == Shape{5, 3});
-  CHECK(param(model, "gate.weight").shape() == Shape{3 * 2, 3});
+  CHECK(param(model, "gates.c.0.weight").shape() == Shape{2, 3});  // a fresh gate of its own
   model.remove_task("a");
   const auto removed = model(x);
   REQUIRE(removed.size() == 2);
   CHECK(equal(removed[0], before[1]));
   CHECK(equal(removed[1], after[2]));
   CHECK(model.tasks()[0].name == "b");
+  for (auto& [name, p] : model.named_parameters()) CHECK(name.find(".a.") == std::string::npos);
   CHECK_THROWS_WITH_AS(model.remove_task("a"), "remove_task: no task named 'a'", Error);
   CHECK_THROWS_WITH_AS(model.add_task({"b", 1, {}}), "add_task: a task named 'b' exists already", Error);
   mtl::OMoE omoe({.in = 3, .experts = 2, .expert_hidden = {4}, .tasks = {{"a", 2, {}}}}, gen);
   omoe.add_task({"b", 1, {}}, gen);
-  CHECK(param(omoe, "gate.weight").shape() == Shape{2, 3});  // one shared gate stays one gate
+  CHECK(param(omoe, "gate.0.weight").shape() == Shape{2, 3});  // one shared gate stays one gate
 }

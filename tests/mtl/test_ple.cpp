@@ -41,10 +41,10 @@ TEST_CASE("PLE: the shared gate carries every task's experts to the next level")
   std::vector<std::string> names;
   for (auto& [n, t] : ple.named_parameters()) names.push_back(n);
   const auto has = [&](const std::string& n) { return std::find(names.begin(), names.end(), n) != names.end(); };
-  CHECK(has("levels.0.shared_gate.weight"));
-  CHECK_FALSE(has("levels.1.shared_gate.weight"));  // the last level has only task gates
-  CHECK(named(ple, "levels.0.shared_gate.weight").shape() == Shape{2 * 2 + 1, 4});
-  CHECK(named(ple, "levels.1.gates.a.weight").shape() == Shape{2 + 1, 5});
+  CHECK(has("levels.0.shared_gate.0.weight"));
+  CHECK_FALSE(has("levels.1.shared_gate.0.weight"));  // the last level has only task gates
+  CHECK(named(ple, "levels.0.shared_gate.0.weight").shape() == Shape{2 * 2 + 1, 4});
+  CHECK(named(ple, "levels.1.gates.a.0.weight").shape() == Shape{2 + 1, 5});
   const Tensor x = randn({3, 4}, gen);
   const auto out = ple(x);
   // Unlike CGC, task b's level-0 experts now reach task a through the shared branch.
@@ -66,9 +66,9 @@ TEST_CASE("PLE: the shared gate carries every task's experts to the next level")
 TEST_CASE("shared and task-specific parameters are split by name") {
   mtl::PLE ple({.in = 4, .levels = 2, .shared_experts = 1, .task_experts = 2, .expert_hidden = {5}, .tasks = kTasks});
   CHECK(ple.owner_task("levels.0.experts.b.0.weight") == 1);
-  CHECK(ple.owner_task("levels.1.gates.a.bias") == 0);
+  CHECK(ple.owner_task("levels.1.gates.a.0.bias") == 0);
   CHECK(ple.owner_task("towers.a.2.weight") == 0);
-  CHECK(ple.owner_task("levels.0.shared_gate.weight") == -1);
+  CHECK(ple.owner_task("levels.0.shared_gate.0.weight") == -1);
   CHECK(ple.owner_task("levels.0.shared_experts.0.weight") == -1);
   std::int64_t total = 0;
   for (const Tensor& p : ple.shared_parameters()) total += p.numel();
@@ -76,7 +76,7 @@ TEST_CASE("shared and task-specific parameters are split by name") {
     for (const Tensor& p : ple.task_parameters(t)) total += p.numel();
   CHECK(total == ple.num_parameters());
   mtl::MMoE mmoe({.in = 3, .experts = 2, .expert_hidden = {4}, .tasks = kTasks});
-  CHECK(mmoe.shared_parameters().size() == 4);  // expert weight and bias, gate weight and bias
+  CHECK(mmoe.shared_parameters().size() == 2);  // the experts' weight and bias: each gate belongs to its task
 }
 
 TEST_CASE("cross-stitch: columns mixed by near-identity units, by hand") {
