@@ -48,6 +48,10 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 
 Tensor softmax(const Tensor& x, std::int64_t dim);
 Tensor log_softmax(const Tensor& x, std::int64_t dim);
+// Per-sample cross-entropy -log softmax(logits[b])[target[b]] of logits [batch, classes] against
+// int64 class indices [batch], in one pass (softmax, loss and the saved probabilities together);
+// the backward is (softmax - onehot) * grad. nn::cross_entropy is built on it.
+Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& target);
 
 // Joining and splitting.
 Tensor cat(const std::vector<Tensor>& tensors, std::int64_t dim);

@@ -71,9 +71,10 @@ void max_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const fl
 
 namespace {
 
-// Softmax of one contiguous row. Reductions keep kLanes partial maxima and sums, which vectorise
-// without reassociation flags; a NaN anywhere in the row makes the whole row NaN.
-LADON_INLINE void softmax_row(std::int64_t n, const float* src, float* dst, bool log) {
+// Softmax of one contiguous row; returns the row's logsumexp. Reductions keep kLanes partial maxima
+// and sums, which vectorise without reassociation flags; a NaN anywhere in the row makes the whole
+// row NaN.
+LADON_INLINE float softmax_row(std::int64_t n, const float* src, float* dst, bool log) {
   float top_lanes[kLanes];
   for (float& t : top_lanes) t = -std::numeric_limits<float>::infinity();
   std::int64_t r = 0;
@@ -104,6 +105,7 @@ LADON_INLINE void softmax_row(std::int64_t n, const float* src, float* dst, bool
     const float scale = 1.0f / total;
     for (r = 0; r < n; ++r) dst[r] *= scale;
   }
+  return top + vlog(total);
 }
 
 }  // namespace
@@ -142,6 +144,16 @@ void softmax(std::int64_t outer, std::int64_t n, std::int64_t inner, const float
         else
           dst[r * inner + i] *= total[i];
       }
+  }
+}
+
+LADON_SIMD_CLONES
+void softmax_cross_entropy(std::int64_t rows, std::int64_t classes, const float* logits, const std::int64_t* target,
+                           float* probs, float* loss) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* x = logits + r * classes;
+    const float logsumexp = softmax_row(classes, x, probs + r * classes, false);
+    loss[r] = logsumexp - x[target[r]];
   }
 }
 

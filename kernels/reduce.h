@@ -13,4 +13,10 @@ void max_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const fl
 // Softmax (or log-softmax) along the middle axis.
 void softmax(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out, bool log);
 
+// Cross-entropy of each row of logits [rows, classes] against its class, fused with the softmax the
+// gradient needs: loss[r] = logsumexp(x[r]) - x[r, target[r]], probs[r] = softmax(x[r]). Targets are
+// valid class indices (the caller checks).
+void softmax_cross_entropy(std::int64_t rows, std::int64_t classes, const float* logits, const std::int64_t* target,
+                           float* probs, float* loss);
+
 }  // namespace ladon::kernels

@@ -72,22 +72,23 @@ Tensor reduce_weighted(const char* loss, const Tensor& per_element, const Tensor
   return div(total, denom);
 }
 
-// The class-index losses on log-probabilities, PyTorch's weighting and ignore_index rules.
-Tensor class_loss(const char* op, const Tensor& log_probs, const Tensor& target, Reduction reduction,
+// The class-index losses, PyTorch's weighting and ignore_index rules. `input` holds log-probabilities
+// (nll_loss) or, with from_logits, logits (cross_entropy: the fused softmax_cross_entropy op).
+Tensor class_loss(const char* op, const Tensor& input, bool from_logits, const Tensor& target, Reduction reduction,
                   const Tensor& sample_weight, const Tensor& class_weight, std::int64_t ignore_index,
                   double smoothing) {
-  const std::int64_t batch = log_probs.shape()[0], classes = log_probs.shape()[1];
+  const std::int64_t batch = input.shape()[0], classes = input.shape()[1];
   if (class_weight.defined()) {
     LADON_CHECK(class_weight.dtype() == Dtype::float32, op, "class_weight must be float32, got ",
                 dtype_name(class_weight.dtype()));
     LADON_CHECK(class_weight.shape() == Shape{classes}, op, "class_weight ", shape_str(class_weight.shape()),
-                " must be [", classes, "], one per class (input ", shape_str(log_probs.shape()), ")");
+                " must be [", classes, "], one per class (input ", shape_str(input.shape()), ")");
   }
   if (sample_weight.defined()) {
     LADON_CHECK(sample_weight.dtype() == Dtype::float32, op, "weight must be float32, got ",
                 dtype_name(sample_weight.dtype()));
     LADON_CHECK(sample_weight.shape() == Shape{batch}, op, "weight ", shape_str(sample_weight.shape()), " must be [",
-                batch, "], one per sample (input ", shape_str(log_probs.shape()), ")");
+                batch, "], one per sample (input ", shape_str(input.shape()), ")");
   }
   LADON_CHECK(smoothing >= 0.0 && smoothing <= 1.0, op, "label_smoothing must be in [0, 1], got ", smoothing);
   const std::vector<std::int64_t> t = target.to_vector<std::int64_t>();
@@ -96,7 +97,7 @@ Tensor class_loss(const char* op, const Tensor& log_probs, const Tensor& target,
   for (std::int64_t b = 0; b < batch; ++b) {
     const bool ignored = t[b] == ignore_index;
     LADON_CHECK(ignored || (t[b] >= 0 && t[b] < classes), op, "target[", b, "] = ", t[b], " is out of range for ",
-                classes, " classes (input ", shape_str(log_probs.shape()), ")");
+                classes, " classes (input ", shape_str(input.shape()), ")");
     safe[b] = ignored ? 0 : t[b];
     valid[b] = ignored ? 0.0f : 1.0f;
   }
@@ -105,7 +106,8 @@ Tensor class_loss(const char* op, const Tensor& log_probs, const Tensor& target,
   const Tensor safe_t = tensor(std::move(safe), {batch});
   Tensor scale = tensor(std::move(valid), {batch});  // which samples count, and how much
   if (sample_weight.defined()) scale = mul(scale, sample_weight);
-  Tensor per = neg(gather(log_probs, 1, safe_t.reshape({batch, 1})).reshape({batch}));
+  Tensor per = from_logits ? softmax_cross_entropy(input, safe_t)
+                           : neg(gather(input, 1, safe_t.reshape({batch, 1})).reshape({batch}));
   Tensor omega = scale;  // each sample's share of the mean's denominator
   if (class_weight.defined()) {
     const Tensor w_t = index_select(class_weight, 0, safe_t);
@@ -113,7 +115,9 @@ Tensor class_loss(const char* op, const Tensor& log_probs, const Tensor& target,
     omega = mul(omega, w_t);
   }
   if (smoothing > 0.0) {
-    const Tensor weighted = class_weight.defined() ? mul(log_probs, class_weight.reshape({1, classes})) : log_probs;
+    const Tensor all_log_probs = from_logits ? log_softmax(input, 1) : input;
+    const Tensor weighted =
+        class_weight.defined() ? mul(all_log_probs, class_weight.reshape({1, classes})) : all_log_probs;
     const Tensor smooth = neg(sum(weighted, {1}));
     per = add(mul(per, scalar(1.0 - smoothing)), mul(smooth, scalar(smoothing / static_cast<double>(classes))));
   }
@@ -184,8 +188,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
     LADON_CHECK(classes_of[b] >= 0 && classes_of[b] < classes, op, "target[", b, "] = ", classes_of[b],
                 " is out of range for ", classes, " classes (logits ", shape_str(logits.shape()), ")");
 
-  const Tensor picked = gather(log_softmax(logits, 1), 1, target.reshape({batch, 1}));
-  return reduce(op, neg(picked.reshape({batch})), reduction);
+  return reduce(op, softmax_cross_entropy(logits, target), reduction);
 }
 
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, Reduction reduction) {
@@ -239,14 +242,14 @@ Tensor smooth_l1_loss(const Tensor& pred, const Tensor& target, const SmoothL1Op
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NLLOptions& options) {
   const char* op = "nll_loss";
   check_class_input(op, "log_probs", log_probs, target);
-  return class_loss(op, log_probs, target, options.reduction, options.weight, options.class_weight,
+  return class_loss(op, log_probs, false, target, options.reduction, options.weight, options.class_weight,
                     options.ignore_index, 0.0);
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& options) {
   const char* op = "cross_entropy";
   check_class_input(op, "logits", logits, target);
-  return class_loss(op, log_softmax(logits, 1), target, options.reduction, options.weight, options.class_weight,
+  return class_loss(op, logits, true, target, options.reduction, options.weight, options.class_weight,
                     options.ignore_index, options.label_smoothing);
 }
 

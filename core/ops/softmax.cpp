@@ -42,4 +42,43 @@ Tensor log_softmax(const Tensor& x, std::int64_t dim) {
   });
 }
 
+Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& target) {
+  const char* op = "softmax_cross_entropy";
+  detail::check_float(op, logits);
+  LADON_CHECK(logits.dim() == 2, op, "logits must be 2-D [batch, classes], got ", shape_str(logits.shape()));
+  LADON_CHECK(target.dtype() == Dtype::int64 && target.dim() == 1, op, "target must be 1-D int64 class indices, got ",
+              dtype_name(target.dtype()), " ", shape_str(target.shape()));
+  const std::int64_t batch = logits.shape()[0], classes = logits.shape()[1];
+  LADON_CHECK(target.shape()[0] == batch, op, "logits ", shape_str(logits.shape()), " and target ",
+              shape_str(target.shape()), ": batch sizes differ");
+  LADON_CHECK(classes > 0, op, "logits ", shape_str(logits.shape()), " have no classes");
+  const Tensor t = target.contiguous();
+  const std::int64_t* cls = t.data<std::int64_t>();
+  for (std::int64_t b = 0; b < batch; ++b)
+    LADON_CHECK(cls[b] >= 0 && cls[b] < classes, op, "target[", b, "] = ", cls[b], " is out of range for ", classes,
+                " classes");
+  const Tensor x = logits.detach().contiguous();
+  Tensor probs = empty({batch, classes});
+  Tensor loss = empty({batch});
+  const std::int64_t grain = std::max<std::int64_t>(1, detail::kElementwiseGrain / classes);
+  parallel_for(0, batch, grain, [&](std::int64_t begin, std::int64_t end) {
+    kernels::softmax_cross_entropy(end - begin, classes, x.data<float>() + begin * classes, cls + begin,
+                                   probs.data<float>() + begin * classes, loss.data<float>() + begin);
+  });
+  return record(loss, op, {logits}, [probs, t](const Tensor& g, const std::vector<bool>&) {
+    const std::int64_t rows = probs.shape()[0], n = probs.shape()[1];
+    const Tensor gc = g.contiguous();
+    Tensor dx = empty({rows, n});
+    const float* p = probs.data<float>();
+    const float* gv = gc.data<float>();
+    const std::int64_t* c = t.data<std::int64_t>();
+    float* d = dx.data<float>();
+    for (std::int64_t b = 0; b < rows; ++b) {
+      for (std::int64_t j = 0; j < n; ++j) d[b * n + j] = p[b * n + j] * gv[b];
+      d[b * n + c[b]] -= gv[b];
+    }
+    return Grads{dx};
+  });
+}
+
 }  // namespace ladon

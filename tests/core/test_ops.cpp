@@ -120,6 +120,19 @@ TEST_CASE("softmax and log_softmax") {
   check_close(softmax(tensor({0, 0, 0, std::log(3.0f)}, {2, 2}), 0), {0.5f, 0.25f, 0.5f, 0.75f});
 }
 
+TEST_CASE("softmax_cross_entropy: -log softmax at the target, gradient softmax - onehot, bad targets") {
+  const Tensor x = tensor({1, 2, 3, 1000, 1000, 1000}, {2, 3}).requires_grad_();
+  const double z = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
+  const Tensor loss = softmax_cross_entropy(x, tensor(std::vector<std::int64_t>{2, 0}, {2}));
+  check_close(loss, {float(std::log(z) - 3), float(std::log(3.0))});
+  sum(loss * tensor({1, 2})).backward();
+  check_close(x.grad(), {float(std::exp(1.0) / z), float(std::exp(2.0) / z), float(std::exp(3.0) / z - 1),
+                         2 * (1 / 3.0f - 1), 2 / 3.0f, 2 / 3.0f});
+  CHECK_THROWS_WITH(softmax_cross_entropy(x, tensor(std::vector<std::int64_t>{2, 3}, {2})),
+                    doctest::Contains("softmax_cross_entropy: target[1] = 3 is out of range for 3 classes"));
+  CHECK_THROWS_WITH(softmax_cross_entropy(x, tensor(std::vector<std::int64_t>{2}, {1})), doctest::Contains("batch sizes differ"));
+}
+
 TEST_CASE("cat, stack, split") {
   const Tensor a = tensor({1, 2, 3, 4}, {2, 2}), b = tensor({5, 6}, {2, 1});
   CHECK(values(cat({a, b}, 1)) == std::vector<float>{1, 2, 5, 3, 4, 6});
