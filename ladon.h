@@ -20,6 +20,7 @@
 #include "mtl/experts.h"
 #include "mtl/gate.h"
 #include "mtl/loss_weighting.h"
+#include "mtl/metrics.h"
 #include "mtl/model.h"
 #include "mtl/gradient_methods.h"
 #include "mtl/ple.h"

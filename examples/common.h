@@ -1,5 +1,5 @@
 // Small helpers shared by the example programs: flag parsing, a live progress line, and test
-// accuracy per task.
+// metrics per task.
 #pragma once
 
 #include <unistd.h>
@@ -69,21 +69,22 @@ class Progress {
   clock::time_point start_, last_print_;
 };
 
-// Fraction of correct argmax predictions per task over a whole split, in batches, in eval mode and
-// without recording a graph.
-inline std::vector<double> task_accuracy(ladon::mtl::MultiTaskModel& model, const ladon::data::Dataset& split,
-                                         std::int64_t batch = 1000) {
+// Test metrics per task over a whole split (accuracy for classes, MSE for regression; auxiliary
+// tasks left out), in batches, in eval mode and without recording a graph.
+inline std::vector<ladon::mtl::TaskResult> evaluate(ladon::mtl::MultiTaskModel& model, const ladon::data::Dataset& split,
+                                                    std::int64_t batch = 1000) {
   ladon::NoGradGuard no_grad;
   model.eval();
-  std::vector<double> correct(model.num_tasks(), 0.0);
-  for (const ladon::data::Batch& b : ladon::data::Loader(split, {.batch = batch})) {
-    const std::vector<ladon::Tensor> out = model(b.x);
-    for (std::size_t t = 0; t < out.size(); ++t)
-      correct[t] += ladon::sum(ladon::eq(ladon::argmax(out[t], 1), b.y[t])).item();
-  }
+  ladon::mtl::TaskMetrics metrics(model.tasks());
+  for (const ladon::data::Batch& b : ladon::data::Loader(split, {.batch = batch})) metrics.add(model(b.x), b.y);
   model.train();
-  for (double& c : correct) c /= static_cast<double>(split.size());
-  return correct;
+  return metrics.results();
+}
+
+// The examples' last lines, "test <task> <metric> <value>": scripts and the README read them.
+inline void print_results(const std::vector<ladon::mtl::TaskResult>& results) {
+  for (const ladon::mtl::TaskResult& r : results)
+    std::printf("test %s %s %.4f\n", r.task.c_str(), r.metric.c_str(), r.value);
 }
 
 }  // namespace examples

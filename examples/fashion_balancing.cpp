@@ -15,7 +15,7 @@ namespace {
 
 const std::vector<mtl::TaskSpec> kTasks = {{"item", 10, {64}}, {"group", 4, {64}}};
 
-std::vector<double> run(const std::string& method, const data::FashionMnist& fm, long epochs, double lr) {
+std::vector<mtl::TaskResult> run(const std::string& method, const data::FashionMnist& fm, long epochs, double lr) {
   Generator gen(11);
   mtl::MMoE model({.in = 784, .experts = 6, .expert_hidden = {128}, .tasks = kTasks}, gen);
   std::unique_ptr<mtl::LossWeighting> balance;
@@ -55,7 +55,7 @@ std::vector<double> run(const std::string& method, const data::FashionMnist& fm,
     }
     if (balance) balance->end_epoch(epoch_loss);
   }
-  return examples::task_accuracy(model, fm.test);
+  return examples::evaluate(model, fm.test);
 }
 
 }  // namespace
@@ -76,7 +76,7 @@ int main(int argc, char** argv) try {
   for (std::string method; std::getline(methods, method, ',');) {
     const examples::Progress clock(1);
     const auto acc = run(method, fm, flags.integer("epochs"), flags.real("lr"));
-    std::printf("%-12s  %.4f    %.4f    %.0f\n", method.c_str(), acc[0], acc[1], clock.elapsed());
+    std::printf("%-12s  %.4f    %.4f    %.0f\n", method.c_str(), acc[0].value, acc[1].value, clock.elapsed());
     std::fflush(stdout);
   }
   return 0;

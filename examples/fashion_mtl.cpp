@@ -75,8 +75,7 @@ int main(int argc, char** argv) try {
   progress.finish();
   std::printf("trained in %.1f s\n", progress.elapsed());
 
-  const std::vector<double> acc = examples::task_accuracy(*model, fm.test);
-  for (std::size_t t = 0; t < tasks.size(); ++t) std::printf("test %s accuracy %.4f\n", tasks[t].name.c_str(), acc[t]);
+  examples::print_results(examples::evaluate(*model, fm.test));
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());

@@ -14,6 +14,9 @@ struct TaskSpec {
   std::string name;
   std::int64_t out = 1;                    // logits per class, or 1 for a regression target
   std::vector<std::int64_t> tower_hidden;  // hidden sizes of the task's tower (ReLU between)
+  // An auxiliary task is trained and weighted like any other but left out of reported metrics
+  // (TaskMetrics): it is there to help the main tasks learn, not to be judged.
+  bool auxiliary = false;
 };
 
 class MultiTaskModel : public nn::Module {

@@ -1,0 +1,93 @@
+#include "metrics.h"
+
+#include <cstdio>
+#include <limits>
+
+#include "../core/autograd.h"
+
+namespace ladon::mtl {
+
+TaskMetrics::TaskMetrics(std::vector<TaskSpec> tasks)
+    : tasks_(std::move(tasks)), sums_(tasks_.size(), 0.0), counts_(tasks_.size(), 0) {
+  LADON_CHECK(!tasks_.empty(), "TaskMetrics", "needs at least one task");
+}
+
+void TaskMetrics::add(const std::vector<Tensor>& outputs, const std::vector<Tensor>& targets,
+                      const std::vector<Tensor>& masks) {
+  const std::size_t tasks = tasks_.size();
+  LADON_CHECK(outputs.size() == tasks && targets.size() == tasks && (masks.empty() || masks.size() == tasks),
+              "TaskMetrics", outputs.size(), " outputs, ", targets.size(), " targets and ", masks.size(),
+              " masks for ", tasks, " tasks");
+  NoGradGuard no_grad;
+  for (std::size_t t = 0; t < tasks; ++t) {
+    const TaskSpec& spec = tasks_[t];
+    const Tensor out = outputs[t].detach().contiguous();
+    LADON_CHECK(out.dim() == 2 && out.shape()[1] == spec.out && out.dtype() == Dtype::float32, "TaskMetrics",
+                "task '", spec.name, "' expects float32 outputs [batch, ", spec.out, "], got ", shape_str(out.shape()));
+    const std::int64_t batch = out.shape()[0], classes = spec.out;
+    const Tensor y = targets[t].contiguous();
+    const bool classification = classes > 1;
+    if (classification)
+      LADON_CHECK(y.dtype() == Dtype::int64 && y.dim() == 1 && y.shape()[0] == batch, "TaskMetrics", "task '",
+                  spec.name, "' expects int64 class targets [", batch, "], got ", dtype_name(y.dtype()), " ",
+                  shape_str(y.shape()));
+    else
+      LADON_CHECK(y.dtype() == Dtype::float32 && y.numel() == batch && y.dim() >= 1 && y.shape()[0] == batch,
+                  "TaskMetrics", "task '", spec.name, "' expects float32 targets [", batch, "] or [", batch,
+                  ", 1], got ", dtype_name(y.dtype()), " ", shape_str(y.shape()));
+    const Tensor mask = masks.empty() || !masks[t].defined() ? Tensor() : masks[t].contiguous();
+    if (mask.defined())
+      LADON_CHECK(mask.dtype() == Dtype::float32 && mask.dim() == 1 && mask.shape()[0] == batch, "TaskMetrics",
+                  "task '", spec.name, "' expects a float32 mask [", batch, "], got ", dtype_name(mask.dtype()), " ",
+                  shape_str(mask.shape()));
+    const float* o = out.data<float>();
+    const float* m = mask.defined() ? mask.data<float>() : nullptr;
+    for (std::int64_t b = 0; b < batch; ++b) {
+      if (m && m[b] == 0.0f) continue;
+      const float* row = o + b * classes;
+      if (classification) {
+        const std::int64_t label = y.data<std::int64_t>()[b];
+        LADON_CHECK(label >= 0 && label < classes, "TaskMetrics", "task '", spec.name, "' target ", label,
+                    " out of range for ", classes, " classes");
+        std::int64_t best = 0;  // the first maximum, as argmax
+        for (std::int64_t c = 1; c < classes; ++c)
+          if (row[c] > row[best]) best = c;
+        sums_[t] += best == label ? 1.0 : 0.0;
+      } else {
+        const double error = static_cast<double>(row[0]) - y.data<float>()[b];
+        sums_[t] += error * error;
+      }
+      counts_[t]++;
+    }
+  }
+}
+
+std::vector<TaskResult> TaskMetrics::results() const {
+  std::vector<TaskResult> out;
+  for (std::size_t t = 0; t < tasks_.size(); ++t) {
+    if (tasks_[t].auxiliary) continue;
+    const double value = counts_[t] ? sums_[t] / static_cast<double>(counts_[t]) : std::numeric_limits<double>::quiet_NaN();
+    out.push_back({tasks_[t].name, tasks_[t].out > 1 ? "accuracy" : "mse", value, counts_[t]});
+  }
+  return out;
+}
+
+std::string TaskMetrics::format_table() const {
+  std::string out;
+  char line[160];
+  std::snprintf(line, sizeof line, "%-10s  %-8s  %8s  %8s\n", "task", "metric", "value", "samples");
+  out += line;
+  for (const TaskResult& r : results()) {
+    std::snprintf(line, sizeof line, "%-10s  %-8s  %8.4f  %8lld\n", r.task.c_str(), r.metric.c_str(), r.value,
+                  static_cast<long long>(r.count));
+    out += line;
+  }
+  return out;
+}
+
+void TaskMetrics::reset() {
+  sums_.assign(tasks_.size(), 0.0);
+  counts_.assign(tasks_.size(), 0);
+}
+
+}  // namespace ladon::mtl

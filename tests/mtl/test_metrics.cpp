@@ -1,0 +1,62 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "ladon.h"
+
+using namespace ladon;
+
+namespace {
+Tensor labels(std::vector<std::int64_t> v) {
+  const auto n = static_cast<std::int64_t>(v.size());
+  return tensor(std::move(v), {n});
+}
+
+const std::vector<mtl::TaskSpec> kTasks = {{"cls", 3, {}}, {"reg", 1, {}}, {"aux", 2, {}, true}};
+}  // namespace
+
+TEST_CASE("task metrics: accuracy and MSE over batches, masks, auxiliary tasks left out, by hand") {
+  mtl::TaskMetrics metrics(kTasks);
+  // Batch 1. cls: argmax (1, 2, 0) against (1, 0, 0): 2 of 3. reg: errors (-0.5, 0, 1): 1.25 summed.
+  metrics.add({tensor({1, 2, 0, 0, 0, 5, 3, 1, 1}, {3, 3}), tensor({1, 2, 0}, {3, 1}), tensor({0, 1, 1, 0, 0, 1}, {3, 2})},
+              {labels({1, 0, 0}), tensor({1.5f, 2, -1}, {3}), labels({1, 1, 1})});
+  // Batch 2. cls: right; reg: masked out, so its error of 2 does not count.
+  metrics.add({tensor({0, 1, 0}, {1, 3}), tensor({3}, {1, 1}), tensor({1, 0}, {1, 2})},
+              {labels({1}), tensor({1}, {1, 1}), labels({1})}, {Tensor(), tensor({0}, {1}), Tensor()});
+  const std::vector<mtl::TaskResult> r = metrics.results();
+  REQUIRE(r.size() == 2);  // "aux" is trained, never reported
+  CHECK(r[0].task == "cls");
+  CHECK(r[0].metric == "accuracy");
+  CHECK(r[0].value == doctest::Approx(3.0 / 4));
+  CHECK(r[0].count == 4);
+  CHECK(r[1].task == "reg");
+  CHECK(r[1].metric == "mse");
+  CHECK(r[1].value == doctest::Approx(1.25 / 3));
+  CHECK(r[1].count == 3);
+  CHECK(metrics.format_table() ==
+        "task        metric       value   samples\n"
+        "cls         accuracy    0.7500         4\n"
+        "reg         mse         0.4167         3\n");
+  metrics.reset();
+  CHECK(metrics.results()[0].count == 0);
+  CHECK(std::isnan(metrics.results()[0].value));
+}
+
+TEST_CASE("task metrics: bad input names the task and the shapes") {
+  mtl::TaskMetrics metrics(kTasks);
+  const Tensor cls = zeros({2, 3}), reg = zeros({2, 1}), aux = zeros({2, 2});
+  const Tensor y_reg = zeros({2}), y_aux = labels({0, 1});
+  CHECK_THROWS_WITH_AS(metrics.add({cls}, {labels({0, 1}), y_reg, y_aux}),
+                       "TaskMetrics: 1 outputs, 3 targets and 0 masks for 3 tasks", Error);
+  CHECK_THROWS_WITH_AS(metrics.add({cls, reg, aux}, {labels({0, 3}), y_reg, y_aux}),
+                       "TaskMetrics: task 'cls' target 3 out of range for 3 classes", Error);
+  CHECK_THROWS_WITH_AS(metrics.add({cls, reg, aux}, {zeros({2}), y_reg, y_aux}),
+                       "TaskMetrics: task 'cls' expects int64 class targets [2], got float32 [2]", Error);
+  CHECK_THROWS_WITH_AS(metrics.add({zeros({2, 4}), reg, aux}, {labels({0, 1}), y_reg, y_aux}),
+                       "TaskMetrics: task 'cls' expects float32 outputs [batch, 3], got [2, 4]", Error);
+  CHECK_THROWS_WITH_AS(metrics.add({cls, reg, aux}, {labels({0, 1}), zeros({3}), y_aux}),
+                       "TaskMetrics: task 'reg' expects float32 targets [2] or [2, 1], got float32 [3]", Error);
+  CHECK_THROWS_WITH_AS(
+      metrics.add({cls, reg, aux}, {labels({0, 1}), y_reg, y_aux}, {Tensor(), zeros({3}), Tensor()}),
+      "TaskMetrics: task 'reg' expects a float32 mask [2], got float32 [3]", Error);
+}
