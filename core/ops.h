@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "../kernels/gemm.h"
 #include "tensor.h"
 
 namespace ladon {
@@ -45,6 +46,11 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 
 // Linear algebra: 2-D @ 2-D, 3-D @ 3-D (batched), 3-D @ 2-D (the matrix shared across the batch).
 Tensor matmul(const Tensor& a, const Tensor& b);
+// activation(x @ weight^T + bias) for x [batch, in], weight [out, in], bias [out] (or undefined): one
+// GEMM whose epilogue adds the bias and applies the activation; the backward is three GEMM-shaped
+// products and a column sum, with no transposed copies. nn::Linear is built on it.
+using Activation = kernels::Activation;
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activation activation = Activation::none);
 
 Tensor softmax(const Tensor& x, std::int64_t dim);
 Tensor log_softmax(const Tensor& x, std::int64_t dim);

@@ -116,6 +116,11 @@ void where(std::int64_t n, const float* cond, std::int64_t sc, const float* a, s
   for (std::int64_t i = 0; i < n; ++i) out[i * so] = cond[i * sc] != 0.0f ? a[i * sa] : b[i * sb];
 }
 
+LADON_SIMD_CLONES
+void relu_grad(std::int64_t n, const float* __restrict y, const float* __restrict g, float* __restrict out) {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = y[i] > 0.0f ? g[i] : 0.0f;
+}
+
 void copy_i64(std::int64_t n, const std::int64_t* x, std::int64_t sx, std::int64_t* out, std::int64_t so) {
   for (std::int64_t i = 0; i < n; ++i) out[i * so] = x[i * sx];
 }

@@ -21,6 +21,8 @@ void compare(CompareOp op, std::int64_t n, const std::int64_t* a, std::int64_t s
 void clamp(std::int64_t n, const float* x, std::int64_t sx, float low, float high, float* out, std::int64_t so);
 void where(std::int64_t n, const float* cond, std::int64_t sc, const float* a, std::int64_t sa, const float* b,
            std::int64_t sb, float* out, std::int64_t so);
+// out = g where y > 0, else 0: ReLU's backward, read from its output y.
+void relu_grad(std::int64_t n, const float* y, const float* g, float* out);
 void copy_i64(std::int64_t n, const std::int64_t* x, std::int64_t sx, std::int64_t* out, std::int64_t so);
 
 }  // namespace ladon::kernels

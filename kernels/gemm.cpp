@@ -286,6 +286,19 @@ constexpr auto avx512_edge_table(std::index_sequence<I...>) {
                                                  &ukernel_avx512<static_cast<int>(I) + 1, MR, 2, true>}...}};
 }
 
+// The epilogue on one stored tile of C (rows x cols at c), whose first column is column col0 of C.
+LADON_INLINE void apply_epilogue(const Epilogue& epilogue, float* c, i64 ldc, i64 rows, i64 cols, i64 col0) {
+  const bool relu = epilogue.activation == Activation::relu;
+  if (epilogue.bias == nullptr && !relu) return;
+  for (i64 i = 0; i < rows; ++i) {
+    float* row = c + i * ldc;
+    if (epilogue.bias != nullptr)
+      for (i64 j = 0; j < cols; ++j) row[j] += epilogue.bias[col0 + j];
+    if (relu)
+      for (i64 j = 0; j < cols; ++j) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+  }
+}
+
 struct KernelAvx512 {
   static constexpr int MR = 14, NR = 32;
   static constexpr i64 MC = 280, KC = 384, NC = 4096;
@@ -304,7 +317,8 @@ struct KernelAvx512 {
   static constexpr auto direct_edge = avx512_direct_table<false>(std::make_index_sequence<MR>{});
   static constexpr auto direct_edge_ta = avx512_direct_table<true>(std::make_index_sequence<MR>{});
   LADON_TARGET_AVX512 static void direct(bool trans_a, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda,
-                                         const float* b, i64 ldb, float beta, float* c, i64 ldc) {
+                                         const float* b, i64 ldb, float beta, float* c, i64 ldc,
+                                         const Epilogue& epilogue) {
     for (i64 jr = 0; jr < n; jr += NR) {
       const i64 nr = std::min<i64>(NR, n - jr);
       const i64 nv = (nr + 15) / 16;
@@ -321,6 +335,7 @@ struct KernelAvx512 {
         } else {
           (trans_a ? direct_edge_ta : direct_edge)[mr - 1][nv - 1](k, pa, lda, b + jr, ldb, pc, ldc, alpha, beta, mask);
         }
+        apply_epilogue(epilogue, pc, ldc, mr, nr, jr);
       }
     }
   }
@@ -477,7 +492,7 @@ constexpr i64 balanced_block(i64 extent, i64 max_block, i64 unit) {
 // Requires m, n, k > 0 and alpha != 0.
 template <class K>
 LADON_INLINE void gemm_driver(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda,
-                              const float* b, i64 ldb, float beta, float* c, i64 ldc) {
+                              const float* b, i64 ldb, float beta, float* c, i64 ldc, const Epilogue& epilogue) {
   constexpr int MR = K::MR, NR = K::NR;
   const i64 kc_max = balanced_block(k, K::KC, 1);
   const i64 mc_max = balanced_block(m, K::MC, MR);
@@ -490,6 +505,7 @@ LADON_INLINE void gemm_driver(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, f
     for (i64 pc = 0; pc < k; pc += kc_max) {
       const i64 kc = std::min(kc_max, k - pc);
       const float beta_block = pc == 0 ? beta : 1.0f;
+      const bool last_k_block = pc + kc == k;
       K::pack_b(trans_b, trans_b ? b + jc * ldb + pc : b + pc * ldb + jc, ldb, kc, nc, pack_b_buf);
       for (i64 ic = 0; ic < m; ic += mc_max) {
         const i64 mc = std::min(mc_max, m - ic);
@@ -499,7 +515,9 @@ LADON_INLINE void gemm_driver(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, f
           const float* pb = pack_b_buf + jr * kc;
           for (i64 ir = 0; ir < mc; ir += MR) {
             const i64 mr = std::min<i64>(MR, mc - ir);
-            K::tile(kc, pack_a_buf + ir * kc, pb, c + (ic + ir) * ldc + jc + jr, ldc, alpha, beta_block, mr, nr);
+            float* tile_c = c + (ic + ir) * ldc + jc + jr;
+            K::tile(kc, pack_a_buf + ir * kc, pb, tile_c, ldc, alpha, beta_block, mr, nr);
+            if (last_k_block) apply_epilogue(epilogue, tile_c, ldc, mr, nr, jc + jr);
           }
         }
       }
@@ -519,25 +537,27 @@ bool prefer_direct(bool trans_a, bool trans_b, i64 m, i64 k) {
 
 template <bool ALLOW_DIRECT>
 LADON_TARGET_AVX512 void gemm_avx512(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a,
-                                     i64 lda, const float* b, i64 ldb, float beta, float* c, i64 ldc) {
+                                     i64 lda, const float* b, i64 ldb, float beta, float* c, i64 ldc,
+                                     const Epilogue& epilogue) {
   if (ALLOW_DIRECT && prefer_direct(trans_a, trans_b, m, k)) {
-    KernelAvx512::direct(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    KernelAvx512::direct(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
     return;
   }
-  gemm_driver<KernelAvx512>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  gemm_driver<KernelAvx512>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
 
 LADON_TARGET_AVX2 void gemm_avx2(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda,
-                                 const float* b, i64 ldb, float beta, float* c, i64 ldc) {
-  gemm_driver<KernelAvx2>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                                 const float* b, i64 ldb, float beta, float* c, i64 ldc, const Epilogue& epilogue) {
+  gemm_driver<KernelAvx2>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
 
 void gemm_scalar(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda, const float* b,
-                 i64 ldb, float beta, float* c, i64 ldc) {
-  gemm_driver<KernelScalar>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                 i64 ldb, float beta, float* c, i64 ldc, const Epilogue& epilogue) {
+  gemm_driver<KernelScalar>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
 
-using GemmFn = void (*)(bool, bool, i64, i64, i64, float, const float*, i64, const float*, i64, float, float*, i64);
+using GemmFn = void (*)(bool, bool, i64, i64, i64, float, const float*, i64, const float*, i64, float, float*, i64,
+                        const Epilogue&);
 
 GemmIsa detect_isa() {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -579,32 +599,34 @@ void scale_c(i64 m, i64 n, float beta, float* c, i64 ldc) {
 }
 
 void dispatch(GemmFn fn, bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda,
-              const float* b, i64 ldb, float beta, float* c, i64 ldc) {
+              const float* b, i64 ldb, float beta, float* c, i64 ldc, const Epilogue& epilogue) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.0f) {
     scale_c(m, n, beta, c, ldc);
+    apply_epilogue(epilogue, c, ldc, m, n, 0);
     return;
   }
-  fn(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  fn(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
 
 }  // namespace
 
 void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
-           std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
-  dispatch(best_fn(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+           std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc,
+           const Epilogue& epilogue) {
+  dispatch(best_fn(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
 
 void sgemm_scalar(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
                   const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
-                  std::int64_t ldc) {
-  dispatch(&gemm_scalar, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                  std::int64_t ldc, const Epilogue& epilogue) {
+  dispatch(&gemm_scalar, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
 
 void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
                     float alpha, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta,
-                    float* c, std::int64_t ldc, bool allow_unpacked) {
-  dispatch(gemm_fn(isa, allow_unpacked), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                    float* c, std::int64_t ldc, bool allow_unpacked, const Epilogue& epilogue) {
+  dispatch(gemm_fn(isa, allow_unpacked), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
 
 GemmIsa sgemm_best_isa() { return best_isa(); }
@@ -625,16 +647,18 @@ bool sgemm_isa_supported(GemmIsa isa) { return static_cast<int>(isa) <= static_c
 
 void sgemm_reference(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
                      const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
-                     std::int64_t ldc) {
+                     std::int64_t ldc, const Epilogue& epilogue) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     // BLAS leaves C untouched only for beta == 1; make k == 0 mean an empty sum everywhere.
     scale_c(m, n, beta, c, ldc);
+    apply_epilogue(epilogue, c, ldc, m, n, 0);
     return;
   }
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
               static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
               static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+  apply_epilogue(epilogue, c, ldc, m, n, 0);  // a separate pass: OpenBLAS has no epilogue
 }
 
 }  // namespace ladon::kernels

@@ -13,18 +13,29 @@
 
 namespace ladon::kernels {
 
+enum class Activation { none, relu };
+
+// Work fused into the store of C: C = activation(alpha * op(A) * op(B) + beta * C + bias), with
+// bias[j] added to column j. Each register tile gets it right after its last k block, while it is
+// still in L1, so Linear's bias and ReLU cost no extra pass over memory.
+struct Epilogue {
+  const float* bias = nullptr;  // n values, or none
+  Activation activation = Activation::none;
+};
+
 void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
-           std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc);
+           std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc,
+           const Epilogue& epilogue = {});
 
 // Same contract through OpenBLAS's cblas_sgemm: the reference tests and benchmarks compare against.
 void sgemm_reference(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
                      const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
-                     std::int64_t ldc);
+                     std::int64_t ldc, const Epilogue& epilogue = {});
 
 // Same contract through the portable (no SIMD intrinsics) micro-kernel.
 void sgemm_scalar(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
                   const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
-                  std::int64_t ldc);
+                  std::int64_t ldc, const Epilogue& epilogue = {});
 
 enum class GemmIsa { scalar, avx2, avx512 };
 
@@ -37,6 +48,6 @@ bool sgemm_isa_supported(GemmIsa isa);
 // allow_unpacked = false forces the packed path even where small products would skip packing.
 void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
                     float alpha, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta,
-                    float* c, std::int64_t ldc, bool allow_unpacked = true);
+                    float* c, std::int64_t ldc, bool allow_unpacked = true, const Epilogue& epilogue = {});
 
 }  // namespace ladon::kernels

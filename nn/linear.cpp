@@ -13,17 +13,14 @@ Linear::Linear(std::int64_t in, std::int64_t out, LinearOptions options, Generat
   if (options.bias) bias = uniform({out}, -bound, bound, gen).requires_grad_();
 }
 
-Tensor Linear::forward(const Tensor& x) {
+Tensor Linear::forward(const Tensor& x, Activation activation) {
   LADON_CHECK(x.dim() >= 1 && x.shape().back() == in_features(), "Linear", "input ", shape_str(x.shape()),
               " does not end in in_features=", in_features(), " (weight ", shape_str(weight.shape()), ")");
-  // matmul takes 2-D and 3-D operands; any other rank is folded into the batch and back.
-  const bool fold = x.dim() != 2 && x.dim() != 3;
-  Tensor y = matmul(fold ? x.reshape({-1, in_features()}) : x, weight.t());
-  if (bias.defined()) y = add(y, bias);
-  if (!fold) return y;
+  // linear() takes [batch, in]; any other rank is folded into the batch and back.
+  if (x.dim() == 2) return linear(x, weight, bias, activation);
   Shape shape = x.shape();
   shape.back() = out_features();
-  return y.reshape(shape);
+  return linear(x.reshape({-1, in_features()}), weight, bias, activation).reshape(shape);
 }
 
 void Linear::visit(Visitor& v) {

@@ -214,11 +214,22 @@ Tensor abs(const Tensor& x) {
   });
 }
 
+namespace detail {
+Tensor relu_grad(const Tensor& y, const Tensor& g) {
+  const Tensor yc = y.contiguous(), gc = g.expand(y.shape()).contiguous();
+  Tensor out = empty(y.shape());
+  parallel_for(0, y.numel(), kElementwiseGrain, [&](std::int64_t begin, std::int64_t end) {
+    kernels::relu_grad(end - begin, yc.data<float>() + begin, gc.data<float>() + begin, out.data<float>() + begin);
+  });
+  return out;
+}
+}  // namespace detail
+
 Tensor relu(const Tensor& x) {
   check_float("relu", x);
   Tensor out = unary_forward(UnaryOp::relu, x);
   return record(out, "relu", {x}, [out = out.detach()](const Tensor& g, const std::vector<bool>&) {
-    return Grads{mul(g, gt(out, scalar(0.0)))};
+    return Grads{detail::relu_grad(out, g)};
   });
 }
 

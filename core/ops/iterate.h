@@ -14,6 +14,9 @@ namespace ladon::detail {
 // Elements per parallel chunk: below this, threading costs more than it saves.
 constexpr std::int64_t kElementwiseGrain = 32768;
 
+// ReLU's backward from its output y: g where y > 0, else 0 (relu and the fused linear share it).
+Tensor relu_grad(const Tensor& y, const Tensor& g);
+
 // Calls row(n, offsets, strides) for every innermost row of `shape`, where offsets[k] is operand
 // k's element offset of the row start and strides[k] its innermost stride. Rows are split across
 // threads; a single long row is split into pieces.

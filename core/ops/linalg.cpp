@@ -43,14 +43,15 @@ Operand operand(const Tensor& t) {
 // Below this many multiply-adds one thread is faster than two.
 constexpr std::int64_t kParallelGemmWork = 1 << 20;
 
-// out[b] = a[b] @ b[b] for contiguous out of shape [batch, m, n].
+// out[b] = a[b] @ b[b] for contiguous out of shape [batch, m, n], with the epilogue (bias over the n
+// columns) applied by the GEMM.
 void gemm_batched(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k, const Operand& a,
-                  const Operand& b, float* out) {
+                  const Operand& b, float* out, const kernels::Epilogue& epilogue = {}) {
   if (batch >= num_threads() && batch > 1) {
     parallel_for(0, batch, 1, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t i = begin; i < end; ++i)
         kernels::sgemm(a.trans, b.trans, m, n, k, 1.0f, a.data + i * a.batch_stride, a.ld, b.data + i * b.batch_stride,
-                       b.ld, 0.0f, out + i * m * n, n);
+                       b.ld, 0.0f, out + i * m * n, n, epilogue);
     });
     return;
   }
@@ -64,10 +65,14 @@ void gemm_batched(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64
     parallel_for(0, extent, grain, [&](std::int64_t begin, std::int64_t end) {
       if (split_rows) {
         const float* rows_a = a.trans ? pa + begin : pa + begin * a.ld;
-        kernels::sgemm(a.trans, b.trans, end - begin, n, k, 1.0f, rows_a, a.ld, pb, b.ld, 0.0f, pc + begin * n, n);
+        kernels::sgemm(a.trans, b.trans, end - begin, n, k, 1.0f, rows_a, a.ld, pb, b.ld, 0.0f, pc + begin * n, n,
+                       epilogue);
       } else {
         const float* cols_b = b.trans ? pb + begin * b.ld : pb + begin;
-        kernels::sgemm(a.trans, b.trans, m, end - begin, k, 1.0f, pa, a.ld, cols_b, b.ld, 0.0f, pc + begin, n);
+        kernels::Epilogue columns = epilogue;
+        if (columns.bias != nullptr) columns.bias += begin;
+        kernels::sgemm(a.trans, b.trans, m, end - begin, k, 1.0f, pa, a.ld, cols_b, b.ld, 0.0f, pc + begin, n,
+                       columns);
       }
     });
   }
@@ -107,6 +112,37 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     return Grads{need[0] ? product_like(a, g, b.transpose(r, c)) : Tensor(),
                  need[1] ? product_like(b, a.transpose(r, c), g) : Tensor()};
   });
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activation activation) {
+  const char* op = "linear";
+  detail::check_float(op, x);
+  detail::check_float(op, weight);
+  LADON_CHECK(x.dim() == 2 && weight.dim() == 2 && x.shape()[1] == weight.shape()[1], op, "input ",
+              shape_str(x.shape()), " and weight ", shape_str(weight.shape()),
+              ": expects input [batch, in] and weight [out, in]");
+  const std::int64_t batch = x.shape()[0], in = x.shape()[1], out_features = weight.shape()[0];
+  Tensor b;  // contiguous bias, read by the epilogue
+  if (bias.defined()) {
+    detail::check_float(op, bias);
+    LADON_CHECK(bias.shape() == Shape{out_features}, op, "bias ", shape_str(bias.shape()), " must be [", out_features,
+                "] for weight ", shape_str(weight.shape()));
+    b = bias.detach().contiguous();
+  }
+  Tensor y = empty({batch, out_features});
+  gemm_batched(1, batch, out_features, in, operand(x), operand(weight.t()), y.data<float>(),
+               {.bias = b.defined() ? b.data<float>() : nullptr, .activation = activation});
+  std::vector<Tensor> inputs = {x, weight};
+  if (bias.defined()) inputs.push_back(bias);
+  return record(y, op, std::move(inputs),
+                [x = x.detach(), w = weight.detach(), y = y.detach(), activation](const Tensor& g,
+                                                                                   const std::vector<bool>& need) {
+                  Tensor dy = g;
+                  if (activation == Activation::relu) dy = detail::relu_grad(y, g);
+                  Grads grads = {need[0] ? matmul(dy, w) : Tensor(), need[1] ? matmul(dy.t(), x) : Tensor()};
+                  if (need.size() > 2) grads.push_back(need[2] ? sum(dy, {0}) : Tensor());
+                  return grads;
+                });
 }
 
 }  // namespace ladon

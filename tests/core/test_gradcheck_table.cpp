@@ -82,6 +82,13 @@ std::vector<Case> table() {
       {"matmul batched", [](In x) { return matmul(x[0], x[1]); }, {rnd({2, 3, 4}), rnd({2, 4, 5})}},
       {"matmul batched transposed", [](In x) { return matmul(x[0], x[1].transpose(1, 2)); },
        {rnd({2, 3, 4}), rnd({2, 5, 4})}},
+      {"linear", [](In x) { return linear(x[0], x[1], x[2]); }, {rnd({3, 4}), rnd({2, 4}), rnd({2})}},
+      {"linear no bias, transposed input", [](In x) { return linear(x[0].t(), x[1], Tensor()); },
+       {rnd({4, 3}), rnd({2, 4})}},
+      // Pre-activations 0.3 -3.4 2.3 / 1.3 0.1 -0.55: both sides of the ReLU, none near its kink.
+      {"linear relu",
+       [](In x) { return linear(x[0], x[1], x[2], Activation::relu); },
+       {tensor({1, -2, 0.5, 1}, {2, 2}), tensor({1, 0.5, -1, 1, 0.3, -0.9}, {3, 2}), tensor({0.3, -0.4, 0.2})}},
       {"matmul 3d by 2d", [](In x) { return matmul(x[0], x[1]); }, {rnd({2, 3, 4}), rnd({4, 2})}},
       {"softmax", [](In x) { return softmax(x[0], 1); }, {rnd({3, 4})}},
       {"softmax dim 0", [](In x) { return softmax(x[0], 0); }, {rnd({3, 4})}},

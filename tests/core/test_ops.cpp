@@ -133,6 +133,22 @@ TEST_CASE("softmax_cross_entropy: -log softmax at the target, gradient softmax -
   CHECK_THROWS_WITH(softmax_cross_entropy(x, tensor(std::vector<std::int64_t>{2}, {1})), doctest::Contains("batch sizes differ"));
 }
 
+TEST_CASE("linear: bias and ReLU fused into the GEMM, gradients worked out by hand, shape errors") {
+  const Tensor x = tensor({1, -2, 0.5, 1}, {2, 2}).requires_grad_();
+  const Tensor w = tensor({1, 0.5, -1, 1, 0.3, -0.9}, {3, 2}).requires_grad_();
+  const Tensor b = tensor({0.3, -0.4, 0.2}).requires_grad_();
+  // x wᵀ + b = [[0.3, -3.4, 2.3], [1.3, 0.1, -0.55]]
+  check_close(linear(x, w, b), {0.3f, -3.4f, 2.3f, 1.3f, 0.1f, -0.55f});
+  const Tensor y = linear(x, w, b, Activation::relu);
+  check_close(y, {0.3f, 0, 2.3f, 1.3f, 0.1f, 0});
+  sum(y).backward();  // dy = the ReLU mask [[1, 0, 1], [1, 1, 0]]
+  check_close(x.grad(), {1.3f, -0.4f, 0, 1.5f});               // dy w
+  check_close(w.grad(), {1.5f, -1, 0.5f, 1, 1, -2});          // dyᵀ x
+  check_close(b.grad(), {2, 1, 1});                            // column sums of dy
+  CHECK_THROWS_WITH(linear(x, w.t(), b), doctest::Contains("linear: input [2, 2] and weight [2, 3]"));
+  CHECK_THROWS_WITH(linear(x, w, tensor({1, 2})), doctest::Contains("linear: bias [2] must be [3]"));
+}
+
 TEST_CASE("cat, stack, split") {
   const Tensor a = tensor({1, 2, 3, 4}, {2, 2}), b = tensor({5, 6}, {2, 1});
   CHECK(values(cat({a, b}, 1)) == std::vector<float>{1, 2, 5, 3, 4, 6});

@@ -18,6 +18,7 @@
 
 namespace {
 
+using ladon::kernels::Activation;
 using ladon::kernels::GemmIsa;
 using i64 = std::int64_t;
 
@@ -26,6 +27,8 @@ struct Case {
   bool ta, tb;
   float alpha, beta;
   i64 pad;  // extra elements per row of A, B and C beyond the minimum leading dimension
+  bool bias = false;
+  Activation activation = Activation::none;
 };
 
 constexpr float kSentinel = -12345.0f;
@@ -33,8 +36,9 @@ constexpr float kSentinel = -12345.0f;
 struct Problem {
   Case cs;
   i64 lda, ldb, ldc;
-  std::vector<float> a, b, c0;
+  std::vector<float> a, b, c0, bias;
   std::vector<double> ref, mag;
+  ladon::kernels::Epilogue epilogue;
 
   explicit Problem(const Case& c, std::mt19937& rng) : cs(c) {
     const i64 a_rows = c.ta ? c.k : c.m, a_cols = c.ta ? c.m : c.k;
@@ -67,14 +71,27 @@ struct Problem {
         ref[static_cast<std::size_t>(i * c.n + j)] = c.alpha * s + c.beta * old;
         mag[static_cast<std::size_t>(i * c.n + j)] = std::fabs(c.alpha) * sa + std::fabs(c.beta * old);
       }
+    if (c.bias) {
+      bias.resize(static_cast<std::size_t>(std::max<i64>(c.n, 1)));
+      for (float& x : bias) x = dist(rng);
+      epilogue.bias = bias.data();
+      for (i64 i = 0; i < c.m; ++i)
+        for (i64 j = 0; j < c.n; ++j) {
+          ref[static_cast<std::size_t>(i * c.n + j)] += bias[static_cast<std::size_t>(j)];
+          mag[static_cast<std::size_t>(i * c.n + j)] += std::fabs(bias[static_cast<std::size_t>(j)]);
+        }
+    }
+    epilogue.activation = c.activation;
+    if (c.activation == Activation::relu)
+      for (double& r : ref) r = std::max(r, 0.0);
   }
 
   template <class Fn>
   void check(const std::string& what, Fn&& gemm) const {
     std::vector<float> c = c0;
-    gemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, cs.alpha, a.data(), lda, b.data(), ldb, cs.beta, c.data(), ldc);
+    gemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, cs.alpha, a.data(), lda, b.data(), ldb, cs.beta, c.data(), ldc, epilogue);
     INFO(what, " m=", cs.m, " n=", cs.n, " k=", cs.k, " ta=", cs.ta, " tb=", cs.tb, " alpha=", cs.alpha,
-         " beta=", cs.beta, " pad=", cs.pad);
+         " beta=", cs.beta, " pad=", cs.pad, " bias=", cs.bias, " relu=", cs.activation == Activation::relu);
     i64 bad = 0;
     double worst = 0.0;
     for (i64 i = 0; i < cs.m; ++i)
@@ -100,9 +117,15 @@ void check_all_paths(const Case& c, std::mt19937& rng) {
   for (GemmIsa isa : {GemmIsa::scalar, GemmIsa::avx2, GemmIsa::avx512}) {
     if (!ladon::kernels::sgemm_isa_supported(isa)) continue;
     const char* names[] = {"scalar", "avx2", "avx512"};
-    p.check(names[static_cast<int>(isa)], [isa](auto... args) { ladon::kernels::sgemm_with_isa(isa, args...); });
-    p.check(std::string(names[static_cast<int>(isa)]) + " packed only",
-            [isa](auto... args) { ladon::kernels::sgemm_with_isa(isa, args..., false); });
+    const std::string name = names[static_cast<int>(isa)];
+    for (bool allow_unpacked : {true, false})
+      p.check(allow_unpacked ? name : name + " packed only",
+              [isa, allow_unpacked](bool ta, bool tb, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda,
+                                    const float* b, i64 ldb, float beta, float* c, i64 ldc,
+                                    const ladon::kernels::Epilogue& ep) {
+                ladon::kernels::sgemm_with_isa(isa, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                                               allow_unpacked, ep);
+              });
   }
   p.check("sgemm", [](auto... args) { ladon::kernels::sgemm(args...); });
   p.check("sgemm_scalar", [](auto... args) { ladon::kernels::sgemm_scalar(args...); });
@@ -123,7 +146,10 @@ TEST_CASE("sgemm: every path matches a double-precision product at awkward sizes
           const float beta = betas[index % 3];
           const i64 pad = index % 2 == 0 ? 0 : 3;
           ++index;
-          check_all_paths({m, n, k, (t & 1) != 0, (t & 2) != 0, index % 4 == 0 ? 1.0f : -0.75f, beta, pad}, rng);
+          // Every third case adds a bias epilogue, every other one a ReLU: all four mixes occur.
+          check_all_paths({m, n, k, (t & 1) != 0, (t & 2) != 0, index % 4 == 0 ? 1.0f : -0.75f, beta, pad,
+                           index % 3 == 0, index % 2 == 0 ? Activation::relu : Activation::none},
+                          rng);
         }
 }
 
@@ -142,7 +168,9 @@ TEST_CASE("sgemm: larger shapes cross every cache block and register-tile edge")
     for (int t = 0; t < 4; ++t) {
       const float beta = betas[index % 3];
       ++index;
-      check_all_paths({s.m, s.n, s.k, (t & 1) != 0, (t & 2) != 0, 1.5f, beta, index % 2 == 0 ? 0 : 5}, rng);
+      check_all_paths({s.m, s.n, s.k, (t & 1) != 0, (t & 2) != 0, 1.5f, beta, index % 2 == 0 ? 0 : 5, t >= 2,
+                       t % 2 == 1 ? Activation::relu : Activation::none},
+                      rng);
     }
 }
 

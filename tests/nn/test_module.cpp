@@ -145,3 +145,29 @@ TEST_CASE("Linear folds inputs of any rank into the batch") {
   CHECK(one.to_vector<float>() == std::vector<float>{6.5f, 6.5f});
   CHECK(layer(ladon::ones({2, 2, 2, 3})).shape() == ladon::Shape{2, 2, 2, 2});
 }
+
+TEST_CASE("Sequential runs Linear + ReLU fused: same values and gradients as the two layers apart") {
+  Generator gen(4);
+  nn::Sequential fused{nn::Linear(5, 6, {}, gen), nn::ReLU(), nn::Linear(6, 3, {}, gen), nn::ReLU()};
+  const Tensor x = randn({7, 5}, gen);
+  const Tensor y = fused(x);
+  sum(y * y).backward();
+  // The same parameters applied one op at a time.
+  auto& l0 = dynamic_cast<nn::Linear&>(fused[0]);
+  auto& l2 = dynamic_cast<nn::Linear&>(fused[2]);
+  const Tensor w0 = l0.weight.detach().requires_grad_(), b0 = l0.bias.detach().requires_grad_();
+  const Tensor w2 = l2.weight.detach().requires_grad_(), b2 = l2.bias.detach().requires_grad_();
+  const Tensor h = relu(add(matmul(x, w0.t()), b0));
+  const Tensor ref = relu(add(matmul(h, w2.t()), b2));
+  sum(ref * ref).backward();
+  const auto close = [](const Tensor& a, const Tensor& b) {
+    const auto va = values(a), vb = values(b);
+    REQUIRE(va.size() == vb.size());
+    for (std::size_t i = 0; i < va.size(); ++i) CHECK(va[i] == doctest::Approx(vb[i]).epsilon(1e-5));
+  };
+  close(y, ref);
+  close(l0.weight.grad(), w0.grad());
+  close(l0.bias.grad(), b0.grad());
+  close(l2.weight.grad(), w2.grad());
+  close(l2.bias.grad(), b2.grad());
+}
