@@ -441,11 +441,15 @@ void KernelAvx512::pack_b(bool trans, const float* b, i64 ldb, i64 kc, i64 nc, f
     const float* s = b + jr * ldb;
     float* d = dst + jr * kc;
     i64 p = 0;
-    if (nr == NR)
-      for (; p + 16 <= kc; p += 16) {
-        pack_transposed_16(s + p, ldb, 16, d + p * NR, NR);
-        pack_transposed_16(s + 16 * ldb + p, ldb, 16, d + p * NR + 16, NR);
-      }
+    // A narrow last panel (small Linear layers: n = 24, 16, 1) is transposed in registers too, with
+    // its padding columns zeroed, instead of falling to the strided scalar loop.
+    const int low = std::min(nr, 16), high = nr - low;
+    for (; p + 16 <= kc; p += 16) {
+      pack_transposed_16(s + p, ldb, low, d + p * NR, NR);
+      if (high > 0) pack_transposed_16(s + 16 * ldb + p, ldb, high, d + p * NR + 16, NR);
+      if (nr < NR)
+        for (i64 q = p; q < p + 16; ++q) std::fill(d + q * NR + nr, d + (q + 1) * NR, 0.0f);
+    }
     for (; p < kc; ++p)
       for (int jj = 0; jj < NR; ++jj) d[p * NR + jj] = jj < nr ? s[jj * ldb + p] : 0.0f;
   }
