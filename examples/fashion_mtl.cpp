@@ -2,6 +2,9 @@
 // 10-way item class and its 4-way group (tops, bottoms, footwear, bags).
 //
 //   build/examples/fashion_mtl [--model mmoe|omoe|shared_bottom] [--epochs 8] [--threads 2] ...
+//
+// --report 1 prints after every epoch which experts each task's gate uses (on held-out images) and
+// how the tasks' gradients on the shared parameters agree (on one training batch).
 #include <cstdio>
 #include <memory>
 
@@ -19,6 +22,25 @@ std::unique_ptr<mtl::MultiTaskModel> make_model(const std::string& kind, const s
   throw Error("fashion_mtl: unknown --model '" + kind + "' (mmoe, omoe or shared_bottom)");
 }
 
+void print_report(mtl::MultiTaskModel& model, const data::Dataset& held_out, const data::Dataset& train_batch) {
+  std::vector<std::string> names;
+  for (const mtl::TaskSpec& t : model.tasks()) names.push_back(t.name);
+  if (auto* moe = dynamic_cast<mtl::GatedMixture*>(&model)) {
+    NoGradGuard no_grad;
+    model.eval();
+    (*moe)(held_out.x);
+    model.train();
+    std::vector<mtl::GateStats> stats;
+    for (std::size_t t = 0; t < names.size(); ++t) stats.push_back(mtl::gate_stats(moe->gate_weights(t)));
+    std::printf("gate weights per expert (held-out images):\n%s", mtl::format_gate_table(names, stats).c_str());
+  }
+  const std::vector<Tensor> out = model(train_batch.x);
+  std::vector<Tensor> losses;
+  for (std::size_t t = 0; t < out.size(); ++t) losses.push_back(nn::cross_entropy(out[t], train_batch.y[t]));
+  const mtl::GradientConflicts conflicts = mtl::gradient_conflicts(losses, model.shared_parameters());
+  std::printf("task gradients on the shared parameters:\n%s", mtl::format_conflict_table(names, conflicts).c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -29,6 +51,7 @@ int main(int argc, char** argv) try {
                                {"lr", "0.001"},
                                {"threads", "0"},
                                {"seed", "1"},
+                               {"report", "0"},
                                {"data", "/usr/share/datasets/fashion-mnist"}},
                               "fashion_mtl: multi-task training on Fashion-MNIST (item class + group)");
   set_num_threads(static_cast<int>(flags.integer("threads")));
@@ -70,6 +93,10 @@ int main(int argc, char** argv) try {
         line += text;
       }
       progress.update(step, samples, line);
+    }
+    if (flags.integer("report")) {
+      progress.finish();
+      print_report(*model, data::slice(fm.test, 0, 1000), data::slice(fm.train, 0, 256));
     }
   }
   progress.finish();
