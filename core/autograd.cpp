@@ -1,5 +1,6 @@
 #include "autograd.h"
 
+#include <atomic>
 #include <unordered_map>
 
 #include "ops.h"
@@ -86,26 +87,38 @@ struct Sinks {
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds, bool retain_graph,
                   const Sinks& sinks) {
   NoGradGuard no_grad;
+  // Each pass has its own number; a node's state belongs to this pass once stamped with it, so state
+  // left behind by an earlier pass (even one cut short by an exception) is never read.
+  static std::atomic<std::uint64_t> passes{0};
+  const std::uint64_t pass = ++passes;
+  const auto state = [pass](Node* node, bool& first_visit) -> Node::BackwardState& {
+    Node::BackwardState& s = node->backward_state();
+    first_visit = s.pass != pass;
+    if (first_visit) s = {pass, 0, Tensor()};
+    return s;
+  };
+  bool first = false;
+
   // 1. Count, for every node reachable from the roots, how many edges lead into it.
-  std::unordered_map<Node*, int> dependencies;
   std::vector<Node*> stack;
   for (const Tensor& root : roots) {
     Node* node = root.grad_fn().get();
-    if (node && dependencies.emplace(node, 0).second) stack.push_back(node);
+    if (node) {
+      state(node, first);
+      if (first) stack.push_back(node);
+    }
   }
   while (!stack.empty()) {
     Node* node = stack.back();
     stack.pop_back();
     for (const Node::Edge& edge : node->edges()) {
       if (!edge.node) continue;
-      auto [it, inserted] = dependencies.emplace(edge.node.get(), 0);
-      it->second++;
-      if (inserted) stack.push_back(edge.node.get());
+      state(edge.node.get(), first).dependencies++;
+      if (first) stack.push_back(edge.node.get());
     }
   }
 
   // 2. Seed the roots; a leaf root receives its seed directly.
-  std::unordered_map<Node*, Tensor> pending;
   auto deliver_to_leaf = [&](TensorImpl* leaf, const Tensor& g) {
     if (sinks.leaf_captures) {
       auto it = sinks.leaf_captures->find(leaf);
@@ -126,9 +139,10 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
     }
   };
   for (std::size_t i = 0; i < roots.size(); ++i) {
-    if (Node* node = roots[i].grad_fn().get())
-      pending[node] = accumulate(pending[node], seeds[i]);
-    else
+    if (Node* node = roots[i].grad_fn().get()) {
+      Tensor& pending = node->backward_state().pending;
+      pending = accumulate(pending, seeds[i]);
+    } else
       deliver_to_leaf(roots[i].impl().get(), seeds[i]);
   }
 
@@ -136,16 +150,16 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
   std::vector<Node*> ready;
   for (const Tensor& root : roots) {
     Node* node = root.grad_fn().get();
-    if (node && dependencies[node] == 0) {
-      dependencies[node] = -1;  // queued
+    if (node && node->backward_state().dependencies == 0) {
+      node->backward_state().dependencies = -1;  // queued
       ready.push_back(node);
     }
   }
   while (!ready.empty()) {
     Node* node = ready.back();
     ready.pop_back();
-    Tensor grad = std::move(pending[node]);
-    pending.erase(node);
+    Tensor grad = std::move(node->backward_state().pending);
+    node->backward_state().pending = Tensor();
     if (sinks.node_captures) {
       auto it = sinks.node_captures->find(node);
       if (it != sinks.node_captures->end()) it->second = accumulate(it->second, grad);
@@ -164,9 +178,10 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
         continue;
       }
       Node* next = edge.node.get();
-      if (g.defined()) pending[next] = accumulate(pending[next], g);
-      if (--dependencies[next] == 0) {
-        if (!pending[next].defined()) pending[next] = zeros(edge.shape);
+      Node::BackwardState& next_state = next->backward_state();
+      if (g.defined()) next_state.pending = accumulate(next_state.pending, g);
+      if (--next_state.dependencies == 0) {
+        if (!next_state.pending.defined()) next_state.pending = zeros(edge.shape);
         ready.push_back(next);
       }
     }

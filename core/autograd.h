@@ -2,6 +2,7 @@
 // needs; backward() walks the graph once, iteratively, in reverse topological order.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -34,11 +35,21 @@ class Node {
   Grads apply(const Tensor& grad);  // throws if the graph was freed
   void release() { backward_ = nullptr; }  // frees saved tensors
 
+  // Scratch of the backward pass that last reached this node (identified by `pass`): kept in the
+  // node rather than in hash maps, so a backward allocates nothing per node for its bookkeeping.
+  struct BackwardState {
+    std::uint64_t pass = 0;
+    int dependencies = 0;  // consumers not yet run; -1 once queued
+    Tensor pending;        // the gradient summed so far
+  };
+  BackwardState& backward_state() { return state_; }
+
  private:
   const char* name_;
   std::vector<Edge> edges_;
   std::vector<bool> needs_grad_;
   BackwardFn backward_;
+  BackwardState state_;
 };
 
 bool grad_enabled();
