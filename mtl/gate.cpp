@@ -59,7 +59,7 @@ Tensor forward_gates(std::vector<Gate>& gates, const Tensor& x) {
   }
   LADON_CHECK(x.dim() == 2 && x.shape()[1] == first.in_features(), "forward_gates", "expects input [batch, ",
               first.in_features(), "], got ", shape_str(x.shape()));
-  Tensor logits = (matmul(x, cat(w, 0).t()) + cat(b, 0)).reshape(
+  Tensor logits = linear(x, cat(w, 0), cat(b, 0)).reshape(
       {x.shape()[0], static_cast<std::int64_t>(gates.size()), first.num_experts()});
   if (first.temperature_ != 1.0) logits = logits / first.temperature_;
   return softmax(logits, -1);
