@@ -3,24 +3,15 @@
 #include <cmath>
 
 #include "ladon.h"
+#include "tests/helpers.h"
 #include "mtl/architectures.h"
 #include "mtl/loss_weighting.h"
 
 using namespace ladon;
+using testing::parameter;
+using testing::set_values;
 
 namespace {
-
-Tensor param(mtl::MultiTaskModel& m, const std::string& name) {
-  for (auto& [n, t] : m.named_parameters())
-    if (n == name) return t;
-  FAIL("no parameter " << name);
-  return {};
-}
-
-void set(Tensor t, const std::vector<float>& v) {
-  REQUIRE(static_cast<std::int64_t>(v.size()) == t.numel());
-  std::copy(v.begin(), v.end(), t.data<float>());
-}
 
 const std::vector<mtl::TaskSpec> kTwoTasks = {{"a", 3, {4}}, {"b", 1, {}}};
 }  // namespace
@@ -61,17 +52,17 @@ TEST_CASE("MMoE costs n*d more parameters per extra task gate than OMoE") {
 TEST_CASE("MMoE output worked out by hand") {
   // in = 2, two experts of width 1, identity-like towers (one Linear 1 -> 1).
   mtl::MMoE model({.in = 2, .experts = 2, .expert_hidden = {1}, .tasks = {{"a", 1, {}}, {"b", 1, {}}}});
-  set(param(model, "experts.0.weight"), {1, 0, 0, 1});  // [in=2, experts*h=2]: expert0 = relu(x0), expert1 = relu(x1)
-  set(param(model, "experts.0.bias"), {0, 0});
+  set_values(parameter(model, "experts.0.weight"), {1, 0, 0, 1});  // [in=2, experts*h=2]: expert0 = relu(x0), expert1 = relu(x1)
+  set_values(parameter(model, "experts.0.bias"), {0, 0});
   // Task a's gate logits (x0, 0); task b's all zero -> uniform.
-  set(param(model, "gates.a.0.weight"), {1, 0, 0, 0});
-  set(param(model, "gates.a.0.bias"), {0, 0});
-  set(param(model, "gates.b.0.weight"), {0, 0, 0, 0});
-  set(param(model, "gates.b.0.bias"), {0, 0});
-  set(param(model, "towers.a.0.weight"), {2});
-  set(param(model, "towers.a.0.bias"), {1});
-  set(param(model, "towers.b.0.weight"), {1});
-  set(param(model, "towers.b.0.bias"), {0});
+  set_values(parameter(model, "gates.a.0.weight"), {1, 0, 0, 0});
+  set_values(parameter(model, "gates.a.0.bias"), {0, 0});
+  set_values(parameter(model, "gates.b.0.weight"), {0, 0, 0, 0});
+  set_values(parameter(model, "gates.b.0.bias"), {0, 0});
+  set_values(parameter(model, "towers.a.0.weight"), {2});
+  set_values(parameter(model, "towers.a.0.bias"), {1});
+  set_values(parameter(model, "towers.b.0.weight"), {1});
+  set_values(parameter(model, "towers.b.0.bias"), {0});
   const Tensor x = tensor({std::log(3.0f), 2.0f}, {1, 2});
   const auto out = model(x);
   // Task a: gates softmax(ln3, 0) = (3/4, 1/4); mix = 3/4*ln3 + 1/4*2; y = 2*mix + 1.
@@ -148,7 +139,7 @@ TEST_CASE("adding and removing tasks keeps the experts and the other tasks' outp
   CHECK(equal(after[0], before[0]));
   CHECK(equal(after[1], before[1]));
   CHECK(after[2].shape() == Shape{5, 3});
-  CHECK(param(model, "gates.c.0.weight").shape() == Shape{2, 3});  // a fresh gate of its own
+  CHECK(parameter(model, "gates.c.0.weight").shape() == Shape{2, 3});  // a fresh gate of its own
   model.remove_task("a");
   const auto removed = model(x);
   REQUIRE(removed.size() == 2);
@@ -160,5 +151,5 @@ TEST_CASE("adding and removing tasks keeps the experts and the other tasks' outp
   CHECK_THROWS_WITH_AS(model.add_task({"b", 1, {}}), "add_task: a task named 'b' exists already", Error);
   mtl::OMoE omoe({.in = 3, .experts = 2, .expert_hidden = {4}, .tasks = {{"a", 2, {}}}}, gen);
   omoe.add_task({"b", 1, {}}, gen);
-  CHECK(param(omoe, "gate.0.weight").shape() == Shape{2, 3});  // one shared gate stays one gate
+  CHECK(parameter(omoe, "gate.0.weight").shape() == Shape{2, 3});  // one shared gate stays one gate
 }

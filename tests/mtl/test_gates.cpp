@@ -3,22 +3,13 @@
 #include <cmath>
 
 #include "ladon.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
+using testing::parameter;
+using testing::set_values;
 
 namespace {
-Tensor named(nn::Module& m, const std::string& name) {
-  for (auto& [n, t] : m.named_parameters())
-    if (n == name) return t;
-  FAIL("no parameter " << name);
-  return {};
-}
-
-void set(Tensor t, const std::vector<float>& v) {
-  REQUIRE(static_cast<std::int64_t>(v.size()) == t.numel());
-  std::copy(v.begin(), v.end(), t.data<float>());
-}
-
 void check_vec(const std::vector<float>& got, const std::vector<double>& want, double tol = 1e-6) {
   REQUIRE(got.size() == want.size());
   for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(tol));
@@ -30,8 +21,8 @@ TEST_CASE("gate temperature: softmax(z / T), by hand") {
   for (const double t : {1.0, 2.0, 0.5}) {
     CAPTURE(t);
     mtl::Gate gate(1, 3, {.temperature = t});
-    set(named(gate, "0.weight"), {2 * std::log(3.0f), 0, 0});
-    set(named(gate, "0.bias"), {0, 0, 0});
+    set_values(parameter(gate, "0.weight"), {2 * std::log(3.0f), 0, 0});
+    set_values(parameter(gate, "0.bias"), {0, 0, 0});
     const std::vector<float> w = gate(ones({1, 1})).to_vector<float>();
     // z / T = (2 ln 3 / T, 0, 0): weights (3^(2/T), 1, 1) / (3^(2/T) + 2).
     const double top = std::pow(3.0, 2.0 / t);
@@ -39,8 +30,8 @@ TEST_CASE("gate temperature: softmax(z / T), by hand") {
   }
   // T = 1: 9/11; T = 2 flattens to 3/5; T = 0.5 sharpens to 81/83.
   mtl::Gate flat(1, 3, {.temperature = 2.0});
-  set(named(flat, "0.weight"), {2 * std::log(3.0f), 0, 0});
-  set(named(flat, "0.bias"), {0, 0, 0});
+  set_values(parameter(flat, "0.weight"), {2 * std::log(3.0f), 0, 0});
+  set_values(parameter(flat, "0.bias"), {0, 0, 0});
   check_vec(flat(ones({1, 1})).to_vector<float>(), {0.6, 0.2, 0.2});
   CHECK_THROWS_WITH_AS(mtl::Gate(1, 3, {.temperature = 0.0}), "Gate: temperature must be positive, got 0", Error);
   CHECK_THROWS_WITH_AS(mtl::MMoE({.in = 2, .experts = 2, .tasks = {{"a", 1, {}}}, .gate = {.temperature = -1}}),
@@ -54,10 +45,10 @@ TEST_CASE("MLP gate: ReLU between its layers, by hand") {
   std::vector<std::string> names;
   for (auto& [n, t] : gate.named_parameters()) names.push_back(n);
   CHECK(names == std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias"});
-  set(named(gate, "0.weight"), {1, -1});
-  set(named(gate, "0.bias"), {0, 0});
-  set(named(gate, "1.weight"), {1, 0, 0, 1});
-  set(named(gate, "1.bias"), {0, 0});
+  set_values(parameter(gate, "0.weight"), {1, -1});
+  set_values(parameter(gate, "0.bias"), {0, 0});
+  set_values(parameter(gate, "1.weight"), {1, 0, 0, 1});
+  set_values(parameter(gate, "1.bias"), {0, 0});
   const float ln2 = std::log(2.0f);
   check_vec(gate(tensor({ln2, -ln2}, {2, 1})).to_vector<float>(), {2.0 / 3, 1.0 / 3, 1.0 / 3, 2.0 / 3});
 }
@@ -70,8 +61,8 @@ TEST_CASE("MMoE with MLP gates and a temperature: shapes, gradients, distributio
                    .tasks = {{"a", 2, {}}, {"b", 1, {}}},
                    .gate = {.temperature = 0.5, .hidden = {6}}},
                   gen);
-  CHECK(named(model, "gates.a.0.weight").shape() == Shape{6, 3});
-  CHECK(named(model, "gates.b.1.weight").shape() == Shape{4, 6});
+  CHECK(parameter(model, "gates.a.0.weight").shape() == Shape{6, 3});
+  CHECK(parameter(model, "gates.b.1.weight").shape() == Shape{4, 6});
   const Tensor x = randn({5, 3}, gen);
   const auto f = [&model](const std::vector<Tensor>& in) {
     const auto out = model(in[0]);
@@ -133,9 +124,9 @@ TEST_CASE("PLE takes gate options for its task and shared gates") {
                 .expert_hidden = {5},
                 .tasks = {{"a", 2, {}}, {"b", 1, {}}},
                 .gate = {.temperature = 2.0, .hidden = {3}}});
-  CHECK(named(ple, "levels.0.gates.a.0.weight").shape() == Shape{3, 4});
-  CHECK(named(ple, "levels.1.gates.b.1.weight").shape() == Shape{2 + 1, 3});
-  CHECK(named(ple, "levels.0.shared_gate.1.weight").shape() == Shape{2 * 2 + 1, 3});
+  CHECK(parameter(ple, "levels.0.gates.a.0.weight").shape() == Shape{3, 4});
+  CHECK(parameter(ple, "levels.1.gates.b.1.weight").shape() == Shape{2 + 1, 3});
+  CHECK(parameter(ple, "levels.0.shared_gate.1.weight").shape() == Shape{2 * 2 + 1, 3});
   CHECK(ple.owner_task("levels.1.gates.b.1.weight") == 1);
   ple(randn({2, 4}));
   CHECK(allclose(sum(ple.gate_weights(0), {1}), ones({2}), 1e-5, 1e-6));
@@ -146,13 +137,13 @@ TEST_CASE("dropping the expert no task uses, by hand") {
   mtl::MMoE model({.in = 2, .experts = 3, .expert_hidden = {2, 3}, .tasks = {{"a", 1, {}}, {"b", 2, {}}}}, gen);
   // Both gates: zero weights and bias (0, 0, -20), so expert 2 gets e^-20 / (2 + e^-20), about 1e-9.
   for (const char* task : {"a", "b"}) {
-    set(named(model, std::string("gates.") + task + ".0.weight"), {0, 0, 0, 0, 0, 0});
-    set(named(model, std::string("gates.") + task + ".0.bias"), {0, 0, -20});
+    set_values(parameter(model, std::string("gates.") + task + ".0.weight"), {0, 0, 0, 0, 0, 0});
+    set_values(parameter(model, std::string("gates.") + task + ".0.bias"), {0, 0, -20});
   }
   const Tensor x = randn({8, 2}, gen);
   const std::vector<Tensor> before = model(x);
-  const std::vector<float> first_weight = named(model, "experts.0.weight").to_vector<float>();  // [2, 3*2]
-  const std::vector<float> second_weight = named(model, "experts.1.weight").to_vector<float>();  // [3, 2, 3]
+  const std::vector<float> first_weight = parameter(model, "experts.0.weight").to_vector<float>();  // [2, 3*2]
+  const std::vector<float> second_weight = parameter(model, "experts.1.weight").to_vector<float>();  // [3, 2, 3]
   const std::vector<mtl::GateStats> stats = {mtl::gate_stats(model.gate_weights(0)),
                                              mtl::gate_stats(model.gate_weights(1))};
   const mtl::ExpertDropReport report = model.drop_unused_experts(stats);
@@ -165,12 +156,12 @@ TEST_CASE("dropping the expert no task uses, by hand") {
   CHECK(report.parameters_after == model.num_parameters());
   // Kept weights are copied unchanged: each input row keeps its first 2*2 columns, the deeper
   // layer its first two experts.
-  const std::vector<float> kept = named(model, "experts.0.weight").to_vector<float>();
+  const std::vector<float> kept = parameter(model, "experts.0.weight").to_vector<float>();
   CHECK(kept == std::vector<float>{first_weight[0], first_weight[1], first_weight[2], first_weight[3], first_weight[6],
                                    first_weight[7], first_weight[8], first_weight[9]});
-  CHECK(named(model, "experts.1.weight").to_vector<float>() ==
+  CHECK(parameter(model, "experts.1.weight").to_vector<float>() ==
         std::vector<float>(second_weight.begin(), second_weight.begin() + 2 * 2 * 3));
-  CHECK(named(model, "gates.b.0.bias").to_vector<float>() == std::vector<float>{0, 0});
+  CHECK(parameter(model, "gates.b.0.bias").to_vector<float>() == std::vector<float>{0, 0});
   // Outputs move only by the dropped expert's e^-20 share.
   const std::vector<Tensor> after = model(x);
   for (std::size_t t = 0; t < 2; ++t) CHECK(allclose(after[t], before[t], 1e-6, 1e-6));
@@ -199,8 +190,8 @@ TEST_CASE("dropping experts also trims an MLP gate's last layer, and only when e
   CHECK(report.dropped == std::vector<std::int64_t>{1});
   // Expert: 2*2+2; each gate's last layer loses one row of 4 weights and a bias.
   CHECK(report.parameters_before - report.parameters_after == 6 + 2 * 5);
-  CHECK(named(model, "gates.a.1.weight").shape() == Shape{2, 4});
-  CHECK(named(model, "gates.a.0.weight").shape() == Shape{4, 2});
+  CHECK(parameter(model, "gates.a.1.weight").shape() == Shape{2, 4});
+  CHECK(parameter(model, "gates.a.0.weight").shape() == Shape{4, 2});
   CHECK(model(randn({3, 2}, gen))[0].shape() == Shape{3, 1});
   CHECK(model.gate_weights(1).shape() == Shape{3, 2});
 }

@@ -1,18 +1,13 @@
 #include <doctest/doctest.h>
 
 #include "ladon.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
+using testing::parameter;
 
 namespace {
 const std::vector<mtl::TaskSpec> kTasks = {{"a", 2, {3}}, {"b", 1, {}}};
-
-Tensor named(nn::Module& m, const std::string& name) {
-  for (auto& [n, t] : m.named_parameters())
-    if (n == name) return t;
-  FAIL("no parameter " << name);
-  return {};
-}
 }  // namespace
 
 TEST_CASE("CGC: each task's gate sees only its own experts and the shared ones") {
@@ -25,7 +20,7 @@ TEST_CASE("CGC: each task's gate sees only its own experts and the shared ones")
   CHECK(cgc.gate_weights(0).shape() == Shape{6, 5});
   CHECK(allclose(sum(cgc.gate_weights(1), {1}), ones({6}), 1e-5, 1e-6));
   // Perturbing task b's own experts leaves task a's output unchanged: a never sees them.
-  float* w = named(cgc, "levels.0.experts.b.0.weight").data<float>();
+  float* w = parameter(cgc, "levels.0.experts.b.0.weight").data<float>();
   for (int i = 0; i < 10; ++i) w[i] += 1.0f;
   const auto after = cgc(x);
   CHECK(equal(after[0], out[0]));
@@ -43,12 +38,12 @@ TEST_CASE("PLE: the shared gate carries every task's experts to the next level")
   const auto has = [&](const std::string& n) { return std::find(names.begin(), names.end(), n) != names.end(); };
   CHECK(has("levels.0.shared_gate.0.weight"));
   CHECK_FALSE(has("levels.1.shared_gate.0.weight"));  // the last level has only task gates
-  CHECK(named(ple, "levels.0.shared_gate.0.weight").shape() == Shape{2 * 2 + 1, 4});
-  CHECK(named(ple, "levels.1.gates.a.0.weight").shape() == Shape{2 + 1, 5});
+  CHECK(parameter(ple, "levels.0.shared_gate.0.weight").shape() == Shape{2 * 2 + 1, 4});
+  CHECK(parameter(ple, "levels.1.gates.a.0.weight").shape() == Shape{2 + 1, 5});
   const Tensor x = randn({3, 4}, gen);
   const auto out = ple(x);
   // Unlike CGC, task b's level-0 experts now reach task a through the shared branch.
-  float* w = named(ple, "levels.0.experts.b.0.weight").data<float>();
+  float* w = parameter(ple, "levels.0.experts.b.0.weight").data<float>();
   for (int i = 0; i < 10; ++i) w[i] += 1.0f;
   CHECK_FALSE(equal(ple(x)[0], out[0]));
   // Every parameter gets a gradient.

@@ -7,9 +7,11 @@
 #include <numeric>
 
 #include "ladon.h"
+#include "tests/helpers.h"
 #include "mtl/sparse_moe.h"
 
 using namespace ladon;
+using testing::parameter;
 
 namespace {
 
@@ -18,19 +20,12 @@ Tensor idx(std::vector<std::int64_t> v) {
   return tensor(std::move(v), {n});
 }
 
-Tensor param(nn::Module& m, const std::string& name) {
-  for (auto& [n, t] : m.named_parameters())
-    if (n == name) return t;
-  FAIL("no parameter " << name);
-  return {};
-}
-
 // An expert MLP (Linear, ReLU, Linear) evaluated on one row, in double, from its parameters.
 std::vector<double> run_expert(nn::Module& expert, const std::vector<float>& x) {
-  const std::vector<float> w0 = param(expert, "0.weight").to_vector<float>(),
-                           b0 = param(expert, "0.bias").to_vector<float>(),
-                           w1 = param(expert, "2.weight").to_vector<float>(),
-                           b1 = param(expert, "2.bias").to_vector<float>();
+  const std::vector<float> w0 = parameter(expert, "0.weight").to_vector<float>(),
+                           b0 = parameter(expert, "0.bias").to_vector<float>(),
+                           w1 = parameter(expert, "2.weight").to_vector<float>(),
+                           b1 = parameter(expert, "2.bias").to_vector<float>();
   const std::size_t in = x.size(), hid = b0.size(), out = b1.size();
   std::vector<double> hidden(hid), y(out);
   for (std::size_t j = 0; j < hid; ++j) {
