@@ -30,10 +30,14 @@ std::unique_ptr<mtl::MultiTaskModel> make_model(const std::string& kind, Generat
 }
 
 // Mean over both tasks of the test MSE.
+// The mean over the two tasks of each task's test MSE.
 double test_mse(mtl::MultiTaskModel& model, const data::Dataset& test) {
   NoGradGuard no_grad;
-  const auto out = model(test.x);
-  return 0.5 * (nn::mse_loss(out[0], test.y[0]).item() + nn::mse_loss(out[1], test.y[1]).item());
+  mtl::TaskMetrics metrics(model.tasks());
+  metrics.add(model(test.x), test.y);
+  double total = 0;
+  for (const mtl::TaskResult& r : metrics.results()) total += r.value;
+  return total / static_cast<double>(metrics.results().size());
 }
 
 double train_and_test(const std::string& kind, double p, std::uint64_t seed, long epochs, double lr) {
