@@ -109,4 +109,22 @@ std::string format_conflict_table(const std::vector<std::string>& tasks, const G
   return out + cell;
 }
 
+std::string format_router_table(const SparseMoEStats& stats) {
+  const std::size_t experts = stats.selected.size();
+  LADON_CHECK(stats.kept.size() == experts && stats.utilisation.size() == experts && stats.mean_gate.size() == experts,
+              "format_router_table", "inconsistent statistics: ", experts, " experts selected but ", stats.kept.size(),
+              " kept, ", stats.utilisation.size(), " utilisation and ", stats.mean_gate.size(), " mean gate entries");
+  std::string out = "expert    routed  computed  share  mean gate\n";
+  char row[128];
+  for (std::size_t e = 0; e < experts; ++e) {
+    std::snprintf(row, sizeof row, "%-6zu  %8lld  %8lld  %5.3f  %9.4f\n", e, static_cast<long long>(stats.selected[e]),
+                  static_cast<long long>(stats.kept[e]), stats.utilisation[e], stats.mean_gate[e]);
+    out += row;
+  }
+  std::snprintf(row, sizeof row, "tokens %lld  capacity %s  load imbalance %.3f  dropped %.4f\n",
+                static_cast<long long>(stats.tokens), stats.capacity ? std::to_string(stats.capacity).c_str() : "none",
+                stats.load_imbalance, stats.dropped_fraction);
+  return out + row;
+}
+
 }  // namespace ladon::mtl

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../core/tensor.h"
+#include "sparse_moe.h"
 
 namespace ladon::mtl {
 
@@ -36,5 +37,10 @@ struct GradientConflicts {
 // graph is retained so the caller can still backward).
 GradientConflicts gradient_conflicts(const std::vector<Tensor>& task_losses, const std::vector<Tensor>& shared);
 std::string format_conflict_table(const std::vector<std::string>& tasks, const GradientConflicts& conflicts);
+
+// What a sparse MoE layer's router did in its last forward (SparseMoE::stats()): one row per expert
+// with its routed and computed assignments, share of all assignments and mean gate weight, then the
+// load imbalance and the fraction of assignments dropped by capacity.
+std::string format_router_table(const SparseMoEStats& stats);
 
 }  // namespace ladon::mtl

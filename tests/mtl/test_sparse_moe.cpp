@@ -414,3 +414,22 @@ TEST_CASE("sparse moe: index_add scatters rows and accumulates repeats") {
   CHECK_THROWS_WITH_AS(index_add(base, 0, idx({0, 1}), src),
                        "index_add: source [3, 2] must be [2, 2] for base [3, 2] and 2 indices along dim 0", Error);
 }
+
+TEST_CASE("format_router_table: one row per expert, then imbalance and dropped fraction") {
+  mtl::SparseMoEStats stats;
+  stats.selected = {6, 2};
+  stats.kept = {4, 2};
+  stats.utilisation = {0.75, 0.25};
+  stats.mean_gate = {0.6, 0.4};
+  stats.load_imbalance = 1.5;
+  stats.dropped_fraction = 0.25;
+  stats.capacity = 4;
+  stats.tokens = 4;
+  CHECK(mtl::format_router_table(stats) ==
+        "expert    routed  computed  share  mean gate\n"
+        "0              6         4  0.750     0.6000\n"
+        "1              2         2  0.250     0.4000\n"
+        "tokens 4  capacity 4  load imbalance 1.500  dropped 0.2500\n");
+  stats.kept.pop_back();
+  CHECK_THROWS_WITH(mtl::format_router_table(stats), doctest::Contains("2 experts selected but 1 kept"));
+}
