@@ -127,6 +127,18 @@ TEST_CASE("vtanh and vsigmoid: stated absolute and relative bounds, saturation, 
   CHECK(std::isnan(ss[3]));
 }
 
+TEST_CASE("gelu (tanh form) through vtanh: error within 2.4e-7 * (1 + |x|)") {
+  const std::vector<float> x = sweep(-10.0f, 10.0f, 200001);
+  const std::vector<float> y = apply(UnaryOp::gelu, x);
+  double worst = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double v = x[i];
+    const double want = 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+    worst = std::max(worst, std::fabs(y[i] - want) / (1.0 + std::fabs(v)));
+  }
+  CHECK(worst <= 2.4e-7);
+}
+
 TEST_CASE("softmax kernel: rows along the last axis and along a strided axis agree with double") {
   const std::int64_t n = 37;
   std::vector<float> x(static_cast<std::size_t>(3 * n));
