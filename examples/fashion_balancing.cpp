@@ -1,8 +1,9 @@
 // Compares task-balancing methods on the same MMoE and data: the two Fashion-MNIST tasks (item,
-// group) trained with equal weights, uncertainty weighting, GradNorm, DWA and PCGrad. Prints the
-// per-task test accuracy of each method, one row per method.
+// group) trained with equal weights, uncertainty weighting, GradNorm, DWA, random loss weighting,
+// and the gradient methods PCGrad, MGDA and CAGrad. Prints the per-task test accuracy of each
+// method, one row per method.
 //
-//   build/examples/fashion_balancing [--epochs 3] [--methods equal,uncertainty,gradnorm,dwa,pcgrad]
+//   build/examples/fashion_balancing [--epochs 3] [--methods equal,uncertainty,gradnorm,dwa,random,pcgrad,mgda,cagrad]
 #include <cstdio>
 #include <sstream>
 
@@ -31,7 +32,10 @@ std::vector<mtl::TaskResult> run(const std::string& method, const data::FashionM
       if (name.rfind("experts.0.", 0) == 0) shared_layer.push_back(p);
     balance = std::make_unique<mtl::GradNorm>(2, shared_layer);
   } else if (method == "dwa") balance = std::make_unique<mtl::DynamicWeightAverage>(2);
+  else if (method == "random") balance = std::make_unique<mtl::RandomLossWeighting>(2, 3);
   else if (method == "pcgrad") gradient_method = std::make_unique<mtl::PCGrad>(3);
+  else if (method == "mgda") gradient_method = std::make_unique<mtl::MGDA>();
+  else if (method == "cagrad") gradient_method = std::make_unique<mtl::CAGrad>(0.5);
   else throw Error("fashion_balancing: unknown method '" + method + "'");
 
   std::vector<Tensor> params = model.parameters();
@@ -65,7 +69,7 @@ int main(int argc, char** argv) try {
                               {{"epochs", "3"},
                                {"lr", "0.001"},
                                {"threads", "0"},
-                               {"methods", "equal,uncertainty,gradnorm,dwa,pcgrad"},
+                               {"methods", "equal,uncertainty,gradnorm,dwa,random,pcgrad,mgda,cagrad"},
                                {"data", "/usr/share/datasets/fashion-mnist"}},
                               "fashion_balancing: task-balancing methods compared on Fashion-MNIST");
   set_num_threads(static_cast<int>(flags.integer("threads")));
