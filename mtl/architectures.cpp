@@ -27,11 +27,27 @@ void check_input(const char* model, const Tensor& x, std::int64_t in) {
 SharedBottom::SharedBottom(const SharedBottomOptions& options, Generator& gen)
     : MultiTaskModel(options.tasks),
       trunk_(make_trunk(options, gen)),
-      towers_(make_towers(options.trunk_hidden.back(), options.tasks, gen)) {}
+      trunk_out_(options.trunk_hidden.back()),
+      towers_(make_towers(trunk_out_, options.tasks, gen)) {}
 
 SharedBottom::SharedBottom(nn::Sequential trunk, std::int64_t trunk_out, std::vector<TaskSpec> tasks, Generator& gen)
-    : MultiTaskModel(std::move(tasks)), trunk_(std::move(trunk)), towers_(make_towers(trunk_out, tasks_, gen)) {
+    : MultiTaskModel(std::move(tasks)),
+      trunk_(std::move(trunk)),
+      trunk_out_(trunk_out),
+      towers_(make_towers(trunk_out, tasks_, gen)) {
   LADON_CHECK(trunk_.size() > 0, "SharedBottom", "the trunk has no layers");
+}
+
+void SharedBottom::add_task(const TaskSpec& task, Generator& gen) {
+  check_new_task(task);
+  towers_.push_back(mlp(trunk_out_, task.tower_hidden, task.out, false, gen));
+  tasks_.push_back(task);
+}
+
+void SharedBottom::remove_task(const std::string& name) {
+  const auto t = static_cast<std::ptrdiff_t>(removable_task(name));
+  towers_.erase(towers_.begin() + t);
+  tasks_.erase(tasks_.begin() + t);
 }
 
 std::vector<Tensor> SharedBottom::forward(const Tensor& x) {
@@ -77,9 +93,7 @@ Tensor GatedMixture::gate_weights(std::size_t task) const {
 }
 
 void GatedMixture::add_task(const TaskSpec& task, Generator& gen) {
-  for (const TaskSpec& t : tasks_)
-    LADON_CHECK(t.name != task.name, "add_task", "a task named '", task.name, "' exists already");
-  LADON_CHECK(task.out > 0, "add_task", "task '", task.name, "' has output size ", task.out);
+  check_new_task(task);
   if (per_task_gates_) gates_.emplace_back(experts_.in_features(), num_experts(), gate_options_, gen);
   towers_.push_back(mlp(experts_.out_features(), task.tower_hidden, task.out, false, gen));
   tasks_.push_back(task);
@@ -87,13 +101,10 @@ void GatedMixture::add_task(const TaskSpec& task, Generator& gen) {
 }
 
 void GatedMixture::remove_task(const std::string& name) {
-  const auto it = std::find_if(tasks_.begin(), tasks_.end(), [&](const TaskSpec& t) { return t.name == name; });
-  LADON_CHECK(it != tasks_.end(), "remove_task", "no task named '", name, "'");
-  LADON_CHECK(tasks_.size() > 1, "remove_task", "cannot remove the only task '", name, "'");
-  const std::int64_t t = it - tasks_.begin();
+  const auto t = static_cast<std::ptrdiff_t>(removable_task(name));
   if (per_task_gates_) gates_.erase(gates_.begin() + t);
   towers_.erase(towers_.begin() + t);
-  tasks_.erase(it);
+  tasks_.erase(tasks_.begin() + t);
   last_gates_ = Tensor();
 }
 

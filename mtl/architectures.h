@@ -27,8 +27,14 @@ class SharedBottom : public MultiTaskModel {
   std::vector<Tensor> forward(const Tensor& x) override;
   void visit(Visitor& v) override;
 
+  // A new task gets a fresh tower on the trained trunk; removing one drops its tower. Parameters
+  // change, so build the optimizer again afterwards.
+  void add_task(const TaskSpec& task, Generator& gen = default_generator());
+  void remove_task(const std::string& name);
+
  private:
   nn::Sequential trunk_;
+  std::int64_t trunk_out_;
   std::vector<nn::Sequential> towers_;
 };
 

@@ -11,6 +11,21 @@ MultiTaskModel::MultiTaskModel(std::vector<TaskSpec> tasks) : tasks_(std::move(t
     LADON_CHECK(t.out > 0, "MultiTaskModel", "task '", t.name, "' has output size ", t.out);
 }
 
+void MultiTaskModel::check_new_task(const TaskSpec& task) const {
+  for (const TaskSpec& t : tasks_)
+    LADON_CHECK(t.name != task.name, "add_task", "a task named '", task.name, "' exists already");
+  LADON_CHECK(task.out > 0, "add_task", "task '", task.name, "' has output size ", task.out);
+}
+
+std::size_t MultiTaskModel::removable_task(const std::string& name) const {
+  for (std::size_t t = 0; t < tasks_.size(); ++t)
+    if (tasks_[t].name == name) {
+      LADON_CHECK(tasks_.size() > 1, "remove_task", "cannot remove the only task '", name, "'");
+      return t;
+    }
+  ::ladon::detail::fail("remove_task", "no task named '", name, "'");
+}
+
 std::int64_t MultiTaskModel::owner_task(const std::string& parameter_name) const {
   std::vector<std::string> parts;
   std::size_t start = 0;

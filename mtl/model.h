@@ -35,6 +35,10 @@ class MultiTaskModel : public nn::Module {
 
  protected:
   explicit MultiTaskModel(std::vector<TaskSpec> tasks);
+  // For add_task / remove_task: throws unless `task` can join (a new name, outputs > 0); the index
+  // of the task called `name`, throwing when there is none or it is the only one.
+  void check_new_task(const TaskSpec& task) const;
+  std::size_t removable_task(const std::string& name) const;
   std::vector<TaskSpec> tasks_;
 };
 

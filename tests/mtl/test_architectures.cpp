@@ -153,3 +153,29 @@ TEST_CASE("adding and removing tasks keeps the experts and the other tasks' outp
   omoe.add_task({"b", 1, {}}, gen);
   CHECK(parameter(omoe, "gate.0.weight").shape() == Shape{2, 3});  // one shared gate stays one gate
 }
+
+TEST_CASE("SharedBottom: a new task gets a tower on the trained trunk; removing one drops its tower") {
+  Generator gen(9);
+  mtl::SharedBottom model({.in = 3, .trunk_hidden = {4}, .tasks = {{"a", 2, {}}, {"b", 1, {}}}}, gen);
+  const Tensor x = randn({5, 3}, gen);
+  const auto before = model(x);
+  const Tensor trunk_weight = parameter(model, "trunk.0.weight").clone();
+  model.add_task({"c", 3, {2}}, gen);
+  const auto after = model(x);
+  REQUIRE(after.size() == 3);
+  CHECK(equal(after[0], before[0]));
+  CHECK(equal(after[1], before[1]));
+  CHECK(after[2].shape() == Shape{5, 3});
+  CHECK(parameter(model, "towers.c.0.weight").shape() == Shape{2, 4});  // reads the 4-wide trunk
+  CHECK(model.owner_task("towers.c.2.bias") == 2);
+  model.remove_task("a");
+  const auto removed = model(x);
+  REQUIRE(removed.size() == 2);
+  CHECK(equal(removed[0], before[1]));
+  CHECK(equal(removed[1], after[2]));
+  CHECK(equal(parameter(model, "trunk.0.weight"), trunk_weight));
+  CHECK_THROWS_WITH_AS(model.add_task({"c", 1, {}}), "add_task: a task named 'c' exists already", Error);
+  CHECK_THROWS_WITH_AS(model.add_task({"d", 0, {}}), "add_task: task 'd' has output size 0", Error);
+  model.remove_task("b");
+  CHECK_THROWS_WITH_AS(model.remove_task("c"), "remove_task: cannot remove the only task 'c'", Error);
+}
