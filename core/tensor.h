@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "error.h"
+#include "shape.h"
 
 namespace ladon {
 
@@ -21,7 +22,7 @@ enum class Dtype : std::uint8_t { float32, int64 };
 const char* dtype_name(Dtype dtype);
 std::size_t dtype_size(Dtype dtype);
 
-using Shape = std::vector<std::int64_t>;
+// Shape (core/shape.h): dims or strides, like std::vector<std::int64_t> with six dims inline.
 std::string shape_str(const Shape& shape);  // "[2, 3]"
 std::int64_t shape_numel(const Shape& shape);
 Shape contiguous_strides(const Shape& shape);

@@ -10,6 +10,34 @@ namespace {
 std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
 }  // namespace
 
+TEST_CASE("Shape: a vector of dims, six inline, growing to the heap beyond") {
+  Shape s = {2, 3};
+  CHECK(s.size() == 2);
+  for (std::int64_t d = 4; d <= 9; ++d) s.push_back(d);  // 8 dims: past the inline six
+  CHECK(s == Shape{2, 3, 4, 5, 6, 7, 8, 9});
+  const Shape copy = s;
+  Shape moved = std::move(s);
+  CHECK(moved == copy);
+  CHECK(s.empty());  // NOLINT: a moved-from Shape is empty
+  s = copy;          // and usable again
+  CHECK(s == copy);
+  Shape small = {1, 2, 3};
+  Shape small_moved = std::move(small);
+  CHECK(small_moved == Shape{1, 2, 3});
+  small_moved.insert(small_moved.begin() + 1, 7);
+  CHECK(small_moved == Shape{1, 7, 2, 3});
+  const Shape tail = {8, 9};
+  small_moved.insert(small_moved.end(), tail.begin(), tail.end());
+  CHECK(small_moved == Shape{1, 7, 2, 3, 8, 9});
+  small_moved.erase(small_moved.begin());
+  CHECK(small_moved == Shape{7, 2, 3, 8, 9});
+  CHECK(Shape(3, 1) == Shape{1, 1, 1});
+  const std::vector<std::int64_t> as_vector = copy;  // converts both ways
+  CHECK(Shape(as_vector) == copy);
+  CHECK(!(Shape{1, 2} == Shape{1, 2, 3}));
+  CHECK(shape_str(Shape{}) == "[]");
+}
+
 TEST_CASE("creation") {
   CHECK(values(zeros({2, 2})) == std::vector<float>{0, 0, 0, 0});
   CHECK(values(full({3}, 2.5)) == std::vector<float>{2.5f, 2.5f, 2.5f});
