@@ -135,8 +135,11 @@ int main(int argc, char** argv) try {
   const Args args = parse(argc, argv);
   const char* core = std::getenv("OPENBLAS_CORETYPE");
   const char* blas_threads = std::getenv("OPENBLAS_NUM_THREADS");
-  if (!core || std::string(core) != "SkylakeX" || !blas_threads || std::string(blas_threads) != "1")
-    std::fprintf(stderr, "train_step_torch: note: best settings here are OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=1\n");
+  // OpenBLAS 0.3.21 runs its AVX2 kernels on Zen 4/5; SkylakeX (AVX-512) only where the CPU has it.
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  if ((avx512 && (!core || std::string(core) != "SkylakeX")) || !blas_threads || std::string(blas_threads) != "1")
+    std::fprintf(stderr, "train_step_torch: note: best settings here are %sOPENBLAS_NUM_THREADS=1\n",
+                 avx512 ? "OPENBLAS_CORETYPE=SkylakeX " : "");
   torch::set_num_threads(static_cast<int>(args.threads));
   torch::manual_seed(1);
 
