@@ -10,13 +10,13 @@
 #include <vector>
 
 #include "core/ops.h"
-#include "core/random.h"
 #include "core/parallel.h"
+#include "core/random.h"
 #include "kernels/gemm.h"
 
 namespace {
 
-using ladon::kernels::GemmIsa;
+using ladon::kernels::Isa;
 
 struct Shape {
   std::int64_t m, n, k;
@@ -47,12 +47,12 @@ void run(benchmark::State& state, Impl impl, Shape s, bool trans_a, bool trans_b
                                         c.data(), s.n);
         break;
       case Impl::packed:  // the best micro-kernel, always through packing
-        ladon::kernels::sgemm_with_isa(ladon::kernels::sgemm_best_isa(), trans_a, trans_b, s.m, s.n, s.k, 1.0f,
-                                       a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n, false);
+        ladon::kernels::sgemm_with_isa(ladon::kernels::best_isa(), trans_a, trans_b, s.m, s.n, s.k, 1.0f, a.data(), lda,
+                                       b.data(), ldb, 0.0f, c.data(), s.n, false);
         break;
       case Impl::avx2:
-        ladon::kernels::sgemm_with_isa(GemmIsa::avx2, trans_a, trans_b, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(),
-                                       ldb, 0.0f, c.data(), s.n);
+        ladon::kernels::sgemm_with_isa(Isa::avx2, trans_a, trans_b, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb,
+                                       0.0f, c.data(), s.n);
         break;
       case Impl::scalar:
         ladon::kernels::sgemm_scalar(trans_a, trans_b, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f,
@@ -83,7 +83,7 @@ void register_all() {
   for (const auto& l : layouts)
     for (const Shape& s : kShapes)
       for (const auto& im : impls) {
-        if (im.impl == Impl::avx2 && !ladon::kernels::sgemm_isa_supported(GemmIsa::avx2)) continue;
+        if (im.impl == Impl::avx2 && !ladon::kernels::isa_supported(Isa::avx2)) continue;
         // The layout variants and the slower paths only at a few sizes, to keep a run short.
         const bool main_path = im.impl == Impl::ours || im.impl == Impl::openblas || im.impl == Impl::packed;
         if (!main_path && s.m * s.n * s.k > 256 * 256 * 256) continue;
@@ -114,7 +114,8 @@ void matmul_threads(benchmark::State& state, Shape s) {
 }
 
 void register_threaded() {
-  for (const Shape& s : {Shape{1024, 1024, 1024}, Shape{256, 512, 784}, Shape{1024, 2048, 512}, Shape{32, 256, 64}, Shape{64, 256, 256}, Shape{128, 256, 256}, Shape{128, 512, 512}, Shape{256, 256, 512}}) {
+  for (const Shape& s : {Shape{1024, 1024, 1024}, Shape{256, 512, 784}, Shape{1024, 2048, 512}, Shape{32, 256, 64},
+                         Shape{64, 256, 256}, Shape{128, 256, 256}, Shape{128, 512, 512}, Shape{256, 256, 512}}) {
     char name[128];
     std::snprintf(name, sizeof name, "matmul/M%lld_N%lld_K%lld", static_cast<long long>(s.m),
                   static_cast<long long>(s.n), static_cast<long long>(s.k));
@@ -135,7 +136,8 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   register_all();
   register_threaded();
-  std::printf("ladon sgemm isa: %s; OpenBLAS core: %s\n", ladon::kernels::sgemm_isa(), openblas_get_corename());
+  std::printf("ladon sgemm isa: %s; OpenBLAS core: %s\n", ladon::kernels::isa_name(ladon::kernels::best_isa()),
+              openblas_get_corename());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -16,7 +16,7 @@
 // prefer_direct): when A fits in L2, packing costs more than the strided loads it saves.
 //
 // Each instruction set gets its own micro-kernel and its own copy of the driver (and so of the
-// packing loops), compiled with per-function target attributes; the best one is picked once by CPUID.
+// packing loops), compiled with per-function target attributes; the one for active_isa() (isa.h) runs.
 #include "gemm.h"
 
 #include <cblas.h>
@@ -563,37 +563,16 @@ void gemm_scalar(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, c
 using GemmFn = void (*)(bool, bool, i64, i64, i64, float, const float*, i64, const float*, i64, float, float*, i64,
                         const Epilogue&);
 
-GemmIsa detect_isa() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))
-    return GemmIsa::avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GemmIsa::avx2;
-#endif
-  return GemmIsa::scalar;
-}
-
-GemmFn gemm_fn(GemmIsa isa, bool allow_unpacked = true) {
+GemmFn gemm_fn(Isa isa, bool allow_unpacked = true) {
   switch (isa) {
-    case GemmIsa::avx512:
+    case Isa::avx512:
       return allow_unpacked ? &gemm_avx512<true> : &gemm_avx512<false>;
-    case GemmIsa::avx2:
+    case Isa::avx2:
       return &gemm_avx2;
-    case GemmIsa::scalar:
+    case Isa::baseline:
       break;
   }
   return &gemm_scalar;
-}
-
-// Chosen once, on first use (a function-local static, so static initialisers elsewhere may call sgemm).
-GemmIsa best_isa() {
-  static const GemmIsa isa = detect_isa();
-  return isa;
-}
-
-GemmFn best_fn() {
-  static const GemmFn fn = gemm_fn(best_isa());
-  return fn;
 }
 
 // C = beta * C, for the cases where the product contributes nothing (k == 0 or alpha == 0).
@@ -618,7 +597,7 @@ void dispatch(GemmFn fn, bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float 
 void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
            std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc,
            const Epilogue& epilogue) {
-  dispatch(best_fn(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
+  dispatch(gemm_fn(active_isa()), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
 
 void sgemm_scalar(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
@@ -627,27 +606,11 @@ void sgemm_scalar(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, st
   dispatch(&gemm_scalar, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
 
-void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
-                    float alpha, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta,
-                    float* c, std::int64_t ldc, bool allow_unpacked, const Epilogue& epilogue) {
+void sgemm_with_isa(Isa isa, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+                    const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+                    std::int64_t ldc, bool allow_unpacked, const Epilogue& epilogue) {
   dispatch(gemm_fn(isa, allow_unpacked), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
-
-GemmIsa sgemm_best_isa() { return best_isa(); }
-
-const char* sgemm_isa() {
-  switch (best_isa()) {
-    case GemmIsa::avx512:
-      return "avx512";
-    case GemmIsa::avx2:
-      return "avx2";
-    case GemmIsa::scalar:
-      break;
-  }
-  return "scalar";
-}
-
-bool sgemm_isa_supported(GemmIsa isa) { return static_cast<int>(isa) <= static_cast<int>(best_isa()); }
 
 void sgemm_reference(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
                      const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,

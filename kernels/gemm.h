@@ -2,7 +2,7 @@
 // dimensions, so transposed views need no copy. op(A) is m x k, op(B) is k x n, C is m x n.
 //
 // sgemm is our own packed, cache-blocked GEMM (the BLIS/GotoBLAS loop structure) with
-// register-blocked micro-kernels for AVX-512, AVX2 and plain C++, chosen once at start-up by CPUID.
+// register-blocked micro-kernels for AVX-512, AVX2 and plain C++, chosen by active_isa() (isa.h).
 // It is single-threaded: callers split the work across threads through core/parallel.h.
 //
 // Contract, as in BLAS: beta == 0 means C is only written, never read (NaN garbage in C is
@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+
+#include "isa.h"
 
 namespace ladon::kernels {
 
@@ -37,17 +39,11 @@ void sgemm_scalar(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, st
                   const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
                   std::int64_t ldc, const Epilogue& epilogue = {});
 
-enum class GemmIsa { scalar, avx2, avx512 };
-
-// The instruction set sgemm uses on this CPU, and its name ("avx512", "avx2", "scalar") for reports.
-GemmIsa sgemm_best_isa();
-const char* sgemm_isa();
-bool sgemm_isa_supported(GemmIsa isa);
-
-// sgemm forced onto one micro-kernel, for tests and benchmarks. The ISA must be supported by the CPU.
-// allow_unpacked = false forces the packed path even where small products would skip packing.
-void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
-                    float alpha, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta,
-                    float* c, std::int64_t ldc, bool allow_unpacked = true, const Epilogue& epilogue = {});
+// sgemm forced onto one micro-kernel, for tests and benchmarks (sgemm itself follows active_isa(),
+// so an IsaOverride forces it too). The ISA must be supported by the CPU. allow_unpacked = false
+// forces the packed path even where small products would skip packing.
+void sgemm_with_isa(Isa isa, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+                    const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+                    std::int64_t ldc, bool allow_unpacked = true, const Epilogue& epilogue = {});
 
 }  // namespace ladon::kernels

@@ -6,9 +6,8 @@
 
 namespace ladon::kernels {
 
-LADON_SIMD_CLONES
-void sgd_update(std::int64_t n, float* param, const float* grad, float* momentum_buffer, float lr, float momentum,
-                float dampening, float weight_decay, bool nesterov, bool first_step) {
+LADON_INLINE void sgd_update_body(std::int64_t n, float* param, const float* grad, float* momentum_buffer, float lr,
+                                  float momentum, float dampening, float weight_decay, bool nesterov, bool first_step) {
   for (std::int64_t i = 0; i < n; ++i) {
     float g = grad[i] + weight_decay * param[i];
     if (momentum_buffer) {
@@ -20,10 +19,15 @@ void sgd_update(std::int64_t n, float* param, const float* grad, float* momentum
   }
 }
 
-LADON_SIMD_CLONES
-void adam_update(std::int64_t n, float* param, const float* grad, float* exp_avg, float* exp_avg_sq, float lr,
-                 float beta1, float beta2, float eps, float weight_decay, bool decoupled_weight_decay,
-                 std::int64_t step) {
+void sgd_update(std::int64_t n, float* param, const float* grad, float* momentum_buffer, float lr, float momentum,
+                float dampening, float weight_decay, bool nesterov, bool first_step) {
+  Multiversion<sgd_update_body>::run(n, param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, nesterov,
+                                     first_step);
+}
+
+LADON_INLINE void adam_update_body(std::int64_t n, float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
+                                   float lr, float beta1, float beta2, float eps, float weight_decay,
+                                   bool decoupled_weight_decay, std::int64_t step) {
   const float bias1 = 1.0f - static_cast<float>(std::pow(beta1, static_cast<double>(step)));
   const float bias2 = 1.0f - static_cast<float>(std::pow(beta2, static_cast<double>(step)));
   const float step_size = lr / bias1;
@@ -39,9 +43,16 @@ void adam_update(std::int64_t n, float* param, const float* grad, float* exp_avg
   }
 }
 
-LADON_SIMD_CLONES
-void rmsprop_update(std::int64_t n, float* param, const float* grad, float* square_avg, float* grad_avg,
-                    float* momentum_buffer, float lr, float alpha, float eps, float weight_decay, float momentum) {
+void adam_update(std::int64_t n, float* param, const float* grad, float* exp_avg, float* exp_avg_sq, float lr,
+                 float beta1, float beta2, float eps, float weight_decay, bool decoupled_weight_decay,
+                 std::int64_t step) {
+  Multiversion<adam_update_body>::run(n, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                                      decoupled_weight_decay, step);
+}
+
+LADON_INLINE void rmsprop_update_body(std::int64_t n, float* param, const float* grad, float* square_avg,
+                                      float* grad_avg, float* momentum_buffer, float lr, float alpha, float eps,
+                                      float weight_decay, float momentum) {
   for (std::int64_t i = 0; i < n; ++i) {
     const float g = grad[i] + weight_decay * param[i];
     square_avg[i] = alpha * square_avg[i] + (1.0f - alpha) * g * g;
@@ -60,14 +71,24 @@ void rmsprop_update(std::int64_t n, float* param, const float* grad, float* squa
   }
 }
 
-LADON_SIMD_CLONES
-void adagrad_update(std::int64_t n, float* param, const float* grad, float* sum, float clr, float eps,
-                    float weight_decay) {
+void rmsprop_update(std::int64_t n, float* param, const float* grad, float* square_avg, float* grad_avg,
+                    float* momentum_buffer, float lr, float alpha, float eps, float weight_decay, float momentum) {
+  Multiversion<rmsprop_update_body>::run(n, param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
+                                         weight_decay, momentum);
+}
+
+LADON_INLINE void adagrad_update_body(std::int64_t n, float* param, const float* grad, float* sum, float clr, float eps,
+                                      float weight_decay) {
   for (std::int64_t i = 0; i < n; ++i) {
     const float g = grad[i] + weight_decay * param[i];
     sum[i] += g * g;
     param[i] -= clr * g / (std::sqrt(sum[i]) + eps);
   }
+}
+
+void adagrad_update(std::int64_t n, float* param, const float* grad, float* sum, float clr, float eps,
+                    float weight_decay) {
+  Multiversion<adagrad_update_body>::run(n, param, grad, sum, clr, eps, weight_decay);
 }
 
 }  // namespace ladon::kernels

@@ -13,8 +13,7 @@ namespace {
 constexpr int kLanes = 16;  // independent partial results per reduction: one AVX-512 register
 }  // namespace
 
-LADON_SIMD_CLONES
-void sum_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out) {
+LADON_INLINE void sum_reduce_body(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out) {
   for (std::int64_t o = 0; o < outer; ++o) {
     const float* block = x + o * n * inner;
     float* dst = out + o * inner;
@@ -46,6 +45,10 @@ void sum_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const fl
       }
     }
   }
+}
+
+void sum_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out) {
+  Multiversion<sum_reduce_body>::run(outer, n, inner, x, out);
 }
 
 void max_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* values,
@@ -110,8 +113,8 @@ LADON_INLINE float softmax_row(std::int64_t n, const float* src, float* dst, boo
 
 }  // namespace
 
-LADON_SIMD_CLONES
-void softmax(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out, bool log) {
+LADON_INLINE void softmax_body(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out,
+                               bool log) {
   if (inner == 1) {
     for (std::int64_t o = 0; o < outer; ++o) softmax_row(n, x + o * n, out + o * n, log);
     return;
@@ -147,14 +150,22 @@ void softmax(std::int64_t outer, std::int64_t n, std::int64_t inner, const float
   }
 }
 
-LADON_SIMD_CLONES
-void softmax_cross_entropy(std::int64_t rows, std::int64_t classes, const float* logits, const std::int64_t* target,
-                           float* probs, float* loss) {
+void softmax(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out, bool log) {
+  Multiversion<softmax_body>::run(outer, n, inner, x, out, log);
+}
+
+LADON_INLINE void softmax_cross_entropy_body(std::int64_t rows, std::int64_t classes, const float* logits,
+                                             const std::int64_t* target, float* probs, float* loss) {
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x = logits + r * classes;
     const float logsumexp = softmax_row(classes, x, probs + r * classes, false);
     loss[r] = logsumexp - x[target[r]];
   }
+}
+
+void softmax_cross_entropy(std::int64_t rows, std::int64_t classes, const float* logits, const std::int64_t* target,
+                           float* probs, float* loss) {
+  Multiversion<softmax_cross_entropy_body>::run(rows, classes, logits, target, probs, loss);
 }
 
 }  // namespace ladon::kernels

@@ -1,11 +1,41 @@
-// Multi-versioning: a function marked LADON_SIMD_CLONES is compiled once per instruction set and
-// the dynamic loader picks the best one for the CPU at start-up (GCC target_clones + ifunc), so one
-// binary is fast here and still runs on any x86-64. Never build with -march=native.
+// Multi-versioning: a kernel body written once in plain C++ (loops the compiler vectorises) is
+// compiled for each instruction set of isa.h by Multiversion<body>, and run() calls the variant for
+// the active set. One binary is fast here and still runs on any x86-64; never build with
+// -march=native. The bodies must be LADON_INLINE so each variant inlines and vectorises its own copy.
 #pragma once
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define LADON_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define LADON_SIMD_CLONES
-#endif
+#include "isa.h"
+
 #define LADON_INLINE [[gnu::always_inline]] inline
+
+namespace ladon::kernels {
+
+template <auto Body>
+struct Multiversion {
+  template <typename... Args>
+  [[gnu::target("arch=x86-64-v4")]] static void avx512(Args... args) {
+    Body(args...);
+  }
+  template <typename... Args>
+  [[gnu::target("arch=x86-64-v3")]] static void avx2(Args... args) {
+    Body(args...);
+  }
+  template <typename... Args>
+  static void baseline(Args... args) {
+    Body(args...);
+  }
+
+  template <typename... Args>
+  static void run(Args... args) {
+    switch (active_isa()) {
+      case Isa::avx512:
+        return avx512(args...);
+      case Isa::avx2:
+        return avx2(args...);
+      case Isa::baseline:
+        return baseline(args...);
+    }
+  }
+};
+
+}  // namespace ladon::kernels

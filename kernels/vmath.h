@@ -1,5 +1,5 @@
 // exp, log, tanh and sigmoid for float, written without branches or library calls so that loops over
-// them vectorise (GCC turns the selects into blends) inside LADON_SIMD_CLONES kernels. libm's expf
+// them vectorise (GCC turns the selects into blends) inside Multiversion kernels (simd.h). libm's expf
 // is a scalar call: an exp loop with it ran at 0.10 of memcpy bandwidth.
 //
 // Accuracy, checked in tests/kernels/test_vmath.cpp against double-precision libm over dense sweeps:

@@ -19,7 +19,7 @@
 namespace {
 
 using ladon::kernels::Activation;
-using ladon::kernels::GemmIsa;
+using ladon::kernels::Isa;
 using i64 = std::int64_t;
 
 struct Case {
@@ -114,10 +114,9 @@ struct Problem {
 
 void check_all_paths(const Case& c, std::mt19937& rng) {
   const Problem p(c, rng);
-  for (GemmIsa isa : {GemmIsa::scalar, GemmIsa::avx2, GemmIsa::avx512}) {
-    if (!ladon::kernels::sgemm_isa_supported(isa)) continue;
-    const char* names[] = {"scalar", "avx2", "avx512"};
-    const std::string name = names[static_cast<int>(isa)];
+  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512}) {
+    if (!ladon::kernels::isa_supported(isa)) continue;
+    const std::string name = ladon::kernels::isa_name(isa);
     for (bool allow_unpacked : {true, false})
       p.check(allow_unpacked ? name : name + " packed only",
               [isa, allow_unpacked](bool ta, bool tb, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda,
@@ -183,9 +182,20 @@ TEST_CASE("sgemm: k == 0 or alpha == 0 scales C by beta without reading A or B")
   CHECK(c == std::vector<float>{0.0f, 0.0f, 0.0f, 0.0f});
 }
 
-TEST_CASE("sgemm: reports the instruction set it chose") {
-  const std::string isa = ladon::kernels::sgemm_isa();
-  CHECK((isa == "avx512" || isa == "avx2" || isa == "scalar"));
-  CHECK(ladon::kernels::sgemm_isa_supported(GemmIsa::scalar));
-  CHECK(ladon::kernels::sgemm_isa_supported(ladon::kernels::sgemm_best_isa()));
+TEST_CASE("sgemm follows an IsaOverride") {
+  // A 64x64x64 product takes the packed path; under each override it must equal that micro-kernel's.
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  std::vector<float> a(64 * 64), b(64 * 64), forced(64 * 64), overridden(64 * 64);
+  for (float& v : a) v = normal(rng);
+  for (float& v : b) v = normal(rng);
+  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512}) {
+    if (!ladon::kernels::isa_supported(isa)) continue;
+    CAPTURE(ladon::kernels::isa_name(isa));
+    ladon::kernels::sgemm_with_isa(isa, false, false, 64, 64, 64, 1.0f, a.data(), 64, b.data(), 64, 0.0f, forced.data(),
+                                   64);
+    const ladon::kernels::IsaOverride use(isa);
+    ladon::kernels::sgemm(false, false, 64, 64, 64, 1.0f, a.data(), 64, b.data(), 64, 0.0f, overridden.data(), 64);
+    CHECK(forced == overridden);
+  }
 }

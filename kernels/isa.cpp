@@ -1,0 +1,61 @@
+#include "isa.h"
+
+#include <atomic>
+#include <stdexcept>
+#include <string>
+
+namespace ladon::kernels {
+namespace {
+
+Isa detect() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  // The x86-64-v4 and v3 levels the variants are compiled for, as far as the kernels use them.
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
+    return Isa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2"))
+    return Isa::avx2;
+#endif
+  return Isa::baseline;
+}
+
+// -1: no override. A relaxed atomic: one load per kernel call, and overrides come from one thread.
+std::atomic<int> overridden{-1};
+
+}  // namespace
+
+Isa best_isa() {
+  static const Isa isa = detect();  // function-local: safe to call from other static initialisers
+  return isa;
+}
+
+Isa active_isa() {
+  const int o = overridden.load(std::memory_order_relaxed);
+  return o < 0 ? best_isa() : static_cast<Isa>(o);
+}
+
+bool isa_supported(Isa isa) { return static_cast<int>(isa) <= static_cast<int>(best_isa()); }
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512:
+      return "avx512";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::baseline:
+      break;
+  }
+  return "baseline";
+}
+
+IsaOverride::IsaOverride(Isa isa) {
+  if (!isa_supported(isa))
+    throw std::invalid_argument(std::string("IsaOverride: this CPU does not support ") + isa_name(isa) +
+                                " (best: " + isa_name(best_isa()) + ")");
+  previous_ = overridden.exchange(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+IsaOverride::~IsaOverride() { overridden.store(previous_, std::memory_order_relaxed); }
+
+}  // namespace ladon::kernels

@@ -1,0 +1,30 @@
+// The instruction sets ladon's kernels are compiled for. Every hot kernel exists once per set in
+// the same binary (no -march=native); the best one the CPU supports is picked by CPUID on first use.
+// Tests and benchmarks can run any supported variant with IsaOverride, so each one is checked
+// against the portable baseline on this machine.
+#pragma once
+
+namespace ladon::kernels {
+
+enum class Isa { baseline, avx2, avx512 };  // baseline: x86-64 with SSE2; avx2: x86-64-v3; avx512: x86-64-v4
+
+Isa best_isa();    // the best set this CPU supports
+Isa active_isa();  // best_isa() unless an IsaOverride is alive
+bool isa_supported(Isa isa);
+const char* isa_name(Isa isa);  // "baseline", "avx2", "avx512"
+
+// While alive, every kernel in the process runs its `isa` variant (for tests and benchmarks; not
+// thread-safe against kernels running concurrently). Throws std::invalid_argument when the CPU
+// lacks `isa`: running it would die on an illegal instruction.
+class IsaOverride {
+ public:
+  explicit IsaOverride(Isa isa);
+  ~IsaOverride();
+  IsaOverride(const IsaOverride&) = delete;
+  IsaOverride& operator=(const IsaOverride&) = delete;
+
+ private:
+  int previous_;  // the override this one replaced (-1: none)
+};
+
+}  // namespace ladon::kernels

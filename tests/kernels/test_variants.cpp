@@ -1,0 +1,256 @@
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/elementwise.h"
+#include "kernels/isa.h"
+#include "kernels/optim.h"
+#include "kernels/reduce.h"
+
+// Every multiversioned kernel (kernels/simd.h) gives the same numbers under each instruction set
+// the CPU supports as under the portable baseline, at awkward sizes (every vector tail) and on
+// strided, broadcast and contiguous operands. Tolerance: 4 ulp of the baseline result (8 for
+// centered RMSprop) or 1e-6 absolute; NaN where it is NaN. The variants evaluate the same
+// expressions in the same order, but the vector ones contract a * b + c into one fused
+// multiply-add, rounded once: where terms cancel the difference is absolute, not relative, and
+// it compounds over an optimizer's three steps. The inputs are of order 1 to 30, so 1e-6
+// absolute is a few ulp of them.
+
+namespace {
+
+using ladon::kernels::Isa;
+using i64 = std::int64_t;
+
+constexpr i64 kSizes[] = {0, 1, 3, 7, 15, 16, 17, 255, 1023, 4097};
+
+// A kernel run on fresh copies of fixed inputs: returns every float it wrote.
+using Run = std::function<std::vector<float>(i64 n)>;
+
+// How far got is from want, in units of the tolerance: <= 1 passes.
+double error_ratio(float got, float want, double ulps) {
+  if (std::isnan(want) || std::isnan(got)) return std::isnan(want) && std::isnan(got) ? 0.0 : INFINITY;
+  if (std::isinf(want)) return got == want ? 0.0 : INFINITY;
+  const float ulp = std::nextafter(std::fabs(want), std::numeric_limits<float>::infinity()) - std::fabs(want);
+  return std::fabs(static_cast<double>(got) - want) / std::max(ulps * ulp, 1e-6);
+}
+
+void check_variants(const std::string& name, const Run& run, double ulps = 4.0) {
+  CAPTURE(name);
+  for (i64 n : kSizes) {
+    CAPTURE(n);
+    std::vector<float> want;
+    {
+      const ladon::kernels::IsaOverride use(Isa::baseline);
+      want = run(n);
+    }
+    for (Isa isa : {Isa::avx2, Isa::avx512}) {
+      if (!ladon::kernels::isa_supported(isa)) continue;
+      const std::string isa_name = ladon::kernels::isa_name(isa);
+      CAPTURE(isa_name);
+      const ladon::kernels::IsaOverride use(isa);
+      const std::vector<float> got = run(n);
+      REQUIRE(got.size() == want.size());
+      i64 bad = 0;
+      double worst = 0;
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        const double ratio = error_ratio(got[i], want[i], ulps);
+        bad += !(ratio <= 1.0);
+        worst = std::max(worst, ratio);
+      }
+      CHECK_MESSAGE(bad == 0, bad, " of ", got.size(), " values differ from the baseline variant; worst ", worst,
+                    " x the tolerance");
+    }
+  }
+}
+
+// Inputs over a wide range (including a few NaN, inf and zeros), fixed by seed; 2n + 1 of them so a
+// stride of 2 stays in bounds.
+std::vector<float> values(i64 n, std::uint32_t seed, float low = -30.0f, float high = 30.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(low, high);
+  std::vector<float> v(static_cast<std::size_t>(2 * n + 1));
+  for (float& x : v) x = u(rng);
+  if (v.size() > 7) {
+    v[3] = 0.0f;
+    v[5] = std::numeric_limits<float>::infinity();
+    v[6] = std::numeric_limits<float>::quiet_NaN();
+  }
+  return v;
+}
+
+struct Layout {
+  i64 sa, sb, so;
+  const char* name;
+};
+constexpr Layout kLayouts[] = {{1, 1, 1, "contiguous"},
+                               {1, 0, 1, "b broadcast"},
+                               {0, 1, 1, "a broadcast"},
+                               {2, 2, 1, "strided"},
+                               {1, 1, 2, "strided out"}};
+
+}  // namespace
+
+TEST_CASE("IsaOverride: names, support, nesting, and a clear error for a set the CPU lacks") {
+  using ladon::kernels::active_isa;
+  using ladon::kernels::best_isa;
+  CHECK(ladon::kernels::isa_supported(Isa::baseline));
+  CHECK(ladon::kernels::isa_supported(best_isa()));
+  CHECK(active_isa() == best_isa());
+  CHECK(std::string(ladon::kernels::isa_name(Isa::avx2)) == "avx2");
+  {
+    const ladon::kernels::IsaOverride outer(Isa::baseline);
+    CHECK(active_isa() == Isa::baseline);
+    {
+      const ladon::kernels::IsaOverride inner(best_isa());
+      CHECK(active_isa() == best_isa());
+    }
+    CHECK(active_isa() == Isa::baseline);
+  }
+  CHECK(active_isa() == best_isa());
+  if (!ladon::kernels::isa_supported(Isa::avx512)) {
+    CHECK_THROWS_WITH_AS(ladon::kernels::IsaOverride(Isa::avx512),
+                         doctest::Contains("IsaOverride: this CPU does not support avx512"), std::invalid_argument);
+    CHECK(active_isa() == best_isa());
+  }
+}
+
+TEST_CASE("elementwise kernels: every instruction set matches the baseline") {
+  using ladon::kernels::BinaryOp;
+  using ladon::kernels::UnaryOp;
+  const std::pair<UnaryOp, const char*> unary_ops[] = {
+      {UnaryOp::copy, "copy"}, {UnaryOp::neg, "neg"},   {UnaryOp::exp, "exp"},   {UnaryOp::log, "log"},
+      {UnaryOp::sqrt, "sqrt"}, {UnaryOp::abs, "abs"},   {UnaryOp::relu, "relu"}, {UnaryOp::sigmoid, "sigmoid"},
+      {UnaryOp::tanh, "tanh"}, {UnaryOp::gelu, "gelu"}, {UnaryOp::sign, "sign"}, {UnaryOp::gelu_grad, "gelu_grad"}};
+  for (const auto& [op, name] : unary_ops)
+    for (i64 sx : {1, 2}) {
+      check_variants(std::string(name) + (sx == 1 ? "" : " strided"), [op = op, sx](i64 n) {
+        const std::vector<float> x = values(n, 1);
+        std::vector<float> out(static_cast<std::size_t>(n));
+        ladon::kernels::unary(op, n, x.data(), sx, out.data(), 1);
+        return out;
+      });
+    }
+
+  const std::pair<BinaryOp, const char*> binary_ops[] = {
+      {BinaryOp::add, "add"}, {BinaryOp::sub, "sub"},         {BinaryOp::mul, "mul"},        {BinaryOp::div, "div"},
+      {BinaryOp::pow, "pow"}, {BinaryOp::maximum, "maximum"}, {BinaryOp::minimum, "minimum"}};
+  for (const auto& [op, name] : binary_ops)
+    for (const Layout& l : kLayouts) {
+      check_variants(std::string(name) + " " + l.name, [op = op, l](i64 n) {
+        const std::vector<float> a = values(n, 2, -3.0f, 3.0f), b = values(n, 3, -3.0f, 3.0f);
+        std::vector<float> out(static_cast<std::size_t>(n * l.so));
+        ladon::kernels::binary(op, n, a.data(), l.sa, b.data(), l.sb, out.data(), l.so);
+        return out;
+      });
+    }
+
+  using ladon::kernels::CompareOp;
+  for (CompareOp op : {CompareOp::eq, CompareOp::ne, CompareOp::lt, CompareOp::le, CompareOp::gt, CompareOp::ge})
+    check_variants("compare " + std::to_string(static_cast<int>(op)), [op](i64 n) {
+      std::vector<float> a = values(n, 4, -2.0f, 2.0f), b = values(n, 5, -2.0f, 2.0f);
+      for (std::size_t i = 0; i < a.size(); i += 3) a[i] = b[i];  // some equal pairs
+      std::vector<float> out(static_cast<std::size_t>(n));
+      ladon::kernels::compare(op, n, a.data(), 1, b.data(), 1, out.data(), 1);
+      return out;
+    });
+
+  check_variants("clamp", [](i64 n) {
+    const std::vector<float> x = values(n, 6);
+    std::vector<float> out(static_cast<std::size_t>(n));
+    ladon::kernels::clamp(n, x.data(), 1, -1.5f, 2.5f, out.data(), 1);
+    return out;
+  });
+  check_variants("relu_grad", [](i64 n) {
+    const std::vector<float> y = values(n, 7), g = values(n, 8);
+    std::vector<float> out(static_cast<std::size_t>(n));
+    ladon::kernels::relu_grad(n, y.data(), g.data(), out.data());
+    return out;
+  });
+}
+
+TEST_CASE("reductions and softmax: every instruction set matches the baseline") {
+  for (i64 inner : {1, 3}) {
+    check_variants("sum_reduce inner " + std::to_string(inner), [inner](i64 n) {
+      const std::vector<float> x = values(2 * n * inner, 9, -1.0f, 1.0f);
+      std::vector<float> out(static_cast<std::size_t>(2 * inner));
+      ladon::kernels::sum_reduce(2, n, inner, x.data(), out.data());
+      return out;
+    });
+    for (bool log : {false, true})
+      check_variants(std::string(log ? "log_softmax" : "softmax") + " inner " + std::to_string(inner),
+                     [inner, log](i64 n) {
+                       const std::vector<float> x = values(2 * n * inner, 10, -20.0f, 20.0f);
+                       std::vector<float> out(static_cast<std::size_t>(2 * n * inner));
+                       ladon::kernels::softmax(2, n, inner, x.data(), out.data(), log);
+                       return out;
+                     });
+  }
+  check_variants("softmax_cross_entropy", [](i64 n) {
+    const i64 rows = 3;
+    const std::vector<float> x = values(rows * n, 11, -20.0f, 20.0f);
+    std::vector<std::int64_t> target(rows);
+    for (i64 r = 0; r < rows; ++r) target[static_cast<std::size_t>(r)] = n > 0 ? (r * 5) % n : 0;
+    std::vector<float> out(static_cast<std::size_t>(rows * n + rows));
+    if (n > 0)
+      ladon::kernels::softmax_cross_entropy(rows, n, x.data(), target.data(), out.data(), out.data() + rows * n);
+    return out;
+  });
+}
+
+TEST_CASE("optimizer updates: every instruction set matches the baseline") {
+  // Parameter, gradient and state buffers, updated three steps in place; the result is all of them.
+  auto state = [](i64 n, int buffers) {
+    std::vector<std::vector<float>> s;
+    s.push_back(values(n, 12, -1.0f, 1.0f));
+    s.push_back(values(n, 13, -1.0f, 1.0f));
+    for (int b = 0; b < buffers; ++b) s.emplace_back(static_cast<std::size_t>(2 * n + 1), 0.0f);
+    return s;
+  };
+  auto flatten = [](const std::vector<std::vector<float>>& s) {
+    std::vector<float> all;
+    for (const auto& v : s) all.insert(all.end(), v.begin(), v.end());
+    return all;
+  };
+  for (bool nesterov : {false, true})
+    check_variants(nesterov ? "sgd nesterov" : "sgd momentum", [&, nesterov](i64 n) {
+      auto s = state(n, 1);
+      for (int step = 0; step < 3; ++step)
+        ladon::kernels::sgd_update(n, s[0].data(), s[1].data(), s[2].data(), 0.1f, 0.9f, 0.0f, 0.01f, nesterov,
+                                   step == 0);
+      return flatten(s);
+    });
+  for (bool decoupled : {false, true})
+    check_variants(decoupled ? "adamw" : "adam", [&, decoupled](i64 n) {
+      auto s = state(n, 2);
+      for (int step = 1; step <= 3; ++step)
+        ladon::kernels::adam_update(n, s[0].data(), s[1].data(), s[2].data(), s[3].data(), 1e-3f, 0.9f, 0.999f, 1e-8f,
+                                    0.01f, decoupled, step);
+      return flatten(s);
+    });
+  // Centered RMSprop divides by sqrt(E[g^2] - E[g]^2), a difference of squares: rounding differences
+  // grow to 7 ulp of the momentum buffer over three steps, so it gets 8.
+  check_variants(
+      "rmsprop centered with momentum",
+      [&](i64 n) {
+        auto s = state(n, 3);
+        for (int step = 0; step < 3; ++step)
+          ladon::kernels::rmsprop_update(n, s[0].data(), s[1].data(), s[2].data(), s[3].data(), s[4].data(), 0.01f,
+                                         0.99f, 1e-8f, 0.01f, 0.9f);
+        return flatten(s);
+      },
+      8.0);
+  check_variants("adagrad", [&](i64 n) {
+    auto s = state(n, 1);
+    for (int step = 0; step < 3; ++step)
+      ladon::kernels::adagrad_update(n, s[0].data(), s[1].data(), s[2].data(), 0.01f, 1e-10f, 0.01f);
+    return flatten(s);
+  });
+}
