@@ -29,7 +29,6 @@ std::unique_ptr<mtl::MultiTaskModel> make_model(const std::string& kind, Generat
   return std::make_unique<mtl::SharedBottom>(mtl::SharedBottomOptions{100, {113}, kTasks}, gen);
 }
 
-// Mean over both tasks of the test MSE.
 // The mean over the two tasks of each task's test MSE.
 double test_mse(mtl::MultiTaskModel& model, const data::Dataset& test) {
   NoGradGuard no_grad;
