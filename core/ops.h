@@ -110,18 +110,31 @@ struct ConvOptions {
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const ConvOptions& options = {});
 
 struct PoolOptions {
-  Size2 stride = 0;   // 0: the kernel size, as in PyTorch
-  Size2 padding = 0;  // at most half the kernel
+  Size2 stride = 0;               // 0: the kernel size, as in PyTorch
+  Size2 padding = 0;              // at most half the kernel
   Size2 dilation = 1;             // max_pool2d only
   bool count_include_pad = true;  // avg_pool2d only: padding zeros count in the divisor
 };
 // Window maximum; padding never wins. Backward routes each output gradient to its window's argmax
 // (the first maximum on ties).
 Tensor max_pool2d(const Tensor& x, Size2 kernel, const PoolOptions& options = {});
-ValuesIndices max_pool2d_with_indices(const Tensor& x, Size2 kernel, const PoolOptions& options = {});  // flat h * W + w
+ValuesIndices max_pool2d_with_indices(const Tensor& x, Size2 kernel,
+                                      const PoolOptions& options = {});  // flat h * W + w
 Tensor avg_pool2d(const Tensor& x, Size2 kernel, const PoolOptions& options = {});
 // Averages PyTorch's adaptive windows [floor(o * in / out), ceil((o + 1) * in / out)) to output_size.
 Tensor adaptive_avg_pool2d(const Tensor& x, Size2 output_size);
+
+// ---- Normalisation (core/ops/norm.cpp) ----------------------------------------------------------
+
+struct BatchNormOutput {
+  Tensor y;     // x's shape
+  Tensor mean;  // [C]: the batch mean per channel (not differentiable)
+  Tensor var;   // [C]: the biased batch variance per channel (not differentiable)
+};
+// Batch normalisation with the batch's own statistics (training mode): x [N, C, ...] normalised per
+// channel over every dim but 1, y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c. weight
+// and bias are [C], or both undefined for no affine. Two passes over x forward, two backward.
+BatchNormOutput batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
 
 // Operators: tensor with tensor, or with a scalar on either side.
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

@@ -29,25 +29,18 @@ Tensor BatchNorm::forward(const Tensor& x) {
               shape_str(x.shape()));
   LADON_CHECK(x.shape()[1] == num_features_, name_, "expected ", num_features_, " channels in dim 1, got input ",
               shape_str(x.shape()));
-  Shape stat_shape(static_cast<std::size_t>(x.dim()), 1);
-  stat_shape[1] = num_features_;
-  std::vector<std::int64_t> dims{0};
-  for (std::int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
-
   Tensor y;
   const bool use_batch_stats = is_training() || !options_.track_running_stats;
   if (use_batch_stats) {
     const std::int64_t count = x.numel() / num_features_;
     LADON_CHECK(!is_training() || count > 1, name_, "expected more than 1 value per channel when training, got input ",
                 shape_str(x.shape()));
-    const Tensor mu = mean(x, dims, true);
-    const Tensor centred = sub(x, mu);
-    const Tensor var = mean(mul(centred, centred), dims, true);
-    y = div(centred, sqrt(add(var, scalar(options_.eps))));
+    const BatchNormOutput normed = batch_norm(x, weight, bias, options_.eps);
+    y = normed.y;
     if (is_training() && options_.track_running_stats) {
       // In place, so the buffers stay the tensors a checkpoint or optimizer already holds.
       const NoGradGuard no_grad;
-      const std::vector<float> m = mu.to_vector<float>(), v = var.to_vector<float>();
+      const std::vector<float> m = normed.mean.to_vector<float>(), v = normed.var.to_vector<float>();
       const float momentum = static_cast<float>(options_.momentum);
       const float unbias = static_cast<float>(count) / static_cast<float>(count - 1);
       float* rm = running_mean.data<float>();
@@ -58,9 +51,11 @@ Tensor BatchNorm::forward(const Tensor& x) {
       }
     }
   } else {
+    Shape stat_shape(static_cast<std::size_t>(x.dim()), 1);  // [1, C, 1, ...]
+    stat_shape[1] = num_features_;
     y = div(sub(x, running_mean.view(stat_shape)), sqrt(add(running_var.view(stat_shape), scalar(options_.eps))));
+    if (options_.affine) y = add(mul(y, weight.view(stat_shape)), bias.view(stat_shape));
   }
-  if (options_.affine) y = add(mul(y, weight.view(stat_shape)), bias.view(stat_shape));
   return y;
 }
 
