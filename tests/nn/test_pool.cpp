@@ -1,6 +1,9 @@
 // max/avg/adaptive-avg pooling, Flatten and Unflatten against values worked out by hand.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <limits>
+
 #include "ladon.h"
 #include "nn/pool.h"
 
@@ -8,6 +11,10 @@ using namespace ladon;
 
 namespace {
 std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
+Tensor floor_values(Tensor t) {
+  for (std::int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::floor(t.data<float>()[i]);
+  return t;
+}
 Tensor plane_4x4() { return tensor({1, 5, 2, 0, 3, 4, 8, 6, 7, 0, 1, 2, 9, 3, 4, 5}, {1, 1, 4, 4}); }
 }  // namespace
 
@@ -26,6 +33,35 @@ TEST_CASE("max_pool2d: 2x2 windows, values, indices and gradient routing") {
   CHECK(values(y) == std::vector<float>{9, 9, 9, 9});
   sum(y).backward();
   CHECK(values(c.grad()) == std::vector<float>{0, 0, 0, 0, 4, 0, 0, 0, 0});
+}
+
+TEST_CASE("max_pool2d: the 2x2 stride-2 fast path agrees with a plain loop on odd sizes, ties and NaN") {
+  // [2, 3, 7, 9]: the last row and column fall outside every window. Small integers make ties.
+  Generator gen(5);
+  Tensor x = floor_values(uniform({2, 3, 7, 9}, 0.0, 4.0, gen));
+  x.data<float>()[10] = std::numeric_limits<float>::quiet_NaN();
+  x.data<float>()[11] = std::numeric_limits<float>::quiet_NaN();
+  const ValuesIndices r = max_pool2d_with_indices(x, 2);
+  REQUIRE(r.values.shape() == Shape{2, 3, 3, 4});
+  const float* in = x.data<float>();
+  const std::vector<float> got = values(r.values);
+  const std::vector<std::int64_t> got_at = r.indices.to_vector<std::int64_t>();
+  for (std::int64_t p = 0; p < 6; ++p)
+    for (std::int64_t oy = 0; oy < 3; ++oy)
+      for (std::int64_t ox = 0; ox < 4; ++ox) {
+        float best = -std::numeric_limits<float>::infinity();
+        std::int64_t best_at = -1;
+        for (std::int64_t i = 0; i < 2; ++i)
+          for (std::int64_t j = 0; j < 2; ++j) {
+            const std::int64_t at = (2 * oy + i) * 9 + 2 * ox + j;
+            const float v = in[p * 63 + at];
+            if (best_at < 0 || v > best || std::isnan(v)) best = v, best_at = at;  // first maximum; NaN wins
+          }
+        const std::size_t o = static_cast<std::size_t>((p * 3 + oy) * 4 + ox);
+        CAPTURE(o);
+        CHECK(got_at[o] == best_at);
+        CHECK((got[o] == best || (std::isnan(got[o]) && std::isnan(best))));
+      }
 }
 
 TEST_CASE("max_pool2d: padding never wins, even over negative values") {
