@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <vector>
 
 #include "../autograd.h"
 #include "../ops.h"
@@ -58,51 +59,56 @@ BatchNormOutput batch_norm(const Tensor& input, const Tensor& weight, const Tens
 
   // y = x * scale + shift, scale = weight / sqrt(var + eps), shift = bias - mean * scale.
   const Tensor w = affine ? weight.detach().contiguous() : Tensor(), b = affine ? bias.detach().contiguous() : Tensor();
-  Tensor inv_std = empty({channels}), scale = empty({channels}), shift = empty({channels});
-  for (std::int64_t c = 0; c < channels; ++c) {
-    const float inv = 1.0f / std::sqrt(var.data<float>()[c] + static_cast<float>(eps));
-    inv_std.data<float>()[c] = inv;
-    scale.data<float>()[c] = affine ? w.data<float>()[c] * inv : inv;
-    shift.data<float>()[c] = (affine ? b.data<float>()[c] : 0.0f) - mean.data<float>()[c] * scale.data<float>()[c];
+  Tensor inv_std = empty({channels}), scale = empty({channels});
+  std::vector<float> shift(static_cast<std::size_t>(channels));
+  {
+    const float *pm = mean.data<float>(), *pv = var.data<float>();
+    float *pi = inv_std.data<float>(), *ps = scale.data<float>();
+    for (std::int64_t c = 0; c < channels; ++c) {
+      pi[c] = 1.0f / std::sqrt(pv[c] + static_cast<float>(eps));
+      ps[c] = affine ? w.data<float>()[c] * pi[c] : pi[c];
+      shift[static_cast<std::size_t>(c)] = (affine ? b.data<float>()[c] : 0.0f) - pm[c] * ps[c];
+    }
   }
   Tensor y = empty(input.shape());
   for_channels(layout, [&](const kernels::ChannelRange& r) {
-    kernels::channel_scale_shift(r, x.data<float>(), scale.data<float>(), shift.data<float>(), y.data<float>());
+    kernels::channel_scale_shift(r, x.data<float>(), scale.data<float>(), shift.data(), y.data<float>());
   });
 
   y = record(y, op, {input, weight, bias},
              [x, mean, inv_std, scale, layout](const Tensor& grad, const std::vector<bool>& need) {
                const Tensor dy = grad.contiguous();
                const std::int64_t channels = layout.channels;
-               Tensor sum_dy = empty({channels}), sum_dy_xc = empty({channels});
+               Tensor sum_dy = empty({channels});
+               std::vector<float> sum_dy_xc(static_cast<std::size_t>(channels));
                for_channels(layout, [&](const kernels::ChannelRange& r) {
                  kernels::channel_grad_sums(r, dy.data<float>(), x.data<float>(), mean.data<float>(),
-                                            sum_dy.data<float>(), sum_dy_xc.data<float>());
+                                            sum_dy.data<float>(), sum_dy_xc.data());
                });
-               const float* inv = inv_std.data<float>();
+               const float *inv = inv_std.data<float>(), *ps = scale.data<float>(), *pm = mean.data<float>();
+               const float* sdy = sum_dy.data<float>();
                Grads grads(3);
                if (need[0]) {
                  // dx = scale * (dy - sum_dy / M - xhat * sum(dy * xhat) / M), xhat = (x - mean) * inv_std,
-                 // folded into dx = dy * a + x * b + k per channel.
+                 // folded into dx = dy * scale + x * bx + k per channel.
                  const auto m = static_cast<float>(layout.outer * layout.inner);
-                 Tensor a = empty({channels}), bx = empty({channels}), k = empty({channels});
+                 std::vector<float> bx(static_cast<std::size_t>(channels)), k(static_cast<std::size_t>(channels));
                  for (std::int64_t c = 0; c < channels; ++c) {
-                   const float ac = scale.data<float>()[c];
-                   const float bc = -ac * inv[c] * inv[c] * sum_dy_xc.data<float>()[c] / m;
-                   a.data<float>()[c] = ac;
-                   bx.data<float>()[c] = bc;
-                   k.data<float>()[c] = -ac * sum_dy.data<float>()[c] / m - bc * mean.data<float>()[c];
+                   const auto i = static_cast<std::size_t>(c);
+                   bx[i] = -ps[c] * inv[c] * inv[c] * sum_dy_xc[i] / m;
+                   k[i] = -ps[c] * sdy[c] / m - bx[i] * pm[c];
                  }
                  Tensor dx = empty(x.shape());
                  for_channels(layout, [&](const kernels::ChannelRange& r) {
-                   kernels::channel_combine(r, dy.data<float>(), a.data<float>(), x.data<float>(), bx.data<float>(),
-                                            k.data<float>(), dx.data<float>());
+                   kernels::channel_combine(r, dy.data<float>(), ps, x.data<float>(), bx.data(), k.data(),
+                                            dx.data<float>());
                  });
                  grads[0] = dx;
                }
                if (need[1]) {  // d weight = sum(dy * xhat)
                  Tensor dw = empty({channels});
-                 for (std::int64_t c = 0; c < channels; ++c) dw.data<float>()[c] = inv[c] * sum_dy_xc.data<float>()[c];
+                 for (std::int64_t c = 0; c < channels; ++c)
+                   dw.data<float>()[c] = inv[c] * sum_dy_xc[static_cast<std::size_t>(c)];
                  grads[1] = dw;
                }
                if (need[2]) grads[2] = sum_dy;
