@@ -5,7 +5,7 @@
 //   mlp batch 256 threads 2 peak_rss_mb 41.2 mean_ms 1.301
 //
 //   bench/train_step --model mlp|mmoe|mmoe_small --batch B --threads N [--steps S] [--repeats R]
-//                    [--warmup W] [--phases 1]
+//                    [--warmup W] [--phases 1] [--isa baseline|avx2|avx512]
 //
 // After warm-up, R repeats of S steps (S chosen so a repeat takes about 50 ms, unless --steps) are
 // timed step by step; ms/step is the median of those R*S step times, mean_ms their mean (which
@@ -13,6 +13,8 @@
 // batch is used every step (we time compute, not loading). peak_rss_mb is getrusage's ru_maxrss.
 // bench/train_step_torch.cpp is the same program written with libtorch; scripts/bench compares them.
 // --phases 1 also prints the median split of a step into forward / backward / optimizer.
+// --isa runs every kernel's variant for that instruction set (kernels/isa.h), to measure what the
+// SIMD variants buy; the default is the best the CPU supports.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -21,10 +23,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "kernels/isa.h"
 #include "ladon.h"
 
 using namespace ladon;
@@ -33,9 +38,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -123,12 +126,13 @@ struct Args {
   std::string model = "mlp";
   long batch = 256, threads = 1, steps = 0, repeats = 7, warmup = 0;
   bool phases = false;
+  std::string isa;  // empty: the best the CPU supports
 };
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "%s\nusage: train_step --model mlp|mmoe|mmoe_small --batch B --threads N [--steps S] "
-               "[--repeats R] [--warmup W] [--phases 1]\n",
+               "[--repeats R] [--warmup W] [--phases 1] [--isa baseline|avx2|avx512]\n",
                msg);
   std::exit(2);
 }
@@ -139,14 +143,24 @@ Args parse(int argc, char** argv) {
     const std::string k = argv[i];
     if (i + 1 >= argc) usage(("missing value for " + k).c_str());
     const char* v = argv[++i];
-    if (k == "--model") a.model = v;
-    else if (k == "--batch") a.batch = std::atol(v);
-    else if (k == "--threads") a.threads = std::atol(v);
-    else if (k == "--steps") a.steps = std::atol(v);
-    else if (k == "--repeats") a.repeats = std::atol(v);
-    else if (k == "--warmup") a.warmup = std::atol(v);
-    else if (k == "--phases") a.phases = std::atol(v) != 0;
-    else usage(("unknown flag " + k).c_str());
+    if (k == "--model")
+      a.model = v;
+    else if (k == "--batch")
+      a.batch = std::atol(v);
+    else if (k == "--threads")
+      a.threads = std::atol(v);
+    else if (k == "--steps")
+      a.steps = std::atol(v);
+    else if (k == "--repeats")
+      a.repeats = std::atol(v);
+    else if (k == "--warmup")
+      a.warmup = std::atol(v);
+    else if (k == "--phases")
+      a.phases = std::atol(v) != 0;
+    else if (k == "--isa")
+      a.isa = v;
+    else
+      usage(("unknown flag " + k).c_str());
   }
   if (a.batch <= 0 || a.threads <= 0 || a.repeats <= 0) usage("batch, threads and repeats must be positive");
   return a;
@@ -157,6 +171,14 @@ Args parse(int argc, char** argv) {
 int main(int argc, char** argv) try {
   const Args args = parse(argc, argv);
   set_num_threads(static_cast<int>(args.threads));
+  std::optional<kernels::IsaOverride> isa;
+  if (!args.isa.empty()) {
+    const kernels::Isa sets[] = {kernels::Isa::baseline, kernels::Isa::avx2, kernels::Isa::avx512};
+    const auto* chosen = std::find_if(std::begin(sets), std::end(sets),
+                                      [&](kernels::Isa s) { return args.isa == kernels::isa_name(s); });
+    if (chosen == std::end(sets)) usage(("unknown instruction set " + args.isa).c_str());
+    isa.emplace(*chosen);  // throws if the CPU lacks it
+  }
 
   std::unique_ptr<MlpBench> mlp;
   std::unique_ptr<MmoeBench> mmoe;
