@@ -72,7 +72,7 @@ class Progress {
 // Test metrics per task over a whole split (accuracy for classes, MSE for regression; auxiliary
 // tasks left out), in batches, in eval mode and without recording a graph.
 inline std::vector<ladon::mtl::TaskResult> evaluate(ladon::mtl::MultiTaskModel& model, const ladon::data::Dataset& split,
-                                                    std::int64_t batch = 1000) {
+                                                    std::int64_t batch = 250) {
   ladon::NoGradGuard no_grad;
   model.eval();
   ladon::mtl::TaskMetrics metrics(model.tasks());
