@@ -7,43 +7,18 @@ namespace {
 
 using i64 = std::int64_t;
 
-// Sum of one contiguous segment in 16 float lanes (vectorises without reassociation flags).
-LADON_INLINE double segment_sum(i64 n, const float* x, float shift) {
+// The sum of term(i) over i < n, in 16 float lanes (so it vectorises without reassociation flags),
+// the lanes combined in double.
+template <typename Term>
+LADON_INLINE double segment_sum(i64 n, Term term) {
   constexpr int kLanes = 16;
   float lanes[kLanes] = {};
   i64 i = 0;
   for (; i + kLanes <= n; i += kLanes)
-    for (int k = 0; k < kLanes; ++k) lanes[k] += x[i + k] - shift;
+    for (int k = 0; k < kLanes; ++k) lanes[k] += term(i + k);
   double total = 0;
   for (float l : lanes) total += l;
-  for (; i < n; ++i) total += x[i] - shift;
-  return total;
-}
-
-LADON_INLINE double segment_sum_sq(i64 n, const float* x, float mean) {
-  constexpr int kLanes = 16;
-  float lanes[kLanes] = {};
-  i64 i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int k = 0; k < kLanes; ++k) {
-      const float d = x[i + k] - mean;
-      lanes[k] += d * d;
-    }
-  double total = 0;
-  for (float l : lanes) total += l;
-  for (; i < n; ++i) total += static_cast<double>(x[i] - mean) * (x[i] - mean);
-  return total;
-}
-
-LADON_INLINE double segment_dot(i64 n, const float* dy, const float* x, float mean) {
-  constexpr int kLanes = 16;
-  float lanes[kLanes] = {};
-  i64 i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int k = 0; k < kLanes; ++k) lanes[k] += dy[i + k] * (x[i + k] - mean);
-  double total = 0;
-  for (float l : lanes) total += l;
-  for (; i < n; ++i) total += static_cast<double>(dy[i]) * (x[i] - mean);
+  for (; i < n; ++i) total += term(i);
   return total;
 }
 
@@ -51,10 +26,16 @@ LADON_INLINE void channel_mean_var_body(const ChannelRange& r, const float* x, f
   const i64 count = r.outer * r.inner;
   for (i64 c = r.begin; c < r.end; ++c) {
     double total = 0;
-    for (i64 o = 0; o < r.outer; ++o) total += segment_sum(r.inner, x + (o * r.channels + c) * r.inner, 0.0f);
+    for (i64 o = 0; o < r.outer; ++o) {
+      const float* seg = x + (o * r.channels + c) * r.inner;
+      total += segment_sum(r.inner, [seg](i64 i) { return seg[i]; });
+    }
     const auto m = static_cast<float>(total / static_cast<double>(count));
     double squares = 0;
-    for (i64 o = 0; o < r.outer; ++o) squares += segment_sum_sq(r.inner, x + (o * r.channels + c) * r.inner, m);
+    for (i64 o = 0; o < r.outer; ++o) {
+      const float* seg = x + (o * r.channels + c) * r.inner;
+      squares += segment_sum(r.inner, [seg, m](i64 i) { return (seg[i] - m) * (seg[i] - m); });
+    }
     mean[c] = m;
     var[c] = static_cast<float>(squares / static_cast<double>(count));
   }
@@ -76,8 +57,9 @@ LADON_INLINE void channel_grad_sums_body(const ChannelRange& r, const float* dy,
     double s = 0, sx = 0;
     for (i64 o = 0; o < r.outer; ++o) {
       const i64 at = (o * r.channels + c) * r.inner;
-      s += segment_sum(r.inner, dy + at, 0.0f);
-      sx += segment_dot(r.inner, dy + at, x + at, mean[c]);
+      const float *g = dy + at, *v = x + at, m = mean[c];
+      s += segment_sum(r.inner, [g](i64 i) { return g[i]; });
+      sx += segment_sum(r.inner, [g, v, m](i64 i) { return g[i] * (v[i] - m); });
     }
     sum_dy[c] = static_cast<float>(s);
     sum_dy_xc[c] = static_cast<float>(sx);
