@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "core/ops.h"
-#include "core/parallel.h"
 #include "core/random.h"
+#include "core/parallel.h"
 #include "kernels/gemm.h"
 
 namespace {
@@ -114,8 +114,7 @@ void matmul_threads(benchmark::State& state, Shape s) {
 }
 
 void register_threaded() {
-  for (const Shape& s : {Shape{1024, 1024, 1024}, Shape{256, 512, 784}, Shape{1024, 2048, 512}, Shape{32, 256, 64},
-                         Shape{64, 256, 256}, Shape{128, 256, 256}, Shape{128, 512, 512}, Shape{256, 256, 512}}) {
+  for (const Shape& s : {Shape{1024, 1024, 1024}, Shape{256, 512, 784}, Shape{1024, 2048, 512}, Shape{32, 256, 64}, Shape{64, 256, 256}, Shape{128, 256, 256}, Shape{128, 512, 512}, Shape{256, 256, 512}}) {
     char name[128];
     std::snprintf(name, sizeof name, "matmul/M%lld_N%lld_K%lld", static_cast<long long>(s.m),
                   static_cast<long long>(s.n), static_cast<long long>(s.k));

@@ -38,7 +38,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -143,24 +145,15 @@ Args parse(int argc, char** argv) {
     const std::string k = argv[i];
     if (i + 1 >= argc) usage(("missing value for " + k).c_str());
     const char* v = argv[++i];
-    if (k == "--model")
-      a.model = v;
-    else if (k == "--batch")
-      a.batch = std::atol(v);
-    else if (k == "--threads")
-      a.threads = std::atol(v);
-    else if (k == "--steps")
-      a.steps = std::atol(v);
-    else if (k == "--repeats")
-      a.repeats = std::atol(v);
-    else if (k == "--warmup")
-      a.warmup = std::atol(v);
-    else if (k == "--phases")
-      a.phases = std::atol(v) != 0;
-    else if (k == "--isa")
-      a.isa = v;
-    else
-      usage(("unknown flag " + k).c_str());
+    if (k == "--model") a.model = v;
+    else if (k == "--batch") a.batch = std::atol(v);
+    else if (k == "--threads") a.threads = std::atol(v);
+    else if (k == "--steps") a.steps = std::atol(v);
+    else if (k == "--repeats") a.repeats = std::atol(v);
+    else if (k == "--warmup") a.warmup = std::atol(v);
+    else if (k == "--phases") a.phases = std::atol(v) != 0;
+    else if (k == "--isa") a.isa = v;
+    else usage(("unknown flag " + k).c_str());
   }
   if (a.batch <= 0 || a.threads <= 0 || a.repeats <= 0) usage("batch, threads and repeats must be positive");
   return a;

@@ -110,16 +110,15 @@ struct ConvOptions {
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const ConvOptions& options = {});
 
 struct PoolOptions {
-  Size2 stride = 0;               // 0: the kernel size, as in PyTorch
-  Size2 padding = 0;              // at most half the kernel
+  Size2 stride = 0;   // 0: the kernel size, as in PyTorch
+  Size2 padding = 0;  // at most half the kernel
   Size2 dilation = 1;             // max_pool2d only
   bool count_include_pad = true;  // avg_pool2d only: padding zeros count in the divisor
 };
 // Window maximum; padding never wins. Backward routes each output gradient to its window's argmax
 // (the first maximum on ties).
 Tensor max_pool2d(const Tensor& x, Size2 kernel, const PoolOptions& options = {});
-ValuesIndices max_pool2d_with_indices(const Tensor& x, Size2 kernel,
-                                      const PoolOptions& options = {});  // flat h * W + w
+ValuesIndices max_pool2d_with_indices(const Tensor& x, Size2 kernel, const PoolOptions& options = {});  // flat h * W + w
 Tensor avg_pool2d(const Tensor& x, Size2 kernel, const PoolOptions& options = {});
 // Averages PyTorch's adaptive windows [floor(o * in / out), ceil((o + 1) * in / out)) to output_size.
 Tensor adaptive_avg_pool2d(const Tensor& x, Size2 output_size);

@@ -9,8 +9,8 @@ namespace ladon::kernels {
 
 namespace {
 // The range of output positions o for which o * stride - pad + offset lands inside [0, size).
-inline void valid_range(std::int64_t size, std::int64_t out, std::int64_t stride, std::int64_t pad, std::int64_t offset,
-                        std::int64_t& begin, std::int64_t& end) {
+inline void valid_range(std::int64_t size, std::int64_t out, std::int64_t stride, std::int64_t pad,
+                        std::int64_t offset, std::int64_t& begin, std::int64_t& end) {
   const std::int64_t shift = offset - pad;  // input index = o * stride + shift
   begin = shift >= 0 ? 0 : (-shift + stride - 1) / stride;
   end = size - shift <= 0 ? 0 : (size - shift + stride - 1) / stride;
@@ -178,14 +178,13 @@ void avg_pool2d(const Window2d& w, std::int64_t planes, bool count_include_pad, 
   for (std::int64_t p = 0; p < planes; ++p) {
     const float* in = x + p * plane;
     float* o = out + p * out_plane;
-    avg_windows(
-        w, count_include_pad,
-        [&](std::int64_t at, std::int64_t y0, std::int64_t y1, std::int64_t x0, std::int64_t x1, std::int64_t count) {
-          float s = 0;
-          for (std::int64_t y = y0; y < y1; ++y)
-            for (std::int64_t xx = x0; xx < x1; ++xx) s += in[y * w.width + xx];
-          o[at] = count > 0 ? s / static_cast<float>(count) : 0.0f;
-        });
+    avg_windows(w, count_include_pad, [&](std::int64_t at, std::int64_t y0, std::int64_t y1, std::int64_t x0,
+                                          std::int64_t x1, std::int64_t count) {
+      float s = 0;
+      for (std::int64_t y = y0; y < y1; ++y)
+        for (std::int64_t xx = x0; xx < x1; ++xx) s += in[y * w.width + xx];
+      o[at] = count > 0 ? s / static_cast<float>(count) : 0.0f;
+    });
   }
 }
 
@@ -195,14 +194,13 @@ void avg_pool2d_backward(const Window2d& w, std::int64_t planes, bool count_incl
   for (std::int64_t p = 0; p < planes; ++p) {
     float* gx = grad_x + p * plane;
     const float* g = grad_out + p * out_plane;
-    avg_windows(
-        w, count_include_pad,
-        [&](std::int64_t at, std::int64_t y0, std::int64_t y1, std::int64_t x0, std::int64_t x1, std::int64_t count) {
-          if (count == 0) return;
-          const float share = g[at] / static_cast<float>(count);
-          for (std::int64_t y = y0; y < y1; ++y)
-            for (std::int64_t xx = x0; xx < x1; ++xx) gx[y * w.width + xx] += share;
-        });
+    avg_windows(w, count_include_pad, [&](std::int64_t at, std::int64_t y0, std::int64_t y1, std::int64_t x0,
+                                          std::int64_t x1, std::int64_t count) {
+      if (count == 0) return;
+      const float share = g[at] / static_cast<float>(count);
+      for (std::int64_t y = y0; y < y1; ++y)
+        for (std::int64_t xx = x0; xx < x1; ++xx) gx[y * w.width + xx] += share;
+    });
   }
 }
 

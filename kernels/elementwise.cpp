@@ -38,21 +38,15 @@ constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kGeluCubic = 0.044715f;
 
 template <typename In>
-LADON_INLINE void compare_impl(CompareOp op, std::int64_t n, const In* a, std::int64_t sa, const In* b, std::int64_t sb,
-                               float* out, std::int64_t so) {
+LADON_INLINE void compare_impl(CompareOp op, std::int64_t n, const In* a, std::int64_t sa, const In* b,
+                               std::int64_t sb, float* out, std::int64_t so) {
   switch (op) {
-    case CompareOp::eq:
-      return map2(n, a, sa, b, sb, out, so, [](In x, In y) { return x == y ? 1.0f : 0.0f; });
-    case CompareOp::ne:
-      return map2(n, a, sa, b, sb, out, so, [](In x, In y) { return x != y ? 1.0f : 0.0f; });
-    case CompareOp::lt:
-      return map2(n, a, sa, b, sb, out, so, [](In x, In y) { return x < y ? 1.0f : 0.0f; });
-    case CompareOp::le:
-      return map2(n, a, sa, b, sb, out, so, [](In x, In y) { return x <= y ? 1.0f : 0.0f; });
-    case CompareOp::gt:
-      return map2(n, a, sa, b, sb, out, so, [](In x, In y) { return x > y ? 1.0f : 0.0f; });
-    case CompareOp::ge:
-      return map2(n, a, sa, b, sb, out, so, [](In x, In y) { return x >= y ? 1.0f : 0.0f; });
+    case CompareOp::eq: return map2(n, a, sa, b, sb, out, so, [](In x, In y) { return x == y ? 1.0f : 0.0f; });
+    case CompareOp::ne: return map2(n, a, sa, b, sb, out, so, [](In x, In y) { return x != y ? 1.0f : 0.0f; });
+    case CompareOp::lt: return map2(n, a, sa, b, sb, out, so, [](In x, In y) { return x < y ? 1.0f : 0.0f; });
+    case CompareOp::le: return map2(n, a, sa, b, sb, out, so, [](In x, In y) { return x <= y ? 1.0f : 0.0f; });
+    case CompareOp::gt: return map2(n, a, sa, b, sb, out, so, [](In x, In y) { return x > y ? 1.0f : 0.0f; });
+    case CompareOp::ge: return map2(n, a, sa, b, sb, out, so, [](In x, In y) { return x >= y ? 1.0f : 0.0f; });
   }
 }
 
@@ -60,27 +54,20 @@ LADON_INLINE void compare_impl(CompareOp op, std::int64_t n, const In* a, std::i
 
 LADON_INLINE void unary_body(UnaryOp op, std::int64_t n, const float* x, std::int64_t sx, float* out, std::int64_t so) {
   switch (op) {
-    case UnaryOp::copy:
-      return map1(n, x, sx, out, so, [](float v) { return v; });
-    case UnaryOp::neg:
-      return map1(n, x, sx, out, so, [](float v) { return -v; });
-    case UnaryOp::exp:
-      return map1(n, x, sx, out, so, [](float v) { return vexp(v); });
-    case UnaryOp::log:
-      return map1(n, x, sx, out, so, [](float v) { return vlog(v); });
-    case UnaryOp::sqrt:
-      return map1(n, x, sx, out, so, [](float v) { return std::sqrt(v); });
-    case UnaryOp::abs:
-      return map1(n, x, sx, out, so, [](float v) { return std::fabs(v); });
-    case UnaryOp::relu:
-      return map1(n, x, sx, out, so, [](float v) { return v > 0.0f ? v : 0.0f; });
+    case UnaryOp::copy: return map1(n, x, sx, out, so, [](float v) { return v; });
+    case UnaryOp::neg: return map1(n, x, sx, out, so, [](float v) { return -v; });
+    case UnaryOp::exp: return map1(n, x, sx, out, so, [](float v) { return vexp(v); });
+    case UnaryOp::log: return map1(n, x, sx, out, so, [](float v) { return vlog(v); });
+    case UnaryOp::sqrt: return map1(n, x, sx, out, so, [](float v) { return std::sqrt(v); });
+    case UnaryOp::abs: return map1(n, x, sx, out, so, [](float v) { return std::fabs(v); });
+    case UnaryOp::relu: return map1(n, x, sx, out, so, [](float v) { return v > 0.0f ? v : 0.0f; });
     case UnaryOp::sigmoid:
       return map1(n, x, sx, out, so, [](float v) { return vsigmoid(v); });
-    case UnaryOp::tanh:
-      return map1(n, x, sx, out, so, [](float v) { return vtanh(v); });
+    case UnaryOp::tanh: return map1(n, x, sx, out, so, [](float v) { return vtanh(v); });
     case UnaryOp::gelu:
-      return map1(n, x, sx, out, so,
-                  [](float v) { return 0.5f * v * (1.0f + vtanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v))); });
+      return map1(n, x, sx, out, so, [](float v) {
+        return 0.5f * v * (1.0f + vtanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v)));
+      });
     case UnaryOp::gelu_grad:
       return map1(n, x, sx, out, so, [](float v) {
         const float t = vtanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v));
@@ -98,16 +85,11 @@ void unary(UnaryOp op, std::int64_t n, const float* x, std::int64_t sx, float* o
 LADON_INLINE void binary_body(BinaryOp op, std::int64_t n, const float* a, std::int64_t sa, const float* b,
                               std::int64_t sb, float* out, std::int64_t so) {
   switch (op) {
-    case BinaryOp::add:
-      return map2(n, a, sa, b, sb, out, so, [](float x, float y) { return x + y; });
-    case BinaryOp::sub:
-      return map2(n, a, sa, b, sb, out, so, [](float x, float y) { return x - y; });
-    case BinaryOp::mul:
-      return map2(n, a, sa, b, sb, out, so, [](float x, float y) { return x * y; });
-    case BinaryOp::div:
-      return map2(n, a, sa, b, sb, out, so, [](float x, float y) { return x / y; });
-    case BinaryOp::pow:
-      return map2(n, a, sa, b, sb, out, so, [](float x, float y) { return std::pow(x, y); });
+    case BinaryOp::add: return map2(n, a, sa, b, sb, out, so, [](float x, float y) { return x + y; });
+    case BinaryOp::sub: return map2(n, a, sa, b, sb, out, so, [](float x, float y) { return x - y; });
+    case BinaryOp::mul: return map2(n, a, sa, b, sb, out, so, [](float x, float y) { return x * y; });
+    case BinaryOp::div: return map2(n, a, sa, b, sb, out, so, [](float x, float y) { return x / y; });
+    case BinaryOp::pow: return map2(n, a, sa, b, sb, out, so, [](float x, float y) { return std::pow(x, y); });
     case BinaryOp::maximum:
       return map2(n, a, sa, b, sb, out, so, [](float x, float y) { return x > y ? x : y; });
     case BinaryOp::minimum:

@@ -67,8 +67,7 @@ TEST_CASE("reductions") {
   CHECK(values(mean(a, {0})) == std::vector<float>{2.5f, 3.5f, 4.5f});
   CHECK(values(sum(a.t(), {0})) == std::vector<float>{6, 15});
   const Tensor b = arange(0.0, 24.0).reshape({2, 3, 4});
-  CHECK(values(sum(b, {0, 2})) == std::vector<float>{0 + 1 + 2 + 3 + 12 + 13 + 14 + 15,
-                                                     4 + 5 + 6 + 7 + 16 + 17 + 18 + 19,
+  CHECK(values(sum(b, {0, 2})) == std::vector<float>{0 + 1 + 2 + 3 + 12 + 13 + 14 + 15, 4 + 5 + 6 + 7 + 16 + 17 + 18 + 19,
                                                      8 + 9 + 10 + 11 + 20 + 21 + 22 + 23});
   const Tensor m = tensor({3, 9, 2, 7, 1, 8}, {2, 3});
   auto [v, i] = max(m, 1);
@@ -131,8 +130,7 @@ TEST_CASE("softmax_cross_entropy: -log softmax at the target, gradient softmax -
                          2 * (1 / 3.0f - 1), 2 / 3.0f, 2 / 3.0f});
   CHECK_THROWS_WITH(softmax_cross_entropy(x, tensor(std::vector<std::int64_t>{2, 3}, {2})),
                     doctest::Contains("softmax_cross_entropy: target[1] = 3 is out of range for 3 classes"));
-  CHECK_THROWS_WITH(softmax_cross_entropy(x, tensor(std::vector<std::int64_t>{2}, {1})),
-                    doctest::Contains("batch sizes differ"));
+  CHECK_THROWS_WITH(softmax_cross_entropy(x, tensor(std::vector<std::int64_t>{2}, {1})), doctest::Contains("batch sizes differ"));
 }
 
 TEST_CASE("batch_norm: statistics, normalised values and gradients worked out by hand; bad shapes") {
@@ -169,10 +167,10 @@ TEST_CASE("linear: bias and ReLU fused into the GEMM, gradients worked out by ha
   check_close(linear(x, w, b), {0.3f, -3.4f, 2.3f, 1.3f, 0.1f, -0.55f});
   const Tensor y = linear(x, w, b, Activation::relu);
   check_close(y, {0.3f, 0, 2.3f, 1.3f, 0.1f, 0});
-  sum(y).backward();                                  // dy = the ReLU mask [[1, 0, 1], [1, 1, 0]]
-  check_close(x.grad(), {1.3f, -0.4f, 0, 1.5f});      // dy w
-  check_close(w.grad(), {1.5f, -1, 0.5f, 1, 1, -2});  // dyᵀ x
-  check_close(b.grad(), {2, 1, 1});                   // column sums of dy
+  sum(y).backward();  // dy = the ReLU mask [[1, 0, 1], [1, 1, 0]]
+  check_close(x.grad(), {1.3f, -0.4f, 0, 1.5f});               // dy w
+  check_close(w.grad(), {1.5f, -1, 0.5f, 1, 1, -2});          // dyᵀ x
+  check_close(b.grad(), {2, 1, 1});                            // column sums of dy
   CHECK_THROWS_WITH(linear(x, w.t(), b), doctest::Contains("linear: input [2, 2] and weight [2, 3]"));
   CHECK_THROWS_WITH(linear(x, w, tensor({1, 2})), doctest::Contains("linear: bias [2] must be [3]"));
 }
@@ -187,8 +185,8 @@ TEST_CASE("cat, stack, split") {
   REQUIRE(parts.size() == 3);
   CHECK(values(parts[2]) == std::vector<float>{4});
   CHECK(cat({arange(2), arange(3)}, 0).to_vector<std::int64_t>() == std::vector<std::int64_t>{0, 1, 0, 1, 2});
-  CHECK_THROWS_WITH_AS(cat({a, b}, 0),
-                       "cat: tensor 1 has shape [2, 1], tensor 0 has [2, 2]; they must match except in dim 0", Error);
+  CHECK_THROWS_WITH_AS(cat({a, b}, 0), "cat: tensor 1 has shape [2, 1], tensor 0 has [2, 2]; they must match except in dim 0",
+                       Error);
 }
 
 TEST_CASE("indexing") {

@@ -33,8 +33,7 @@ double ulps(float got, double want) {
 
 std::vector<float> sweep(float lo, float hi, int n) {
   std::vector<float> x(static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i)
-    x[static_cast<std::size_t>(i)] = lo + (hi - lo) * static_cast<float>(i) / static_cast<float>(n - 1);
+  for (int i = 0; i < n; ++i) x[static_cast<std::size_t>(i)] = lo + (hi - lo) * static_cast<float>(i) / static_cast<float>(n - 1);
   return x;
 }
 
@@ -78,16 +77,14 @@ TEST_CASE("vlog: 2e-7 absolute on [0.5, 2], 2 ulp elsewhere including subnormals
       worst_abs = std::max(worst_abs, std::fabs(y[i] - std::log(static_cast<double>(near_one[i]))));
     CHECK(worst_abs <= 2e-7);
 
-    std::vector<float> wide;  // every binade from the smallest subnormal to the largest float
-    for (float v = std::numeric_limits<float>::denorm_min(); v < 3e38f;
-         v = std::max(v * 1.0137f, std::nextafter(v, kInf)))
-      wide.push_back(v);
-    const std::vector<float> yw = apply(UnaryOp::log, wide);
-    double worst = 0;
-    for (std::size_t i = 0; i < wide.size(); ++i)
-      if (wide[i] < 0.5f || wide[i] > 2.0f)
-        worst = std::max(worst, ulps(yw[i], std::log(static_cast<double>(wide[i]))));
-    CHECK(worst <= 2.0);
+  std::vector<float> wide;  // every binade from the smallest subnormal to the largest float
+  for (float v = std::numeric_limits<float>::denorm_min(); v < 3e38f; v = std::max(v * 1.0137f, std::nextafter(v, kInf)))
+    wide.push_back(v);
+  const std::vector<float> yw = apply(UnaryOp::log, wide);
+  double worst = 0;
+  for (std::size_t i = 0; i < wide.size(); ++i)
+    if (wide[i] < 0.5f || wide[i] > 2.0f) worst = std::max(worst, ulps(yw[i], std::log(static_cast<double>(wide[i]))));
+  CHECK(worst <= 2.0);
 
     const std::vector<float> special = apply(UnaryOp::log, {0.0f, -0.0f, -1.0f, kInf, kNaN, 1.0f});
     CHECK(special[0] == -kInf);
@@ -112,16 +109,16 @@ TEST_CASE("vtanh and vsigmoid: stated absolute and relative bounds, saturation, 
     CHECK(worst_abs <= 2.4e-7);
     CHECK(worst_rel_small <= 3.0);
 
-    const std::vector<float> xs = sweep(-87.0f, 40.0f, 400001);
-    const std::vector<float> s = apply(UnaryOp::sigmoid, xs);
-    double worst_sig_abs = 0, worst_sig_rel = 0;
-    for (std::size_t i = 0; i < xs.size(); ++i) {
-      const double want = 1.0 / (1.0 + std::exp(-static_cast<double>(xs[i])));
-      worst_sig_abs = std::max(worst_sig_abs, std::fabs(s[i] - want));
-      worst_sig_rel = std::max(worst_sig_rel, ulps(s[i], want));
-    }
-    CHECK(worst_sig_abs <= 2.4e-7);
-    CHECK(worst_sig_rel <= 4.0);
+  const std::vector<float> xs = sweep(-87.0f, 40.0f, 400001);
+  const std::vector<float> s = apply(UnaryOp::sigmoid, xs);
+  double worst_sig_abs = 0, worst_sig_rel = 0;
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const double want = 1.0 / (1.0 + std::exp(-static_cast<double>(xs[i])));
+    worst_sig_abs = std::max(worst_sig_abs, std::fabs(s[i] - want));
+    worst_sig_rel = std::max(worst_sig_rel, ulps(s[i], want));
+  }
+  CHECK(worst_sig_abs <= 2.4e-7);
+  CHECK(worst_sig_rel <= 4.0);
 
     const std::vector<float> ts = apply(UnaryOp::tanh, {kInf, -kInf, 30.0f, kNaN, 0.0f, 1e-30f});
     CHECK(ts[0] == 1.0f);
