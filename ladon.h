@@ -1,6 +1,7 @@
 // The whole public API of ladon: #include <ladon/ladon.h>.
 #pragma once
 
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/gradcheck.h"

@@ -5,7 +5,7 @@
 //   mlp batch 256 threads 2 peak_rss_mb 41.2 mean_ms 1.301
 //
 //   bench/train_step --model mlp|mmoe|mmoe_small --batch B --threads N [--steps S] [--repeats R]
-//                    [--warmup W] [--phases 1] [--isa baseline|avx2|avx512]
+//                    [--warmup W] [--phases 1] [--isa baseline|avx2|avx512|avx512_bf16] [--bf16 1]
 //
 // After warm-up, R repeats of S steps (S chosen so a repeat takes about 50 ms, unless --steps) are
 // timed step by step; ms/step is the median of those R*S step times, mean_ms their mean (which
@@ -15,6 +15,9 @@
 // --phases 1 also prints the median split of a step into forward / backward / optimizer.
 // --isa runs every kernel's variant for that instruction set (kernels/isa.h), to measure what the
 // SIMD variants buy; the default is the best the CPU supports.
+// --bf16 1 runs every step under AutocastGuard(Precision::bf16) (core/autocast.h): the GEMMs of
+// forward and backward in bf16 with float32 sums, everything else float32; the memory line then
+// ends in "precision bf16".
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -128,13 +131,14 @@ struct Args {
   std::string model = "mlp";
   long batch = 256, threads = 1, steps = 0, repeats = 7, warmup = 0;
   bool phases = false;
+  bool bf16 = false;
   std::string isa;  // empty: the best the CPU supports
 };
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "%s\nusage: train_step --model mlp|mmoe|mmoe_small --batch B --threads N [--steps S] "
-               "[--repeats R] [--warmup W] [--phases 1] [--isa baseline|avx2|avx512]\n",
+               "[--repeats R] [--warmup W] [--phases 1] [--isa baseline|avx2|avx512|avx512_bf16] [--bf16 1]\n",
                msg);
   std::exit(2);
 }
@@ -153,6 +157,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--warmup") a.warmup = std::atol(v);
     else if (k == "--phases") a.phases = std::atol(v) != 0;
     else if (k == "--isa") a.isa = v;
+    else if (k == "--bf16") a.bf16 = std::atol(v) != 0;
     else usage(("unknown flag " + k).c_str());
   }
   if (a.batch <= 0 || a.threads <= 0 || a.repeats <= 0) usage("batch, threads and repeats must be positive");
@@ -166,12 +171,14 @@ int main(int argc, char** argv) try {
   set_num_threads(static_cast<int>(args.threads));
   std::optional<kernels::IsaOverride> isa;
   if (!args.isa.empty()) {
-    const kernels::Isa sets[] = {kernels::Isa::baseline, kernels::Isa::avx2, kernels::Isa::avx512};
+    const kernels::Isa sets[] = {kernels::Isa::baseline, kernels::Isa::avx2, kernels::Isa::avx512,
+                                 kernels::Isa::avx512_bf16};
     const auto* chosen = std::find_if(std::begin(sets), std::end(sets),
                                       [&](kernels::Isa s) { return args.isa == kernels::isa_name(s); });
     if (chosen == std::end(sets)) usage(("unknown instruction set " + args.isa).c_str());
     isa.emplace(*chosen);  // throws if the CPU lacks it
   }
+  const AutocastGuard precision(args.bf16 ? Precision::bf16 : Precision::fp32);
 
   std::unique_ptr<MlpBench> mlp;
   std::unique_ptr<MmoeBench> mmoe;
@@ -219,8 +226,8 @@ int main(int argc, char** argv) try {
   const double mean_ms = total / static_cast<double>(per_step.size());
   std::printf("%s batch %ld threads %ld ms/step %.4f samples/s %.0f\n", args.model.c_str(), args.batch, args.threads,
               ms, static_cast<double>(args.batch) * 1000.0 / ms);
-  std::printf("%s batch %ld threads %ld peak_rss_mb %.1f mean_ms %.4f\n", args.model.c_str(), args.batch, args.threads,
-              peak_rss_mb(), mean_ms);
+  std::printf("%s batch %ld threads %ld peak_rss_mb %.1f mean_ms %.4f%s\n", args.model.c_str(), args.batch,
+              args.threads, peak_rss_mb(), mean_ms, args.bf16 ? " precision bf16" : "");
 
   if (args.phases) {
     std::vector<double> f, b, o;
