@@ -186,8 +186,8 @@ using TileFn = void (*)(i64, const u32*, const u32*, float*, i64, float, float, 
 
 template <std::size_t... I>
 constexpr auto bf16_edge_table(std::index_sequence<I...>) {
-  return std::array<std::array<TileFn, 2>, sizeof...(I)>{{{&ukernel_bf16<static_cast<int>(I) + 1, 1, true>,
-                                                           &ukernel_bf16<static_cast<int>(I) + 1, 2, true>}...}};
+  return std::array<std::array<TileFn, 2>, sizeof...(I)>{
+      {{&ukernel_bf16<static_cast<int>(I) + 1, 1, true>, &ukernel_bf16<static_cast<int>(I) + 1, 2, true>}...}};
 }
 
 LADON_INLINE float flush_denormal(float x) { return std::fabs(x) < FLT_MIN ? 0.0f * x : x; }
@@ -305,7 +305,7 @@ LADON_INLINE void gemm_driver(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, f
   }
 }
 
-#define LADON_GEMM_ARGS                                                                                          \
+#define LADON_GEMM_ARGS                                                                                           \
   bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float *a, i64 lda, const float *b, i64 ldb, \
       float beta, float *c, i64 ldc, const Epilogue &epilogue
 #define LADON_GEMM_PASS trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue

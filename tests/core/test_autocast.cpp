@@ -17,7 +17,7 @@ using namespace ladon;
 
 namespace {
 
-constexpr float kTie = 1.0f + 1.0f / 256.0f;  // bf16: rounds to 1
+constexpr float kTie = 1.0f + 1.0f / 256.0f;   // bf16: rounds to 1
 constexpr float kStep = 1.0f + 1.0f / 128.0f;  // bf16: exact
 
 std::vector<float> values(const Tensor& t) {
@@ -160,7 +160,8 @@ TEST_CASE("autocast: an MLP trains under bf16 as it does in float32") {
     for (const Tensor& p : net.parameters()) CHECK(p.dtype() == Dtype::float32);
     const Tensor predicted = argmax(net(x), 1);
     std::int64_t correct = 0;
-    for (std::int64_t i = 0; i < 256; ++i) correct += predicted.data<std::int64_t>()[i] == labels[static_cast<std::size_t>(i)];
+    for (std::int64_t i = 0; i < 256; ++i)
+      correct += predicted.data<std::int64_t>()[i] == labels[static_cast<std::size_t>(i)];
     return std::pair{loss_value, static_cast<double>(correct) / 256.0};
   };
   const auto [loss32, acc32] = train(Precision::fp32);

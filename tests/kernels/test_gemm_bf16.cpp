@@ -1,5 +1,4 @@
 #include <doctest/doctest.h>
-
 #include <immintrin.h>
 
 #include <algorithm>
@@ -72,7 +71,8 @@ struct Problem {
     c0.assign(static_cast<std::size_t>(std::max<i64>(c.m * ldc, 1)), -777.0f);
     for (i64 i = 0; i < c.m; ++i)
       for (i64 j = 0; j < c.n; ++j)
-        c0[static_cast<std::size_t>(i * ldc + j)] = c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : dist(rng);
+        c0[static_cast<std::size_t>(i * ldc + j)] =
+            c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : dist(rng);
     if (c.bias) {
       bias.resize(static_cast<std::size_t>(std::max<i64>(c.n, 1)));
       for (float& x : bias) x = dist(rng);
@@ -220,8 +220,8 @@ TEST_CASE("float_to_bf16 matches the CPU's vcvtneps2bf16 bit for bit") {
 
 TEST_CASE("gemm_bf16: every variant matches a double product of bf16-rounded inputs at awkward sizes") {
   // Sizes cross each block: MR = 14, NR = 32, KC = 768 (k-pairs, odd k), MC = 280, NC = 4096.
-  const Case shapes[] = {{1, 1, 1, false, false},    {7, 17, 1, false, false},   {17, 7, 33, false, false},
-                         {13, 31, 1023, false, false}, {15, 33, 2, false, false}, {29, 65, 769, false, false},
+  const Case shapes[] = {{1, 1, 1, false, false},      {7, 17, 1, false, false},   {17, 7, 33, false, false},
+                         {13, 31, 1023, false, false}, {15, 33, 2, false, false},  {29, 65, 769, false, false},
                          {300, 40, 50, false, false},  {1, 4100, 3, false, false}, {1023, 17, 9, false, false},
                          {14, 32, 64, false, false},   {2, 3, 1537, false, false}};
   std::mt19937 rng(5);
@@ -245,8 +245,8 @@ TEST_CASE("gemm_bf16: every variant matches a double product of bf16-rounded inp
         // The inputs really were rounded: against the unrounded product the error is of bf16 size.
         if (c.k >= 17 && c.m * c.n >= 16) {
           double unused = 0.0;
-          CHECK_MESSAGE(p.misses(got, p.ref_unrounded, unused) > 0, std::string(ladon::kernels::isa_name(isa)), " ", describe(c),
-                        ": matches the float32 product: the inputs were not rounded to bf16");
+          CHECK_MESSAGE(p.misses(got, p.ref_unrounded, unused) > 0, std::string(ladon::kernels::isa_name(isa)), " ",
+                        describe(c), ": matches the float32 product: the inputs were not rounded to bf16");
         }
       }
     }
@@ -258,7 +258,9 @@ TEST_CASE("gemm_bf16: the native AVX512_BF16 kernel matches the emulation") {
     return;
   }
   std::mt19937 rng(9);
-  const Case cases[] = {{200, 300, 1000, false, false}, {61, 95, 777, true, false}, {130, 47, 1601, false, true},
+  const Case cases[] = {{200, 300, 1000, false, false},
+                        {61, 95, 777, true, false},
+                        {130, 47, 1601, false, true},
                         {33, 70, 255, true, true, 1.5f, 0.5f, true, Activation::relu}};
   for (const Case& c : cases) {
     const Problem p(c, rng);
@@ -274,9 +276,8 @@ TEST_CASE("gemm_bf16: the native AVX512_BF16 kernel matches the emulation") {
           identical += x == y;
           bad += !(std::fabs(x - y) <= bound * p.mag[static_cast<std::size_t>(i * c.n + j)] + 1e-30);
         }
-      CHECK_MESSAGE(bad == 0, describe(c), " vs ", std::string(ladon::kernels::isa_name(emulated)), ": ", bad, " elements apart");
-      MESSAGE(describe(c), " vs ", std::string(ladon::kernels::isa_name(emulated)), ": ", identical, " of ", c.m * c.n,
-              " bit-identical");
+      CHECK_MESSAGE(bad == 0, describe(c), " vs ", std::string(ladon::kernels::isa_name(emulated)), ": ", bad,
+                    " elements apart (", identical, " of ", c.m * c.n, " bit-identical)");
     }
   }
 }

@@ -105,6 +105,9 @@ TEST_CASE("IsaOverride: names, support, nesting, and a clear error for a set the
   CHECK(ladon::kernels::isa_supported(best_isa()));
   CHECK(active_isa() == best_isa());
   CHECK(std::string(ladon::kernels::isa_name(Isa::avx2)) == "avx2");
+  CHECK(std::string(ladon::kernels::isa_name(Isa::avx512_bf16)) == "avx512_bf16");
+  // Levels include the ones below them: AVX512_BF16 is only used on top of x86-64-v4.
+  if (ladon::kernels::isa_supported(Isa::avx512_bf16)) CHECK(ladon::kernels::isa_supported(Isa::avx512));
   {
     const ladon::kernels::IsaOverride outer(Isa::baseline);
     CHECK(active_isa() == Isa::baseline);
@@ -120,6 +123,9 @@ TEST_CASE("IsaOverride: names, support, nesting, and a clear error for a set the
                          doctest::Contains("IsaOverride: this CPU does not support avx512"), std::invalid_argument);
     CHECK(active_isa() == best_isa());
   }
+  if (!ladon::kernels::isa_supported(Isa::avx512_bf16))
+    CHECK_THROWS_WITH_AS(ladon::kernels::IsaOverride(Isa::avx512_bf16),
+                         doctest::Contains("IsaOverride: this CPU does not support avx512_bf16"), std::invalid_argument);
 }
 
 TEST_CASE("elementwise kernels: every instruction set matches the baseline") {
