@@ -114,7 +114,11 @@ TEST_CASE("autocast: gradients reach float32 parameters, computed in the forward
 
 TEST_CASE("autocast: the MMoE expert bank and towers run in bf16") {
   Generator gen(4);
-  mtl::MMoE model({.in = 16, .experts = 4, .expert_hidden = {32}, .tasks = {{"a", 3, {8}}, {"b", 1, {8}}}}, gen);
+  mtl::MMoE model({.in = 16,
+                   .experts = 4,
+                   .expert_hidden = {32},
+                   .tasks = {{"a", 3, {8}}, {"b", 1, {8}, mtl::TaskKind::regression}}},
+                  gen);
   const Tensor x = randn({64, 16}, gen);
   const std::vector<Tensor> fp32 = model(x);
   std::vector<Tensor> bf16;
