@@ -4,6 +4,8 @@
 // combination of the per-task gradients g_t = grad_shared L_t.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <vector>
 

@@ -4,6 +4,8 @@
 // parameters() to an optimizer. Formulas: ../shared/reference/mtl-methods.md.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <memory>
 #include <vector>
 

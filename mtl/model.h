@@ -2,6 +2,8 @@
 // MultiTaskModel, so balancers, training loops and reports work with any of them.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <string>
 #include <vector>
 
