@@ -22,6 +22,8 @@
 // On CPUs without AVX512_BF16 the same numerics run emulated (correct everywhere, slower than float32).
 #pragma once
 
+#include "layer_fence.h"
+
 #include "../kernels/gemm.h"
 
 namespace ladon {
