@@ -105,9 +105,12 @@ struct ConvOptions {
   Size2 dilation = 1;
   std::int64_t groups = 1;  // C and O must both divide by it
 };
-// x [N, C, H, W], weight [O, C / groups, kh, kw], bias [O] or undefined -> [N, O, out_h, out_w].
-// im2col + GEMM; backward gives input (col2im), weight and bias gradients.
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const ConvOptions& options = {});
+// x [N, C, H, W], weight [O, C / groups, kh, kw], bias [O] or undefined -> activation(conv + bias),
+// [N, O, out_h, out_w]. im2col over blocks of images + one GEMM per block and group, bias and
+// activation applied as the result is stored; backward gives input (col2im), weight and bias
+// gradients, the ReLU's mask applied as the output gradient is read.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const ConvOptions& options = {},
+              Activation activation = Activation::none);
 
 struct PoolOptions {
   Size2 stride = 0;   // 0: the kernel size, as in PyTorch
