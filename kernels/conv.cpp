@@ -28,6 +28,7 @@ inline void clip_taps(std::int64_t start, std::int64_t size, std::int64_t dilati
 
 void im2col(const Window2d& w, const float* image, float* col, std::int64_t ld) {
   const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
+  const bool same_width = w.stride_h == 1 && w.stride_w == 1 && w.out_w == w.width;
   for (std::int64_t c = 0; c < w.channels; ++c)
     for (std::int64_t i = 0; i < w.kernel_h; ++i)
       for (std::int64_t j = 0; j < w.kernel_w; ++j) {
@@ -37,6 +38,20 @@ void im2col(const Window2d& w, const float* image, float* col, std::int64_t ld) 
         valid_range(w.height, w.out_h, w.stride_h, w.pad_h, i * w.dilation_h, y0, y1);
         valid_range(w.width, w.out_w, w.stride_w, w.pad_w, j * w.dilation_w, x0, x1);
         std::fill(row, row + y0 * w.out_w, 0.0f);
+        if (same_width && y0 < y1 && x0 < x1) {
+          // Stride 1 and out_w == width: row oy of this tap is image row oy + dy shifted by dx, so
+          // all valid rows are one flat copy (one memmove of the plane, not one per 14-float row);
+          // the columns it wrapped in from the neighbouring rows are then zeroed.
+          const std::int64_t shift = (i * w.dilation_h - w.pad_h) * w.width + j * w.dilation_w - w.pad_w;
+          std::copy(src + y0 * w.width + x0 + shift, src + (y1 - 1) * w.width + x1 + shift, row + y0 * w.width + x0);
+          for (std::int64_t oy = y0; oy < y1; ++oy) {
+            float* dst = row + oy * w.width;
+            for (std::int64_t ox = 0; ox < x0; ++ox) dst[ox] = 0.0f;
+            for (std::int64_t ox = x1; ox < w.width; ++ox) dst[ox] = 0.0f;
+          }
+          std::fill(row + y1 * w.out_w, row + out_plane, 0.0f);
+          continue;
+        }
         for (std::int64_t oy = y0; oy < y1; ++oy) {
           float* dst = row + oy * w.out_w;
           const float* line = src + (oy * w.stride_h - w.pad_h + i * w.dilation_h) * w.width;

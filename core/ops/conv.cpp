@@ -61,11 +61,14 @@ kernels::Window2d window(const char* op, const Shape& x, Size2 kernel, Size2 str
   return w;
 }
 
-// One GEMM covers a block of images side by side, so its n is images * out_h * out_w: a small
-// feature map alone (14 x 14 = 196 columns, or a 3 x 3 weight gradient's n = 9 per image) is far
-// short of what the register tiles and packing need. About this many columns per block keeps the
-// column block near L2's size for the common channel counts.
-constexpr std::int64_t kBlockColumns = 2048;
+// One GEMM covers a block of images side by side, its n = images * out_h * out_w: up to
+// kBlockColumns columns (a small 28 x 28 single-channel input gives a 3 x 3 weight gradient's GEMM
+// n = 9 per image, far short of the register tiles), but a column block of at most kBlockFloats
+// (256 KB), so it stays in L2 while the GEMM walks it once per row of register tiles. Measured on
+// Zen 5 (bench/bench_conv): for conv 32 -> 64 on 14 x 14 one image per block (288 x 196 floats) is
+// fastest, 10 images per block cost 20% more; for conv 1 -> 32 on 28 x 28, 1-5 images per block are
+// within the noise.
+constexpr std::int64_t kBlockColumns = 2048, kBlockFloats = 65536;
 
 // The geometry of one convolution, shared by its forward and backward.
 struct ConvPlan {
@@ -86,7 +89,7 @@ struct ConvPlan {
     rows = c * w.kernel_h * w.kernel_w;
     l = w.out_h * w.out_w;
     image = c * w.height * w.width;
-    block = std::max<std::int64_t>(1, kBlockColumns / l);
+    block = std::max<std::int64_t>(1, std::min(kBlockColumns / l, kBlockFloats / (rows * l)));
   }
 
   // im2col of images [first, first + count) into one column block with row stride count * l.
