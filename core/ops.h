@@ -137,6 +137,12 @@ struct BatchNormOutput {
 // channel over every dim but 1, y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c. weight
 // and bias are [C], or both undefined for no affine. Two passes over x forward, two backward.
 BatchNormOutput batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
+// Normalises each sample of x over its trailing dims, which must equal normalized_shape:
+// y = (x - mean) / sqrt(var + eps) * weight + bias (biased variance), weight and bias of
+// normalized_shape, or both undefined for no affine. One fused op: one pass over x forward, one
+// backward (the composite took seven).
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+                  double eps);
 
 // Operators: tensor with tensor, or with a scalar on either side.
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

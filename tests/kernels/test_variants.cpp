@@ -13,6 +13,7 @@
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
 #include "kernels/isa.h"
+#include "kernels/norm.h"
 #include "kernels/optim.h"
 #include "kernels/reduce.h"
 
@@ -295,4 +296,29 @@ TEST_CASE("convolution stores and pooling: every instruction set matches the bas
     for (const std::int64_t a : at) out.push_back(static_cast<float>(a));
     return out;
   });
+}
+
+TEST_CASE("layer norm rows: every instruction set matches the baseline") {
+  // Three rows of n values (n = 0 has no rows to normalise), with and without the affine.
+  for (const bool affine : {false, true}) {
+    check_variants(std::string("layer_norm_rows") + (affine ? " affine" : ""), [affine](i64 n) {
+      if (n == 0) return std::vector<float>{};
+      const std::vector<float> x = values(3 * n, 31, -3.0f, 3.0f), w = values(n, 32, -2.0f, 2.0f),
+                               b = values(n, 33, -2.0f, 2.0f);
+      std::vector<float> out(static_cast<std::size_t>(3 * n + 6));
+      ladon::kernels::layer_norm_rows(3, n, x.data(), affine ? w.data() : nullptr, affine ? b.data() : nullptr, 1e-5f,
+                                      out.data(), out.data() + 3 * n, out.data() + 3 * n + 3);
+      return out;
+    });
+    check_variants(std::string("layer_norm_backward_rows") + (affine ? " affine" : ""), [affine](i64 n) {
+      if (n == 0) return std::vector<float>{};
+      const std::vector<float> x = values(3 * n, 34, -3.0f, 3.0f), dy = values(3 * n, 35, -2.0f, 2.0f),
+                               w = values(n, 36, -2.0f, 2.0f), mean = {0.5f, -0.25f, 1.0f}, rstd = {1.5f, 0.75f, 2.0f};
+      std::vector<float> out(static_cast<std::size_t>(5 * n), 0.0f);  // dx, dweight, dbias
+      ladon::kernels::layer_norm_backward_rows(3, n, dy.data(), x.data(), mean.data(), rstd.data(),
+                                               affine ? w.data() : nullptr, out.data(), out.data() + 3 * n,
+                                               out.data() + 4 * n);
+      return out;
+    });
+  }
 }
