@@ -4,7 +4,7 @@
 //   mlp batch 256 threads 2 ms/step 1.234 samples/s 207455
 //   mlp batch 256 threads 2 peak_rss_mb 41.2 mean_ms 1.301
 //
-//   bench/train_step --model mlp|mmoe|mmoe_small --batch B --threads N [--steps S] [--repeats R]
+//   bench/train_step --model mlp|mmoe|mmoe_small|cnn --batch B --threads N [--steps S] [--repeats R]
 //                    [--warmup W] [--phases 1] [--isa baseline|avx2|avx512|avx512_bf16] [--balancer NAME]
 //                    [--bf16 1]
 //
@@ -157,6 +157,49 @@ struct MmoeBench {
   }
 };
 
+// cnn: the issue-15 CNN on 28x28 single-channel images: conv 1->32 3x3 (padding 1) + ReLU, 2x2 max
+// pool, conv 32->64 3x3 + ReLU, pool, Linear(64*7*7, 128) + ReLU, two heads (10 and 4 classes),
+// cross-entropy per head summed; Adam.
+struct CnnBench {
+  nn::Sequential trunk;
+  nn::Linear head_a, head_b;
+  std::unique_ptr<nn::Adam> opt;
+  Tensor x, ya, yb;
+
+  static nn::Sequential make_trunk(Generator& gen) {
+    return nn::Sequential(nn::Conv2d(1, 32, 3, {.padding = 1}, gen), nn::ReLU(), nn::MaxPool2d(2),
+                          nn::Conv2d(32, 64, 3, {.padding = 1}, gen), nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(),
+                          nn::Linear(64 * 7 * 7, 128, {}, gen), nn::ReLU());
+  }
+  CnnBench(std::int64_t batch, Generator gen = Generator(1))
+      : trunk(make_trunk(gen)), head_a(128, 10, {}, gen), head_b(128, 4, {}, gen) {
+    std::vector<Tensor> params = trunk.parameters();
+    for (const Tensor& p : head_a.parameters()) params.push_back(p);
+    for (const Tensor& p : head_b.parameters()) params.push_back(p);
+    opt = std::make_unique<nn::Adam>(params, nn::AdamOptions{.lr = 1e-3});
+    Generator data(42);
+    x = randn({batch, 1, 28, 28}, data);
+    std::vector<std::int64_t> a(static_cast<std::size_t>(batch)), b(a.size());
+    for (std::int64_t i = 0; i < batch; ++i) {
+      a[static_cast<std::size_t>(i)] = (i * 7919 + 13) % 10;
+      b[static_cast<std::size_t>(i)] = (i * 104729 + 7) % 4;
+    }
+    ya = tensor(a, {batch});
+    yb = tensor(b, {batch});
+  }
+  Workload workload() {
+    return {[this] {
+              const Tensor h = trunk(x);
+              return nn::cross_entropy(head_a(h), ya) + nn::cross_entropy(head_b(h), yb);
+            },
+            [this](Tensor& loss) {
+              opt->zero_grad();
+              loss.backward();
+            },
+            [this] { opt->step(); }};
+  }
+};
+
 struct Args {
   std::string model = "mlp";
   long batch = 256, threads = 1, steps = 0, repeats = 7, warmup = 0;
@@ -168,7 +211,7 @@ struct Args {
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
-               "%s\nusage: train_step --model mlp|mmoe|mmoe_small --batch B --threads N [--steps S] "
+               "%s\nusage: train_step --model mlp|mmoe|mmoe_small|cnn --batch B --threads N [--steps S] "
                "[--repeats R] [--warmup W] [--phases 1] [--isa baseline|avx2|avx512|avx512_bf16] [--balancer NAME] "
                "[--bf16 1]\n",
                msg);
@@ -215,6 +258,7 @@ int main(int argc, char** argv) try {
 
   std::unique_ptr<MlpBench> mlp;
   std::unique_ptr<MmoeBench> mmoe;
+  std::unique_ptr<CnnBench> cnn;
   Workload w;
   if (args.model == "mlp") {
     mlp = std::make_unique<MlpBench>(args.batch);
@@ -225,6 +269,9 @@ int main(int argc, char** argv) try {
   } else if (args.model == "mmoe_small") {
     mmoe = std::make_unique<MmoeBench>(args.batch, 64, 32, 16, args.balancer);
     w = mmoe->workload();
+  } else if (args.model == "cnn") {
+    cnn = std::make_unique<CnnBench>(args.batch);
+    w = cnn->workload();
   } else {
     usage(("unknown model " + args.model).c_str());
   }
