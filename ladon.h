@@ -22,6 +22,7 @@
 #include "mtl/binary_metrics.h"
 #include "mtl/cross_stitch.h"
 #include "mtl/experts.h"
+#include "mtl/feature_model.h"
 #include "mtl/gate.h"
 #include "mtl/loss_weighting.h"
 #include "mtl/metrics.h"

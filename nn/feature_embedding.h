@@ -55,9 +55,9 @@ struct FieldSpec {
 };
 
 struct FeatureEmbeddingOptions {
-  std::vector<FieldSpec> fields;
+  std::vector<FieldSpec> fields = {};
   std::int64_t dim = 8;                     // embedding width of every categorical field...
-  std::map<std::string, std::int64_t> dims;  // ...unless named here
+  std::map<std::string, std::int64_t> dims = {};  // ...unless named here
   BagMode bag_mode = BagMode::mean;         // pooling of multi-valued fields
 };
 
