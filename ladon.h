@@ -19,6 +19,7 @@
 #include "data/tabular_loader.h"
 #include "mtl/aggregation.h"
 #include "mtl/architectures.h"
+#include "mtl/balancer.h"
 #include "mtl/binary_metrics.h"
 #include "mtl/cross_stitch.h"
 #include "mtl/experts.h"
