@@ -24,6 +24,7 @@
 #include "mtl/cross_stitch.h"
 #include "mtl/experts.h"
 #include "mtl/feature_model.h"
+#include "mtl/funnel.h"
 #include "mtl/gate.h"
 #include "mtl/loss_weighting.h"
 #include "mtl/metrics.h"

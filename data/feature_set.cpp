@@ -175,13 +175,13 @@ FeatureSet& FeatureSet::add(Column column) {
 }
 
 FeatureSet& FeatureSet::categorical(const std::string& column, CategoricalOptions options) {
-  return add({.kind = Kind::categorical, .name = column, .source = column, .categorical = options});
+  return add({.kind = Kind::categorical, .name = options.field.empty() ? column : options.field, .source = column, .categorical = options});
 }
 FeatureSet& FeatureSet::numeric(const std::string& column, NumericOptions options) {
-  return add({.kind = Kind::numeric, .name = column, .source = column, .numeric = options});
+  return add({.kind = Kind::numeric, .name = options.field.empty() ? column : options.field, .source = column, .numeric = options});
 }
 FeatureSet& FeatureSet::multi_categorical(const std::string& column, MultiCategoricalOptions options) {
-  return add({.kind = Kind::multi_categorical, .name = column, .source = column, .multi = options});
+  return add({.kind = Kind::multi_categorical, .name = options.field.empty() ? column : options.field, .source = column, .multi = options});
 }
 FeatureSet& FeatureSet::label(const std::string& task, const std::string& column, LabelOptions options) {
   return add({.kind = Kind::label, .name = task, .source = column, .label = std::move(options)});

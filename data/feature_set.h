@@ -45,6 +45,7 @@ namespace ladon::data {
 struct CategoricalOptions {
   std::int64_t min_count = 1;     // vocabulary: categories seen fewer times in training go to id 0
   std::int64_t hash_buckets = 0;  // > 0: hash into this many buckets instead of a vocabulary
+  std::string field = {};         // the field's name; default the column's
 };
 
 struct NumericOptions {
@@ -52,12 +53,14 @@ struct NumericOptions {
   bool standardize = true;
   bool missing_indicator = false;
   std::int64_t buckets = 0;  // > 1: quantile buckets, the field becomes categorical (ids)
+  std::string field = {};    // the field's name; default the column's (so one column can feed two fields)
 };
 
 struct MultiCategoricalOptions {
   char separator = '|';
   std::int64_t min_count = 1;
   std::int64_t hash_buckets = 0;
+  std::string field = {};
 };
 
 struct LabelOptions {
@@ -82,7 +85,8 @@ struct TabularDataset {
 
 class FeatureSet : public nn::Stateful {
  public:
-  // Each names a CSV column; a feature's field name is its column's name. Throw on a repeated
+  // Each names a CSV column; a feature's field name is its column's unless options.field names it
+  // (a column may feed several fields, e.g. a value and its buckets). Throw on a repeated
   // name or a bad option (min_count < 1, hash_buckets < 0, buckets == 1 or < 0).
   FeatureSet& categorical(const std::string& column, CategoricalOptions options = {});
   FeatureSet& numeric(const std::string& column, NumericOptions options = {});

@@ -27,10 +27,15 @@ class FeatureModel : public MultiTaskModel {
   FeatureModel(nn::FeatureEmbedding front, std::unique_ptr<MultiTaskModel> model)
       : MultiTaskModel(model->tasks()), front_(std::move(front)), model_(std::move(model)) {}
 
-  std::vector<Tensor> forward(const nn::Features& features) { return model_->forward(front_(features)); }
+  std::vector<Tensor> forward(const nn::Features& features) { return forward(front_(features)); }
   std::vector<Tensor> operator()(const nn::Features& features) { return forward(features); }
-  // An input already embedded: [batch, front().out_dim()].
-  std::vector<Tensor> forward(const Tensor& x) override { return model_->forward(x); }
+  // An input already embedded: [batch, front().out_dim()]. The representation is the inner
+  // model's (the front sits before it, so every shared parameter still reaches the losses through it).
+  std::vector<Tensor> forward(const Tensor& x) override {
+    std::vector<Tensor> out = model_->forward(x);
+    set_representation(model_->representation());
+    return out;
+  }
   using MultiTaskModel::operator();
 
   void visit(Visitor& v) override {

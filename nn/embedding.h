@@ -19,6 +19,9 @@ struct EmbeddingOptions {
   // to norm max_norm, as in PyTorch: w *= max_norm / (norm + 1e-7).
   std::optional<double> max_norm = std::nullopt;
   double norm_type = 2.0;  // the p of the p-norm for max_norm
+  // The weight's gradient is row-sparse (Tensor::row_grad): a backward touches only the rows looked
+  // up, and SGD, Adam and Adagrad update only those rows (see optim.h). For large tables.
+  bool sparse = false;
 };
 
 class Embedding : public Layer {
@@ -48,14 +51,17 @@ enum class BagMode { sum, mean };
 // int64) gives each bag's start (bag b is indices[offsets[b] .. offsets[b + 1]), the last runs to
 // the end), or indices is 2-D [bags, n] with offsets undefined. Entries equal to padding_idx are
 // skipped (and not counted by mean); an empty bag gives zeros. Differentiable in weight.
+// With sparse, weight's gradient is row-sparse (see EmbeddingOptions::sparse).
 Tensor embedding_bag(const Tensor& weight, const Tensor& indices, const Tensor& offsets = Tensor(),
-                     BagMode mode = BagMode::mean, std::optional<std::int64_t> padding_idx = std::nullopt);
+                     BagMode mode = BagMode::mean, std::optional<std::int64_t> padding_idx = std::nullopt,
+                     bool sparse = false);
 
 struct EmbeddingBagOptions {
   BagMode mode = BagMode::mean;  // PyTorch's default
   std::optional<std::int64_t> padding_idx = std::nullopt;
   std::optional<double> max_norm = std::nullopt;
   double norm_type = 2.0;
+  bool sparse = false;  // as EmbeddingOptions::sparse
 };
 
 class EmbeddingBag : public Module {

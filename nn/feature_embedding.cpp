@@ -74,10 +74,10 @@ FeatureEmbedding::FeatureEmbedding(FeatureEmbeddingOptions options, Generator& g
     const auto it = options_.dims.find(f.name);
     const std::int64_t dim = it == options_.dims.end() ? options_.dim : it->second;
     if (f.kind == FieldKind::categorical)
-      single_.back() = std::make_unique<Embedding>(f.cardinality, dim, EmbeddingOptions{}, gen);
+      single_.back() = std::make_unique<Embedding>(f.cardinality, dim, EmbeddingOptions{.sparse = options_.sparse}, gen);
     else
       bags_.back() = std::make_unique<EmbeddingBag>(
-          f.cardinality, dim, EmbeddingBagOptions{.mode = options_.bag_mode}, gen);
+          f.cardinality, dim, EmbeddingBagOptions{.mode = options_.bag_mode, .sparse = options_.sparse}, gen);
     // N(0, 1) suits a table looked up alone; feeding a trunk, smaller rows train more evenly.
     NoGradGuard no_grad;
     Tensor& w = f.kind == FieldKind::categorical ? single_.back()->weight : bags_.back()->weight;

@@ -59,6 +59,7 @@ struct FeatureEmbeddingOptions {
   std::int64_t dim = 8;                     // embedding width of every categorical field...
   std::map<std::string, std::int64_t> dims = {};  // ...unless named here
   BagMode bag_mode = BagMode::mean;         // pooling of multi-valued fields
+  bool sparse = false;                       // row-sparse table gradients (EmbeddingOptions::sparse)
 };
 
 class FeatureEmbedding : public Module {

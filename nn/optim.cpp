@@ -1,5 +1,6 @@
 #include "optim.h"
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_set>
 
@@ -119,6 +120,33 @@ Tensor Optimizer::gradient(std::size_t i) const {
   LADON_CHECK(g.dtype() == Dtype::float32, name_, "gradient of parameter ", i, " is ", dtype_name(g.dtype()),
               ", not float32");
   return g.contiguous();
+}
+
+RowGrad Optimizer::sparse_gradient(std::size_t i) const {
+  const Tensor& p = params_[i];
+  const RowGrad g = p.row_grad();
+  if (!g.defined()) return g;
+  LADON_CHECK(weight_decay(group_of(i)) == 0.0, name_, "parameter ", i, " of shape ", shape_str(p.shape()),
+              " has a row-sparse gradient; its weight decay must be 0 (got ", weight_decay(group_of(i)),
+              "): decay would touch every row");
+  const std::int64_t n = g.rows.numel(), dim = p.shape()[1];
+  const std::int64_t* rows = g.rows.data<std::int64_t>();
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  for (std::int64_t k = 0; k < n; ++k) order[static_cast<std::size_t>(k)] = k;
+  std::sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return rows[a] < rows[b]; });
+  std::vector<std::int64_t> unique;
+  std::vector<float> sums;
+  const float* v = g.values.data<float>();
+  for (std::int64_t k : order) {
+    if (unique.empty() || unique.back() != rows[k]) {
+      unique.push_back(rows[k]);
+      sums.resize(sums.size() + static_cast<std::size_t>(dim), 0.0f);
+    }
+    float* dst = sums.data() + sums.size() - static_cast<std::size_t>(dim);
+    for (std::int64_t d = 0; d < dim; ++d) dst[d] += v[k * dim + d];
+  }
+  const auto u = static_cast<std::int64_t>(unique.size());
+  return {tensor(unique, {u}), tensor(sums, {u, dim})};
 }
 
 Tensor& Optimizer::buffer(std::size_t i, std::size_t b, double fill) {
@@ -285,6 +313,17 @@ SGDOptions SGD::options(std::size_t group) const {
 void SGD::step() {
   NoGradGuard no_grad;
   for (std::size_t i = 0; i < params().size(); ++i) {
+    if (const RowGrad rg = sparse_gradient(i); rg.defined()) {
+      LADON_CHECK(options_.momentum == 0.0, name_, "parameter ", i, " has a row-sparse gradient; it needs momentum 0, got ",
+                  options_.momentum);
+      ++state(i).step;
+      const auto lr_i = static_cast<float>(lr(group_of(i)));
+      const std::int64_t dim = params()[i].shape()[1];
+      for_each_row(i, rg, [&](std::int64_t, float* p, const float* g) {
+        kernels::sgd_update(dim, p, g, nullptr, lr_i, 0.0f, 0.0f, 0.0f, false, false);
+      });
+      continue;
+    }
     const Tensor g = gradient(i);
     if (!g.defined()) continue;
     const std::size_t group = group_of(i);
@@ -340,6 +379,18 @@ AdamOptions Adam::options(std::size_t group) const {
 void Adam::step() {
   NoGradGuard no_grad;
   for (std::size_t i = 0; i < params().size(); ++i) {
+    if (const RowGrad rg = sparse_gradient(i); rg.defined()) {
+      const std::int64_t dim = params()[i].shape()[1];
+      float* m = buffer(i, 0).data<float>();
+      float* v = buffer(i, 1).data<float>();
+      const std::int64_t t = ++state(i).step;
+      const auto lr_i = static_cast<float>(lr(group_of(i)));
+      for_each_row(i, rg, [&](std::int64_t row, float* p, const float* g) {
+        kernels::adam_update(dim, p, g, m + row * dim, v + row * dim, lr_i, static_cast<float>(options_.beta1),
+                             static_cast<float>(options_.beta2), static_cast<float>(options_.eps), 0.0f, decoupled_, t);
+      });
+      continue;
+    }
     const Tensor g = gradient(i);
     if (!g.defined()) continue;
     const std::size_t group = group_of(i);
@@ -451,6 +502,16 @@ AdagradOptions Adagrad::options(std::size_t group) const {
 void Adagrad::step() {
   NoGradGuard no_grad;
   for (std::size_t i = 0; i < params().size(); ++i) {
+    if (const RowGrad rg = sparse_gradient(i); rg.defined()) {
+      const std::int64_t dim = params()[i].shape()[1];
+      float* sum = buffer(i, 0, options_.initial_accumulator_value).data<float>();
+      const std::int64_t t = ++state(i).step;
+      const auto clr = static_cast<float>(lr(group_of(i)) / (1.0 + static_cast<double>(t - 1) * options_.lr_decay));
+      for_each_row(i, rg, [&](std::int64_t row, float* p, const float* g) {
+        kernels::adagrad_update(dim, p, g, sum + row * dim, clr, static_cast<float>(options_.eps), 0.0f);
+      });
+      continue;
+    }
     const Tensor g = gradient(i);
     if (!g.defined()) continue;
     const std::size_t group = group_of(i);

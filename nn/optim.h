@@ -6,6 +6,15 @@
 //   nn::Adam opt(model.parameters(), {.lr = 1e-3});
 //   opt.zero_grad(); loss.backward(); opt.step();
 //
+// Row-sparse gradients (sparse embedding tables, Tensor::row_grad): SGD, Adam and Adagrad update
+// only the rows the gradient touches (repeated rows summed first), and only those rows' state:
+//   SGD      exactly the dense update (needs momentum = 0: lazy momentum would differ);
+//   Adagrad  exactly the dense update (an untouched row's sum and value would not move anyway);
+//   Adam     lazy, as PyTorch's SparseAdam: a row's moments decay only on steps that touch it, and
+//            the bias correction uses the parameter's step count. Untouched rows do not move.
+// Weight decay must be 0 for a parameter with a row-sparse gradient (it would touch every row).
+// The other optimizers read the gradient dense (Tensor::grad adds the rows into a dense tensor).
+//
 // Parameter groups give some parameters their own learning rate or weight decay; what a group
 // leaves unset comes from the options (the second argument):
 //
@@ -92,6 +101,18 @@ class Optimizer : public Stateful {
 
   // The gradient of parameter i as a contiguous float32 tensor, or undefined when it has none.
   Tensor gradient(std::size_t i) const;
+  // Parameter i's row-sparse gradient with every row once (ascending, values summed), or undefined
+  // when its gradient is dense or absent. Throws when the group's weight decay is not 0.
+  RowGrad sparse_gradient(std::size_t i) const;
+  // Calls fn(row, param_row, grad_row) for every row of a coalesced row-sparse gradient.
+  template <typename Fn>
+  void for_each_row(std::size_t i, const RowGrad& g, Fn&& fn) {
+    const std::int64_t dim = params_[i].shape()[1];
+    const std::int64_t* rows = g.rows.data<std::int64_t>();
+    const float* v = g.values.data<float>();
+    float* p = params_[i].data<float>();
+    for (std::int64_t k = 0; k < g.rows.numel(); ++k) fn(rows[k], p + rows[k] * dim, v + k * dim);
+  }
   std::size_t group_of(std::size_t i) const { return group_of_[i]; }
   ParamState& state(std::size_t i) { return state_[i]; }
   // Buffer b of parameter i, created with `fill` (zeros by default) on first use.

@@ -134,6 +134,9 @@ TEST_CASE("data/feature_set: bad input names the file, the line and the column")
   CHECK(error_message([&] { FeatureSet().numeric("a", {.buckets = 1}); }) ==
         "FeatureSet: 'a': buckets must be 0 (none) or > 1, got 1");
   CHECK(error_message([&] { FeatureSet().numeric("a").categorical("a"); }) == "FeatureSet: 'a' is declared twice");
+  FeatureSet two;
+  two.numeric("a").numeric("a", {.buckets = 2, .field = "a_buckets"});  // one column, two fields
+  CHECK(two.task_names().empty());
   const std::string negative = write_text(dir, "g.csv", "job,city,gain,age,tags,income\na,x,-3,1,p,>50K\n");
   CHECK(error_message([&] { fs.fit(read_csv(negative)); }) ==
         "FeatureSet: " + negative + ":2: column 'gain': log1p needs a value > -1, got -3");

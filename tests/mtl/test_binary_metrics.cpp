@@ -53,3 +53,17 @@ TEST_CASE("mtl/binary_metrics: log loss, accuracy at 0.5, GAUC, MSE by hand") {
   CHECK(mtl::mse({1, 2, 4}, {1, 0, 0}, {1, 1, 0}) == 2.0);
   CHECK(std::isnan(mtl::mse({}, {})));
 }
+
+TEST_CASE("mtl/task_loss: a label mask leaves unlabelled samples out of the mean") {
+  const mtl::TaskSpec binary{.name = "b", .out = 1, .tower_hidden = {}, .kind = mtl::TaskKind::binary};
+  // Logit 0 on both; only the first is labelled: the loss is -log sigmoid(0) = log 2.
+  const Tensor l = mtl::task_loss(binary, zeros({2, 1}), tensor(std::vector<float>{1, 0}, {2, 1}),
+                                  tensor(std::vector<float>{1, 0}, {2, 1}));
+  CHECK(l.item() == doctest::Approx(std::log(2.0)));
+  const mtl::TaskSpec reg{.name = "r", .out = 1, .tower_hidden = {}, .kind = mtl::TaskKind::regression};
+  const Tensor r = mtl::task_loss(reg, tensor(std::vector<float>{1, 3}, {2, 1}), zeros({2, 1}),
+                                  tensor(std::vector<float>{0, 1}, {2}));
+  CHECK(r.item() == doctest::Approx(9.0));
+  CHECK(error_message([&] { mtl::task_loss(reg, zeros({2, 1}), zeros({2, 1}), zeros({3})); }) ==
+        "task_loss: task 'r': the mask must be float32 with one entry per sample (2), got [3]");
+}
