@@ -15,7 +15,7 @@ nn::FeatureEmbedding small_front() {
                                           {.name = "bag", .kind = nn::FieldKind::multi_categorical, .cardinality = 2, .width = 1}},
                                .dim = 2,
                                .dims = {{"bag", 1}},
-                               .bag_mode = nn::BagMode::sum});
+                               .bag_mode = BagMode::sum});
 }
 }  // namespace
 
