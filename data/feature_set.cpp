@@ -174,17 +174,35 @@ FeatureSet& FeatureSet::add(Column column) {
   return *this;
 }
 
+namespace {
+Column make_column(Kind kind, const std::string& name, const std::string& source) {
+  Column c;
+  c.kind = kind;
+  c.name = name;
+  c.source = source;
+  return c;
+}
+}  // namespace
+
 FeatureSet& FeatureSet::categorical(const std::string& column, CategoricalOptions options) {
-  return add({.kind = Kind::categorical, .name = options.field.empty() ? column : options.field, .source = column, .categorical = options});
+  Column c = make_column(Kind::categorical, options.field.empty() ? column : options.field, column);
+  c.categorical = std::move(options);
+  return add(std::move(c));
 }
 FeatureSet& FeatureSet::numeric(const std::string& column, NumericOptions options) {
-  return add({.kind = Kind::numeric, .name = options.field.empty() ? column : options.field, .source = column, .numeric = options});
+  Column c = make_column(Kind::numeric, options.field.empty() ? column : options.field, column);
+  c.numeric = std::move(options);
+  return add(std::move(c));
 }
 FeatureSet& FeatureSet::multi_categorical(const std::string& column, MultiCategoricalOptions options) {
-  return add({.kind = Kind::multi_categorical, .name = options.field.empty() ? column : options.field, .source = column, .multi = options});
+  Column c = make_column(Kind::multi_categorical, options.field.empty() ? column : options.field, column);
+  c.multi = std::move(options);
+  return add(std::move(c));
 }
 FeatureSet& FeatureSet::label(const std::string& task, const std::string& column, LabelOptions options) {
-  return add({.kind = Kind::label, .name = task, .source = column, .label = std::move(options)});
+  Column c = make_column(Kind::label, task, column);
+  c.label = std::move(options);
+  return add(std::move(c));
 }
 
 void FeatureSet::fit(const CsvChunk& chunk) {
@@ -385,16 +403,18 @@ std::vector<Column> columns_from(const nn::StateDict& s, bool& fitted) {
     c.kind = static_cast<Kind>(kind);
     c.name = s.string(key(i, "name"), op);
     c.source = s.string(key(i, "source"), op);
-    c.categorical = {.min_count = s.integer(key(i, "min_count"), op), .hash_buckets = s.integer(key(i, "hash_buckets"), op)};
-    c.numeric = {.log1p = s.integer(key(i, "log1p"), op) != 0,
-                 .standardize = s.integer(key(i, "standardize"), op) != 0,
-                 .missing_indicator = s.integer(key(i, "missing_indicator"), op) != 0,
-                 .buckets = s.integer(key(i, "buckets"), op)};
+    // Member by member: the options' field names are not saved (the column's name is).
+    c.categorical.min_count = s.integer(key(i, "min_count"), op);
+    c.categorical.hash_buckets = s.integer(key(i, "hash_buckets"), op);
+    c.numeric.log1p = s.integer(key(i, "log1p"), op) != 0;
+    c.numeric.standardize = s.integer(key(i, "standardize"), op) != 0;
+    c.numeric.missing_indicator = s.integer(key(i, "missing_indicator"), op) != 0;
+    c.numeric.buckets = s.integer(key(i, "buckets"), op);
     const std::string& sep = s.string(key(i, "separator"), op);
     LADON_CHECK(sep.size() == 1, op, "state entry '", key(i, "separator"), "' must be one character");
-    c.multi = {.separator = sep[0],
-               .min_count = s.integer(key(i, "multi_min_count"), op),
-               .hash_buckets = s.integer(key(i, "multi_hash_buckets"), op)};
+    c.multi.separator = sep[0];
+    c.multi.min_count = s.integer(key(i, "multi_min_count"), op);
+    c.multi.hash_buckets = s.integer(key(i, "multi_hash_buckets"), op);
     const std::int64_t map_size = s.integer(key(i, "map_size"), op);
     for (std::int64_t k = 0; k < map_size; ++k)
       c.label.map.emplace_back(s.string(key(i, "map." + std::to_string(k) + ".text"), op),
