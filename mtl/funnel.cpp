@@ -14,8 +14,10 @@ std::vector<TaskSpec> esmm_tasks(const ESMMOptions& o) {
           {.name = o.cvr, .out = 1, .tower_hidden = o.tower_hidden, .kind = TaskKind::binary}};
 }
 
-// log(1 + e^x) without overflow: max(x, 0) + log(1 + e^-|x|).
-Tensor softplus(const Tensor& x) { return relu(x) + log(exp(-abs(x)) + 1.0); }
+// log(1 + e^x) without overflow. Not max(x, 0) + log(1 + e^-|x|): its two kinks at 0 cancel in
+// value but not in autograd's subgradients (the slope at 0 would come out 0, not 1/2). Past 30 the
+// clamped part is e^30-accurate and the relu carries the rest.
+Tensor softplus(const Tensor& x) { return log(exp(clamp(x, -30.0, 30.0)) + 1.0) + relu(x - 30.0); }
 
 }  // namespace
 

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include "helpers.h"
 #include "ladon.h"
 #include "tests/data/test_util.h"
