@@ -31,7 +31,7 @@ double median(std::vector<double> v) {
 
 long flag(int argc, char** argv, const std::string& name, long fallback) {
   for (int i = 1; i + 1 < argc; ++i)
-    if (argv[i] == "--" + name) return std::stol(argv[i + 1]);
+    if (argv[i][0] == '-' && argv[i][1] == '-' && name == argv[i] + 2) return std::stol(argv[i + 1]);
   return fallback;
 }
 
@@ -70,7 +70,7 @@ void bench_csv(long megabytes, long repeats) {
   const std::string path = write_csv(megabytes);
   const double mb = static_cast<double>(std::filesystem::file_size(path)) / 1e6;
   std::vector<std::string> names;
-  for (int f = 0; f < 14; ++f) names.push_back("c" + std::to_string(f));
+  for (int f = 0; f < 14; ++f) names.push_back(std::string(1, 'c').append(std::to_string(f)));
   std::vector<double> text_rate, number_rate;
   double checksum = 0;
   for (long r = 0; r < repeats; ++r) {
