@@ -16,6 +16,8 @@
 // the line (1-based, counting skipped lines) and the column.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <cstdio>
 #include <memory>

@@ -28,6 +28,8 @@
 // rebuilds the exact transforms from a checkpoint alone.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <map>
 #include <string>

@@ -10,6 +10,8 @@
 // batch's rows concatenated and `offsets` [B] giving each row's start, as embedding_bag takes them.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <iterator>
 #include <memory>

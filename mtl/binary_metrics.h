@@ -10,6 +10,8 @@
 // score, or (for log loss) a probability outside [0, 1] throw ladon::Error naming the metric.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <vector>
 

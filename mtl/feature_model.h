@@ -11,6 +11,8 @@
 // parameters are named "model.<its own name>", so its task ownership is kept.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <concepts>
 #include <memory>
 

@@ -14,6 +14,8 @@
 // max(p_t - p_{t-1}, 0): a later step of the funnel may not be likelier than an earlier one.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>

@@ -11,6 +11,8 @@
 // numeric values.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <map>
 #include <memory>

@@ -13,7 +13,7 @@
 //   Adam     lazy, as PyTorch's SparseAdam: a row's moments decay only on steps that touch it, and
 //            the bias correction uses the parameter's step count. Untouched rows do not move.
 // Weight decay must be 0 for a parameter with a row-sparse gradient (it would touch every row).
-// The other optimizers read the gradient dense (Tensor::grad adds the rows into a dense tensor).
+// RMSprop and AdamW read the gradient dense (Tensor::grad adds the rows into a dense tensor).
 //
 // Parameter groups give some parameters their own learning rate or weight decay; what a group
 // leaves unset comes from the options (the second argument):
@@ -26,6 +26,8 @@
 // restores all of it into an optimizer built over parameters of the same shapes, so training
 // resumes exactly where it stopped.
 #pragma once
+
+#include "layer_fence.h"
 
 #include <cstdint>
 #include <optional>
@@ -52,7 +54,9 @@ class Optimizer : public Stateful {
  public:
   // params: contiguous float32 leaf tensors, each listed once (in all groups together), at least
   // one in all (a group may be empty). Copies of the handles are kept, so the optimizer updates the
-  // very tensors the model holds. `buffers` names the per-parameter state tensors of this kind of
+  // very tensors the model holds. default_lr and default_weight_decay (the options' values, which
+  // groups may override) are checked here; each optimizer's constructor then calls
+  // validate_hyperparameters(). `buffers` names the per-parameter state tensors of this kind of
   // optimizer. `name` prefixes errors and tags the saved state.
   Optimizer(std::vector<ParamGroup> groups, double default_lr, double default_weight_decay,
             std::vector<std::string> buffers, const char* name);
@@ -63,7 +67,8 @@ class Optimizer : public Stateful {
   Optimizer(Optimizer&&) = default;
   Optimizer& operator=(Optimizer&&) = default;
 
-  virtual void step() = 0;
+  // Updates, under NoGradGuard, every parameter that has a gradient (see update()).
+  void step();
   void zero_grad();                                              // drops every parameter's gradient
   const std::vector<Tensor>& params() const { return params_; }  // all groups, in order
   const char* name() const { return name_; }
@@ -99,21 +104,34 @@ class Optimizer : public Stateful {
   virtual std::vector<Hyper> hyperparameters() = 0;
   virtual void validate_hyperparameters() const = 0;  // throws on a bad value
 
-  // The gradient of parameter i as a contiguous float32 tensor, or undefined when it has none.
-  Tensor gradient(std::size_t i) const;
+  // One parameter's update, from step(): param and grad (contiguous, numel floats), its group's lr
+  // and weight decay, and step, its update count including this one.
+  struct Update {
+    std::size_t index;
+    std::int64_t numel;
+    float* param;
+    const float* grad;
+    double lr, weight_decay;
+    std::int64_t step;
+    // A row-sparse gradient is applied row by row: param and grad are one row, `offset` is the
+    // row's first element within the parameter (for the per-parameter buffers), rows is true.
+    std::int64_t offset;
+    bool rows;
+  };
+  virtual void update(const Update& u) = 0;
+  // Whether update() may be called row by row for a row-sparse gradient (else it is made dense).
+  virtual bool row_updates() const { return false; }
   // Parameter i's row-sparse gradient with every row once (ascending, values summed), or undefined
   // when its gradient is dense or absent. Throws when the group's weight decay is not 0.
   RowGrad sparse_gradient(std::size_t i) const;
-  // Calls fn(row, param_row, grad_row) for every row of a coalesced row-sparse gradient.
-  template <typename Fn>
-  void for_each_row(std::size_t i, const RowGrad& g, Fn&& fn) {
-    const std::int64_t dim = params_[i].shape()[1];
-    const std::int64_t* rows = g.rows.data<std::int64_t>();
-    const float* v = g.values.data<float>();
-    float* p = params_[i].data<float>();
-    for (std::int64_t k = 0; k < g.rows.numel(); ++k) fn(rows[k], p + rows[k] * dim, v + k * dim);
+
+  // Options as a group sees them: the optimizer's own with the group's lr and weight decay.
+  template <class Options>
+  Options group_options(Options options, std::size_t group) const {
+    options.lr = lr(group);
+    options.weight_decay = weight_decay(group);
+    return options;
   }
-  std::size_t group_of(std::size_t i) const { return group_of_[i]; }
   ParamState& state(std::size_t i) { return state_[i]; }
   // Buffer b of parameter i, created with `fill` (zeros by default) on first use.
   Tensor& buffer(std::size_t i, std::size_t b, double fill = 0.0);
@@ -125,6 +143,9 @@ class Optimizer : public Stateful {
     std::size_t begin, end;  // the group's parameters are params_[begin, end)
     double lr, weight_decay;
   };
+  // The gradient of parameter i as a contiguous float32 tensor, or undefined when it has none.
+  Tensor gradient(std::size_t i) const;
+
   std::vector<Tensor> params_;
   std::vector<Group> groups_;
   std::vector<std::size_t> group_of_;
@@ -147,12 +168,13 @@ class SGD : public Optimizer {
  public:
   explicit SGD(std::vector<Tensor> params, SGDOptions options = {});
   explicit SGD(std::vector<ParamGroup> groups, SGDOptions options = {});
-  void step() override;
   SGDOptions options(std::size_t group = 0) const;  // with the group's lr and weight decay
 
  protected:
+  bool row_updates() const override { return true; }
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
+  void update(const Update& u) override;
 
  private:
   SGDOptions options_;
@@ -173,13 +195,14 @@ class Adam : public Optimizer {
  public:
   explicit Adam(std::vector<Tensor> params, AdamOptions options = {});
   explicit Adam(std::vector<ParamGroup> groups, AdamOptions options = {});
-  void step() override;
   AdamOptions options(std::size_t group = 0) const;
 
  protected:
+  bool row_updates() const override { return !decoupled_; }  // AdamW decays every row
   Adam(std::vector<ParamGroup> groups, AdamOptions options, bool decoupled, const char* name);
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
+  void update(const Update& u) override;
 
  private:
   AdamOptions options_;
@@ -219,12 +242,12 @@ class RMSprop : public Optimizer {
  public:
   explicit RMSprop(std::vector<Tensor> params, RMSpropOptions options = {});
   explicit RMSprop(std::vector<ParamGroup> groups, RMSpropOptions options = {});
-  void step() override;
   RMSpropOptions options(std::size_t group = 0) const;
 
  protected:
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
+  void update(const Update& u) override;
 
  private:
   RMSpropOptions options_;
@@ -244,12 +267,13 @@ class Adagrad : public Optimizer {
  public:
   explicit Adagrad(std::vector<Tensor> params, AdagradOptions options = {});
   explicit Adagrad(std::vector<ParamGroup> groups, AdagradOptions options = {});
-  void step() override;
   AdagradOptions options(std::size_t group = 0) const;
 
  protected:
+  bool row_updates() const override { return true; }
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
+  void update(const Update& u) override;
 
  private:
   AdagradOptions options_;
