@@ -226,6 +226,26 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
       if (g.defined())
         LADON_CHECK(g.shape() == edge.shape, "backward", "internal error: '", node->name(), "' returned a ",
                     shape_str(g.shape()), " gradient for input ", i, " of shape ", shape_str(edge.shape));
+      if (g.defined() && g.impl()->row_sparse) {
+        // A row-sparse gradient stays sparse only on its way into a leaf's .grad().
+        const RowGrad& rows = *g.impl()->row_sparse;
+        if (edge.leaf && !prune) {
+          if (edge.leaf->grad.defined())
+            edge.leaf->grad = add(edge.leaf->grad, dense_from_rows(rows, edge.shape));
+          else
+            edge.leaf->row_grads.push_back(rows);
+          continue;
+        }
+        const Tensor dense = dense_from_rows(rows, edge.shape);
+        if (edge.leaf) {
+          deliver_to_leaf(edge.leaf.get(), dense);
+          continue;
+        }
+        Node::BackwardState& next_state = edge.node->backward_state();
+        next_state.pending = accumulate(next_state.pending, dense);
+        if (--next_state.dependencies == 0) ready.push_back(edge.node.get());
+        continue;
+      }
       if (edge.leaf) {
         if (g.defined()) deliver_to_leaf(edge.leaf.get(), g);
         continue;

@@ -80,10 +80,12 @@ Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index);
 // int64) gives each bag's start (bag b is indices[offsets[b] .. offsets[b + 1]), the last runs to
 // the end), or indices is 2-D [bags, n] with offsets undefined. Entries equal to padding_idx
 // (negative counts from the end) are skipped and not counted by mean; an empty bag gives zeros.
-// Differentiable in weight. nn::EmbeddingBag is built on it.
+// Differentiable in weight; with sparse, weight's gradient is row-sparse (row_sparse_gradient: one
+// row per lookup), which a leaf table keeps as Tensor::row_grad. nn::EmbeddingBag is built on it.
 enum class BagMode { sum, mean };
 Tensor embedding_bag(const Tensor& weight, const Tensor& indices, const Tensor& offsets = Tensor(),
-                     BagMode mode = BagMode::mean, std::optional<std::int64_t> padding_idx = std::nullopt);
+                     BagMode mode = BagMode::mean, std::optional<std::int64_t> padding_idx = std::nullopt,
+                     bool sparse = false);
 // Picks a where condition is non-zero, else b; all three broadcast.
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
 

@@ -117,15 +117,74 @@ Tensor& Tensor::requires_grad_(bool on) {
 }
 
 bool Tensor::is_leaf() const { return checked(impl_).grad_fn == nullptr; }
-Tensor Tensor::grad() const { return checked(impl_).grad; }
+Tensor Tensor::grad() const {
+  checked(impl_);
+  TensorImpl& t = *impl_;
+  if (!t.row_grads.empty()) {
+    Tensor dense = t.grad.defined() ? t.grad.contiguous().clone() : zeros(t.shape);
+    float* d = dense.data<float>();
+    const std::int64_t dim = t.shape[1];
+    for (const RowGrad& part : t.row_grads) {
+      const std::int64_t* rows = part.rows.data<std::int64_t>();
+      const float* v = part.values.data<float>();
+      for (std::int64_t i = 0; i < part.rows.numel(); ++i)
+        for (std::int64_t k = 0; k < dim; ++k) d[rows[i] * dim + k] += v[i * dim + k];
+    }
+    t.row_grads.clear();
+    t.grad = dense;
+  }
+  return t.grad;
+}
+
+RowGrad Tensor::row_grad() const {
+  checked(impl_);
+  TensorImpl& t = *impl_;
+  if (t.grad.defined() || t.row_grads.empty()) return {};
+  if (t.row_grads.size() > 1) {
+    std::vector<Tensor> rows, values;
+    for (const RowGrad& part : t.row_grads) {
+      rows.push_back(part.rows);
+      values.push_back(part.values);
+    }
+    t.row_grads = {RowGrad{cat(rows, 0), cat(values, 0)}};
+  }
+  return t.row_grads.front();
+}
 
 void Tensor::set_grad(const Tensor& grad) const {
   LADON_CHECK(!grad.defined() || grad.shape() == shape(), "set_grad", "gradient of shape ", shape_str(grad.shape()),
               " for a tensor of shape ", shape_str(shape()));
   impl_->grad = grad;
+  impl_->row_grads.clear();
 }
 
-void Tensor::zero_grad() const { impl_->grad = Tensor(); }
+void Tensor::zero_grad() const {
+  impl_->grad = Tensor();
+  impl_->row_grads.clear();
+}
+
+Tensor row_sparse_gradient(Tensor rows, Tensor values, const Shape& table_shape) {
+  LADON_CHECK(table_shape.size() == 2 && rows.dtype() == Dtype::int64 && rows.dim() == 1 && values.dim() == 2 &&
+                  values.size(0) == rows.numel() && values.size(1) == table_shape[1],
+              "row_sparse_gradient", "rows ", shape_str(rows.shape()), " and values ", shape_str(values.shape()),
+              " do not fit a table of shape ", shape_str(table_shape));
+  auto impl = std::make_shared<TensorImpl>();
+  impl->shape = table_shape;
+  impl->strides = contiguous_strides(table_shape);
+  impl->row_sparse = std::make_shared<const RowGrad>(RowGrad{rows.contiguous(), values.contiguous()});
+  return Tensor(std::move(impl));
+}
+
+Tensor dense_from_rows(const RowGrad& grad, const Shape& table_shape) {
+  Tensor dense = zeros(table_shape);
+  float* d = dense.data<float>();
+  const std::int64_t dim = table_shape[1];
+  const std::int64_t* rows = grad.rows.data<std::int64_t>();
+  const float* v = grad.values.data<float>();
+  for (std::int64_t i = 0; i < grad.rows.numel(); ++i)
+    for (std::int64_t k = 0; k < dim; ++k) d[rows[i] * dim + k] += v[i * dim + k];
+  return dense;
+}
 
 const std::shared_ptr<Node>& Tensor::grad_fn() const { return checked(impl_).grad_fn; }
 

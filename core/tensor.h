@@ -32,6 +32,7 @@ Shape contiguous_strides(const Shape& shape);
 class Storage;
 class Node;
 struct TensorImpl;
+struct RowGrad;
 
 class Tensor {
  public:
@@ -75,7 +76,13 @@ class Tensor {
   bool requires_grad() const;
   Tensor& requires_grad_(bool on = true);  // only for leaves
   bool is_leaf() const;
-  Tensor grad() const;  // the accumulated gradient of a leaf, or undefined
+  // The accumulated gradient of a leaf, or undefined. Row-sparse parts (row_grad) are added into
+  // a dense gradient here, once, so every reader of grad() sees the whole gradient.
+  Tensor grad() const;
+  // The gradient of a 2-D leaf while every part of it so far arrived row-sparse (from sparse
+  // embedding lookups): the rows touched and their gradient rows, repeats not yet summed. Undefined
+  // once any dense part arrived or grad() was read. Optimizers use it to update only those rows.
+  RowGrad row_grad() const;
   void set_grad(const Tensor& grad) const;
   void zero_grad() const;  // drops the gradient
   // Seeds with 1 for a one-element tensor; otherwise a seed of the same shape is required.
@@ -90,6 +97,14 @@ class Tensor {
   std::shared_ptr<TensorImpl> impl_;
 };
 
+// A row-sparse gradient of a [num, dim] table: values[i] belongs to row rows[i]; rows may repeat
+// (their values add).
+struct RowGrad {
+  Tensor rows;    // int64 [k]
+  Tensor values;  // float32 [k, dim]
+  bool defined() const { return rows.defined(); }
+};
+
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Shape shape;
@@ -99,7 +114,18 @@ struct TensorImpl {
   bool requires_grad = false;
   std::shared_ptr<Node> grad_fn;  // null for leaves
   Tensor grad;
+  std::vector<RowGrad> row_grads;  // row-sparse parts of the gradient not yet added into `grad`
+  // Set only on what a backward returns for a row-sparse gradient (row_sparse_gradient): the
+  // tensor has the table's shape and no storage; the engine unpacks it at once.
+  std::shared_ptr<const RowGrad> row_sparse;
 };
+
+// What an op's backward returns for a [num, dim] table input whose gradient is nonzero only in
+// `rows` (int64 [k]) with `values` (float32 [k, dim]): the engine gives a leaf table a row-sparse
+// .grad() (see Tensor::row_grad) and turns it dense anywhere else.
+Tensor row_sparse_gradient(Tensor rows, Tensor values, const Shape& table_shape);
+// The dense [num, dim] tensor of a row-sparse gradient (repeated rows added).
+Tensor dense_from_rows(const RowGrad& grad, const Shape& table_shape);
 
 // Creation. Shapes may be empty (a 0-d scalar tensor).
 Tensor empty(const Shape& shape, Dtype dtype = Dtype::float32);  // uninitialised

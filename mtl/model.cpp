@@ -49,11 +49,18 @@ void check_tasks(const char* op, const std::vector<TaskSpec>& tasks) {
   }
 }
 
-Tensor task_loss(const TaskSpec& task, const Tensor& output, const Tensor& target) {
+Tensor task_loss(const TaskSpec& task, const Tensor& output, const Tensor& target, const Tensor& mask) {
+  if (mask.defined())
+    LADON_CHECK(mask.dtype() == Dtype::float32 && mask.numel() == output.size(0), "task_loss", "task '", task.name,
+                "': the mask must be float32 with one entry per sample (", output.size(0), "), got ",
+                shape_str(mask.shape()));
+  const Tensor m = mask.defined() ? mask.reshape({-1}) : Tensor();
   switch (task.kind) {
-    case TaskKind::multiclass: return nn::cross_entropy(output, target);
-    case TaskKind::binary: return nn::binary_cross_entropy_with_logits(output.reshape({-1}), target.reshape({-1}));
-    case TaskKind::regression: return nn::mse_loss(output, target.reshape(output.shape()));
+    case TaskKind::multiclass: return nn::cross_entropy(output, target, {.weight = m});
+    case TaskKind::binary:
+      return nn::binary_cross_entropy_with_logits(output.reshape({-1}), target.reshape({-1}), {.weight = m});
+    case TaskKind::regression:
+      return nn::mse_loss(output, target.reshape(output.shape()), {.weight = m.defined() ? m.reshape({-1, 1}) : m});
   }
   ::ladon::detail::fail("task_loss", "task '", task.name, "' has an unknown kind");
 }

@@ -54,8 +54,10 @@ struct TaskSpec {
 // and an output size that fits the kind. `op` names the caller in the message.
 void check_tasks(const char* op, const std::vector<TaskSpec>& tasks);
 
-// The task's loss of one batch, chosen by its kind (see TaskKind); a scalar.
-Tensor task_loss(const TaskSpec& task, const Tensor& output, const Tensor& target);
+// The task's loss of one batch, chosen by its kind (see TaskKind); a scalar. With a mask (float32,
+// [batch] or [batch, 1], 1 where the sample has a label for this task), the mean over the labelled
+// samples only, so partly labelled data trains each task on its labels.
+Tensor task_loss(const TaskSpec& task, const Tensor& output, const Tensor& target, const Tensor& mask = Tensor());
 
 // The marker every per-task container derives from: each child it visits is named after the task
 // that owns it. MultiTaskModel uses it to tell task parameters from shared ones.

@@ -77,14 +77,44 @@ Tensor Embedding::forward(const Tensor& indices) {
     renorm_rows("Embedding", weight, idx, *options_.max_norm, options_.norm_type);
   }
   const Tensor flat = tensor(idx, {static_cast<std::int64_t>(idx.size())});
+  Shape shape = indices.shape();
+  shape.push_back(embedding_dim());
+  if (options_.sparse) {
+    Tensor rows;
+    {
+      const NoGradGuard no_grad;
+      rows = index_select(weight.detach(), 0, flat);
+    }
+    // The gradient of the looked-up rows is the table's gradient, row by row: hand it over as is.
+    rows = record(rows, "embedding", {weight},
+                  [flat, pad = padding_idx_, table = weight.shape()](const Tensor& g, const std::vector<bool>&) {
+                    Tensor values = g.contiguous();
+                    Tensor at = flat;
+                    if (pad) {
+                      std::vector<std::int64_t> keep_rows;
+                      std::vector<float> keep_values;
+                      const std::int64_t dim = table[1];
+                      const std::int64_t* r = flat.data<std::int64_t>();
+                      const float* v = values.data<float>();
+                      for (std::int64_t i = 0; i < flat.numel(); ++i) {
+                        if (r[i] == *pad) continue;
+                        keep_rows.push_back(r[i]);
+                        keep_values.insert(keep_values.end(), v + i * dim, v + (i + 1) * dim);
+                      }
+                      const auto k = static_cast<std::int64_t>(keep_rows.size());
+                      at = tensor(keep_rows, {k});
+                      values = tensor(keep_values, {k, dim});
+                    }
+                    return Grads{row_sparse_gradient(at, values, table)};
+                  });
+    return rows.reshape(shape);
+  }
   Tensor rows = index_select(weight, 0, flat);
   if (padding_idx_ && rows.requires_grad()) {
     // Same values, but the padding positions read a detached copy, so their gradient never arrives.
     const Tensor is_pad = eq(flat, scalar(static_cast<double>(*padding_idx_), Dtype::int64)).unsqueeze(1);
     rows = where(is_pad, rows.detach(), rows);
   }
-  Shape shape = indices.shape();
-  shape.push_back(embedding_dim());
   return rows.reshape(shape);
 }
 
@@ -103,7 +133,7 @@ Tensor EmbeddingBag::forward(const Tensor& indices, const Tensor& offsets) {
     const NoGradGuard no_grad;
     renorm_rows("EmbeddingBag", weight, idx, *options_.max_norm, options_.norm_type);
   }
-  return embedding_bag(weight, indices, offsets, options_.mode, padding_idx_);
+  return embedding_bag(weight, indices, offsets, options_.mode, padding_idx_, options_.sparse);
 }
 
 }  // namespace ladon::nn

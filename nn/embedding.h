@@ -22,6 +22,9 @@ struct EmbeddingOptions {
   // to norm max_norm, as in PyTorch: w *= max_norm / (norm + 1e-7).
   std::optional<double> max_norm = std::nullopt;
   double norm_type = 2.0;  // the p of the p-norm for max_norm
+  // The weight's gradient is row-sparse (Tensor::row_grad): a backward touches only the rows looked
+  // up, and SGD, Adam and Adagrad update only those rows (see optim.h). For large tables.
+  bool sparse = false;
 };
 
 class Embedding : public Layer {
@@ -51,6 +54,7 @@ struct EmbeddingBagOptions {
   std::optional<std::int64_t> padding_idx = std::nullopt;
   std::optional<double> max_norm = std::nullopt;
   double norm_type = 2.0;
+  bool sparse = false;  // as EmbeddingOptions::sparse
 };
 
 class EmbeddingBag : public Module {

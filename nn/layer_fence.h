@@ -10,6 +10,3 @@
 #ifdef LADON_LAYER_CORE
 #error "layering: core/ must not include nn/ (tests/layering.sh lists what each layer may include)"
 #endif
-#ifdef LADON_LAYER_DATA
-#error "layering: data/ must not include nn/ (tests/layering.sh lists what each layer may include)"
-#endif

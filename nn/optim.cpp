@@ -1,5 +1,6 @@
 #include "optim.h"
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_set>
 
@@ -115,12 +116,49 @@ std::int64_t Optimizer::param_steps(std::size_t i) const {
 void Optimizer::step() {
   NoGradGuard no_grad;
   for (std::size_t i = 0; i < params_.size(); ++i) {
-    const Tensor g = gradient(i);
-    if (!g.defined()) continue;  // no part in the last backward
     const Group& group = groups_[group_of_[i]];
     Tensor& p = params_[i];
-    update({i, p.numel(), p.data<float>(), g.data<float>(), group.lr, group.weight_decay, ++state_[i].step});
+    if (row_updates())
+      if (const RowGrad rg = sparse_gradient(i); rg.defined()) {
+        const std::int64_t dim = p.shape()[1], step = ++state_[i].step;
+        const std::int64_t* rows = rg.rows.data<std::int64_t>();
+        const float* v = rg.values.data<float>();
+        for (std::int64_t k = 0; k < rg.rows.numel(); ++k)
+          update({i, dim, p.data<float>() + rows[k] * dim, v + k * dim, group.lr, 0.0, step, rows[k] * dim, true});
+        continue;
+      }
+    const Tensor g = gradient(i);
+    if (!g.defined()) continue;  // no part in the last backward
+    update({i, p.numel(), p.data<float>(), g.data<float>(), group.lr, group.weight_decay, ++state_[i].step, 0, false});
   }
+}
+
+RowGrad Optimizer::sparse_gradient(std::size_t i) const {
+  const Tensor& p = params_[i];
+  const RowGrad g = p.row_grad();
+  if (!g.defined()) return g;
+  const double wd = groups_[group_of_[i]].weight_decay;
+  LADON_CHECK(wd == 0.0, name_, "parameter ", i, " of shape ", shape_str(p.shape()),
+              " has a row-sparse gradient; its weight decay must be 0 (got ", wd,
+              "): decay would touch every row");
+  const std::int64_t n = g.rows.numel(), dim = p.shape()[1];
+  const std::int64_t* rows = g.rows.data<std::int64_t>();
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  for (std::int64_t k = 0; k < n; ++k) order[static_cast<std::size_t>(k)] = k;
+  std::sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return rows[a] < rows[b]; });
+  std::vector<std::int64_t> unique;
+  std::vector<float> sums;
+  const float* v = g.values.data<float>();
+  for (std::int64_t k : order) {
+    if (unique.empty() || unique.back() != rows[k]) {
+      unique.push_back(rows[k]);
+      sums.resize(sums.size() + static_cast<std::size_t>(dim), 0.0f);
+    }
+    float* dst = sums.data() + sums.size() - static_cast<std::size_t>(dim);
+    for (std::int64_t d = 0; d < dim; ++d) dst[d] += v[k * dim + d];
+  }
+  const auto u = static_cast<std::int64_t>(unique.size());
+  return {tensor(unique, {u}), tensor(sums, {u, dim})};
 }
 
 Tensor Optimizer::gradient(std::size_t i) const {
@@ -289,6 +327,8 @@ void SGD::validate_hyperparameters() const {
 SGDOptions SGD::options(std::size_t group) const { return group_options(options_, group); }
 
 void SGD::update(const Update& u) {
+  LADON_CHECK(!u.rows || options_.momentum == 0.0, name_, "parameter ", u.index,
+              " has a row-sparse gradient; it needs momentum 0, got ", options_.momentum);
   float* buf = nullptr;
   bool first_step = false;
   if (options_.momentum != 0.0) {
@@ -329,8 +369,8 @@ void Adam::validate_hyperparameters() const {
 AdamOptions Adam::options(std::size_t group) const { return group_options(options_, group); }
 
 void Adam::update(const Update& u) {
-  float* m = buffer(u.index, 0).data<float>();
-  float* v = buffer(u.index, 1).data<float>();
+  float* m = buffer(u.index, 0).data<float>() + u.offset;
+  float* v = buffer(u.index, 1).data<float>() + u.offset;
   kernels::adam_update(u.numel, u.param, u.grad, m, v, static_cast<float>(u.lr), static_cast<float>(options_.beta1),
                        static_cast<float>(options_.beta2), static_cast<float>(options_.eps),
                        static_cast<float>(u.weight_decay), decoupled_, u.step);
@@ -409,7 +449,7 @@ void Adagrad::validate_hyperparameters() const {
 AdagradOptions Adagrad::options(std::size_t group) const { return group_options(options_, group); }
 
 void Adagrad::update(const Update& u) {
-  float* sum = buffer(u.index, 0, options_.initial_accumulator_value).data<float>();
+  float* sum = buffer(u.index, 0, options_.initial_accumulator_value).data<float>() + u.offset;
   const double clr = u.lr / (1.0 + static_cast<double>(u.step - 1) * options_.lr_decay);
   kernels::adagrad_update(u.numel, u.param, u.grad, sum, static_cast<float>(clr), static_cast<float>(options_.eps),
                           static_cast<float>(u.weight_decay));

@@ -6,6 +6,15 @@
 //   nn::Adam opt(model.parameters(), {.lr = 1e-3});
 //   opt.zero_grad(); loss.backward(); opt.step();
 //
+// Row-sparse gradients (sparse embedding tables, Tensor::row_grad): SGD, Adam and Adagrad update
+// only the rows the gradient touches (repeated rows summed first), and only those rows' state:
+//   SGD      exactly the dense update (needs momentum = 0: lazy momentum would differ);
+//   Adagrad  exactly the dense update (an untouched row's sum and value would not move anyway);
+//   Adam     lazy, as PyTorch's SparseAdam: a row's moments decay only on steps that touch it, and
+//            the bias correction uses the parameter's step count. Untouched rows do not move.
+// Weight decay must be 0 for a parameter with a row-sparse gradient (it would touch every row).
+// RMSprop and AdamW read the gradient dense (Tensor::grad adds the rows into a dense tensor).
+//
 // Parameter groups give some parameters their own learning rate or weight decay; what a group
 // leaves unset comes from the options (the second argument):
 //
@@ -104,8 +113,17 @@ class Optimizer : public Stateful {
     const float* grad;
     double lr, weight_decay;
     std::int64_t step;
+    // A row-sparse gradient is applied row by row: param and grad are one row, `offset` is the
+    // row's first element within the parameter (for the per-parameter buffers), rows is true.
+    std::int64_t offset;
+    bool rows;
   };
   virtual void update(const Update& u) = 0;
+  // Whether update() may be called row by row for a row-sparse gradient (else it is made dense).
+  virtual bool row_updates() const { return false; }
+  // Parameter i's row-sparse gradient with every row once (ascending, values summed), or undefined
+  // when its gradient is dense or absent. Throws when the group's weight decay is not 0.
+  RowGrad sparse_gradient(std::size_t i) const;
 
   // Options as a group sees them: the optimizer's own with the group's lr and weight decay.
   template <class Options>
@@ -153,6 +171,7 @@ class SGD : public Optimizer {
   SGDOptions options(std::size_t group = 0) const;  // with the group's lr and weight decay
 
  protected:
+  bool row_updates() const override { return true; }
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
   void update(const Update& u) override;
@@ -179,6 +198,7 @@ class Adam : public Optimizer {
   AdamOptions options(std::size_t group = 0) const;
 
  protected:
+  bool row_updates() const override { return !decoupled_; }  // AdamW decays every row
   Adam(std::vector<ParamGroup> groups, AdamOptions options, bool decoupled, const char* name);
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
@@ -250,6 +270,7 @@ class Adagrad : public Optimizer {
   AdagradOptions options(std::size_t group = 0) const;
 
  protected:
+  bool row_updates() const override { return true; }
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
   void update(const Update& u) override;

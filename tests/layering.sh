@@ -13,7 +13,7 @@ declare -A allowed=(
   [core]="kernels"
   [nn]="core kernels"
   [mtl]="nn core kernels"
-  [data]="core"
+  [data]="nn core kernels"  # nn: Stateful (fitted transforms go into checkpoints) and nn::Features
 )
 layers=(kernels core nn mtl data)
 

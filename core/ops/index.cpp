@@ -143,7 +143,7 @@ Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index) {
 
 
 Tensor embedding_bag(const Tensor& weight, const Tensor& indices, const Tensor& offsets, BagMode mode,
-                     std::optional<std::int64_t> padding_idx) {
+                     std::optional<std::int64_t> padding_idx, bool sparse) {
   const char* op = "embedding_bag";
   LADON_CHECK(weight.defined() && weight.dtype() == Dtype::float32 && weight.dim() == 2, op,
               "weight must be a 2-D float32 tensor",
@@ -204,6 +204,23 @@ Tensor embedding_bag(const Tensor& weight, const Tensor& indices, const Tensor& 
       }
     });
   }
+  if (sparse)  // one gradient row per lookup, the bag's gradient times its scale
+    return record(out, op, {weight}, [idx, starts, ends, scale, pad, num, dim](const Tensor& g, const std::vector<bool>&) {
+      const Tensor gc = g.contiguous();
+      const float* pg = gc.data<float>();
+      std::vector<std::int64_t> rows;
+      std::vector<float> values;
+      rows.reserve(idx.size());
+      values.reserve(idx.size() * static_cast<std::size_t>(dim));
+      for (std::size_t b = 0; b < starts.size(); ++b)
+        for (std::int64_t j = starts[b]; j < ends[b]; ++j) {
+          if (pad && idx[j] == *pad) continue;
+          rows.push_back(idx[j]);
+          for (std::int64_t k = 0; k < dim; ++k) values.push_back(pg[static_cast<std::int64_t>(b) * dim + k] * scale[b]);
+        }
+      const auto k = static_cast<std::int64_t>(rows.size());
+      return Grads{row_sparse_gradient(tensor(rows, {k}), tensor(values, {k, dim}), {num, dim})};
+    });
   return record(out, op, {weight}, [idx, starts, ends, scale, pad, num, dim](const Tensor& g, const std::vector<bool>&) {
     const Tensor gc = g.contiguous();
     Tensor gw = zeros({num, dim});

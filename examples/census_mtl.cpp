@@ -1,0 +1,179 @@
+// The MMoE paper's census setup (Ma et al., KDD 2018, section 5) on UCI Adult: two binary tasks
+// from one shared input, income > 50K and marital status "Never-married". The input is every
+// column except income, marital-status and relationship (relationship encodes marital status).
+// Categorical columns get a vocabulary fitted on the training file and an embedding table each;
+// numeric ones are standardised (capital gain and loss after log1p) and also cut into quantile
+// buckets with an embedding each. Trains single-task MLPs,
+// Shared-Bottom, MMoE and PLE for several seeds and prints the test AUC per task, mean ± std.
+//
+//   build/examples/census_mtl --data ../shared/data/adult
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <sstream>
+
+#include "common.h"
+#include "ladon.h"
+
+using namespace ladon;
+
+namespace {
+
+const std::vector<std::string> kColumns = {"age",          "workclass",      "fnlwgt",         "education",
+                                           "education-num", "marital-status", "occupation",     "relationship",
+                                           "race",          "sex",            "capital-gain",   "capital-loss",
+                                           "hours-per-week", "native-country", "income"};
+
+data::FeatureSet census_features() {
+  data::FeatureSet fs;
+  for (const char* c : {"workclass", "education", "occupation", "race", "sex", "native-country"}) fs.categorical(c);
+  fs.numeric("age").numeric("fnlwgt", {.log1p = true}).numeric("education-num").numeric("hours-per-week");
+  fs.numeric("capital-gain", {.log1p = true}).numeric("capital-loss", {.log1p = true});
+  // Quantile buckets of the same columns as embedded fields too: thresholds (a capital gain above a
+  // few thousand, age bands) are what trees find and an MLP on standardised values learns slowly.
+  for (const char* c : {"age", "hours-per-week", "capital-gain", "capital-loss", "fnlwgt"})
+    fs.numeric(c, {.buckets = 16, .field = std::string(c) + "_bucket"});
+  // adult.test writes its labels with a final '.'.
+  fs.label("income", "income", {.map = {{">50K", 1}, {">50K.", 1}, {"<=50K", 0}, {"<=50K.", 0}}});
+  fs.label("never_married", "marital-status",
+           {.map = {{"Never-married", 1}, {"Married-civ-spouse", 0}, {"Divorced", 0}, {"Separated", 0},
+                    {"Widowed", 0}, {"Married-spouse-absent", 0}, {"Married-AF-spouse", 0}}});
+  return fs;
+}
+
+std::vector<mtl::TaskSpec> task_specs(const std::vector<std::string>& names, std::int64_t tower) {
+  std::vector<mtl::TaskSpec> out;
+  for (const std::string& n : names) out.push_back({.name = n, .out = 1, .tower_hidden = {tower}, .kind = mtl::TaskKind::binary});
+  return out;
+}
+
+std::unique_ptr<mtl::FeatureModel> make_model(const std::string& kind, const data::FeatureSet& fs,
+                                              const std::vector<std::string>& tasks, std::int64_t dim,
+                                              Generator& gen) {
+  nn::FeatureEmbedding front({.fields = fs.fields(), .dim = dim}, gen);
+  const std::int64_t in = front.out_dim();
+  const auto specs = task_specs(tasks, 32);
+  if (kind == "MMoE")
+    return std::make_unique<mtl::FeatureModel>(std::move(front),
+                                               mtl::MMoE({.in = in, .experts = 8, .expert_hidden = {64}, .tasks = specs}, gen));
+  if (kind == "PLE")
+    return std::make_unique<mtl::FeatureModel>(
+        std::move(front), mtl::PLE({.in = in, .levels = 2, .shared_experts = 4, .task_experts = 2, .expert_hidden = {64},
+                                    .tasks = specs},
+                                   gen));
+  if (kind != "Shared-Bottom" && kind != "Single-task")
+    throw Error("census_mtl: unknown model '" + kind + "'");
+  return std::make_unique<mtl::FeatureModel>(std::move(front),
+                                             mtl::SharedBottom({.in = in, .trunk_hidden = {128}, .tasks = specs}, gen));
+}
+
+std::vector<double> column(const Tensor& t) {
+  const std::vector<float> v = t.contiguous().to_vector<float>();
+  return {v.begin(), v.end()};
+}
+
+// Test AUC of each of `tasks` (indices into the dataset's tasks) after training one model on them.
+std::vector<double> train_and_test(const std::string& kind, const data::FeatureSet& fs, const data::TabularDataset& train,
+                                   const data::TabularDataset& test, const std::vector<std::size_t>& tasks,
+                                   std::uint64_t seed, const examples::Flags& flags) {
+  Generator gen(seed * 7919 + 17);
+  std::vector<std::string> names;
+  for (std::size_t t : tasks) names.push_back(train.task_names[t]);
+  const auto model = make_model(kind, fs, names, flags.integer("dim"), gen);
+  nn::Adam optimizer(model->parameters(), {.lr = flags.real("lr")});
+  data::TabularLoader loader(train, {.batch = flags.integer("batch"), .shuffle = true, .seed = seed});
+  model->train();
+  for (long epoch = 0; epoch < flags.integer("epochs"); ++epoch)
+    for (auto& batch : loader) {
+      const auto out = (*model)(batch.features);
+      Tensor loss;
+      for (std::size_t k = 0; k < tasks.size(); ++k) {
+        const Tensor l = mtl::task_loss(model->tasks()[k], out[k], batch.y[tasks[k]], batch.mask[tasks[k]]);
+        loss = loss.defined() ? loss + l : l;
+      }
+      optimizer.zero_grad();
+      loss.backward();
+      optimizer.step();
+    }
+  model->eval();
+  NoGradGuard no_grad;
+  data::TabularLoader test_loader(test, {.batch = 4096});
+  std::vector<std::vector<double>> scores(tasks.size()), labels(tasks.size()), masks(tasks.size());
+  for (auto& batch : test_loader) {
+    const auto out = (*model)(batch.features);
+    for (std::size_t k = 0; k < tasks.size(); ++k) {
+      for (double p : column(sigmoid(out[k]))) scores[k].push_back(p);
+      for (double y : column(batch.y[tasks[k]])) labels[k].push_back(y);
+      for (double m : column(batch.mask[tasks[k]])) masks[k].push_back(m);
+    }
+  }
+  std::vector<double> aucs;
+  for (std::size_t k = 0; k < tasks.size(); ++k) aucs.push_back(mtl::auc(scores[k], labels[k], masks[k]));
+  return aucs;
+}
+
+std::pair<double, double> mean_std(const std::vector<double>& v) {
+  double m = 0, s = 0;
+  for (double x : v) m += x;
+  m /= static_cast<double>(v.size());
+  for (double x : v) s += (x - m) * (x - m);
+  return {m, v.size() > 1 ? std::sqrt(s / static_cast<double>(v.size() - 1)) : 0.0};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const examples::Flags flags(argc, argv,
+                              {{"data", "../shared/data/adult"},
+                               {"seeds", "5"},
+                               {"epochs", "8"},
+                               {"batch", "256"},
+                               {"lr", "0.001"},
+                               {"dim", "8"},
+                               {"threads", "1"},
+                               {"models", "Single-task,Shared-Bottom,MMoE,PLE"}},
+                              "census_mtl: income and never-married on UCI Adult, the MMoE paper's census tasks");
+  set_num_threads(static_cast<int>(flags.integer("threads")));
+  const std::string dir = flags.str("data");
+  const data::CsvOptions train_csv{.header = false, .columns = kColumns};
+  data::CsvOptions test_csv = train_csv;
+  test_csv.skip_lines = 1;  // "|1x3 Cross validator"
+  const data::CsvChunk train_rows = data::read_csv(dir + "/adult.data", train_csv);
+  const data::CsvChunk test_rows = data::read_csv(dir + "/adult.test", test_csv);
+  data::FeatureSet fs = census_features();
+  fs.fit(train_rows);
+  const data::TabularDataset train = fs.transform(train_rows), test = fs.transform(test_rows);
+  std::printf("UCI Adult: %lld training rows, %lld test rows; %zu input fields\n", static_cast<long long>(train.rows),
+              static_cast<long long>(test.rows), fs.fields().size());
+
+  std::vector<std::string> models;
+  std::stringstream list(flags.str("models"));
+  for (std::string m; std::getline(list, m, ',');) models.push_back(m);
+  const long seeds = flags.integer("seeds");
+  std::printf("test AUC, mean ± std over %ld seeds, %ld epochs\n%-14s  %-16s  %-16s\n", seeds, flags.integer("epochs"),
+              "model", "income", "never_married");
+  for (const std::string& kind : models) {
+    std::vector<double> income, never;
+    for (long s = 0; s < seeds; ++s) {
+      const auto seed = static_cast<std::uint64_t>(s + 1);
+      if (kind == "Single-task") {
+        income.push_back(train_and_test(kind, fs, train, test, {0}, seed, flags)[0]);
+        never.push_back(train_and_test(kind, fs, train, test, {1}, seed, flags)[0]);
+      } else {
+        const auto a = train_and_test(kind, fs, train, test, {0, 1}, seed, flags);
+        income.push_back(a[0]);
+        never.push_back(a[1]);
+      }
+    }
+    const auto [mi, si] = mean_std(income);
+    const auto [mn, sn] = mean_std(never);
+    std::printf("%-14s  %.4f ± %.4f   %.4f ± %.4f\n", kind.c_str(), mi, si, mn, sn);
+    std::fflush(stdout);
+  }
+  std::printf("references (scikit-learn 1.2.1, same inputs): logistic regression 0.857 / 0.870, "
+              "histogram gradient boosting 0.896 / 0.888\n");
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "census_mtl: %s\n", e.what());
+  return 1;
+}

@@ -1,0 +1,178 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "ladon.h"
+#include "test_util.h"
+
+using namespace ladon;
+using namespace ladon::data;
+using namespace ladon::data::test;
+
+namespace {
+std::string write_text(const TempDir& dir, const std::string& name, const std::string& text) {
+  const std::string path = dir.file(name);
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+const TabularDataset::Field& field(const TabularDataset& ds, const std::string& name) {
+  for (const auto& f : ds.fields)
+    if (f.spec.name == name) return f;
+  FAIL("no field " << name);
+  throw 0;
+}
+FeatureSet census_like() {
+  FeatureSet fs;
+  fs.categorical("job", {.min_count = 2})
+      .categorical("city", {.hash_buckets = 4})
+      .numeric("gain", {.log1p = true, .missing_indicator = true})
+      .numeric("age", {.buckets = 2})
+      .multi_categorical("tags", {.separator = '|'})
+      .label("rich", "income", {.map = {{">50K", 1}, {"<=50K", 0}}});
+  return fs;
+}
+const char* kTrain =
+    "job,city,gain,age,tags,income\n"
+    "a,x,0,20,p|q,>50K\n"
+    "b,y,e,30,q,<=50K\n"    // 'e' replaced below per test
+    "a,x,?,40,,?\n"
+    "c,z,3,50,p|r|p,<=50K\n";
+}  // namespace
+
+TEST_CASE("data/feature_set: fitted vocabulary, hashing, log1p + standardise, quantile buckets, bags, labels") {
+  TempDir dir;
+  std::string text = kTrain;
+  text.replace(text.find(",e,"), 3, ",1,");
+  const CsvChunk train = read_csv(write_text(dir, "train.csv", text));
+  FeatureSet fs = census_like();
+  fs.fit(train);
+  // job: a twice, b and c once; min_count 2 keeps only a -> id 2; b, c -> 0 (OOV); missing -> 1.
+  CHECK(fs.vocabulary("job") == std::vector<std::string>{"a"});
+  const TabularDataset ds = fs.transform(train);
+  CHECK(ds.rows == 4);
+  CHECK(field(ds, "job").ids.to_vector<std::int64_t>() == std::vector<std::int64_t>{2, 0, 2, 0});
+  const auto city = field(ds, "city").ids.to_vector<std::int64_t>();
+  CHECK(city[0] == city[2]);
+  for (auto id : city) CHECK((id >= 1 && id <= 4));
+  // gain: log1p of 0, 1, 3 = 0, ln 2, ln 4; mean ln 2; population std sqrt(((ln2)^2 + 0 + (ln2)^2) / 3).
+  const double l2 = std::log(2.0), sd = std::sqrt(2 * l2 * l2 / 3);
+  const auto gain = field(ds, "gain").values.to_vector<float>();
+  REQUIRE(gain.size() == 8);
+  CHECK(gain[0] == doctest::Approx(-l2 / sd));
+  CHECK(gain[1] == 0);
+  CHECK(gain[2] == 0);  // missing: the mean, and the indicator says so
+  CHECK(gain[3] == 0);
+  CHECK(gain[4] == 0);
+  CHECK(gain[5] == 1);
+  CHECK(gain[6] == doctest::Approx(l2 / sd));
+  // age, 2 buckets: boundary at the sorted value with index 1 * 4 / 2 = 2, i.e. 40: 20, 30 -> 1; 40, 50 -> 2.
+  CHECK(field(ds, "age").ids.to_vector<std::int64_t>() == std::vector<std::int64_t>{1, 1, 2, 2});
+  CHECK(field(ds, "age").spec.cardinality == 3);
+  // tags: p 3 times, q 2, r 1 -> p 2, q 3, r 4; bags [p q] [q] [] [p r p].
+  CHECK(fs.vocabulary("tags") == std::vector<std::string>{"p", "q", "r"});
+  CHECK(field(ds, "tags").ids.to_vector<std::int64_t>() == std::vector<std::int64_t>{2, 3, 3, 2, 4, 2});
+  CHECK(field(ds, "tags").offsets.to_vector<std::int64_t>() == std::vector<std::int64_t>{0, 2, 3, 3, 6});
+  CHECK(ds.labels[0].to_vector<float>() == std::vector<float>{1, 0, 0, 0});
+  CHECK(ds.masks[0].to_vector<float>() == std::vector<float>{1, 1, 0, 1});
+  CHECK(ds.task_names == std::vector<std::string>{"rich"});
+  const auto specs = fs.fields();
+  REQUIRE(specs.size() == 5);
+  CHECK(specs[0].cardinality == 3);  // OOV, missing, a
+  CHECK(specs[1].cardinality == 5);  // missing + 4 buckets
+  CHECK(specs[2].kind == nn::FieldKind::numeric);
+  CHECK(specs[2].width == 2);
+  CHECK(specs[4].kind == nn::FieldKind::multi_categorical);
+}
+
+TEST_CASE("data/feature_set: a set rebuilt from its state (through a checkpoint) transforms new rows identically") {
+  TempDir dir;
+  std::string text = kTrain;
+  text.replace(text.find(",e,"), 3, ",1,");
+  FeatureSet fs = census_like();
+  fs.fit(read_csv(write_text(dir, "train.csv", text)));
+  nn::Linear model(2, 1);
+  nn::Checkpoint ckpt;
+  ckpt.model = nn::module_state(model);
+  ckpt.extra["features"] = fs.state_dict();
+  nn::write_checkpoint(dir.file("m.ckpt"), ckpt);
+  const FeatureSet loaded = FeatureSet::from_state(nn::read_checkpoint(dir.file("m.ckpt")).extra.at("features"));
+  // New rows: an unseen job (OOV), an unseen tag, a value past the last boundary.
+  const CsvChunk fresh = read_csv(write_text(dir, "new.csv", "job,city,gain,age,tags,income\nzzz,x,7,99,r|new,>50K\n"));
+  const TabularDataset a = fs.transform(fresh), b = loaded.transform(fresh);
+  REQUIRE(a.fields.size() == b.fields.size());
+  for (std::size_t f = 0; f < a.fields.size(); ++f) {
+    CAPTURE(a.fields[f].spec.name);
+    if (a.fields[f].ids.defined()) CHECK(a.fields[f].ids.to_vector<std::int64_t>() == b.fields[f].ids.to_vector<std::int64_t>());
+    if (a.fields[f].values.defined()) CHECK(a.fields[f].values.to_vector<float>() == b.fields[f].values.to_vector<float>());
+  }
+  CHECK(field(b, "job").ids.to_vector<std::int64_t>() == std::vector<std::int64_t>{0});
+  CHECK(field(b, "tags").ids.to_vector<std::int64_t>() == std::vector<std::int64_t>{4, 0});
+  CHECK(fs.state_dict() == loaded.state_dict());
+}
+
+TEST_CASE("data/feature_set: bad input names the file, the line and the column") {
+  TempDir dir;
+  const std::string path = write_text(dir, "t.csv", kTrain);  // 'e' in the numeric column gain
+  FeatureSet fs = census_like();
+  CHECK(error_message([&] { fs.fit(read_csv(path)); }) == "csv: " + path + ":3: column 'gain': 'e' is not a number");
+  std::string text = kTrain;
+  text.replace(text.find(",e,"), 3, ",1,");
+  text.replace(text.find("<=50K\na"), 5, "maybe");
+  const std::string bad_label = write_text(dir, "l.csv", text);
+  fs.fit(read_csv(bad_label));  // labels are not fitted
+  CHECK(error_message([&] { fs.transform(read_csv(bad_label)); }) ==
+        "FeatureSet: " + bad_label + ":3: column 'income': label 'maybe' of task 'rich' is not one of '>50K', '<=50K'");
+  const std::string header_only = write_text(dir, "h.csv", "job,city,gain,age,tags,income\n");
+  CHECK(error_message([&] { fs.fit(read_csv(header_only)); }) ==
+        "FeatureSet: fit: " + header_only + ": the training split has no rows");
+  const std::string no_column = write_text(dir, "n.csv", "job\na\n");
+  CHECK(error_message([&] { fs.fit(read_csv(no_column)); }) == "csv: " + no_column + ": no column 'city' (columns: job)");
+  FeatureSet unfitted = census_like();
+  CHECK(error_message([&] { unfitted.transform(read_csv(header_only)); }) ==
+        "FeatureSet: transform before fit (or load_state_dict)");
+  CHECK(error_message([&] { FeatureSet().numeric("a", {.buckets = 1}); }) ==
+        "FeatureSet: 'a': buckets must be 0 (none) or > 1, got 1");
+  CHECK(error_message([&] { FeatureSet().numeric("a").categorical("a"); }) == "FeatureSet: 'a' is declared twice");
+  FeatureSet two;
+  two.numeric("a").numeric("a", {.buckets = 2, .field = "a_buckets"});  // one column, two fields
+  CHECK(two.task_names().empty());
+  const std::string negative = write_text(dir, "g.csv", "job,city,gain,age,tags,income\na,x,-3,1,p,>50K\n");
+  CHECK(error_message([&] { fs.fit(read_csv(negative)); }) ==
+        "FeatureSet: " + negative + ":2: column 'gain': log1p needs a value > -1, got -3");
+}
+
+TEST_CASE("data/tabular_loader: fields, labels and masks shuffled together; bags re-based per batch") {
+  TempDir dir;
+  std::string text = "id,tags,y\n";
+  for (int i = 0; i < 10; ++i) text += std::to_string(i) + "," + std::string(static_cast<std::size_t>(i % 3), 't') + (i % 3 ? "|u" : "") + "," + (i == 4 ? "?" : std::to_string(i)) + "\n";
+  const CsvChunk chunk = read_csv(write_text(dir, "d.csv", text));
+  FeatureSet fs;
+  fs.numeric("id", {.standardize = false}).multi_categorical("tags").label("y", "y");
+  fs.fit(chunk);
+  const TabularDataset ds = fs.transform(chunk);
+  TabularLoader loader(ds, {.batch = 4, .shuffle = true, .seed = 3});
+  CHECK(loader.num_batches() == 3);
+  std::vector<int> seen;
+  for (auto& batch : loader) {
+    const auto ids = batch.features.at("id").values.to_vector<float>();
+    const auto y = batch.y[0].to_vector<float>();
+    const auto m = batch.mask[0].to_vector<float>();
+    const auto starts = batch.features.at("tags").offsets.to_vector<std::int64_t>();
+    const auto bag = batch.features.at("tags").ids.to_vector<std::int64_t>();
+    REQUIRE(starts.size() == ids.size());
+    CHECK(starts[0] == 0);
+    for (std::size_t r = 0; r < ids.size(); ++r) {
+      const int id = static_cast<int>(ids[r]);
+      seen.push_back(id);
+      CHECK(m[r] == (id == 4 ? 0.0f : 1.0f));
+      CHECK(y[r] == (id == 4 ? 0.0f : static_cast<float>(id)));
+      const std::int64_t end = r + 1 < starts.size() ? starts[r + 1] : static_cast<std::int64_t>(bag.size());
+      CHECK(end - starts[r] == (id % 3 == 0 ? 0 : 2));  // "t|u" or "tt|u": two pieces, none for ""
+    }
+  }
+  std::vector<int> sorted = seen;
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(sorted == std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  CHECK(seen != sorted);  // shuffled
+}
