@@ -45,3 +45,6 @@
 #include "nn/rnn.h"
 #include "nn/scheduler.h"
 #include "nn/state.h"
+#include "train/history.h"
+#include "train/plots.h"
+#include "train/progress.h"
