@@ -49,3 +49,4 @@
 #include "train/history.h"
 #include "train/plots.h"
 #include "train/progress.h"
+#include "train/trainer.h"
