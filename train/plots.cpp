@@ -202,7 +202,7 @@ PlotResult plot_history(const History& h, const std::string& dir, const PlotOpti
       line(train, "train loss", "with lines lw 2 lc rgb \"#1f77b4\"");
       line(val, "val loss", "with linespoints lw 2 pt 7 lc rgb \"#ff7f0e\"");
       line(score, "val " + metric, "axes x1y2 with linespoints lw 2 pt 5 dt 2 lc rgb \"#2ca02c\"");
-      panels += "  set title " + quote(t) + "\n  set xlabel \"step\"\n  set ylabel \"loss\"\n  set key outside right top vertical\n";
+      panels += "  set title " + quote(t) + "\n  set xlabel \"step\"\n  set xtics rotate by 30 right\n  set ylabel \"loss\"\n  set key outside right top vertical\n";
       panels += score.empty() ? "  unset y2tics\n  unset y2label\n  set ytics mirror\n"
                               : "  set y2label " + quote("val " + metric) + "\n  set ytics nomirror\n  set y2tics\n";
       panels += plots + "\n";
@@ -237,7 +237,7 @@ PlotResult plot_history(const History& h, const std::string& dir, const PlotOpti
         plots += std::string(t ? ", \\\n       " : "  plot ") + "\"task_weights.dat\" using 1:" + std::to_string(t + 2) +
                  " with lines lw 2 title " + quote(tasks[t]);
       script += "# Task weights: the balancer's weight of every task over the steps.\n" +
-                open_picture("task_weights", 720, 420) + "  set title \"Task weights\"\n  set xlabel \"step\"\n"
+                open_picture("task_weights", 720, 420) + "  set title \"Task weights\"\n  set xlabel \"step\"\n  set xtics rotate by 30 right\n"
                 "  set ylabel \"weight\"\n  set key outside right\n  set grid\n  set offsets 0, 0, graph 0.05, graph 0.05\n" + plots + "\n" + close_picture;
       add_picture("task_weights");
     }
