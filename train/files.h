@@ -3,6 +3,8 @@
 // never destroys the previous one.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <string>
 
 namespace ladon::train {

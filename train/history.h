@@ -14,6 +14,8 @@
 // named "gate.<expert>" (mean gate weight) and "cosine.<other task>" (task-gradient cosine).
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cmath>
 #include <cstdint>
 #include <limits>

@@ -13,6 +13,8 @@
 //   expert_load      a sparse MoE layer's share of assignments per expert over the epochs
 #pragma once
 
+#include "layer_fence.h"
+
 #include <string>
 #include <vector>
 

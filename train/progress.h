@@ -13,6 +13,8 @@
 // nothing. Lines other code prints between steps go through message(), which keeps the line intact.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>

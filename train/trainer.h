@@ -19,6 +19,8 @@
 // 2 epochs + resume + 2 epochs give the same parameters, bit for bit, as 4 epochs straight.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <functional>
 #include <map>
