@@ -55,14 +55,18 @@ std::int64_t Loader::num_batches() const {
   return options_.drop_last ? rows_ / options_.batch : (rows_ + options_.batch - 1) / options_.batch;
 }
 
-Loader::Iterator Loader::begin() {
+Loader::Iterator Loader::begin() { return begin_at(0); }
+
+Loader::Iterator Loader::begin_at(std::int64_t first) {
+  LADON_CHECK(first >= 0 && first <= num_batches(), "Loader::begin_at", "batch ", first, " is not in 0..",
+              num_batches());
   std::shared_ptr<const std::vector<std::int64_t>> order;
   if (options_.shuffle) {
     // The generator advances with each epoch, so each begin() sees a new permutation.
     const Tensor perm = randperm(rows_, gen_);
     order = std::make_shared<const std::vector<std::int64_t>>(perm.to_vector<std::int64_t>());
   }
-  return Iterator(this, std::move(order), 0);
+  return Iterator(this, std::move(order), first);
 }
 
 Loader::Iterator Loader::end() { return Iterator(this, nullptr, num_batches()); }

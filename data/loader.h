@@ -68,10 +68,16 @@ class Loader {
   };
 
   Iterator begin();  // starts an epoch (reshuffles when shuffle is on)
+  // Starts an epoch like begin() but at batch `first` (0..num_batches()), without building the
+  // batches before it: with the generator's state from before an epoch's begin(), this resumes
+  // that epoch where it stopped.
+  Iterator begin_at(std::int64_t first);
   Iterator end();
   std::int64_t num_batches() const;
   std::int64_t size() const { return rows_; }  // rows in the dataset
   const LoaderOptions& options() const { return options_; }
+  // The shuffle stream: its state before begin() decides the epoch's order (saved by checkpoints).
+  Generator& generator() { return gen_; }
 
  private:
   Tensor x_;

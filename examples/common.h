@@ -1,10 +1,7 @@
-// Small helpers shared by the example programs: flag parsing, a live progress line, and test
-// metrics per task.
+// Small helpers shared by the example programs: flag parsing and test metrics per task. The
+// progress line is the library's (train/progress.h).
 #pragma once
 
-#include <unistd.h>
-
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -12,25 +9,25 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "ladon.h"
 
 namespace examples {
 
-// --name value flags with defaults; --help prints them. Unknown flags are an error.
+// --name value flags with defaults, parsed by CLI11; --help lists them with their defaults and
+// unknown flags are an error. For the examples whose flags are all strings with defaults; the
+// Trainer examples declare typed CLI11 options directly.
 class Flags {
  public:
   Flags(int argc, char** argv, std::map<std::string, std::string> defaults, std::string usage)
       : values_(std::move(defaults)) {
-    for (int i = 1; i < argc; ++i) {
-      std::string arg = argv[i];
-      if (arg == "--help" || arg == "-h") {
-        std::printf("%s\n\nflags (default):\n", usage.c_str());
-        for (const auto& [k, v] : values_) std::printf("  --%s (%s)\n", k.c_str(), v.c_str());
-        std::exit(0);
-      }
-      if (arg.rfind("--", 0) != 0 || !values_.count(arg.substr(2)) || i + 1 >= argc)
-        throw std::invalid_argument("unknown flag or missing value: " + arg + " (see --help)");
-      values_[arg.substr(2)] = argv[++i];
+    CLI::App app{std::move(usage)};
+    for (auto& [k, v] : values_) app.add_option("--" + k, v)->capture_default_str();
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      std::exit(app.exit(e));  // prints the help (exit 0) or the error and a hint (exit 1)
     }
   }
   std::string str(const std::string& k) const { return values_.at(k); }
@@ -39,34 +36,6 @@ class Flags {
 
  private:
   std::map<std::string, std::string> values_;
-};
-
-// One progress line, redrawn in place on a terminal and printed every few seconds otherwise.
-class Progress {
- public:
-  explicit Progress(long total_steps) : total_(total_steps), start_(clock::now()), last_print_(start_) {}
-
-  void update(long step, long samples, const std::string& text) {
-    const auto now = clock::now();
-    const double elapsed = seconds(now - start_);
-    const bool tty = isatty(STDOUT_FILENO);
-    if (!tty && seconds(now - last_print_) < 5.0 && step != total_) return;
-    last_print_ = now;
-    const double rate = elapsed > 0 ? static_cast<double>(samples) / elapsed : 0.0;
-    const double eta = step > 0 ? elapsed * static_cast<double>(total_ - step) / static_cast<double>(step) : 0.0;
-    std::printf("%s%s  %.0f samples/s  ETA %.0fs%s", tty ? "\r\033[K" : "", text.c_str(), rate, eta, tty ? "" : "\n");
-    std::fflush(stdout);
-  }
-  void finish() {
-    if (isatty(STDOUT_FILENO)) std::printf("\n");
-  }
-  double elapsed() const { return seconds(clock::now() - start_); }
-
- private:
-  using clock = std::chrono::steady_clock;
-  static double seconds(clock::duration d) { return std::chrono::duration<double>(d).count(); }
-  long total_;
-  clock::time_point start_, last_print_;
 };
 
 // Test metrics per task over a whole split (accuracy for classes, MSE for regression; auxiliary

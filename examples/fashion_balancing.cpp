@@ -70,7 +70,7 @@ int main(int argc, char** argv) try {
   std::printf("%-12s  %-8s  %-8s  %s\n", "method", "item", "group", "seconds");
   std::stringstream methods(flags.str("methods"));
   for (std::string method; std::getline(methods, method, ',');) {
-    const examples::Progress clock(1);
+    const train::Progress clock(0, {}, {.quiet = true});
     const auto acc = run(method, fm, flags.integer("epochs"), flags.real("lr"));
     std::printf("%-12s  %.4f    %.4f    %.0f\n", method.c_str(), acc[0].value, acc[1].value, clock.elapsed());
     std::fflush(stdout);

@@ -1,9 +1,12 @@
 // A small CNN trunk shared by the two Fashion-MNIST tasks (item class and group): two blocks of
 // conv + batch-norm + ReLU + max-pool, then a dense layer, then one tower per task. A checkpoint
-// (model, optimizer, schedule, epoch) is written after every epoch; --resume 1 continues from it.
+// of everything (model, optimizer, schedule, random streams, position) is written after every
+// epoch by the Trainer; --resume 1 continues from it exactly.
 //
-//   build/examples/fashion_cnn_mtl [--epochs 10] [--checkpoint fashion_cnn.ckpt] [--resume 1]
+//   build/examples/fashion_cnn_mtl [--epochs 10] [--out runs/fashion_cnn] [--resume 1]  (--help)
 #include <cstdio>
+
+#include <CLI/CLI.hpp>
 
 #include "common.h"
 #include "ladon.h"
@@ -24,63 +27,55 @@ nn::Sequential cnn_trunk(Generator& gen) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const examples::Flags flags(argc, argv,
-                              {{"epochs", "10"},
-                               {"batch", "128"},
-                               {"lr", "0.002"},
-                               {"threads", "0"},
-                               {"seed", "1"},
-                               {"checkpoint", "fashion_cnn.ckpt"},
-                               {"resume", "0"},
-                               {"data", "/usr/share/datasets/fashion-mnist"}},
-                              "fashion_cnn_mtl: a CNN trunk shared by two Fashion-MNIST tasks");
-  set_num_threads(static_cast<int>(flags.integer("threads")));
-  Generator gen(static_cast<std::uint64_t>(flags.integer("seed")));
-  const data::FashionMnist fm = data::fashion_mnist(flags.str("data"));
+  CLI::App app{"fashion_cnn_mtl: a CNN trunk shared by two Fashion-MNIST tasks"};
+  app.option_defaults()->always_capture_default();
+  std::string data_dir = "/usr/share/datasets/fashion-mnist", out = "runs/fashion_cnn";
+  std::int64_t epochs = 10, batch = 128, seed = 1, patience = 0;
+  double lr = 0.002;
+  int threads = 0;
+  bool resume = false, quiet = false;
+  app.add_option("--epochs", epochs, "passes over the training images")->check(CLI::PositiveNumber);
+  app.add_option("--batch", batch, "images per step")->check(CLI::PositiveNumber);
+  app.add_option("--lr", lr, "Adam learning rate (cosine decay over the epochs)");
+  app.add_option("--threads", threads, "worker threads (0: all cores)");
+  app.add_option("--seed", seed, "initialisation and dropout seed");
+  app.add_option("--patience", patience, "stop after this many epochs without a better item accuracy (0: never)");
+  app.add_option("--out", out, "folder for the history, pictures and checkpoints (last.ckpt, best.ckpt)");
+  app.add_option("--resume", resume, "continue from OUT/last.ckpt (0 or 1)");
+  app.add_option("--data", data_dir, "folder with the Fashion-MNIST IDX files");
+  app.add_flag("--quiet", quiet, "no progress line");
+  CLI11_PARSE(app, argc, argv);
+
+  set_num_threads(threads);
+  Generator gen(static_cast<std::uint64_t>(seed));
+  const data::FashionMnist fm = data::fashion_mnist(data_dir);
   const std::vector<mtl::TaskSpec> tasks = {{"item", 10, {}}, {"group", 4, {}}};
   mtl::SharedBottom model(cnn_trunk(gen), 256, tasks, gen);
-  nn::Adam optimizer(model.parameters(), {.lr = flags.real("lr")});
-  const long epochs = flags.integer("epochs");
+  nn::Adam optimizer(model.parameters(), {.lr = lr});
   nn::WarmupCosineLR schedule(optimizer, {.total_steps = epochs});  // cosine decay over the epochs
   mtl::StaticWeighting balancer({1.0, 0.5});
   std::printf("CNN trunk, %lld parameters, %d threads\n", static_cast<long long>(model.num_parameters()), num_threads());
 
-  const std::string checkpoint = flags.str("checkpoint");
-  long first_epoch = 1;
-  if (flags.integer("resume")) {
-    const auto loaded = nn::load_checkpoint(checkpoint, model, {.optimizer = &optimizer, .scheduler = &schedule});
-    first_epoch = static_cast<long>(loaded.metadata.integer("epoch")) + 1;
-    std::printf("resumed from %s after epoch %ld\n", checkpoint.c_str(), first_epoch - 1);
+  // Validation on the first 2000 test images picks the best checkpoint (OUT/best.ckpt).
+  data::Loader loader(fm.train, {.batch = batch, .shuffle = true, .seed = 3});
+  train::Trainer trainer(model, balancer, optimizer, loader,
+                         {.epochs = epochs,
+                          .monitor = {.task = "item", .metric = "accuracy"},
+                          .patience = patience,
+                          .out = out,
+                          .progress = {.quiet = quiet}});
+  trainer.set_validation(data::slice(fm.test, 0, 2000));
+  trainer.set_scheduler(schedule);
+  if (resume) {
+    trainer.resume(trainer.path("last.ckpt"));
+    std::printf("resumed from %s at epoch %lld, step %lld\n", trainer.path("last.ckpt").c_str(),
+                static_cast<long long>(trainer.epoch()), static_cast<long long>(trainer.step()));
   }
-  data::Loader loader(fm.train, {.batch = flags.integer("batch"), .shuffle = true, .seed = 3});
-  examples::Progress progress((epochs - first_epoch + 1) * loader.num_batches());
-  long step = 0, samples = 0;
-  for (long epoch = first_epoch; epoch <= epochs; ++epoch) {
-    double item_loss = 0;
-    long batches = 0;
-    for (const data::Batch& batch : loader) {
-      const auto out = model(batch.x);
-      const Tensor loss_item = nn::cross_entropy(out[0], batch.y[0]);
-      optimizer.zero_grad();
-      balancer.backward({loss_item, nn::cross_entropy(out[1], batch.y[1])}, model);
-      optimizer.step();
-      item_loss += loss_item.item();
-      ++step, ++batches;
-      samples += batch.x.size(0);
-      char text[128];
-      std::snprintf(text, sizeof text, "epoch %ld/%ld  batch %ld/%lld  item loss %.4f", epoch, epochs, batches,
-                    static_cast<long long>(loader.num_batches()), item_loss / static_cast<double>(batches));
-      progress.update(step, samples, text);
-    }
-    schedule.step();
-    nn::StateDict metadata;
-    metadata.set("epoch", static_cast<std::int64_t>(epoch));
-    metadata.set("train_item_loss", item_loss / static_cast<double>(batches));
-    nn::save_checkpoint(checkpoint, model, {.optimizer = &optimizer, .scheduler = &schedule, .metadata = metadata});
-  }
-  progress.finish();
-  std::printf("trained in %.1f s\n", progress.elapsed());
+  const train::PlotResult pictures = trainer.fit();
+  std::printf("trained in %.1f s; best validation item accuracy %.4f at step %lld\n", trainer.progress().elapsed(),
+              trainer.best(), static_cast<long long>(trainer.best_step()));
   examples::print_results(examples::evaluate(model, fm.test));
+  std::printf("history and pictures: %s\n", pictures.message.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());

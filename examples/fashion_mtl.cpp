@@ -1,7 +1,9 @@
 // The README demo: one multi-task network learns two tasks from Fashion-MNIST images at once, the
 // 10-way item class and its 4-way group (tops, bottoms, footwear, bags).
 //
-//   build/examples/fashion_mtl [--model mmoe|omoe|shared_bottom] [--epochs 8] [--threads 2] ...
+//   build/examples/fashion_mtl [--model mmoe|omoe|shared_bottom] [--epochs 8] [--threads 2] ...  (--help)
+//
+// The Trainer does the loop; the history and its pictures go to --out (default runs/fashion_mtl).
 //
 // --report 1 prints after every epoch which experts each task's gate uses (on held-out images) and
 // how the tasks' gradients on the shared parameters agree (on one training batch).
@@ -9,6 +11,8 @@
 // with float32 sums, everything else float32 (core/autocast.h).
 #include <cstdio>
 #include <memory>
+
+#include <CLI/CLI.hpp>
 
 #include "common.h"
 #include "ladon.h"
@@ -38,7 +42,7 @@ void print_report(mtl::MultiTaskModel& model, const data::Dataset& held_out, con
   }
   const std::vector<Tensor> out = model(train_batch.x);
   std::vector<Tensor> losses;
-  for (std::size_t t = 0; t < out.size(); ++t) losses.push_back(nn::cross_entropy(out[t], train_batch.y[t]));
+  for (std::size_t t = 0; t < out.size(); ++t) losses.push_back(mtl::task_loss(model.tasks()[t], out[t], train_batch.y[t]));
   const mtl::GradientConflicts conflicts = mtl::gradient_conflicts(losses, model.shared_parameters());
   std::printf("task gradients on the shared parameters:\n%s", mtl::format_conflict_table(names, conflicts).c_str());
 }
@@ -46,67 +50,52 @@ void print_report(mtl::MultiTaskModel& model, const data::Dataset& held_out, con
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const examples::Flags flags(argc, argv,
-                              {{"model", "mmoe"},
-                               {"epochs", "10"},
-                               {"batch", "128"},
-                               {"lr", "0.001"},
-                               {"threads", "0"},
-                               {"seed", "1"},
-                               {"report", "0"},
-                               {"bf16", "0"},
-                               {"data", "/usr/share/datasets/fashion-mnist"}},
-                              "fashion_mtl: multi-task training on Fashion-MNIST (item class + group)");
-  set_num_threads(static_cast<int>(flags.integer("threads")));
-  manual_seed(static_cast<std::uint64_t>(flags.integer("seed")));
-  const AutocastGuard precision(flags.integer("bf16") ? Precision::bf16 : Precision::fp32);
+  CLI::App app{"fashion_mtl: multi-task training on Fashion-MNIST (item class + group)"};
+  app.option_defaults()->always_capture_default();
+  std::string kind = "mmoe", data_dir = "/usr/share/datasets/fashion-mnist", out = "runs/fashion_mtl";
+  std::int64_t epochs = 10, batch = 128, seed = 1;
+  double lr = 0.001;
+  int threads = 0;
+  bool report = false, quiet = false, bf16 = false;
+  app.add_option("--model", kind, "architecture")->check(CLI::IsMember({"mmoe", "omoe", "shared_bottom"}));
+  app.add_option("--epochs", epochs, "passes over the training images")->check(CLI::PositiveNumber);
+  app.add_option("--batch", batch, "images per step")->check(CLI::PositiveNumber);
+  app.add_option("--lr", lr, "Adam learning rate");
+  app.add_option("--threads", threads, "worker threads (0: all cores)");
+  app.add_option("--seed", seed, "initialisation seed");
+  app.add_option("--report", report, "after each epoch: gate use per task and task-gradient agreement (0 or 1)");
+  app.add_option("--data", data_dir, "folder with the Fashion-MNIST IDX files");
+  app.add_option("--out", out, "folder for the metrics history, pictures and checkpoints");
+  app.add_option("--bf16", bf16, "matrix products in bf16 with float32 sums (0 or 1)");
+  app.add_flag("--quiet", quiet, "no progress line");
+  CLI11_PARSE(app, argc, argv);
+  const AutocastGuard precision(bf16 ? Precision::bf16 : Precision::fp32);
 
-  const data::FashionMnist fm = data::fashion_mnist(flags.str("data"));
+  set_num_threads(threads);
+  manual_seed(static_cast<std::uint64_t>(seed));
+  const data::FashionMnist fm = data::fashion_mnist(data_dir);
   const std::vector<mtl::TaskSpec> tasks = {{"item", 10, {64}}, {"group", 4, {64}}};
-  std::unique_ptr<mtl::MultiTaskModel> model = make_model(flags.str("model"), tasks);
-  nn::Adam optimizer(model->parameters(), {.lr = flags.real("lr")});
+  std::unique_ptr<mtl::MultiTaskModel> model = make_model(kind, tasks);
+  nn::Adam optimizer(model->parameters(), {.lr = lr});
   mtl::StaticWeighting balancer = mtl::StaticWeighting::equal(tasks.size());
-  std::printf("model %s: %lld parameters, %lld training images, %d threads, %s products\n",
-              flags.str("model").c_str(), static_cast<long long>(model->num_parameters()),
-              static_cast<long long>(fm.train.size()), num_threads(), precision_name(autocast_precision()));
+  std::printf("model %s: %lld parameters, %lld training images, %d threads, %s products\n", kind.c_str(),
+              static_cast<long long>(model->num_parameters()), static_cast<long long>(fm.train.size()), num_threads(),
+              precision_name(autocast_precision()));
 
-  const long epochs = flags.integer("epochs");
-  data::Loader loader(fm.train, {.batch = flags.integer("batch"), .shuffle = true, .seed = 7});
-  examples::Progress progress(epochs * loader.num_batches());
-  long step = 0, samples = 0;
-  for (long epoch = 1; epoch <= epochs; ++epoch) {
-    std::vector<double> running(tasks.size(), 0.0);
-    long batches = 0;
-    for (const data::Batch& batch : loader) {
-      const std::vector<Tensor> out = (*model)(batch.x);
-      std::vector<Tensor> losses;
-      for (std::size_t t = 0; t < tasks.size(); ++t) losses.push_back(nn::cross_entropy(out[t], batch.y[t]));
-      optimizer.zero_grad();
-      balancer.backward(losses, *model);
-      optimizer.step();
-
-      ++step, ++batches;
-      samples += batch.x.size(0);
-      char text[160];
-      std::snprintf(text, sizeof text, "epoch %ld/%ld  batch %ld/%lld", epoch, epochs, batches,
-                    static_cast<long long>(loader.num_batches()));
-      std::string line = text;
-      for (std::size_t t = 0; t < tasks.size(); ++t) {
-        running[t] += losses[t].item();
-        std::snprintf(text, sizeof text, "  %s loss %.4f", tasks[t].name.c_str(), running[t] / static_cast<double>(batches));
-        line += text;
-      }
-      progress.update(step, samples, line);
-    }
-    if (flags.integer("report")) {
-      progress.finish();
+  // Validation curves on the first 2000 test images (only watched: nothing is selected on them).
+  data::Loader loader(fm.train, {.batch = batch, .shuffle = true, .seed = 7});
+  train::Trainer trainer(*model, balancer, optimizer, loader,
+                         {.epochs = epochs, .out = out, .progress = {.quiet = quiet}});
+  trainer.set_validation(data::slice(fm.test, 0, 2000));
+  if (report)
+    trainer.on_epoch([&](train::Trainer& t) {
+      t.progress().finish();
       print_report(*model, data::slice(fm.test, 0, 1000), data::slice(fm.train, 0, 256));
-    }
-  }
-  progress.finish();
-  std::printf("trained in %.1f s\n", progress.elapsed());
-
+    });
+  const train::PlotResult pictures = trainer.fit();
+  std::printf("trained in %.1f s\n", trainer.progress().elapsed());
   examples::print_results(examples::evaluate(*model, fm.test));
+  std::printf("history (metrics.csv, metrics.jsonl) and pictures: %s\n", pictures.message.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());

@@ -21,6 +21,7 @@ int main(int argc, char** argv) try {
                                {"k", "2"},
                                {"capacity", "1.25"},
                                {"threads", "0"},
+                               {"out", "runs/fashion_sparse_moe"},
                                {"data", "/usr/share/datasets/fashion-mnist"}},
                               "fashion_sparse_moe: a noisy top-k mixture of experts shared by two tasks");
   set_num_threads(static_cast<int>(flags.integer("threads")));
@@ -42,43 +43,30 @@ int main(int argc, char** argv) try {
               static_cast<long long>(moe.num_experts()), static_cast<long long>(moe.k()),
               flags.real("capacity"), static_cast<long long>(model.num_parameters()));
 
-  const long epochs = flags.integer("epochs");
   data::Loader loader(fm.train, {.batch = flags.integer("batch"), .shuffle = true, .seed = 7});
   const data::Dataset probe = data::slice(fm.test, 0, 1000);
-  examples::Progress progress(epochs * loader.num_batches());
-  long step = 0, samples = 0;
-  for (long epoch = 1; epoch <= epochs; ++epoch) {
-    double task_loss = 0, aux_loss = 0;
-    long batches = 0;
-    for (const data::Batch& batch : loader) {
-      const std::vector<Tensor> out = model(batch.x);
-      const Tensor tasks = nn::cross_entropy(out[0], batch.y[0]) + nn::cross_entropy(out[1], batch.y[1]);
-      const Tensor aux = moe.aux_loss();  // importance, load and balance losses of this batch
-      optimizer.zero_grad();
-      (tasks + aux).backward();
-      optimizer.step();
-      task_loss += tasks.item();
-      aux_loss += aux.item();
-      ++step, ++batches;
-      samples += batch.x.size(0);
-      char text[160];
-      std::snprintf(text, sizeof text, "epoch %ld/%ld  batch %ld/%lld  task loss %.4f  router loss %.4f", epoch, epochs,
-                    batches, static_cast<long long>(loader.num_batches()), task_loss / static_cast<double>(batches),
-                    aux_loss / static_cast<double>(batches));
-      progress.update(step, samples, text);
-    }
-    progress.finish();
+  auto balancer = mtl::StaticWeighting::equal(model.num_tasks());
+  train::Trainer trainer(model, balancer, optimizer, loader, {.epochs = flags.integer("epochs"), .out = flags.str("out")});
+  trainer.set_validation(probe);
+  trainer.set_extra_loss([&] { return moe.aux_loss(); });  // importance, load and balance losses of this batch
+  trainer.on_epoch([&](train::Trainer& t) {
     {
       NoGradGuard no_grad;
       model.eval();
       model(probe.x);
       model.train();
     }
-    std::printf("router on %lld test images after epoch %ld:\n%s", static_cast<long long>(probe.size()), epoch,
-                mtl::format_router_table(moe.stats()).c_str());
-  }
-  std::printf("trained in %.1f s\n", progress.elapsed());
+    const mtl::SparseMoEStats& stats = moe.stats();
+    for (std::size_t e = 0; e < stats.utilisation.size(); ++e)  // drawn as the expert_load picture
+      t.history().add({.step = t.step(), .epoch = t.epoch(), .split = "val", .task = "",
+                       .metric = "expert_load." + std::to_string(e), .value = stats.utilisation[e]});
+    t.progress().message("router on " + std::to_string(probe.size()) + " test images after epoch " +
+                         std::to_string(t.epoch()) + ":\n" + mtl::format_router_table(stats));
+  });
+  const train::PlotResult pictures = trainer.fit();
+  std::printf("trained in %.1f s\n", trainer.progress().elapsed());
   examples::print_results(examples::evaluate(model, fm.test));
+  std::printf("history and pictures: %s\n", pictures.message.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());

@@ -72,6 +72,7 @@ const SparseMoEStats& SparseMoE::stats() const {
 void SparseMoE::visit(Visitor& v) {
   v("gate_weight", gate_weight);
   v("noise_weight", noise_weight);
+  v.generator("noise", noise_gen_);
   for (std::size_t e = 0; e < experts_.size(); ++e) v("experts." + std::to_string(e), experts_[e]);
   if (options_.shared_expert) v("shared", shared_);
 }

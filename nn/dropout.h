@@ -21,6 +21,7 @@ class Dropout : public Layer {
 
   Tensor forward(const Tensor& x) override;  // x: float32, any shape
   double p() const { return p_; }
+  void visit(Visitor& v) override { v.generator("generator", gen_); }
 
  private:
   double p_;

@@ -15,6 +15,7 @@ class Walker : public Module::Visitor {
  public:
   std::function<void(const std::string&, Tensor&)> on_parameter;
   std::function<void(const std::string&, Tensor&)> on_buffer;
+  std::function<void(const std::string&, Generator&)> on_generator;
   std::function<void(Module&)> on_module;
 
   void walk(Module& root) {
@@ -26,6 +27,9 @@ class Walker : public Module::Visitor {
   }
   void buffer(const std::string& name, Tensor& value) override {
     if (on_buffer) on_buffer(prefix_ + name, value);
+  }
+  void generator(const std::string& name, Generator& gen) override {
+    if (on_generator) on_generator(prefix_ + name, gen);
   }
   void operator()(const std::string& name, Module& child) override {
     const std::string saved = prefix_;
@@ -52,6 +56,14 @@ std::vector<std::pair<std::string, Tensor>> Module::named_buffers() {
   std::vector<std::pair<std::string, Tensor>> out;
   Walker w;
   w.on_buffer = [&](const std::string& name, Tensor& t) { out.emplace_back(name, t); };
+  w.walk(*this);
+  return out;
+}
+
+std::vector<std::pair<std::string, Generator*>> Module::named_generators() {
+  std::vector<std::pair<std::string, Generator*>> out;
+  Walker w;
+  w.on_generator = [&](const std::string& name, Generator& g) { out.emplace_back(name, &g); };
   w.walk(*this);
   return out;
 }

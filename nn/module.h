@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "../core/random.h"
 #include "../core/tensor.h"
 
 namespace ladon::nn {
@@ -33,6 +34,12 @@ class Module {
     virtual void operator()(const std::string& name, Module& child) = 0;
     // Buffers are state that is saved but not trained (running statistics).
     virtual void buffer(const std::string& name, Tensor& value) = 0;
+    // A random stream the module draws from while training (dropout masks, routing noise): not
+    // trained, but saved with the run so a resumed run draws the same numbers (nn::random_state).
+    virtual void generator(const std::string& name, Generator& gen) {
+      (void)name;
+      (void)gen;
+    }
   };
   // Lists this module's own parameters, buffers and direct children, in a fixed order.
   virtual void visit(Visitor&) {}
@@ -40,6 +47,7 @@ class Module {
   std::vector<Tensor> parameters();
   std::vector<std::pair<std::string, Tensor>> named_parameters();  // dotted names: "tower.0.weight"
   std::vector<std::pair<std::string, Tensor>> named_buffers();
+  std::vector<std::pair<std::string, Generator*>> named_generators();  // the module's random streams
   std::int64_t num_parameters();  // total element count of all parameters
 
   void train(bool on = true);  // recursive

@@ -208,4 +208,27 @@ StateDict nested(const StateDict& outer, const std::string& prefix) {
   return inner;
 }
 
+StateDict random_state(Module& model) {
+  StateDict out;
+  for (const auto& [name, gen] : model.named_generators()) {
+    LADON_CHECK(!out.contains(name + ".0"), "random_state", "two random streams are called '", name, "'");
+    save_generator(out, name, *gen);
+  }
+  return out;
+}
+
+void load_random_state(Module& model, const StateDict& state) {
+  const char* op = "load_random_state";
+  const auto generators = model.named_generators();
+  std::vector<Generator::State> parsed;
+  for (const auto& [name, gen] : generators) {
+    LADON_CHECK(state.contains(name + ".0"), op, "no saved state for the model's random stream '", name, "'");
+    parsed.push_back(generator_state(state, name, op));
+  }
+  // Six entries per stream (save_generator): anything more is a stream this model does not have.
+  LADON_CHECK(state.size() == 6 * generators.size(), op, "the saved state has ", state.size() / 6,
+              " random streams, the model ", generators.size());
+  for (std::size_t i = 0; i < generators.size(); ++i) generators[i].second->set_state(parsed[i]);
+}
+
 }  // namespace ladon::nn

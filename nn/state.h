@@ -88,6 +88,11 @@ StateDict nested(const StateDict& outer, const std::string& prefix);
 // Throws when two tensors share one name.
 StateDict module_state(Module& model, bool copy = true);
 
+// Every random stream of `model` (Module::named_generators) under "<dotted name>.<key>", and back:
+// loading checks that the same streams are there before changing any.
+StateDict random_state(Module& model);
+void load_random_state(Module& model, const StateDict& state);
+
 struct LoadReport {
   std::vector<std::string> missing;     // in the model, not in the state (left unchanged)
   std::vector<std::string> unexpected;  // in the state, not in the model (ignored)

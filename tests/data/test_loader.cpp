@@ -145,3 +145,20 @@ TEST_CASE("data/slice: row ranges as views") {
   CHECK_THROWS_WITH_AS(slice(ds, 5, 4), "slice: rows [5, 4) are not a range within a dataset of 10 rows", Error);
   CHECK_THROWS_WITH_AS(slice(ds, -1, 4), "slice: rows [-1, 4) are not a range within a dataset of 10 rows", Error);
 }
+
+TEST_CASE("data/Loader: begin_at with the generator's state from before an epoch resumes that epoch") {
+  const Dataset ds = counting_dataset(10);
+  Loader loader(ds, {.batch = 3, .shuffle = true, .seed = 4});
+  for (auto& batch : loader) (void)batch;  // epoch 1
+  const Generator::State before = loader.generator().state();
+  std::vector<std::int64_t> epoch2;
+  for (auto& batch : loader)
+    for (auto id : batch.y[0].to_vector<std::int64_t>()) epoch2.push_back(id);
+  loader.generator().set_state(before);
+  std::vector<std::int64_t> tail;
+  for (auto it = loader.begin_at(2); it != loader.end(); ++it)
+    for (auto id : it->y[0].to_vector<std::int64_t>()) tail.push_back(id);
+  CHECK(tail == std::vector<std::int64_t>(epoch2.begin() + 6, epoch2.end()));  // batches 2 and 3 of epoch 2
+  CHECK(loader.begin_at(4) == loader.end());
+  CHECK_THROWS_WITH_AS(loader.begin_at(5), "Loader::begin_at: batch 5 is not in 0..4", Error);
+}
