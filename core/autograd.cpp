@@ -8,7 +8,18 @@
 namespace ladon {
 namespace {
 thread_local bool g_grad_enabled = true;
+thread_local GradReadyHook* g_grad_ready_hook = nullptr;
+}  // namespace
+
+GradReadyHook::GradReadyHook(std::function<void(TensorImpl*)> on_ready)
+    : on_ready_(std::move(on_ready)), previous_(g_grad_ready_hook) {
+  g_grad_ready_hook = this;
 }
+GradReadyHook::~GradReadyHook() { g_grad_ready_hook = previous_; }
+
+struct GradReadyHookAccess {
+  static void call(TensorImpl* leaf) { g_grad_ready_hook->on_ready_(leaf); }
+};
 
 bool grad_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
@@ -82,6 +93,7 @@ struct Sinks {
   std::unordered_map<TensorImpl*, Tensor>* leaf_captures = nullptr;
   std::unordered_map<Node*, Tensor>* node_captures = nullptr;
   bool only_captures = false;
+  bool report_ready = false;  // call the GradReadyHook as each leaf's .grad() becomes final
 };
 
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds, bool retain_graph,
@@ -108,10 +120,17 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
       if (first) stack.push_back(node);
     }
   }
+  // With a GradReadyHook, also count how many edges lead into each leaf: its .grad() is final when
+  // the last one has delivered (a leaf root counts once more, for its seed).
+  std::unordered_map<TensorImpl*, int> leaf_pending;
+  if (sinks.report_ready)
+    for (const Tensor& root : roots)
+      if (!root.grad_fn()) leaf_pending[root.impl().get()]++;
   while (!stack.empty()) {
     Node* node = stack.back();
     stack.pop_back();
     for (const Node::Edge& edge : node->edges()) {
+      if (sinks.report_ready && edge.leaf) leaf_pending[edge.leaf.get()]++;
       if (!edge.node) continue;
       state(edge.node.get(), first).dependencies++;
       if (first) stack.push_back(edge.node.get());
@@ -138,12 +157,17 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
       leaf->grad = exclusive ? g : g.clone();
     }
   };
+  auto leaf_done = [&](TensorImpl* leaf) {
+    if (sinks.report_ready && --leaf_pending[leaf] == 0) GradReadyHookAccess::call(leaf);
+  };
   for (std::size_t i = 0; i < roots.size(); ++i) {
     if (Node* node = roots[i].grad_fn().get()) {
       Tensor& pending = node->backward_state().pending;
       pending = accumulate(pending, seeds[i]);
-    } else
+    } else {
       deliver_to_leaf(roots[i].impl().get(), seeds[i]);
+      leaf_done(roots[i].impl().get());
+    }
   }
 
   // 3. Run nodes whose every consumer has run (Kahn's algorithm), in reverse topological order.
@@ -175,6 +199,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
                     shape_str(g.shape()), " gradient for input ", i, " of shape ", shape_str(edge.shape));
       if (edge.leaf) {
         if (g.defined()) deliver_to_leaf(edge.leaf.get(), g);
+        leaf_done(edge.leaf.get());
         continue;
       }
       Node* next = edge.node.get();
@@ -205,7 +230,7 @@ void Tensor::backward(const Tensor& seed, bool retain_graph) const {
   }
   LADON_CHECK(s.shape() == shape(), "backward", "seed of shape ", shape_str(s.shape()),
               " does not match output of shape ", shape_str(shape()));
-  run_backward({*this}, {s}, retain_graph, Sinks{});
+  run_backward({*this}, {s}, retain_graph, Sinks{.report_ready = g_grad_ready_hook != nullptr});
 }
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,

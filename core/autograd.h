@@ -71,6 +71,24 @@ class NoGradGuard {
 Tensor record(Tensor output, const char* op, std::vector<Tensor> inputs, BackwardFn backward);
 bool any_requires_grad(const std::vector<Tensor>& inputs);
 
+// Called during Tensor::backward() once for each leaf whose .grad() has received the last
+// contribution of that pass, in the order the pass completes them (the same order for the same
+// graph). Data-parallel training (dist/) starts a bucket's allreduce from it while the rest of
+// backward still runs. Installed for the guard's lifetime on this thread; grad() never calls it.
+// Leaves the pass does not reach are not reported.
+class GradReadyHook {
+ public:
+  explicit GradReadyHook(std::function<void(TensorImpl* leaf)> on_ready);
+  ~GradReadyHook();
+  GradReadyHook(const GradReadyHook&) = delete;
+  GradReadyHook& operator=(const GradReadyHook&) = delete;
+
+ private:
+  std::function<void(TensorImpl*)> on_ready_;
+  GradReadyHook* previous_;
+  friend struct GradReadyHookAccess;
+};
+
 // Gradients of sum(outputs[i] * seeds[i]) with respect to inputs (leaves or intermediate
 // tensors), without touching any .grad(). Inputs that the outputs do not depend on get zeros.
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,

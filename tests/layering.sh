@@ -14,8 +14,9 @@ declare -A allowed=(
   [nn]="core kernels"
   [mtl]="nn core kernels"
   [data]="core"
+  [dist]="mtl data nn core kernels"
 )
-layers=(kernels core nn mtl data)
+layers=(kernels core nn mtl data dist)
 
 violations=0 checked=0
 for layer in "${layers[@]}"; do

@@ -1,0 +1,8 @@
+// The distributed layer of ladon, over MPI: #include <ladon/dist/dist.h> (needs mpi.h, so it is not
+// part of ladon.h; installed only when ladon was built with MPI).
+#pragma once
+
+#include "checkpoint.h"
+#include "comm.h"
+#include "data_parallel.h"
+#include "sampler.h"
