@@ -6,6 +6,7 @@
 
 #include "../core/autograd.h"
 #include "../core/error.h"
+#include "ops.h"
 
 namespace ladon::dist {
 
@@ -22,7 +23,9 @@ void copy_out(const Tensor& t, float* dst) {
 }  // namespace
 
 DataParallel::DataParallel(nn::Module& model, Communicator& comm, DataParallelOptions options)
-    : comm_(comm), params_(model.parameters()), model_(model) {
+    : comm_(comm.handle()),
+      params_(model.parameters()),
+      model_(model) {
   LADON_CHECK(options.bucket_mb > 0, "DataParallel", "bucket_mb must be positive, got ", options.bucket_mb);
   for (std::size_t i = 0; i < params_.size(); ++i) {
     LADON_CHECK(params_[i].dtype() == Dtype::float32, "DataParallel", "parameter ", i, " is not float32");
@@ -48,8 +51,30 @@ DataParallel::DataParallel(nn::Module& model, Communicator& comm, DataParallelOp
     for (std::size_t k : b.params) n += static_cast<std::size_t>(params_[k].numel());
     b.flat.assign(n, 0.0f);
   }
+  if (options.sync_batch_norm) {
+    sync_statistics_ = std::make_unique<SyncStatistics>(comm.handle());
+    // Every BatchNorm anywhere in the model, through the modules' own visit() lists.
+    struct Finder : nn::Module::Visitor {
+      std::vector<nn::BatchNorm*>& found;
+      explicit Finder(std::vector<nn::BatchNorm*>& f) : found(f) {}
+      void operator()(const std::string&, Tensor&) override {}
+      void buffer(const std::string&, Tensor&) override {}
+      void operator()(const std::string&, nn::Module& child) override {
+        if (auto* bn = dynamic_cast<nn::BatchNorm*>(&child)) found.push_back(bn);
+        child.visit(*this);
+      }
+    } finder(synced_);
+    finder("", model);
+    for (nn::BatchNorm* bn : synced_) bn->set_statistics(sync_statistics_.get());
+  }
   if (options.broadcast) broadcast_state();
 }
+
+DataParallel::~DataParallel() {
+  for (nn::BatchNorm* bn : synced_) bn->set_statistics(nullptr);
+}
+
+Tensor DataParallel::SyncStatistics::sum(const Tensor& x) { return all_reduce_sum(x, comm); }
 
 std::vector<std::size_t> DataParallel::bucket_of_parameters() const { return bucket_index_; }
 

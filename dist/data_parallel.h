@@ -25,10 +25,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
 #include "../nn/module.h"
+#include "../nn/norm.h"
 #include "comm.h"
 
 namespace ladon::dist {
@@ -36,11 +38,19 @@ namespace ladon::dist {
 struct DataParallelOptions {
   double bucket_mb = 25;
   bool broadcast = true;  // copy rank 0's parameters and buffers to every rank at construction
+  // Every nn::BatchNorm in the model normalises, in training, by the mean and variance of the
+  // global batch (all ranks' rows), and its running statistics follow them: the model then trains
+  // exactly as one process on the global batch would. Costs two small allreduces per layer in
+  // forward and two in backward.
+  bool sync_batch_norm = false;
 };
 
 class DataParallel {
  public:
   explicit DataParallel(nn::Module& model, Communicator& comm = world(), DataParallelOptions options = {});
+  ~DataParallel();  // BatchNorms it synchronised go back to their own batch
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
 
   // loss.backward() with every gradient averaged across ranks by the time it returns (unless
   // inside no_sync()). Every rank must call it the same number of times.
@@ -67,7 +77,6 @@ class DataParallel {
   std::size_t num_buckets() const { return buckets_.size(); }
   // Which bucket each parameter (in model.parameters() order) went to.
   std::vector<std::size_t> bucket_of_parameters() const;
-  Communicator& communicator() { return comm_; }
 
   // Timing of the last synchronised backward, for benchmarks: wall time inside backward(), and
   // the time spent waiting for allreduces after the local backward had finished (the part of the
@@ -93,7 +102,19 @@ class DataParallel {
   void start(Bucket& bucket);
   void finish_pass();
 
-  Communicator& comm_;
+  // A duplicate of the communicator given: the buckets' allreduces may start at different points
+  // of backward on different ranks (a rank's pass may not reach some parameters), so they must not
+  // share a communicator with collectives issued inside backward (dist::exchange).
+  Communicator comm_;
+  // Sums BatchNorm statistics with all_reduce_sum, on a communicator of its own (those collectives
+  // run inside forward and backward, in graph order, not bucket order).
+  struct SyncStatistics : nn::BatchStatistics {
+    explicit SyncStatistics(MPI_Comm comm) : comm(comm) {}
+    Tensor sum(const Tensor& x) override;
+    Communicator comm;
+  };
+  std::unique_ptr<SyncStatistics> sync_statistics_;
+  std::vector<nn::BatchNorm*> synced_;
   std::vector<Tensor> params_;
   std::unordered_map<TensorImpl*, std::size_t> index_;  // parameter -> its index
   std::vector<std::size_t> bucket_index_;               // parameter -> its bucket

@@ -5,4 +5,6 @@
 #include "checkpoint.h"
 #include "comm.h"
 #include "data_parallel.h"
+#include "expert_parallel.h"
+#include "ops.h"
 #include "sampler.h"

@@ -109,3 +109,42 @@ TEST_CASE("DataParallel: bad options name the problem") {
   CHECK_THROWS_WITH_AS(dist::DataParallel(model, dist::world(), {.bucket_mb = 0}),
                        "DataParallel: bucket_mb must be positive, got 0", Error);
 }
+
+TEST_CASE("DataParallel: synchronised BatchNorm trains as one process with the global batch") {
+  dist::Communicator& world = dist::world();
+  struct Net : nn::Module {
+    nn::Linear fc1, fc2;
+    nn::BatchNorm1d bn{8};
+    explicit Net(Generator& gen) : fc1(5, 8, {}, gen), fc2(8, 2, {}, gen) {}
+    Tensor operator()(const Tensor& x) { return fc2(relu(bn(fc1(x)))); }
+    void visit(Visitor& v) override {
+      v("fc1", fc1);
+      v("bn", bn);
+      v("fc2", fc2);
+    }
+  };
+  Generator g1(3), g2(3);
+  Net model(g1), reference(g2);
+  dist::DataParallel dp(model, world, {.sync_batch_norm = true});
+  nn::SGD opt(model.parameters(), {.lr = 0.05});
+  nn::SGD ref_opt(reference.parameters(), {.lr = 0.05});
+  for (int step = 0; step < 3; ++step) {
+    Generator gen(60 + static_cast<std::uint64_t>(step));
+    const Tensor x = randn({8, 5}, gen) * 2.0 + 1.0, y = randn({8, 2}, gen);
+    opt.zero_grad();
+    dp.backward(nn::mse_loss(model(my_rows(x, world)), my_rows(y, world)));
+    opt.step();
+    ref_opt.zero_grad();
+    nn::mse_loss(reference(x), y).backward();
+    ref_opt.step();
+  }
+  CHECK(max_abs_diff(flat_parameters(model), flat_parameters(reference)) < 1e-5);
+  CHECK(max_abs_diff(model.bn.running_mean.to_vector<float>(), reference.bn.running_mean.to_vector<float>()) < 1e-5);
+  CHECK(max_abs_diff(model.bn.running_var.to_vector<float>(), reference.bn.running_var.to_vector<float>()) < 1e-5);
+  // Eval uses the (synchronised) running statistics: no communication, same outputs.
+  model.eval();
+  reference.eval();
+  Generator gen(1);
+  const Tensor x = randn({3, 5}, gen);
+  CHECK(max_abs_diff(model(x).to_vector<float>(), reference(x).to_vector<float>()) < 1e-5);
+}
