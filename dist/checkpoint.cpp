@@ -7,8 +7,7 @@
 
 namespace ladon::dist {
 
-void save_checkpoint(const std::string& path, nn::Module& model, const nn::SaveOptions& options,
-                     Communicator& comm) {
+void save_checkpoint(const std::string& path, nn::Module& model, const nn::SaveOptions& options, Communicator& comm) {
   // Rank 0's outcome, broadcast: empty when the file was written, otherwise its error message.
   std::vector<char> error;
   if (comm.rank() == 0) {

@@ -14,7 +14,7 @@ namespace ladon::dist {
 
 void save_checkpoint(const std::string& path, nn::Module& model, const nn::SaveOptions& options = {},
                      Communicator& comm = world());
-nn::LoadedCheckpoint load_checkpoint(const std::string& path, nn::Module& model,
-                                     const nn::LoadOptions& options = {}, Communicator& comm = world());
+nn::LoadedCheckpoint load_checkpoint(const std::string& path, nn::Module& model, const nn::LoadOptions& options = {},
+                                     Communicator& comm = world());
 
 }  // namespace ladon::dist

@@ -109,19 +109,19 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) const {
 void Communicator::barrier() { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
 
 void Communicator::allreduce_sum(std::span<float> values) {
-  check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), to_int(values.size(), "allreduce_sum"), MPI_FLOAT, MPI_SUM,
-                          comm_),
-            "MPI_Allreduce");
+  check_mpi(
+      MPI_Allreduce(MPI_IN_PLACE, values.data(), to_int(values.size(), "allreduce_sum"), MPI_FLOAT, MPI_SUM, comm_),
+      "MPI_Allreduce");
 }
 void Communicator::allreduce_sum(std::span<double> values) {
-  check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), to_int(values.size(), "allreduce_sum"), MPI_DOUBLE, MPI_SUM,
-                          comm_),
-            "MPI_Allreduce");
+  check_mpi(
+      MPI_Allreduce(MPI_IN_PLACE, values.data(), to_int(values.size(), "allreduce_sum"), MPI_DOUBLE, MPI_SUM, comm_),
+      "MPI_Allreduce");
 }
 void Communicator::allreduce_sum(std::span<std::int64_t> values) {
-  check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), to_int(values.size(), "allreduce_sum"), MPI_INT64_T,
-                          MPI_SUM, comm_),
-            "MPI_Allreduce");
+  check_mpi(
+      MPI_Allreduce(MPI_IN_PLACE, values.data(), to_int(values.size(), "allreduce_sum"), MPI_INT64_T, MPI_SUM, comm_),
+      "MPI_Allreduce");
 }
 
 MPI_Request Communicator::start_allreduce_sum(std::span<float> values) {
@@ -163,8 +163,8 @@ void Communicator::alltoallv(std::span<const float> send, const std::vector<int>
 }
 
 void Communicator::alltoall(std::span<const std::int64_t> send, std::span<std::int64_t> recv) {
-  LADON_CHECK(send.size() == static_cast<std::size_t>(size_) && recv.size() == send.size(), "alltoall",
-              send.size(), " values to send and ", recv.size(), " to receive for ", size_, " ranks");
+  LADON_CHECK(send.size() == static_cast<std::size_t>(size_) && recv.size() == send.size(), "alltoall", send.size(),
+              " values to send and ", recv.size(), " to receive for ", size_, " ranks");
   check_mpi(MPI_Alltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm_), "MPI_Alltoall");
 }
 
@@ -174,8 +174,7 @@ std::vector<float> Communicator::allgatherv(std::span<const float> values) {
   check_mpi(MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_), "MPI_Allgather");
   std::exclusive_scan(counts.begin(), counts.end(), offsets.begin(), 0);
   std::vector<float> all(static_cast<std::size_t>(offsets.back() + counts.back()));
-  check_mpi(MPI_Allgatherv(values.data(), mine, MPI_FLOAT, all.data(), counts.data(), offsets.data(), MPI_FLOAT,
-                           comm_),
+  check_mpi(MPI_Allgatherv(values.data(), mine, MPI_FLOAT, all.data(), counts.data(), offsets.data(), MPI_FLOAT, comm_),
             "MPI_Allgatherv");
   return all;
 }

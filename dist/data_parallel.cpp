@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <unordered_set>
 
 #include "../core/autograd.h"
 #include "../core/error.h"
@@ -23,9 +24,7 @@ void copy_out(const Tensor& t, float* dst) {
 }  // namespace
 
 DataParallel::DataParallel(nn::Module& model, Communicator& comm, DataParallelOptions options)
-    : comm_(comm.handle()),
-      params_(model.parameters()),
-      model_(model) {
+    : comm_(comm.handle()), params_(model.parameters()), model_(model) {
   LADON_CHECK(options.bucket_mb > 0, "DataParallel", "bucket_mb must be positive, got ", options.bucket_mb);
   for (std::size_t i = 0; i < params_.size(); ++i) {
     LADON_CHECK(params_[i].dtype() == Dtype::float32, "DataParallel", "parameter ", i, " is not float32");
@@ -102,6 +101,28 @@ void DataParallel::begin_pass() {
   next_bucket_ = 0;
 }
 
+void DataParallel::mark_unreached(const Tensor& loss) {
+  // The leaves of loss's graph, by the same edges backward will follow.
+  std::unordered_set<TensorImpl*> leaves;
+  std::unordered_set<Node*> seen;
+  std::vector<Node*> stack;
+  if (loss.grad_fn())
+    stack.push_back(loss.grad_fn().get());
+  else
+    leaves.insert(loss.impl().get());
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    if (!seen.insert(node).second) continue;
+    for (const Node::Edge& edge : node->edges()) {
+      if (edge.leaf) leaves.insert(edge.leaf.get());
+      if (edge.node) stack.push_back(edge.node.get());
+    }
+  }
+  for (const Tensor& p : params_)
+    if (!leaves.count(p.impl().get())) on_ready(p.impl().get());
+}
+
 void DataParallel::start(Bucket& b) {
   float* out = b.flat.data();
   float* flags = b.flat.data() + (b.flat.size() - b.params.size());
@@ -173,21 +194,25 @@ void DataParallel::backward(const Tensor& loss) {
   }
   const double t0 = now_seconds();
   begin_pass();
+  std::size_t started = 0;
   {
     GradReadyHook hook([this](TensorImpl* leaf) { on_ready(leaf); });
+    mark_unreached(loss);
     loss.backward();
+    started = next_bucket_;
   }
   const double t1 = now_seconds();
   finish_pass();
   const double t2 = now_seconds();
-  timing_ = {t2 - t0, t2 - t1};
+  timing_ = {t2 - t0, t2 - t1, started};
 }
 
 void DataParallel::synchronize() {
   const double t0 = now_seconds();
   begin_pass();
   finish_pass();
-  timing_ = {now_seconds() - t0, now_seconds() - t0};
+  const double t = now_seconds() - t0;
+  timing_ = {t, t, 0};
 }
 
 }  // namespace ladon::dist

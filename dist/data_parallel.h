@@ -16,9 +16,10 @@
 // reports each parameter whose gradient is final; when a bucket's last gradient is in, its
 // MPI_Iallreduce starts while backward goes on with earlier layers. Buckets start strictly in
 // bucket order on every rank (a bucket ready early waits for the ones before it), so the
-// collectives match across ranks whatever order the local pass completes them in. Gradients a
-// pass does not reach are sent as zeros with a flag, and a parameter with no gradient on any rank
-// keeps no gradient, as in a single process.
+// collectives match across ranks whatever order the local pass completes them in. Parameters the
+// loss does not depend on (found by walking its graph before backward) count as ready at once, so
+// they never hold back the buckets behind them; their gradients are sent as zeros with a flag, and
+// a parameter with no gradient on any rank keeps no gradient, as in a single process.
 //
 // When gradients are set by other means (a Balancer's backward), call synchronize() afterwards:
 // the same bucketed averaging, without the overlap.
@@ -84,6 +85,7 @@ class DataParallel {
   struct Timing {
     double backward_seconds = 0;
     double exposed_wait_seconds = 0;
+    std::size_t buckets_started_in_backward = 0;  // the rest started after it (none, normally)
   };
   const Timing& last_timing() const { return timing_; }
 
@@ -97,6 +99,7 @@ class DataParallel {
   };
 
   void begin_pass();
+  void mark_unreached(const Tensor& loss);
   void on_ready(TensorImpl* leaf);
   void start_ready_buckets();
   void start(Bucket& bucket);

@@ -45,8 +45,8 @@ Tensor exchange(const Tensor& x, const std::vector<std::int64_t>& send_rows, con
   const auto world = static_cast<std::size_t>(comm.size());
   LADON_CHECK(x.dim() == 2 && x.dtype() == Dtype::float32, "dist::exchange", "expects float32 rows [n, width], got ",
               dtype_name(x.dtype()), " ", shape_str(x.shape()));
-  LADON_CHECK(send_rows.size() == world && recv_rows.size() == world, "dist::exchange", send_rows.size(),
-              " send and ", recv_rows.size(), " receive counts for ", world, " ranks");
+  LADON_CHECK(send_rows.size() == world && recv_rows.size() == world, "dist::exchange", send_rows.size(), " send and ",
+              recv_rows.size(), " receive counts for ", world, " ranks");
   const std::int64_t width = x.size(1);
   const std::int64_t sent = std::accumulate(send_rows.begin(), send_rows.end(), std::int64_t{0});
   const std::int64_t received = std::accumulate(recv_rows.begin(), recv_rows.end(), std::int64_t{0});
@@ -60,13 +60,13 @@ Tensor exchange(const Tensor& x, const std::vector<std::int64_t>& send_rows, con
   std::vector<Tensor> inputs{x};
   if (after.defined()) inputs.push_back(after);
   const Shape after_shape = after.defined() ? after.shape() : Shape{};
-  return record_collective(
-      out, "dist::exchange", std::move(inputs),
-      [&comm, send_rows, recv_rows, after_shape, has_after = after.defined()](const Tensor& g, const std::vector<bool>&) {
-        Grads grads{exchange(g, recv_rows, send_rows, comm)};
-        if (has_after) grads.push_back(zeros(after_shape));
-        return grads;
-      });
+  return record_collective(out, "dist::exchange", std::move(inputs),
+                           [&comm, send_rows, recv_rows, after_shape, has_after = after.defined()](
+                               const Tensor& g, const std::vector<bool>&) {
+                             Grads grads{exchange(g, recv_rows, send_rows, comm)};
+                             if (has_after) grads.push_back(zeros(after_shape));
+                             return grads;
+                           });
 }
 
 }  // namespace ladon::dist

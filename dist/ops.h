@@ -20,7 +20,7 @@ Tensor all_reduce_sum(const Tensor& x, Communicator& comm);
 // rank that runs this one's, even where nothing else of it reaches the loss; it gets a zero
 // gradient from here. ExpertParallel passes the rows the dispatch exchange received to the return
 // exchange, so a rank that received no rows (or owns no expert) still joins the dispatch's backward.
-Tensor exchange(const Tensor& x, const std::vector<std::int64_t>& send_rows,
-                const std::vector<std::int64_t>& recv_rows, Communicator& comm, const Tensor& after = Tensor());
+Tensor exchange(const Tensor& x, const std::vector<std::int64_t>& send_rows, const std::vector<std::int64_t>& recv_rows,
+                Communicator& comm, const Tensor& after = Tensor());
 
 }  // namespace ladon::dist

@@ -18,7 +18,8 @@ Tensor gather_rows(const Tensor& t, const std::vector<std::int64_t>& rows) {
   shape[0] = static_cast<std::int64_t>(rows.size());
   Tensor out = empty(shape, src.dtype());
   const std::size_t element = src.dtype() == Dtype::int64 ? sizeof(std::int64_t) : sizeof(float);
-  const std::size_t row_bytes = static_cast<std::size_t>(src.numel() / std::max<std::int64_t>(src.size(0), 1)) * element;
+  const std::size_t row_bytes =
+      static_cast<std::size_t>(src.numel() / std::max<std::int64_t>(src.size(0), 1)) * element;
   const char* from = src.dtype() == Dtype::int64 ? reinterpret_cast<const char*>(src.data<std::int64_t>())
                                                  : reinterpret_cast<const char*>(src.data<float>());
   char* to = out.dtype() == Dtype::int64 ? reinterpret_cast<char*>(out.data<std::int64_t>())
@@ -31,11 +32,11 @@ Tensor gather_rows(const Tensor& t, const std::vector<std::int64_t>& rows) {
 
 DistributedSampler::DistributedSampler(std::int64_t rows, int rank, int world_size, SamplerOptions options)
     : rows_(rows), rank_(rank), world_(world_size), options_(options) {
-  LADON_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "DistributedSampler", "rank ", rank,
-              " of a world of ", world_size);
+  LADON_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "DistributedSampler", "rank ", rank, " of a world of ",
+              world_size);
   LADON_CHECK(rows >= 0, "DistributedSampler", "rows must be non-negative, got ", rows);
-  LADON_CHECK(options.uneven == Uneven::pad || rows >= world_size, "DistributedSampler", rows,
-              " rows for ", world_size, " ranks: with Uneven::drop every rank would get none");
+  LADON_CHECK(options.uneven == Uneven::pad || rows >= world_size, "DistributedSampler", rows, " rows for ", world_size,
+              " ranks: with Uneven::drop every rank would get none");
   LADON_CHECK(options.uneven == Uneven::drop || rows > 0 || world_size == 1, "DistributedSampler",
               "no rows to pad from for ", world_size, " ranks");
 }

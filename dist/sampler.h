@@ -41,8 +41,8 @@ class DistributedSampler {
   DistributedSampler(std::int64_t rows, int rank, int world_size, SamplerOptions options = {});
   DistributedSampler(std::int64_t rows, const Communicator& comm, SamplerOptions options = {});
 
-  std::vector<std::int64_t> indices(std::int64_t epoch) const;  // this rank's rows, in order
-  std::int64_t shard_rows() const;                              // the same on every rank
+  std::vector<std::int64_t> indices(std::int64_t epoch) const;                  // this rank's rows, in order
+  std::int64_t shard_rows() const;                                              // the same on every rank
   data::Dataset shard(const data::Dataset& dataset, std::int64_t epoch) const;  // those rows, copied
 
  private:

@@ -82,10 +82,10 @@ int main(int argc, char** argv) {
   }
   if (!lead) return 0;
   progress.finish();
-  std::printf("trained in %.1f s, %.0f samples/s; backward %.1f s, of it %.2f s waiting for allreduces after the "
-              "local backward\n",
-              progress.elapsed(), static_cast<double>(samples) / progress.elapsed(), backward_seconds,
-              exposed_seconds);
+  std::printf(
+      "trained in %.1f s, %.0f samples/s; backward %.1f s, of it %.2f s waiting for allreduces after the "
+      "local backward\n",
+      progress.elapsed(), static_cast<double>(samples) / progress.elapsed(), backward_seconds, exposed_seconds);
   examples::print_results(examples::evaluate(model, fm.test));
   return 0;
 }

@@ -1,8 +1,8 @@
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <string>
-#include <unistd.h>
 
 #include "helpers.h"
 
@@ -98,7 +98,8 @@ TEST_CASE("dist checkpoints: a file missing on one rank is an error on every ran
     message = e.what();
   }
   CHECK(message.find(".elsewhere") != std::string::npos);
-  if (world.rank() != world.size() - 1) CHECK(message.find("(on rank " + std::to_string(world.size() - 1) + ")") != std::string::npos);
+  if (world.rank() != world.size() - 1)
+    CHECK(message.find("(on rank " + std::to_string(world.size() - 1) + ")") != std::string::npos);
   world.barrier();
   if (world.rank() == 0) std::remove(path.c_str());
 }

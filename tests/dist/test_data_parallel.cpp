@@ -52,6 +52,9 @@ TEST_CASE("DataParallel: N ranks on a split batch take the steps one process tak
       opt.zero_grad();
       dp.backward(nn::mse_loss(model(my_rows(d.x, world)), my_rows(d.y, world)));
       opt.step();
+      // Every bucket's allreduce started before backward returned, even those holding only the
+      // parameters the loss does not use (which come first in reverse order).
+      CHECK(dp.last_timing().buckets_started_in_backward == dp.num_buckets());
       ref_opt.zero_grad();
       nn::mse_loss(reference(d.x), d.y).backward();
       ref_opt.step();

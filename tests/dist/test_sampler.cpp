@@ -12,8 +12,8 @@ TEST_CASE("DistributedSampler: shards are disjoint, cover the epoch, and reshuff
   const std::int64_t rows = 10;  // not divisible by 4
   for (dist::Uneven uneven : {dist::Uneven::drop, dist::Uneven::pad}) {
     dist::DistributedSampler sampler(rows, world, {.seed = 3, .uneven = uneven});
-    const std::int64_t per_rank = uneven == dist::Uneven::drop ? rows / world.size()
-                                                               : (rows + world.size() - 1) / world.size();
+    const std::int64_t per_rank =
+        uneven == dist::Uneven::drop ? rows / world.size() : (rows + world.size() - 1) / world.size();
     CHECK(sampler.shard_rows() == per_rank);
     for (std::int64_t epoch : {0, 1}) {
       const std::vector<std::int64_t> mine = sampler.indices(epoch);
@@ -67,6 +67,6 @@ TEST_CASE("DistributedSampler: bad arguments name the problem") {
   dist::DistributedSampler sampler(5, 0, 2);
   Generator gen(1);
   data::Dataset ds{randn({4, 2}, gen), {}, {}};
-  CHECK_THROWS_WITH_AS(sampler.shard(ds, 0), "DistributedSampler::shard: dataset has 4 rows, the sampler was made for 5",
-                       Error);
+  CHECK_THROWS_WITH_AS(sampler.shard(ds, 0),
+                       "DistributedSampler::shard: dataset has 4 rows, the sampler was made for 5", Error);
 }
