@@ -38,7 +38,7 @@ void GradientMethod::backward(const std::vector<Tensor>& task_losses, const std:
   for (std::size_t t = 0; t < task_losses.size(); ++t) {
     std::vector<double>& flat = task_grads_[t];
     flat.clear();
-    for (const Tensor& g : grad({task_losses[t]}, shared_parameters, {}, true)) {
+    for (const Tensor& g : grad({task_losses[t]}, shared_parameters, {.retain_graph = true})) {
       const Tensor c = g.contiguous();
       flat.insert(flat.end(), c.data<float>(), c.data<float>() + c.numel());
     }
@@ -114,7 +114,7 @@ void MGDA::backward_upper_bound(const std::vector<Tensor>& task_losses, const Te
   LADON_CHECK(!task_losses.empty(), "MGDA", "needs at least one task loss");
   std::vector<std::vector<double>> grads;
   for (const Tensor& loss : task_losses) {
-    const Tensor g = grad({loss}, {representation}, {}, true)[0].contiguous();
+    const Tensor g = grad({loss}, {representation}, {.retain_graph = true})[0].contiguous();
     grads.emplace_back(g.data<float>(), g.data<float>() + g.numel());
   }
   weights_ = min_norm_weights(gram(grads));

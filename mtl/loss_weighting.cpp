@@ -132,7 +132,7 @@ Tensor GradNorm::operator()(const std::vector<Tensor>& task_losses) {
   std::vector<double> norms(tasks);
   for (std::size_t t = 0; t < tasks; ++t) {
     double squared = 0;
-    for (const Tensor& g : grad({task_losses[t]}, shared_layer_, {}, true))
+    for (const Tensor& g : grad({task_losses[t]}, shared_layer_, {.retain_graph = true}))
       for (float v : g.to_vector<float>()) squared += static_cast<double>(v) * v;
     norms[t] = std::sqrt(squared);
   }
