@@ -17,6 +17,15 @@ class Generator {
   double normal();                                    // standard normal
   std::uint64_t below(std::uint64_t n);               // uniform integer in [0, n)
 
+  // The stream's exact position, to save and restore it (checkpoints, resumed training).
+  struct State {
+    std::uint64_t words[4];
+    bool has_spare_normal;
+    double spare_normal;
+  };
+  State state() const;
+  void set_state(const State& state);
+
  private:
   std::uint64_t state_[4];
   bool has_spare_normal_ = false;
