@@ -3,6 +3,7 @@
 #pragma once
 
 #include "checkpoint.h"
+#include "collective.h"
 #include "comm.h"
 #include "data_parallel.h"
 #include "expert_parallel.h"
