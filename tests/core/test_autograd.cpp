@@ -3,12 +3,10 @@
 #include <cmath>
 
 #include "ladon.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
-
-namespace {
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
-}  // namespace
+using testing::values;
 
 TEST_CASE("backward of a small expression, by hand") {
   // y = sum(a * b + a), dy/da = b + 1, dy/db = a
