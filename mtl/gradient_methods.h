@@ -7,6 +7,8 @@
 // gradient unchanged.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <vector>
 

@@ -4,6 +4,8 @@
 // ../shared/reference/mtl-methods.md.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <memory>
 #include <vector>
 

@@ -30,6 +30,8 @@
 // rank's tokens; stats() stays this process's own. Capacity is per process (GShard's groups).
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <vector>
 
