@@ -5,6 +5,8 @@
 // and a failure on rank 0 (a full disk) is thrown on every rank with rank 0's message.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <string>
 
 #include "../nn/checkpoint.h"

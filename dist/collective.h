@@ -11,6 +11,8 @@
 //   opt.step();
 #pragma once
 
+#include "layer_fence.h"
+
 #include "../mtl/balancer.h"
 #include "comm.h"
 

@@ -13,6 +13,8 @@
 // one rank never leaves the others hanging. An MPI call that fails throws ladon::Error naming it.
 #pragma once
 
+#include "layer_fence.h"
+
 // ladon uses MPI's C interface; the C++ bindings MPI deprecated do not compile under -Wextra -Werror.
 #ifndef OMPI_SKIP_MPICXX
 #define OMPI_SKIP_MPICXX 1

@@ -25,6 +25,8 @@
 // the same bucketed averaging, without the overlap.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <memory>
 #include <unordered_map>

@@ -2,6 +2,8 @@
 // part of ladon.h; installed only when ladon was built with MPI).
 #pragma once
 
+#include "layer_fence.h"
+
 #include "checkpoint.h"
 #include "collective.h"
 #include "comm.h"

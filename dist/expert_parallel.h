@@ -23,6 +23,8 @@
 // Every rank must run every forward and backward of the layer (the exchanges are collective).
 #pragma once
 
+#include "layer_fence.h"
+
 #include <vector>
 
 #include "../mtl/sparse_moe.h"

@@ -2,6 +2,8 @@
 // matching collective on every rank.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <vector>
 

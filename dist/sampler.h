@@ -19,6 +19,8 @@
 // Either way every rank gets the same row count, hence the same number of batches of the same sizes.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <vector>
 

@@ -58,9 +58,9 @@ for layer in "${layers[@]}"; do
 done
 
 # The build enforces the same rules: each layer compiles with LADON_LAYER_<NAME> defined, and every
-# header of core/, nn/, mtl/ and data/ first includes its layer's layer_fence.h, which rejects the
+# header of core/, nn/, mtl/, data/ and dist/ first includes its layer's layer_fence.h, which rejects the
 # layers that may not use it with #error. Check that every header has its fence...
-fenced=(core nn mtl data)
+fenced=(core nn mtl data dist)
 for layer in "${fenced[@]}"; do
   while IFS= read -r -d '' header; do
     [[ $header == "$layer/layer_fence.h" ]] && continue
@@ -80,7 +80,7 @@ probe() {  # probe LAYER HEADER: prints the layering error the preprocessor give
   printf '#include "%s"\n' "$2" | "$cxx" -std=c++20 -E -I"$root" "-DLADON_LAYER_${1^^}" -x c++ - -o /dev/null 2>&1 |
     grep -o 'layering: [^"]*' | head -n 1 || true
 }
-declare -A sample=([core]=core/tensor.h [nn]=nn/module.h [mtl]=mtl/model.h [data]=data/dataset.h)
+declare -A sample=([core]=core/tensor.h [nn]=nn/module.h [mtl]=mtl/model.h [data]=data/dataset.h [dist]=dist/sampler.h)
 for layer in "${layers[@]}"; do
   for to in "${fenced[@]}"; do
     [[ $to == "$layer" ]] && continue
