@@ -28,6 +28,7 @@ struct Multiversion {
   template <typename... Args>
   static void run(Args... args) {
     switch (active_isa()) {
+      case Isa::avx512_bf16:  // no bf16 in these bodies: the x86-64-v4 variant
       case Isa::avx512:
         return avx512(args...);
       case Isa::avx2:
