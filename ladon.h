@@ -3,7 +3,7 @@
 
 // The umbrella is for programs; a layer includes the headers it needs (see the layer fences).
 #if defined(LADON_LAYER_KERNELS) || defined(LADON_LAYER_CORE) || defined(LADON_LAYER_NN) || defined(LADON_LAYER_MTL) || \
-    defined(LADON_LAYER_DATA) || defined(LADON_LAYER_TRAIN)
+    defined(LADON_LAYER_DATA) || defined(LADON_LAYER_TRAIN) || defined(LADON_LAYER_DIST)
 #error "layering: no layer may include the umbrella ladon.h"
 #endif
 

@@ -8,7 +8,18 @@
 namespace ladon {
 namespace {
 thread_local bool g_grad_enabled = true;
+thread_local GradReadyHook* g_grad_ready_hook = nullptr;
+}  // namespace
+
+GradReadyHook::GradReadyHook(std::function<void(TensorImpl*)> on_ready)
+    : on_ready_(std::move(on_ready)), previous_(g_grad_ready_hook) {
+  g_grad_ready_hook = this;
 }
+GradReadyHook::~GradReadyHook() { g_grad_ready_hook = previous_; }
+
+struct GradReadyHookAccess {
+  static void call(TensorImpl* leaf) { g_grad_ready_hook->on_ready_(leaf); }
+};
 
 bool grad_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
@@ -86,6 +97,7 @@ struct Capture {
 struct Sinks {
   std::unordered_map<TensorImpl*, Capture>* leaf_captures = nullptr;
   std::unordered_map<Node*, Capture>* node_captures = nullptr;
+  bool report_ready = false;  // call the GradReadyHook as each leaf's .grad() becomes final
   bool captures_only() const { return leaf_captures != nullptr; }
   Capture* leaf(TensorImpl* leaf) const {
     if (!leaf_captures) return nullptr;
@@ -133,6 +145,12 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
     std::size_t next_edge;
   };
   std::vector<Frame> stack;
+  // With a GradReadyHook, also count how many edges lead into each leaf: its .grad() is final when
+  // the last one has delivered (a leaf root counts once more, for its seed).
+  std::unordered_map<TensorImpl*, int> leaf_pending;
+  if (sinks.report_ready)
+    for (const Tensor& root : roots)
+      if (!root.grad_fn()) leaf_pending[root.impl().get()]++;
   for (const Tensor& root : roots) {
     Node* node = root.grad_fn().get();
     if (!node) continue;
@@ -143,7 +161,9 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
       Frame& frame = stack.back();
       const auto& edges = frame.node->edges();
       if (frame.next_edge < edges.size()) {
-        Node* next = edges[frame.next_edge++].node.get();
+        const Node::Edge& edge = edges[frame.next_edge++];
+        if (sinks.report_ready && edge.leaf) leaf_pending[edge.leaf.get()]++;
+        Node* next = edge.node.get();
         if (!next) continue;
         state(next, first).dependencies++;
         if (first) stack.push_back({next, 0});  // invalidates frame
@@ -187,6 +207,9 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
       leaf->grad = exclusive ? g : g.clone();
     }
   };
+  auto leaf_done = [&](TensorImpl* leaf) {
+    if (sinks.report_ready && --leaf_pending[leaf] == 0) GradReadyHookAccess::call(leaf);
+  };
   for (std::size_t i = 0; i < roots.size(); ++i) {
     if (Node* node = roots[i].grad_fn().get()) {
       if (!reached(node)) continue;
@@ -195,6 +218,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
     } else {
       if (Capture* c = sinks.leaf(roots[i].impl().get())) c->reached = true;
       deliver_to_leaf(roots[i].impl().get(), seeds[i]);
+      leaf_done(roots[i].impl().get());
     }
   }
   if (before_run) before_run();
@@ -248,6 +272,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
       }
       if (edge.leaf) {
         if (g.defined()) deliver_to_leaf(edge.leaf.get(), g);
+        leaf_done(edge.leaf.get());
         continue;
       }
       Node* next = edge.node.get();
@@ -278,7 +303,7 @@ void Tensor::backward(const Tensor& seed, bool retain_graph) const {
   }
   LADON_CHECK(s.shape() == shape(), "backward", "seed of shape ", shape_str(s.shape()),
               " does not match output of shape ", shape_str(shape()));
-  run_backward({*this}, {s}, retain_graph, Sinks{});
+  run_backward({*this}, {s}, retain_graph, Sinks{.report_ready = g_grad_ready_hook != nullptr});
 }
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,

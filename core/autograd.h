@@ -80,6 +80,24 @@ class NoGradGuard {
 Tensor record(Tensor output, const char* op, std::vector<Tensor> inputs, BackwardFn backward);
 bool any_requires_grad(const std::vector<Tensor>& inputs);
 
+// Called during Tensor::backward() once for each leaf whose .grad() has received the last
+// contribution of that pass, in the order the pass completes them (the same order for the same
+// graph). Data-parallel training (dist/) starts a bucket's allreduce from it while the rest of
+// backward still runs. Installed for the guard's lifetime on this thread; grad() never calls it.
+// Leaves the pass does not reach are not reported.
+class GradReadyHook {
+ public:
+  explicit GradReadyHook(std::function<void(TensorImpl* leaf)> on_ready);
+  ~GradReadyHook();
+  GradReadyHook(const GradReadyHook&) = delete;
+  GradReadyHook& operator=(const GradReadyHook&) = delete;
+
+ private:
+  std::function<void(TensorImpl*)> on_ready_;
+  GradReadyHook* previous_;
+  friend struct GradReadyHookAccess;
+};
+
 struct GradOptions {
   std::vector<Tensor> seeds = {};  // one per output (the output's shape), or none: ones for scalars
   bool retain_graph = false;       // keep the saved tensors of the nodes this call runs

@@ -31,6 +31,9 @@ class Collective {
   virtual ~Collective() = default;
   virtual void average(std::span<double> values) = 0;
   virtual void average(std::span<float> values) = 0;
+  // How many ranks take part. MGDA-UB needs it: each rank's representation holds other samples,
+  // so the global Gramian is the sum of the ranks' Gramians, not the Gramian of averaged rows.
+  virtual int ranks() const = 0;
 };
 
 class Balancer : public nn::Stateful {
@@ -69,6 +72,7 @@ class Balancer : public nn::Stateful {
 
   void average(std::span<float> values) const;
   void average(std::span<double> values) const;
+  int ranks() const { return collective_ ? collective_->ranks() : 1; }
   // sum_t w_t L_t on the graph, and its value.
   static Tensor weighted_sum(const std::vector<Tensor>& losses, const std::vector<double>& weights);
   static double weighted_value(const std::vector<double>& values, const std::vector<double>& weights);

@@ -336,8 +336,17 @@ Tensor MGDA::step(const std::vector<Tensor>& losses, const std::vector<double>& 
     std::int64_t at = 0;
     for (const Tensor& g : grad({losses[t]}, z, {.retain_graph = true})) at = append_row(rows, t, at, g);
   }
-  average(std::span<float>(rows.data<float>(), static_cast<std::size_t>(rows.numel())));
-  weights_ = combine(gramian_of_rows(rows), values);
+  // Each rank's representation holds its own samples, so rows of different ranks must not be
+  // averaged element by element. The global Gramian is the sum of the ranks' Gramians of gradients
+  // scaled by 1/W (a rank's loss is the mean over its 1/W of the batch): avg_r(G_r) / W.
+  Gramian G = gramian_of_rows(rows);
+  std::vector<double> flat;
+  for (const std::vector<double>& row : G) flat.insert(flat.end(), row.begin(), row.end());
+  average(flat);
+  const double per_rank = 1.0 / static_cast<double>(ranks());
+  for (std::size_t i = 0; i < tasks; ++i)
+    for (std::size_t j = 0; j < tasks; ++j) G[i][j] = flat[i * tasks + j] * per_rank;
+  weights_ = combine(G, values);
   weighted_sum(losses, weights_).backward();
   return scalar(static_cast<float>(weighted_value(values, weights_)));
 }

@@ -138,14 +138,27 @@ Tensor SparseMoE::forward(const Tensor& input) {
       slots[e].push_back(t * K + s);
     }
 
-  // ---- Experts: each runs on its own routed rows only; one scatter-add combines them.
+  // ---- Experts: each runs on its own routed rows only (here, or where the dispatch sends them);
+  // one scatter-add combines them.
+  std::vector<Tensor> routed(experts_.size());
+  for (std::size_t e = 0; e < experts_.size(); ++e)
+    routed[e] = rows[e].empty() ? zeros({0, o.in}) : index_select(x, 0, int_tensor(rows[e]));
+  std::vector<Tensor> results;
+  if (dispatch_) {
+    results = dispatch_->run(*this, routed);
+    LADON_CHECK(results.size() == experts_.size(), kOp, "the expert dispatch returned ", results.size(),
+                " outputs for ", experts_.size(), " experts");
+  } else {
+    results.resize(experts_.size());
+    for (std::size_t e = 0; e < experts_.size(); ++e)
+      if (!rows[e].empty()) results[e] = experts_[e].forward(routed[e]);
+  }
   std::vector<Tensor> pieces;
   std::vector<std::int64_t> destination;
   for (std::size_t e = 0; e < experts_.size(); ++e) {
     if (rows[e].empty()) continue;
-    const Tensor routed = index_select(x, 0, int_tensor(rows[e]));
     const Tensor weight = index_select(flat_gates, 0, int_tensor(slots[e])).unsqueeze(1);
-    pieces.push_back(experts_[e].forward(routed) * weight);
+    pieces.push_back(results[e] * weight);
     destination.insert(destination.end(), rows[e].begin(), rows[e].end());
   }
   Tensor out = pieces.empty() ? zeros({T, o.out})
@@ -159,7 +172,10 @@ Tensor SparseMoE::forward(const Tensor& input) {
       dense_index[static_cast<std::size_t>(t * K + s)] = t * E + top[static_cast<std::size_t>(t * K + s)];
   const Tensor dense_gates =
       index_add(zeros({T * E}), 0, int_tensor(std::move(dense_index)), flat_gates).reshape({T, E});
-  const Tensor importance = sum(dense_gates, {0});
+  // Sums over tokens: this process's, or (with an expert-parallel dispatch) every rank's.
+  const auto over_tokens = [this](const Tensor& t) { return dispatch_ ? dispatch_->sum_over_tokens(t) : t; };
+  const Tensor importance = over_tokens(sum(dense_gates, {0}));
+  const double all_tokens = over_tokens(scalar(static_cast<double>(T))).item();
 
   std::vector<float> counts(selected.begin(), selected.end());
   Tensor load;
@@ -169,19 +185,19 @@ Tensor SparseMoE::forward(const Tensor& input) {
     const Tensor in_top = tensor(selected_mask, {T, E});
     const Tensor if_in = gather(H, 1, tensor(next, {T, 1}));  // (k+1)-th largest
     const Tensor if_out = gather(H, 1, tensor(kth, {T, 1}));  // k-th largest
-    load = sum(normal_cdf((clean - where(in_top, if_in, if_out)) / noise_std), {0});
+    load = over_tokens(sum(normal_cdf((clean - where(in_top, if_in, if_out)) / noise_std), {0}));
   } else {
-    load = tensor(counts, {E});  // no noise to differentiate through: the counts of gates > 0
+    load = over_tokens(tensor(counts, {E}));  // no noise to differentiate through: the counts of gates > 0
   }
-  const Tensor f = tensor(counts, {E}) / static_cast<double>(T * K);
-  const Tensor router_probs = mean(softmax(H, 1), {0});
+  const Tensor f = over_tokens(tensor(counts, {E})).detach() / (all_tokens * static_cast<double>(K));
+  const Tensor router_probs = over_tokens(sum(softmax(H, 1), {0})) / all_tokens;
   const Tensor row_max = max(H, 1, true).values.detach();
   const Tensor lse = log(sum(exp(H - row_max), {1})) + row_max.squeeze(1);
 
   losses_.importance = cv_squared(importance) * o.importance_weight;
   losses_.load = cv_squared(load) * o.load_weight;
   losses_.balance = sum(f * router_probs) * (o.balance_weight * static_cast<double>(E));
-  losses_.z = mean(lse * lse) * o.z_loss_weight;
+  losses_.z = over_tokens(sum(lse * lse)) * (o.z_loss_weight / all_tokens);
   losses_.total = losses_.importance + losses_.load + losses_.balance + losses_.z;
 
   // ---- Statistics.

@@ -26,6 +26,8 @@
 //                                                           when routing is uniform
 //   z          = w_z * mean_x (logsumexp H(x))²               differentiable
 // CV² is the population variance over the mean squared (as in Shazeer's code), 0 for one expert.
+// With an ExpertDispatch (below) every sum and mean over tokens in these losses runs over every
+// rank's tokens; stats() stays this process's own. Capacity is per process (GShard's groups).
 #pragma once
 
 #include "layer_fence.h"
@@ -75,6 +77,22 @@ struct SparseMoEStats {
   std::int64_t tokens = 0;
 };
 
+class SparseMoE;
+
+// Where a SparseMoE's experts run and over which tokens its balance statistics are summed. Without
+// one (the default) every expert runs in this process on this process's tokens;
+// dist::ExpertParallel runs each expert on the rank that owns it and sums the statistics over
+// every rank's tokens, so the balance losses see the global routing.
+class ExpertDispatch {
+ public:
+  virtual ~ExpertDispatch() = default;
+  // routed[e] holds the rows routed to expert e, [n_e, in] (n_e may be 0); returns each expert's
+  // output for its rows, [n_e, out], in the same order. Differentiable.
+  virtual std::vector<Tensor> run(SparseMoE& layer, const std::vector<Tensor>& routed) = 0;
+  // x summed over every participant's tokens (here: x itself). Differentiable.
+  virtual Tensor sum_over_tokens(const Tensor& x) = 0;
+};
+
 class SparseMoE : public nn::Layer {
  public:
   // Expert and shared-expert weights are drawn from gen (PyTorch's Linear init); the routing noise
@@ -95,6 +113,8 @@ class SparseMoE : public nn::Layer {
   std::int64_t out_features() const { return options_.out; }
   const SparseMoEOptions& options() const { return options_; }
   void seed_noise(std::uint64_t seed) { noise_gen_.seed_(seed); }  // restarts the routing noise
+  // Not owned; nullptr (the default) runs every expert here. Must outlive the layer's use.
+  void set_dispatch(ExpertDispatch* dispatch) { dispatch_ = dispatch; }
 
   // Router parameters, [in, experts], zero-initialised. Public so they can be set or inspected.
   Tensor gate_weight;
@@ -110,6 +130,7 @@ class SparseMoE : public nn::Layer {
   SparseMoELosses losses_;
   SparseMoEStats stats_;
   bool ran_ = false;
+  ExpertDispatch* dispatch_ = nullptr;
 };
 
 }  // namespace ladon::mtl

@@ -35,14 +35,32 @@ Tensor BatchNorm::forward(const Tensor& x) {
     const std::int64_t count = x.numel() / num_features_;
     LADON_CHECK(!is_training() || count > 1, name_, "expected more than 1 value per channel when training, got input ",
                 shape_str(x.shape()));
-    const BatchNormOutput normed = batch_norm(x, weight, bias, options_.eps);
-    y = normed.y;
+    Tensor batch_mean, batch_var;  // [C], biased variance
+    std::int64_t total = count;
+    if (statistics_ && is_training()) {
+      std::vector<std::int64_t> dims;
+      for (std::int64_t d = 0; d < x.dim(); ++d)
+        if (d != 1) dims.push_back(d);
+      Shape stat_shape(static_cast<std::size_t>(x.dim()), 1);  // [1, C, 1, ...]
+      stat_shape[1] = num_features_;
+      total = static_cast<std::int64_t>(statistics_->sum(scalar(static_cast<double>(count))).item());
+      batch_mean = div(statistics_->sum(sum(x, dims)), scalar(static_cast<double>(total)));
+      const Tensor centred = sub(x, batch_mean.view(stat_shape));
+      batch_var = div(statistics_->sum(sum(mul(centred, centred), dims)), scalar(static_cast<double>(total)));
+      y = div(centred, sqrt(add(batch_var.view(stat_shape), scalar(options_.eps))));
+      if (options_.affine) y = add(mul(y, weight.view(stat_shape)), bias.view(stat_shape));
+    } else {
+      const BatchNormOutput normed = batch_norm(x, weight, bias, options_.eps);
+      y = normed.y;
+      batch_mean = normed.mean;
+      batch_var = normed.var;
+    }
     if (is_training() && options_.track_running_stats) {
       // In place, so the buffers stay the tensors a checkpoint or optimizer already holds.
       const NoGradGuard no_grad;
-      const std::vector<float> m = normed.mean.to_vector<float>(), v = normed.var.to_vector<float>();
+      const std::vector<float> m = batch_mean.detach().to_vector<float>(), v = batch_var.detach().to_vector<float>();
       const float momentum = static_cast<float>(options_.momentum);
-      const float unbias = static_cast<float>(count) / static_cast<float>(count - 1);
+      const float unbias = static_cast<float>(total) / static_cast<float>(total - 1);
       float* rm = running_mean.data<float>();
       float* rv = running_var.data<float>();
       for (std::int64_t c = 0; c < num_features_; ++c) {

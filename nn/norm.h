@@ -21,9 +21,23 @@ struct BatchNormOptions {
   bool track_running_stats = true;  // false: no buffers, batch statistics in eval too
 };
 
+// Sums per-channel batch statistics over more than this process's batch. dist::DataParallel
+// ({.sync_batch_norm = true}) sets one on every BatchNorm of a model, so training normalises by the
+// statistics of every rank's batch together (synchronised BatchNorm).
+class BatchStatistics {
+ public:
+  virtual ~BatchStatistics() = default;
+  // x summed over every participant (here: x itself); differentiable.
+  virtual Tensor sum(const Tensor& x) = 0;
+};
+
 class BatchNorm : public Layer {
  public:
   Tensor forward(const Tensor& x) override;
+  // Not owned; nullptr (the default) uses this batch alone. With one, training computes the mean
+  // and variance in two passes over every participant's batch (composite ops instead of the fused
+  // kernel: one allreduce per pass, autograd's backward).
+  void set_statistics(BatchStatistics* statistics) { statistics_ = statistics; }
   void visit(Visitor& v) override;
   std::int64_t num_features() const { return num_features_; }
   const BatchNormOptions& options() const { return options_; }
@@ -42,6 +56,7 @@ class BatchNorm : public Layer {
   std::int64_t num_features_;
   BatchNormOptions options_;
   std::int64_t min_dim_, max_dim_;
+  BatchStatistics* statistics_ = nullptr;
 };
 
 // Over [N, C] or [N, C, L].

@@ -15,8 +15,9 @@ declare -A allowed=(
   [mtl]="nn core kernels"
   [data]="nn core kernels"  # nn: Stateful (fitted transforms go into checkpoints) and nn::Features
   [train]="mtl data nn core kernels"
+  [dist]="mtl data nn core kernels"
 )
-layers=(kernels core nn mtl data train)
+layers=(kernels core nn mtl data train dist)
 
 violations=0 checked=0
 for layer in "${layers[@]}"; do
@@ -58,9 +59,9 @@ for layer in "${layers[@]}"; do
 done
 
 # The build enforces the same rules: each layer compiles with LADON_LAYER_<NAME> defined, and every
-# header of core/, nn/, mtl/, data/ and train/ first includes its layer's layer_fence.h, which rejects the
+# header of core/, nn/, mtl/, data/, train/ and dist/ first includes its layer's layer_fence.h, which rejects the
 # layers that may not use it with #error. Check that every header has its fence...
-fenced=(core nn mtl data train)
+fenced=(core nn mtl data train dist)
 for layer in "${fenced[@]}"; do
   while IFS= read -r -d '' header; do
     [[ $header == "$layer/layer_fence.h" ]] && continue
@@ -80,7 +81,7 @@ probe() {  # probe LAYER HEADER: prints the layering error the preprocessor give
   printf '#include "%s"\n' "$2" | "$cxx" -std=c++20 -E -I"$root" "-DLADON_LAYER_${1^^}" -x c++ - -o /dev/null 2>&1 |
     grep -o 'layering: [^"]*' | head -n 1 || true
 }
-declare -A sample=([core]=core/tensor.h [nn]=nn/module.h [mtl]=mtl/model.h [data]=data/dataset.h [train]=train/history.h)
+declare -A sample=([core]=core/tensor.h [nn]=nn/module.h [mtl]=mtl/model.h [data]=data/dataset.h [train]=train/history.h [dist]=dist/sampler.h)
 for layer in "${layers[@]}"; do
   for to in "${fenced[@]}"; do
     [[ $to == "$layer" ]] && continue

@@ -19,3 +19,6 @@
 #ifdef LADON_LAYER_DATA
 #error "layering: data/ must not include train/ (tests/layering.sh lists what each layer may include)"
 #endif
+#ifdef LADON_LAYER_DIST
+#error "layering: dist/ must not include train/ (tests/layering.sh lists what each layer may include)"
+#endif

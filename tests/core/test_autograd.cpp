@@ -111,6 +111,38 @@ TEST_CASE("views propagate gradients into the viewed tensor") {
   CHECK(values(x.grad()) == std::vector<float>{0, 2, 4, 1, 3, 5});
 }
 
+TEST_CASE("GradReadyHook reports each leaf once, when its .grad() is final") {
+  // y = sum(w * x) + sum(w * w) + sum(b): w gets three contributions, b one; x needs no gradient.
+  Tensor w = tensor({1, 2}).requires_grad_();
+  Tensor b = tensor({3}).requires_grad_();
+  Tensor x = tensor({5, 7});
+  Tensor y = sum(w * x) + sum(w * w) + sum(b);
+  std::vector<TensorImpl*> order;
+  std::vector<std::vector<float>> seen;
+  {
+    GradReadyHook hook([&](TensorImpl* leaf) {
+      order.push_back(leaf);
+      seen.push_back(Tensor(leaf->grad).to_vector<float>());  // must already be complete
+    });
+    y.backward();
+  }
+  REQUIRE(order.size() == 2);
+  CHECK(((order[0] == w.impl().get() && order[1] == b.impl().get()) ||
+         (order[0] == b.impl().get() && order[1] == w.impl().get())));
+  const std::size_t iw = order[0] == w.impl().get() ? 0 : 1;
+  CHECK(seen[iw] == std::vector<float>{1 * 2 + 5, 2 * 2 + 7});  // x + 2w
+  CHECK(seen[1 - iw] == std::vector<float>{1});
+
+  // Outside the guard nothing is reported; grad() never reports.
+  order.clear();
+  sum(w * x).backward();
+  GradReadyHook hook([&](TensorImpl* leaf) { order.push_back(leaf); });
+  ladon::grad({sum(w * x)}, {w});
+  CHECK(order.empty());
+  sum(b * b).backward();
+  CHECK(order == std::vector<TensorImpl*>{b.impl().get()});
+}
+
 namespace {
 // An elementwise product a * b whose backward counts its calls and records the mask it was given,
 // so a test can see which nodes grad() runs and which input gradients it asks for.

@@ -50,6 +50,36 @@ TEST_CASE("BatchNorm1d: training uses batch statistics and updates the running o
   CHECK(values(bn.running_mean)[0] == rel(0.1, 1e-6));
 }
 
+TEST_CASE("BatchNorm with BatchStatistics: the statistics of every participant's batch") {
+  // A stand-in for a second rank holding the same batch: every sum doubles, so the mean and the
+  // biased variance stay those of x, while the count (and so the unbiased variance) doubles.
+  struct TwoCopies : nn::BatchStatistics {
+    Tensor sum(const Tensor& x) override { return x * 2.0; }
+  } two;
+  nn::BatchNorm1d bn(2);
+  bn.set_statistics(&two);
+  const Tensor x = tensor({0, 1, 0, 3, 2, 5, 2, 7}, {4, 2});  // as above: means 1, 4; variances 1, 5
+  const std::vector<float> y = values(bn(x));
+  const double s0 = std::sqrt(1.0 + 1e-5), s1 = std::sqrt(5.0 + 1e-5);
+  const std::vector<double> expected{-1 / s0, -3 / s1, -1 / s0, -1 / s1, 1 / s0, 1 / s1, 1 / s0, 3 / s1};
+  for (std::size_t i = 0; i < y.size(); ++i) CHECK(y[i] == rel(expected[i], 1e-6));
+  CHECK(values(bn.running_mean)[1] == rel(0.4, 1e-6));
+  CHECK(values(bn.running_var)[0] == rel(0.9 + 0.1 * 8.0 / 7.0, 1e-6));  // unbiased over 8 values
+  CHECK(values(bn.running_var)[1] == rel(0.9 + 0.1 * 5.0 * 8.0 / 7.0, 1e-6));
+  // The composite path's gradient against finite differences.
+  nn::BatchNorm1d fresh(2);
+  fresh.set_statistics(&two);
+  Generator gen(4);
+  const auto f = [&](In in) {
+    fresh.weight = in[1];
+    fresh.bias = in[2];
+    return fresh(in[0]);
+  };
+  const GradcheckResult r = gradcheck(f, {randn({4, 2}, gen), uniform({2}, 0.5, 1.5, gen), randn({2}, gen)});
+  INFO(r.message);
+  CHECK(r.ok);
+}
+
 TEST_CASE("BatchNorm2d normalises each channel over batch and space") {
   nn::BatchNorm2d bn(2);
   // Channel 0 over (n, w): [0, 2, 2, 0]: mean 1, var 1. Channel 1: [5, 5, 1, 1]: mean 3, var 4, unbiased 16/3.

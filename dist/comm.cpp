@@ -1,0 +1,182 @@
+#include "comm.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <numeric>
+#include <string>
+
+#include "../core/error.h"
+
+namespace ladon::dist {
+
+namespace detail {
+void check_mpi(int code, const char* call) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  ladon::detail::fail("dist", call, ": ", std::string(text, static_cast<std::size_t>(length)));
+}
+}  // namespace detail
+
+using detail::check_mpi;
+
+namespace {
+
+std::unique_ptr<Communicator> g_world;
+
+// An exception that escapes main reaches std::terminate without unwinding: say what it was and end
+// the job, rather than let the other ranks wait forever in their next collective.
+[[noreturn]] void terminate_job() {
+  if (std::exception_ptr current = std::current_exception()) {
+    try {
+      std::rethrow_exception(current);
+    } catch (const std::exception& e) {
+      abort_all(e);
+    } catch (...) {
+    }
+  }
+  std::fprintf(stderr, "ladon: std::terminate called without an exception; ending every rank\n");
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  std::abort();
+}
+
+int to_int(std::size_t n, const char* op) {
+  LADON_CHECK(n <= static_cast<std::size_t>(std::numeric_limits<int>::max()), op, n,
+              " values in one call: MPI counts are int");
+  return static_cast<int>(n);
+}
+
+}  // namespace
+
+Environment::Environment(int& argc, char**& argv) {
+  int initialised = 0;
+  MPI_Initialized(&initialised);
+  LADON_CHECK(!initialised, "dist::Environment", "MPI is already initialised (one Environment per process)");
+  int provided = 0;
+  check_mpi(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  // Errors come back as codes (turned into ladon::Error) instead of aborting inside MPI.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  std::set_terminate(terminate_job);
+}
+
+Environment::~Environment() {
+  g_world.reset();
+  MPI_Finalize();
+}
+
+void abort_all(const std::exception& error) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  std::fprintf(stderr, "ladon rank %d/%d: %s\n", rank, size, error.what());
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  std::abort();  // MPI_Abort does not return; this keeps [[noreturn]] honest
+}
+
+Communicator& world() {
+  if (!g_world) {
+    int initialised = 0;
+    MPI_Initialized(&initialised);
+    LADON_CHECK(initialised, "dist::world", "MPI is not initialised: create a dist::Environment first");
+    g_world = std::make_unique<Communicator>(MPI_COMM_WORLD);
+  }
+  return *g_world;
+}
+
+Communicator::Communicator(MPI_Comm comm) {
+  check_mpi(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
+  MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+}
+
+Communicator::~Communicator() {
+  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+std::unique_ptr<Communicator> Communicator::split(int color, int key) const {
+  MPI_Comm part = MPI_COMM_NULL;
+  check_mpi(MPI_Comm_split(comm_, color, key, &part), "MPI_Comm_split");
+  if (part == MPI_COMM_NULL) return nullptr;
+  auto result = std::make_unique<Communicator>(part);
+  MPI_Comm_free(&part);
+  return result;
+}
+
+void Communicator::barrier() { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+
+void Communicator::allreduce_sum(std::span<float> values) {
+  check_mpi(
+      MPI_Allreduce(MPI_IN_PLACE, values.data(), to_int(values.size(), "allreduce_sum"), MPI_FLOAT, MPI_SUM, comm_),
+      "MPI_Allreduce");
+}
+void Communicator::allreduce_sum(std::span<double> values) {
+  check_mpi(
+      MPI_Allreduce(MPI_IN_PLACE, values.data(), to_int(values.size(), "allreduce_sum"), MPI_DOUBLE, MPI_SUM, comm_),
+      "MPI_Allreduce");
+}
+void Communicator::allreduce_sum(std::span<std::int64_t> values) {
+  check_mpi(
+      MPI_Allreduce(MPI_IN_PLACE, values.data(), to_int(values.size(), "allreduce_sum"), MPI_INT64_T, MPI_SUM, comm_),
+      "MPI_Allreduce");
+}
+
+MPI_Request Communicator::start_allreduce_sum(std::span<float> values) {
+  MPI_Request request = MPI_REQUEST_NULL;
+  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, values.data(), to_int(values.size(), "start_allreduce_sum"), MPI_FLOAT,
+                           MPI_SUM, comm_, &request),
+            "MPI_Iallreduce");
+  return request;
+}
+
+void Communicator::broadcast(std::span<float> values, int root) {
+  check_mpi(MPI_Bcast(values.data(), to_int(values.size(), "broadcast"), MPI_FLOAT, root, comm_), "MPI_Bcast");
+}
+void Communicator::broadcast(std::span<std::int64_t> values, int root) {
+  check_mpi(MPI_Bcast(values.data(), to_int(values.size(), "broadcast"), MPI_INT64_T, root, comm_), "MPI_Bcast");
+}
+void Communicator::broadcast(std::vector<char>& bytes, int root) {
+  std::int64_t n = static_cast<std::int64_t>(bytes.size());
+  broadcast(std::span<std::int64_t>(&n, 1), root);
+  bytes.resize(static_cast<std::size_t>(n));
+  check_mpi(MPI_Bcast(bytes.data(), to_int(bytes.size(), "broadcast"), MPI_CHAR, root, comm_), "MPI_Bcast");
+}
+
+void Communicator::alltoallv(std::span<const float> send, const std::vector<int>& send_counts, std::span<float> recv,
+                             const std::vector<int>& recv_counts) {
+  const auto n = static_cast<std::size_t>(size_);
+  LADON_CHECK(send_counts.size() == n && recv_counts.size() == n, "alltoallv", send_counts.size(), " send and ",
+              recv_counts.size(), " receive counts for ", size_, " ranks");
+  std::vector<int> send_offsets(n, 0), recv_offsets(n, 0);
+  std::exclusive_scan(send_counts.begin(), send_counts.end(), send_offsets.begin(), 0);
+  std::exclusive_scan(recv_counts.begin(), recv_counts.end(), recv_offsets.begin(), 0);
+  LADON_CHECK(static_cast<std::size_t>(send_offsets.back() + send_counts.back()) == send.size() &&
+                  static_cast<std::size_t>(recv_offsets.back() + recv_counts.back()) == recv.size(),
+              "alltoallv", "counts do not add up to the buffers (", send.size(), " to send, ", recv.size(),
+              " to receive)");
+  check_mpi(MPI_Alltoallv(send.data(), send_counts.data(), send_offsets.data(), MPI_FLOAT, recv.data(),
+                          recv_counts.data(), recv_offsets.data(), MPI_FLOAT, comm_),
+            "MPI_Alltoallv");
+}
+
+void Communicator::alltoall(std::span<const std::int64_t> send, std::span<std::int64_t> recv) {
+  LADON_CHECK(send.size() == static_cast<std::size_t>(size_) && recv.size() == send.size(), "alltoall", send.size(),
+              " values to send and ", recv.size(), " to receive for ", size_, " ranks");
+  check_mpi(MPI_Alltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm_), "MPI_Alltoall");
+}
+
+std::vector<float> Communicator::allgatherv(std::span<const float> values) {
+  int mine = to_int(values.size(), "allgatherv");
+  std::vector<int> counts(static_cast<std::size_t>(size_)), offsets(counts.size(), 0);
+  check_mpi(MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_), "MPI_Allgather");
+  std::exclusive_scan(counts.begin(), counts.end(), offsets.begin(), 0);
+  std::vector<float> all(static_cast<std::size_t>(offsets.back() + counts.back()));
+  check_mpi(MPI_Allgatherv(values.data(), mine, MPI_FLOAT, all.data(), counts.data(), offsets.data(), MPI_FLOAT, comm_),
+            "MPI_Allgatherv");
+  return all;
+}
+
+}  // namespace ladon::dist

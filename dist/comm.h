@@ -1,0 +1,92 @@
+// MPI underneath ladon's distributed training: start-up, the communicator every dist/ piece takes,
+// and the collectives they use. Ranks are started by mpirun or srun.
+//
+//   int main(int argc, char** argv) {
+//     dist::Environment mpi(argc, argv);          // MPI_Init; an uncaught error ends every rank
+//     dist::Communicator& world = dist::world();
+//     ...
+//   }
+//
+// Errors: a ladon::Error (or any exception) that escapes main on one rank, or is passed to
+// abort_all(), prints "ladon rank R/N: <message>" on stderr and calls MPI_Abort, which ends every
+// rank of the job with a non-zero exit at once, even ranks blocked in a collective: a bad input on
+// one rank never leaves the others hanging. An MPI call that fails throws ladon::Error naming it.
+#pragma once
+
+#include "layer_fence.h"
+
+// ladon uses MPI's C interface; the C++ bindings MPI deprecated do not compile under -Wextra -Werror.
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
+
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <span>
+#include <vector>
+
+namespace ladon::dist {
+
+class Environment {
+ public:
+  // MPI_Init_thread with MPI_THREAD_FUNNELED (only the main thread calls MPI; TBB workers never do).
+  Environment(int& argc, char**& argv);
+  ~Environment();  // MPI_Finalize
+  Environment(const Environment&) = delete;
+  Environment& operator=(const Environment&) = delete;
+};
+
+// Prints what the exception says with this rank's number and ends the whole job (exit code 1).
+[[noreturn]] void abort_all(const std::exception& error);
+
+class Communicator {
+ public:
+  // Takes a duplicate of comm (MPI_Comm_dup), so ladon's collectives never match a user's.
+  explicit Communicator(MPI_Comm comm);
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  MPI_Comm handle() const { return comm_; }
+
+  // The ranks with the same color form a new communicator, ordered by key then old rank
+  // (MPI_Comm_split); a rank passing MPI_UNDEFINED gets nullptr.
+  std::unique_ptr<Communicator> split(int color, int key) const;
+
+  void barrier();
+  // In place over every rank; every rank must call with the same count.
+  void allreduce_sum(std::span<float> values);
+  void allreduce_sum(std::span<double> values);
+  void allreduce_sum(std::span<std::int64_t> values);
+  void broadcast(std::span<float> values, int root);
+  void broadcast(std::span<std::int64_t> values, int root);
+  void broadcast(std::vector<char>& bytes, int root);  // resized on the receivers
+  // Non-blocking sum in place; wait with MPI_Wait on the returned request.
+  MPI_Request start_allreduce_sum(std::span<float> values);
+  // Every rank sends send_counts[r] values to rank r and receives recv_counts[r] from it.
+  void alltoallv(std::span<const float> send, const std::vector<int>& send_counts, std::span<float> recv,
+                 const std::vector<int>& recv_counts);
+  void alltoall(std::span<const std::int64_t> send, std::span<std::int64_t> recv);  // one value per rank
+  // The values of every rank, concatenated in rank order (counts may differ per rank).
+  std::vector<float> allgatherv(std::span<const float> values);
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1;
+};
+
+// MPI_COMM_WORLD's duplicate, made on first use (after Environment).
+Communicator& world();
+
+namespace detail {
+void check_mpi(int code, const char* call);  // throws ladon::Error "dist: <call>: <MPI's message>"
+}
+
+}  // namespace ladon::dist

@@ -1,0 +1,218 @@
+#include "data_parallel.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <unordered_set>
+
+#include "../core/autograd.h"
+#include "../core/error.h"
+#include "ops.h"
+
+namespace ladon::dist {
+
+namespace {
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Copies a float32 tensor's elements into dst (row-major), whatever its strides.
+void copy_out(const Tensor& t, float* dst) {
+  const Tensor c = t.contiguous();
+  std::memcpy(dst, c.data<float>(), static_cast<std::size_t>(c.numel()) * sizeof(float));
+}
+}  // namespace
+
+DataParallel::DataParallel(nn::Module& model, Communicator& comm, DataParallelOptions options)
+    : comm_(comm.handle()), params_(model.parameters()), model_(model) {
+  LADON_CHECK(options.bucket_mb > 0, "DataParallel", "bucket_mb must be positive, got ", options.bucket_mb);
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    LADON_CHECK(params_[i].dtype() == Dtype::float32, "DataParallel", "parameter ", i, " is not float32");
+    LADON_CHECK(index_.emplace(params_[i].impl().get(), i).second, "DataParallel", "parameter ", i,
+                " appears twice in the model's parameters");
+  }
+  // Reverse parameter order: roughly the order backward makes the gradients final.
+  const double bucket_bytes = options.bucket_mb * 1024 * 1024;
+  bucket_index_.assign(params_.size(), 0);
+  double bytes = 0;
+  for (std::size_t k = params_.size(); k-- > 0;) {
+    const double size = static_cast<double>(params_[k].numel()) * sizeof(float);
+    if (buckets_.empty() || (bytes > 0 && bytes + size > bucket_bytes)) {
+      buckets_.emplace_back();
+      bytes = 0;
+    }
+    buckets_.back().params.push_back(k);
+    bucket_index_[k] = buckets_.size() - 1;
+    bytes += size;
+  }
+  for (Bucket& b : buckets_) {
+    std::size_t n = b.params.size();
+    for (std::size_t k : b.params) n += static_cast<std::size_t>(params_[k].numel());
+    b.flat.assign(n, 0.0f);
+  }
+  if (options.sync_batch_norm) {
+    sync_statistics_ = std::make_unique<SyncStatistics>(comm.handle());
+    // Every BatchNorm anywhere in the model, through the modules' own visit() lists.
+    struct Finder : nn::Module::Visitor {
+      std::vector<nn::BatchNorm*>& found;
+      explicit Finder(std::vector<nn::BatchNorm*>& f) : found(f) {}
+      void operator()(const std::string&, Tensor&) override {}
+      void buffer(const std::string&, Tensor&) override {}
+      void operator()(const std::string&, nn::Module& child) override {
+        if (auto* bn = dynamic_cast<nn::BatchNorm*>(&child)) found.push_back(bn);
+        child.visit(*this);
+      }
+    } finder(synced_);
+    finder("", model);
+    for (nn::BatchNorm* bn : synced_) bn->set_statistics(sync_statistics_.get());
+  }
+  if (options.broadcast) broadcast_state();
+}
+
+DataParallel::~DataParallel() {
+  for (nn::BatchNorm* bn : synced_) bn->set_statistics(nullptr);
+}
+
+Tensor DataParallel::SyncStatistics::sum(const Tensor& x) { return all_reduce_sum(x, comm); }
+
+std::vector<std::size_t> DataParallel::bucket_of_parameters() const { return bucket_index_; }
+
+void DataParallel::broadcast_state() {
+  NoGradGuard no_grad;
+  for (Tensor& p : params_) {
+    LADON_CHECK(p.is_contiguous(), "DataParallel", "parameters must be contiguous to broadcast");
+    comm_.broadcast(std::span<float>(p.data<float>(), static_cast<std::size_t>(p.numel())), 0);
+  }
+  for (auto& [name, b] : model_.named_buffers()) {
+    LADON_CHECK(b.is_contiguous(), "DataParallel", "buffer ", name, " must be contiguous to broadcast");
+    if (b.dtype() == Dtype::float32)
+      comm_.broadcast(std::span<float>(b.data<float>(), static_cast<std::size_t>(b.numel())), 0);
+    else
+      comm_.broadcast(std::span<std::int64_t>(b.data<std::int64_t>(), static_cast<std::size_t>(b.numel())), 0);
+  }
+}
+
+void DataParallel::begin_pass() {
+  for (Bucket& b : buckets_) {
+    b.pending = b.params.size();
+    b.started = false;
+    b.request = MPI_REQUEST_NULL;
+  }
+  next_bucket_ = 0;
+}
+
+void DataParallel::mark_unreached(const Tensor& loss) {
+  // The leaves of loss's graph, by the same edges backward will follow.
+  std::unordered_set<TensorImpl*> leaves;
+  std::unordered_set<Node*> seen;
+  std::vector<Node*> stack;
+  if (loss.grad_fn())
+    stack.push_back(loss.grad_fn().get());
+  else
+    leaves.insert(loss.impl().get());
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    if (!seen.insert(node).second) continue;
+    for (const Node::Edge& edge : node->edges()) {
+      if (edge.leaf) leaves.insert(edge.leaf.get());
+      if (edge.node) stack.push_back(edge.node.get());
+    }
+  }
+  for (const Tensor& p : params_)
+    if (!leaves.count(p.impl().get())) on_ready(p.impl().get());
+}
+
+void DataParallel::start(Bucket& b) {
+  float* out = b.flat.data();
+  float* flags = b.flat.data() + (b.flat.size() - b.params.size());
+  for (std::size_t j = 0; j < b.params.size(); ++j) {
+    const Tensor& p = params_[b.params[j]];
+    const Tensor g = p.grad();
+    const auto n = static_cast<std::size_t>(p.numel());
+    if (g.defined())
+      copy_out(g, out);
+    else
+      std::fill(out, out + n, 0.0f);
+    flags[j] = g.defined() ? 1.0f : 0.0f;
+    out += n;
+  }
+  b.request = comm_.start_allreduce_sum(b.flat);
+  b.started = true;
+}
+
+void DataParallel::start_ready_buckets() {
+  while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].pending == 0) start(buckets_[next_bucket_++]);
+}
+
+void DataParallel::on_ready(TensorImpl* leaf) {
+  auto it = index_.find(leaf);
+  if (it == index_.end()) return;  // a leaf of the graph that is not one of the model's parameters
+  Bucket& b = buckets_[bucket_index_[it->second]];
+  if (b.pending > 0) --b.pending;
+  start_ready_buckets();
+  // Open MPI progresses non-blocking collectives only inside MPI calls: poke the ones in flight.
+  for (std::size_t k = 0; k < next_bucket_; ++k)
+    if (buckets_[k].request != MPI_REQUEST_NULL) {
+      int done = 0;
+      detail::check_mpi(MPI_Test(&buckets_[k].request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    }
+}
+
+void DataParallel::finish_pass() {
+  // Buckets holding parameters this pass never reached start now, still in order.
+  while (next_bucket_ < buckets_.size()) start(buckets_[next_bucket_++]);
+  const float scale = 1.0f / static_cast<float>(comm_.size());
+  NoGradGuard no_grad;
+  for (Bucket& b : buckets_) {
+    detail::check_mpi(MPI_Wait(&b.request, MPI_STATUS_IGNORE), "MPI_Wait");
+    const float* in = b.flat.data();
+    const float* flags = b.flat.data() + (b.flat.size() - b.params.size());
+    for (std::size_t j = 0; j < b.params.size(); ++j) {
+      const Tensor& p = params_[b.params[j]];
+      const auto n = static_cast<std::size_t>(p.numel());
+      if (flags[j] > 0) {
+        Tensor g = p.grad();
+        // Write in place when this parameter's gradient is its own contiguous buffer (the engine
+        // gives each leaf an exclusive .grad()); otherwise a fresh one.
+        if (!g.defined() || !g.is_contiguous() || g.shape() != p.shape()) {
+          g = empty(p.shape());
+          p.set_grad(g);
+        }
+        float* dst = g.data<float>();
+        for (std::size_t i = 0; i < n; ++i) dst[i] = in[i] * scale;
+      }
+      in += n;
+    }
+  }
+}
+
+void DataParallel::backward(const Tensor& loss) {
+  if (!sync_) {
+    loss.backward();
+    return;
+  }
+  const double t0 = now_seconds();
+  begin_pass();
+  std::size_t started = 0;
+  {
+    GradReadyHook hook([this](TensorImpl* leaf) { on_ready(leaf); });
+    mark_unreached(loss);
+    loss.backward();
+    started = next_bucket_;
+  }
+  const double t1 = now_seconds();
+  finish_pass();
+  const double t2 = now_seconds();
+  timing_ = {t2 - t0, t2 - t1, started};
+}
+
+void DataParallel::synchronize() {
+  const double t0 = now_seconds();
+  begin_pass();
+  finish_pass();
+  const double t = now_seconds() - t0;
+  timing_ = {t, t, 0};
+}
+
+}  // namespace ladon::dist

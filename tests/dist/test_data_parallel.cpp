@@ -1,0 +1,153 @@
+#include <doctest/doctest.h>
+
+#include "helpers.h"
+
+using namespace ladon;
+using namespace ladon::testing;
+
+namespace {
+
+struct Mlp : nn::Module {
+  nn::Linear fc1, fc2, unused;
+  explicit Mlp(Generator& gen) : fc1(6, 16, {}, gen), fc2(16, 3, {}, gen), unused(2, 2, {}, gen) {}
+  Tensor operator()(const Tensor& x) { return fc2(relu(fc1(x))); }
+  void visit(Visitor& v) override {
+    v("fc1", fc1);
+    v("fc2", fc2);
+    v("unused", unused);  // never in the graph: must keep no gradient
+  }
+};
+
+struct Data {
+  Tensor x, y;
+};
+Data global_batch(std::int64_t rows, std::uint64_t seed) {
+  Generator gen(seed);
+  return {randn({rows, 6}, gen), randn({rows, 3}, gen)};
+}
+
+}  // namespace
+
+TEST_CASE("DataParallel: N ranks on a split batch take the steps one process takes on the whole batch") {
+  dist::Communicator& world = dist::world();
+  // bucket_mb tiny (one byte): one bucket per parameter, so several allreduces overlap backward.
+  for (double bucket_mb : {25.0, 1e-6}) {
+    CAPTURE(bucket_mb);
+    Generator init(11 + static_cast<std::uint64_t>(world.rank()));  // different on purpose: broadcast fixes it
+    Mlp model(init);
+    Generator init0(11);
+    Mlp reference(init0);  // what rank 0 starts from, trained alone on the whole batch
+    dist::DataParallel dp(model, world, {.bucket_mb = bucket_mb});
+    CHECK(max_abs_diff(flat_parameters(model), flat_parameters(reference)) == 0);
+    if (bucket_mb < 1) {
+      CHECK(dp.num_buckets() == 6);
+      CHECK(dp.bucket_of_parameters() == std::vector<std::size_t>{5, 4, 3, 2, 1, 0});  // reverse order
+    } else {
+      CHECK(dp.num_buckets() == 1);
+    }
+    nn::SGD opt(model.parameters(), {.lr = 0.1, .momentum = 0.9});
+    nn::SGD ref_opt(reference.parameters(), {.lr = 0.1, .momentum = 0.9});
+    for (int step = 0; step < 4; ++step) {
+      const Data d = global_batch(8, 100 + static_cast<std::uint64_t>(step));
+      opt.zero_grad();
+      dp.backward(nn::mse_loss(model(my_rows(d.x, world)), my_rows(d.y, world)));
+      opt.step();
+      // Every bucket's allreduce started before backward returned, even those holding only the
+      // parameters the loss does not use (which come first in reverse order).
+      CHECK(dp.last_timing().buckets_started_in_backward == dp.num_buckets());
+      ref_opt.zero_grad();
+      nn::mse_loss(reference(d.x), d.y).backward();
+      ref_opt.step();
+    }
+    CHECK_FALSE(model.unused.weight.grad().defined());
+    CHECK(model.fc1.weight.grad().defined());
+    // Float32 rounding only: the sums over rows are split differently. Bound: a few ulps of the
+    // parameters (|p| < 2) after four steps.
+    CHECK(max_abs_diff(flat_parameters(model), flat_parameters(reference)) < 2e-6);
+    CHECK(same_on_every_rank(flat_parameters(model), world));
+  }
+}
+
+TEST_CASE("DataParallel: no_sync accumulates locally; the next synchronised backward averages the sum") {
+  dist::Communicator& world = dist::world();
+  Generator init(5);
+  Mlp model(init);
+  Generator init_ref(5);
+  Mlp reference(init_ref);
+  dist::DataParallel dp(model, world);
+  const Data a = global_batch(8, 1), b = global_batch(8, 2);
+  {
+    auto guard = dp.no_sync();
+    dp.backward(nn::mse_loss(model(my_rows(a.x, world)), my_rows(a.y, world)) * 0.5);
+  }
+  dp.backward(nn::mse_loss(model(my_rows(b.x, world)), my_rows(b.y, world)) * 0.5);
+  (nn::mse_loss(reference(a.x), a.y) * 0.5 + nn::mse_loss(reference(b.x), b.y) * 0.5).backward();
+  double d = 0;
+  const auto mp = model.parameters(), rp = reference.parameters();
+  for (std::size_t i = 0; i < 4; ++i)
+    d = std::max(d, max_abs_diff(mp[i].grad().to_vector<float>(), rp[i].grad().to_vector<float>()));
+  CHECK(d < 1e-6);
+}
+
+TEST_CASE("DataParallel: inside no_sync nothing is exchanged") {
+  dist::Communicator& world = dist::world();
+  Generator init(5);
+  Mlp model(init);
+  dist::DataParallel dp(model, world);
+  // Each rank a different batch: the gradients stay different unless they were averaged.
+  const Data d = global_batch(4, 40 + static_cast<std::uint64_t>(world.rank()));
+  {
+    auto guard = dp.no_sync();
+    dp.backward(nn::mse_loss(model(d.x), d.y));
+  }
+  const std::vector<float> g = model.fc2.weight.grad().to_vector<float>();
+  CHECK(same_on_every_rank(g, world) == (world.size() == 1));
+  dp.synchronize();  // the same averaging, on demand
+  CHECK(same_on_every_rank(model.fc2.weight.grad().to_vector<float>(), world));
+}
+
+TEST_CASE("DataParallel: bad options name the problem") {
+  Generator init(5);
+  Mlp model(init);
+  CHECK_THROWS_WITH_AS(dist::DataParallel(model, dist::world(), {.bucket_mb = 0}),
+                       "DataParallel: bucket_mb must be positive, got 0", Error);
+}
+
+TEST_CASE("DataParallel: synchronised BatchNorm trains as one process with the global batch") {
+  dist::Communicator& world = dist::world();
+  struct Net : nn::Module {
+    nn::Linear fc1, fc2;
+    nn::BatchNorm1d bn{8};
+    explicit Net(Generator& gen) : fc1(5, 8, {}, gen), fc2(8, 2, {}, gen) {}
+    Tensor operator()(const Tensor& x) { return fc2(relu(bn(fc1(x)))); }
+    void visit(Visitor& v) override {
+      v("fc1", fc1);
+      v("bn", bn);
+      v("fc2", fc2);
+    }
+  };
+  Generator g1(3), g2(3);
+  Net model(g1), reference(g2);
+  dist::DataParallel dp(model, world, {.sync_batch_norm = true});
+  nn::SGD opt(model.parameters(), {.lr = 0.05});
+  nn::SGD ref_opt(reference.parameters(), {.lr = 0.05});
+  for (int step = 0; step < 3; ++step) {
+    Generator gen(60 + static_cast<std::uint64_t>(step));
+    const Tensor x = randn({8, 5}, gen) * 2.0 + 1.0, y = randn({8, 2}, gen);
+    opt.zero_grad();
+    dp.backward(nn::mse_loss(model(my_rows(x, world)), my_rows(y, world)));
+    opt.step();
+    ref_opt.zero_grad();
+    nn::mse_loss(reference(x), y).backward();
+    ref_opt.step();
+  }
+  CHECK(max_abs_diff(flat_parameters(model), flat_parameters(reference)) < 1e-5);
+  CHECK(max_abs_diff(model.bn.running_mean.to_vector<float>(), reference.bn.running_mean.to_vector<float>()) < 1e-5);
+  CHECK(max_abs_diff(model.bn.running_var.to_vector<float>(), reference.bn.running_var.to_vector<float>()) < 1e-5);
+  // Eval uses the (synchronised) running statistics: no communication, same outputs.
+  model.eval();
+  reference.eval();
+  Generator gen(1);
+  const Tensor x = randn({3, 5}, gen);
+  CHECK(max_abs_diff(model(x).to_vector<float>(), reference(x).to_vector<float>()) < 1e-5);
+}
