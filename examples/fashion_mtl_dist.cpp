@@ -53,13 +53,12 @@ int main(int argc, char** argv) {
   const std::int64_t local_batch = global_batch / world.size();
   const std::int64_t batches = sampler.shard_rows() / local_batch;  // full batches only: every rank the same
   const long total = max_steps > 0 ? std::min<long>(max_steps, epochs * batches) : epochs * batches;
-  examples::Progress progress(total);
+  train::Progress progress(total, {"loss"}, {.quiet = !lead});
   long step = 0, samples = 0;
   double backward_seconds = 0, exposed_seconds = 0;
   for (long epoch = 1; epoch <= epochs && step < total; ++epoch) {
     const data::Dataset shard = sampler.shard(fm.train, epoch);
-    double running = 0;
-    long seen = 0;
+    progress.start_epoch(epoch, epochs, batches);
     for (const data::Batch& batch : data::Loader(shard, {.batch = local_batch, .drop_last = true})) {
       if (step >= total) break;
       const std::vector<Tensor> out = model(batch.x);
@@ -71,15 +70,9 @@ int main(int argc, char** argv) {
       optimizer.step();
       backward_seconds += dp.last_timing().backward_seconds;
       exposed_seconds += dp.last_timing().exposed_wait_seconds;
-      ++step, ++seen;
+      ++step;
       samples += global_batch;
-      running += loss.item();
-      if (lead) {
-        char text[160];
-        std::snprintf(text, sizeof text, "epoch %ld/%ld  step %ld/%ld  loss %.4f (rank 0)", epoch, epochs, step, total,
-                      running / static_cast<double>(seen));
-        progress.update(step, samples, text);
-      }
+      progress.step(global_batch, {loss.item()});  // rank 0's loss; the other ranks stay quiet
     }
   }
   const double elapsed = progress.elapsed();
