@@ -5,16 +5,27 @@
 
 namespace ladon::mtl {
 
+namespace {
+void check_tower(const char* op, const TaskSpec& t) {
+  for (std::int64_t h : t.tower_hidden)
+    LADON_CHECK(h > 0, op, "task '", t.name, "' has tower hidden sizes ", shape_str(Shape(t.tower_hidden.begin(),
+                t.tower_hidden.end())), ": each must be positive");
+}
+}  // namespace
+
 MultiTaskModel::MultiTaskModel(std::vector<TaskSpec> tasks) : tasks_(std::move(tasks)) {
   LADON_CHECK(!tasks_.empty(), "MultiTaskModel", "needs at least one task");
-  for (const TaskSpec& t : tasks_)
+  for (const TaskSpec& t : tasks_) {
     LADON_CHECK(t.out > 0, "MultiTaskModel", "task '", t.name, "' has output size ", t.out);
+    check_tower("MultiTaskModel", t);
+  }
 }
 
 void MultiTaskModel::check_new_task(const TaskSpec& task) const {
   for (const TaskSpec& t : tasks_)
     LADON_CHECK(t.name != task.name, "add_task", "a task named '", task.name, "' exists already");
   LADON_CHECK(task.out > 0, "add_task", "task '", task.name, "' has output size ", task.out);
+  check_tower("add_task", task);
 }
 
 std::size_t MultiTaskModel::removable_task(const std::string& name) const {
@@ -59,6 +70,8 @@ nn::Sequential mlp(std::int64_t in, const std::vector<std::int64_t>& hidden, std
                    Generator& gen) {
   nn::Sequential net;
   std::int64_t width = in;
+  for (std::int64_t h : hidden)
+    LADON_CHECK(h > 0, "mlp", "hidden sizes ", shape_str(Shape(hidden.begin(), hidden.end())), ": each must be positive");
   for (std::int64_t h : hidden) {
     net.push_back(nn::Linear(width, h, {}, gen));
     net.push_back(nn::ReLU());
