@@ -20,7 +20,9 @@
 #include "gemm.h"
 
 #include <cblas.h>
+#if LADON_X86
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -36,6 +38,7 @@ namespace {
 
 using i64 = std::int64_t;
 
+#if LADON_X86  // the x86 micro-kernels; the portable one below builds anywhere
 #define LADON_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,fma")))
 #define LADON_TARGET_AVX2 __attribute__((target("avx2,fma")))
 
@@ -47,7 +50,7 @@ using i64 = std::int64_t;
 // Writes C = alpha * acc + beta * C for an MR_EFF x (16 * NV) tile; with MASKED only the lanes in
 // last_mask of the last vector column are touched. beta == 0 never reads C.
 template <int MR_EFF, int NV, bool MASKED>
-LADON_TARGET_AVX512 LADON_INLINE void store_tile_avx512(const __m512 (&acc)[MR_EFF][NV], float* c, i64 ldc, float alpha,
+LADON_INLINE LADON_TARGET_AVX512 void store_tile_avx512(const __m512 (&acc)[MR_EFF][NV], float* c, i64 ldc, float alpha,
                                                         float beta, __mmask16 last_mask) {
   const __m512 va = _mm512_set1_ps(alpha);
   const __m512 vb = _mm512_set1_ps(beta);
@@ -164,6 +167,8 @@ LADON_TARGET_AVX2 void ukernel_avx2(i64 kc, const float* __restrict pa, const fl
     }
 }
 
+#endif  // LADON_X86
+
 // Portable reference: plain loops, no intrinsics (the compiler may still use baseline SSE2).
 template <int MR, int NR>
 void ukernel_scalar(i64 kc, const float* __restrict pa, const float* __restrict pb, float* c, i64 ldc, float alpha,
@@ -269,6 +274,7 @@ LADON_INLINE void tile_via_scratch(Full full, i64 kc, const float* pa, const flo
     }
 }
 
+#if LADON_X86
 using TileFn = void (*)(i64, const float*, const float*, float*, i64, float, float, __mmask16);
 
 using DirectFn = void (*)(i64, const float*, i64, const float*, i64, float*, i64, float, float, __mmask16);
@@ -286,6 +292,8 @@ constexpr auto avx512_edge_table(std::index_sequence<I...>) {
                                                  &ukernel_avx512<static_cast<int>(I) + 1, MR, 2, true>}...}};
 }
 
+#endif  // LADON_X86
+
 // The epilogue on one stored tile of C (rows x cols at c), whose first column is column col0 of C.
 LADON_INLINE void apply_epilogue(const Epilogue& epilogue, float* c, i64 ldc, i64 rows, i64 cols, i64 col0) {
   const bool relu = epilogue.activation == Activation::relu;
@@ -295,10 +303,11 @@ LADON_INLINE void apply_epilogue(const Epilogue& epilogue, float* c, i64 ldc, i6
     if (epilogue.bias != nullptr)
       for (i64 j = 0; j < cols; ++j) row[j] += epilogue.bias[col0 + j];
     if (relu)
-      for (i64 j = 0; j < cols; ++j) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+      for (i64 j = 0; j < cols; ++j) row[j] = row[j] < 0.0f ? 0.0f : row[j];  // NaN stays NaN
   }
 }
 
+#if LADON_X86
 struct KernelAvx512 {
   static constexpr int MR = 14, NR = 32;
   static constexpr i64 MC = 280, KC = 384, NC = 4096;
@@ -358,6 +367,8 @@ struct KernelAvx2 {
   }
 };
 
+#endif  // LADON_X86
+
 struct KernelScalar {
   static constexpr int MR = 4, NR = 8;
   static constexpr i64 MC = 128, KC = 256, NC = 2048;
@@ -373,12 +384,15 @@ struct KernelScalar {
   }
 };
 
+#if LADON_X86
 // GCC 12 flags the self-initialised placeholder inside _mm512_undefined_ps (used by these shuffle
 // intrinsics) as maybe-uninitialized; it is a known false positive.
+#if !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 // In-register transpose of 16 rows of 16 floats: on return r[j] holds column j.
-LADON_TARGET_AVX512 LADON_INLINE void transpose16x16(__m512 r[16]) {
+LADON_INLINE LADON_TARGET_AVX512 void transpose16x16(__m512 r[16]) {
   __m512 t[16];
   for (int i = 0; i < 16; i += 2) {
     t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
@@ -403,7 +417,7 @@ LADON_TARGET_AVX512 LADON_INLINE void transpose16x16(__m512 r[16]) {
 
 // Gathers `rows` (<= 16) rows of src (row stride ld), 16 consecutive columns each, and writes column j
 // as `rows` floats at dst + j * dst_stride: the packing transpose, 16 k-steps at a time.
-LADON_TARGET_AVX512 LADON_INLINE void pack_transposed_16(const float* src, i64 ld, int rows, float* dst,
+LADON_INLINE LADON_TARGET_AVX512 void pack_transposed_16(const float* src, i64 ld, int rows, float* dst,
                                                          i64 dst_stride) {
   __m512 r[16];
   for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_loadu_ps(src + i * ld) : _mm512_setzero_ps();
@@ -412,7 +426,9 @@ LADON_TARGET_AVX512 LADON_INLINE void pack_transposed_16(const float* src, i64 l
   for (int j = 0; j < 16; ++j) _mm512_mask_storeu_ps(dst + j * dst_stride, mask, r[j]);
 }
 
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 void KernelAvx512::pack_a(bool trans, const float* a, i64 lda, i64 mc, i64 kc, float* dst) {
   if (trans) {
@@ -454,6 +470,8 @@ void KernelAvx512::pack_b(bool trans, const float* b, i64 ldb, i64 kc, i64 nc, f
       for (int jj = 0; jj < NR; ++jj) d[p * NR + jj] = jj < nr ? s[jj * ldb + p] : 0.0f;
   }
 }
+
+#endif  // LADON_X86
 
 // ---------------------------------------------------------------------------------------------
 // Buffers: one per thread and operand, grown on demand and then reused, so steady state never allocates.
@@ -529,6 +547,7 @@ LADON_INLINE void gemm_driver(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, f
   }
 }
 
+#if LADON_X86
 // Whether the unpacked path is faster than packing, measured on Zen 5 (see bench/README.md): it wins
 // while the part of A one column of tiles walks stays in L2 and the 32-wide B panel is reused from
 // L1/L2; packing wins once A spills from L2 (1024^3) or transposed A rows are long.
@@ -554,6 +573,7 @@ LADON_TARGET_AVX2 void gemm_avx2(bool trans_a, bool trans_b, i64 m, i64 n, i64 k
                                  const float* b, i64 ldb, float beta, float* c, i64 ldc, const Epilogue& epilogue) {
   gemm_driver<KernelAvx2>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
+#endif  // LADON_X86
 
 void gemm_scalar(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda, const float* b,
                  i64 ldb, float beta, float* c, i64 ldc, const Epilogue& epilogue) {
@@ -564,6 +584,7 @@ using GemmFn = void (*)(bool, bool, i64, i64, i64, float, const float*, i64, con
                         const Epilogue&);
 
 GemmFn gemm_fn(Isa isa, bool allow_unpacked = true) {
+#if LADON_X86
   switch (isa) {
     case Isa::avx512:
       return allow_unpacked ? &gemm_avx512<true> : &gemm_avx512<false>;
@@ -572,6 +593,10 @@ GemmFn gemm_fn(Isa isa, bool allow_unpacked = true) {
     case Isa::baseline:
       break;
   }
+#else
+  (void)isa;  // elsewhere only the baseline exists (isa_supported says so)
+  (void)allow_unpacked;
+#endif
   return &gemm_scalar;
 }
 

@@ -4,9 +4,19 @@
 // against the portable baseline on this machine.
 #pragma once
 
+// The SIMD variants, their target attributes and intrinsics exist only for x86-64; elsewhere every
+// kernel is its portable body alone, and only Isa::baseline is supported.
+#if defined(__x86_64__)
+#define LADON_X86 1
+#else
+#define LADON_X86 0
+#endif
+
 namespace ladon::kernels {
 
 enum class Isa { baseline, avx2, avx512 };  // baseline: x86-64 with SSE2; avx2: x86-64-v3; avx512: x86-64-v4
+// Every set, weakest first: the one list that tests, benchmarks and dispatch walk.
+inline constexpr Isa kIsas[] = {Isa::baseline, Isa::avx2, Isa::avx512};
 
 Isa best_isa();    // the best set this CPU supports
 Isa active_isa();  // best_isa() unless an IsaOverride is alive

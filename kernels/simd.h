@@ -10,8 +10,20 @@
 
 namespace ladon::kernels {
 
+// Every kernel whose body runs through Multiversion, by its body's name without "_body". The
+// variants test (tests/kernels/test_variants.cpp) walks this list, and checks that it names every
+// Multiversion<..._body> in kernels/: a new kernel without a list entry or a variants row fails.
+inline constexpr const char* kMultiversioned[] = {
+    "unary",          "binary",           "compare",          "clamp",           "relu_grad",
+    "sum_reduce",     "softmax",          "softmax_cross_entropy",
+    "sgd_update",     "adam_update",      "rmsprop_update",   "adagrad_update",
+    "channel_mean_var", "channel_scale_shift", "channel_grad_sums", "channel_combine",
+    "max_pool2d_2x2",
+};
+
 template <auto Body>
 struct Multiversion {
+#if LADON_X86
   template <typename... Args>
   [[gnu::target("arch=x86-64-v4")]] static void avx512(Args... args) {
     Body(args...);
@@ -20,6 +32,7 @@ struct Multiversion {
   [[gnu::target("arch=x86-64-v3")]] static void avx2(Args... args) {
     Body(args...);
   }
+#endif
   template <typename... Args>
   static void baseline(Args... args) {
     Body(args...);
@@ -27,6 +40,7 @@ struct Multiversion {
 
   template <typename... Args>
   static void run(Args... args) {
+#if LADON_X86
     switch (active_isa()) {
       case Isa::avx512:
         return avx512(args...);
@@ -35,6 +49,9 @@ struct Multiversion {
       case Isa::baseline:
         return baseline(args...);
     }
+#else
+    baseline(args...);  // the only variant off x86 (isa_supported accepts baseline alone)
+#endif
   }
 };
 
