@@ -16,6 +16,7 @@
 #include "data/synthetic.h"
 #include "mtl/aggregation.h"
 #include "mtl/architectures.h"
+#include "mtl/balancer.h"
 #include "mtl/cross_stitch.h"
 #include "mtl/experts.h"
 #include "mtl/gate.h"

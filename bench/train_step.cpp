@@ -5,7 +5,7 @@
 //   mlp batch 256 threads 2 peak_rss_mb 41.2 mean_ms 1.301
 //
 //   bench/train_step --model mlp|mmoe|mmoe_small --batch B --threads N [--steps S] [--repeats R]
-//                    [--warmup W] [--phases 1] [--isa baseline|avx2|avx512]
+//                    [--warmup W] [--phases 1] [--isa baseline|avx2|avx512] [--balancer NAME]
 //
 // After warm-up, R repeats of S steps (S chosen so a repeat takes about 50 ms, unless --steps) are
 // timed step by step; ms/step is the median of those R*S step times, mean_ms their mean (which
@@ -14,7 +14,9 @@
 // bench/train_step_torch.cpp is the same program written with libtorch; scripts/bench compares them.
 // --phases 1 also prints the median split of a step into forward / backward / optimizer.
 // --isa runs every kernel's variant for that instruction set (kernels/isa.h), to measure what the
-// SIMD variants buy; the default is the best the CPU supports.
+// SIMD variants buy; the default is the best the CPU supports. --balancer (mmoe models) combines the
+// three task losses with a balancer (equal, uncertainty, dwa, random, gradnorm, pcgrad, mgda,
+// mgda_ub, cagrad), so a method's step can be compared with equal weighting's.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -91,20 +93,39 @@ struct MlpBench {
   }
 };
 
-// mmoe / mmoe_small: MMoE with softmax gates on the raw input, MSE per task, summed; Adam.
+// The --balancer of the mmoe models: every method through the one Balancer interface.
+std::unique_ptr<mtl::Balancer> make_balancer(const std::string& name, mtl::MultiTaskModel& model) {
+  const std::size_t tasks = model.num_tasks();
+  if (name == "equal") return std::make_unique<mtl::StaticWeighting>(mtl::StaticWeighting::equal(tasks));
+  if (name == "uncertainty") return std::make_unique<mtl::UncertaintyWeighting>(model.tasks());
+  if (name == "dwa") return std::make_unique<mtl::DynamicWeightAverage>(tasks, mtl::DWAOptions{.steps_per_epoch = 100});
+  if (name == "random") return std::make_unique<mtl::RandomLossWeighting>(tasks, 1);
+  if (name == "gradnorm") return std::make_unique<mtl::GradNorm>(tasks, model.shared_parameters());
+  if (name == "pcgrad") return std::make_unique<mtl::PCGrad>(tasks, 1);
+  if (name == "mgda") return std::make_unique<mtl::MGDA>(tasks);
+  if (name == "mgda_ub") return std::make_unique<mtl::MGDA>(tasks, mtl::MGDAOptions{.upper_bound = true});
+  if (name == "cagrad") return std::make_unique<mtl::CAGrad>(tasks);
+  throw Error("unknown balancer '" + name + "'");
+}
+
+// mmoe / mmoe_small: MMoE with softmax gates on the raw input, MSE per task (T = 3), combined by
+// the balancer (equal weights unless --balancer); Adam.
 struct MmoeBench {
   std::unique_ptr<mtl::MMoE> model;
   std::unique_ptr<nn::Adam> opt;
+  std::unique_ptr<mtl::Balancer> balancer;
   Tensor x;
-  std::vector<Tensor> targets;
+  std::vector<Tensor> targets, losses;
 
-  MmoeBench(std::int64_t batch, std::int64_t in, std::int64_t expert_hidden, std::int64_t tower_hidden) {
+  MmoeBench(std::int64_t batch, std::int64_t in, std::int64_t expert_hidden, std::int64_t tower_hidden,
+            const std::string& balancer_name) {
     Generator gen(1);
     std::vector<mtl::TaskSpec> tasks;
-    for (const char* name : {"t0", "t1", "t2"}) tasks.push_back({name, 1, {tower_hidden}});
+    for (const char* name : {"t0", "t1", "t2"}) tasks.push_back({name, 1, {tower_hidden}, mtl::TaskKind::regression});
     model = std::make_unique<mtl::MMoE>(
         mtl::MoEOptions{.in = in, .experts = 8, .expert_hidden = {expert_hidden}, .tasks = tasks}, gen);
     opt = std::make_unique<nn::Adam>(model->parameters(), nn::AdamOptions{.lr = 1e-3});
+    balancer = make_balancer(balancer_name, *model);
     Generator data(42);
     x = randn({batch, in}, data);
     for (int t = 0; t < 3; ++t) targets.push_back(randn({batch, 1}, data));
@@ -112,13 +133,13 @@ struct MmoeBench {
   Workload workload() {
     return {[this] {
               const std::vector<Tensor> out = (*model)(x);
-              Tensor loss = nn::mse_loss(out[0], targets[0]);
-              for (std::size_t t = 1; t < out.size(); ++t) loss = loss + nn::mse_loss(out[t], targets[t]);
-              return loss;
+              losses.clear();
+              for (std::size_t t = 0; t < out.size(); ++t) losses.push_back(nn::mse_loss(out[t], targets[t]));
+              return losses[0];
             },
-            [this](Tensor& loss) {
+            [this](Tensor&) {
               opt->zero_grad();
-              loss.backward();
+              balancer->backward(losses, *model);
             },
             [this] { opt->step(); }};
   }
@@ -129,12 +150,13 @@ struct Args {
   long batch = 256, threads = 1, steps = 0, repeats = 7, warmup = 0;
   bool phases = false;
   std::string isa;  // empty: the best the CPU supports
+  std::string balancer = "equal";
 };
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "%s\nusage: train_step --model mlp|mmoe|mmoe_small --batch B --threads N [--steps S] "
-               "[--repeats R] [--warmup W] [--phases 1] [--isa baseline|avx2|avx512]\n",
+               "[--repeats R] [--warmup W] [--phases 1] [--isa baseline|avx2|avx512] [--balancer NAME]\n",
                msg);
   std::exit(2);
 }
@@ -153,6 +175,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--warmup") a.warmup = std::atol(v);
     else if (k == "--phases") a.phases = std::atol(v) != 0;
     else if (k == "--isa") a.isa = v;
+    else if (k == "--balancer") a.balancer = v;
     else usage(("unknown flag " + k).c_str());
   }
   if (a.batch <= 0 || a.threads <= 0 || a.repeats <= 0) usage("batch, threads and repeats must be positive");
@@ -180,10 +203,10 @@ int main(int argc, char** argv) try {
     mlp = std::make_unique<MlpBench>(args.batch);
     w = mlp->workload();
   } else if (args.model == "mmoe") {
-    mmoe = std::make_unique<MmoeBench>(args.batch, 512, 256, 64);
+    mmoe = std::make_unique<MmoeBench>(args.batch, 512, 256, 64, args.balancer);
     w = mmoe->workload();
   } else if (args.model == "mmoe_small") {
-    mmoe = std::make_unique<MmoeBench>(args.batch, 64, 32, 16);
+    mmoe = std::make_unique<MmoeBench>(args.batch, 64, 32, 16, args.balancer);
     w = mmoe->workload();
   } else {
     usage(("unknown model " + args.model).c_str());
@@ -216,10 +239,11 @@ int main(int argc, char** argv) try {
       total += per_step.back();
     }
   const double ms = median(per_step);
+  const std::string label = args.balancer == "equal" ? args.model : args.model + "/" + args.balancer;
   const double mean_ms = total / static_cast<double>(per_step.size());
-  std::printf("%s batch %ld threads %ld ms/step %.4f samples/s %.0f\n", args.model.c_str(), args.batch, args.threads,
+  std::printf("%s batch %ld threads %ld ms/step %.4f samples/s %.0f\n", label.c_str(), args.batch, args.threads,
               ms, static_cast<double>(args.batch) * 1000.0 / ms);
-  std::printf("%s batch %ld threads %ld peak_rss_mb %.1f mean_ms %.4f\n", args.model.c_str(), args.batch, args.threads,
+  std::printf("%s batch %ld threads %ld peak_rss_mb %.1f mean_ms %.4f\n", label.c_str(), args.batch, args.threads,
               peak_rss_mb(), mean_ms);
 
   if (args.phases) {
@@ -235,7 +259,7 @@ int main(int argc, char** argv) try {
       w.optimizer_step();
       o.push_back(ms_since(t0));
     }
-    std::printf("%s batch %ld threads %ld phases_ms forward %.4f backward %.4f adam %.4f\n", args.model.c_str(),
+    std::printf("%s batch %ld threads %ld phases_ms forward %.4f backward %.4f adam %.4f\n", label.c_str(),
                 args.batch, args.threads, median(f), median(b), median(o));
   }
   return 0;

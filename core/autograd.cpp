@@ -47,12 +47,12 @@ Node::~Node() {
   }
 }
 
-Grads Node::apply(const Tensor& grad) {
+Grads Node::apply(const Tensor& grad, const std::vector<bool>& needs) {
   LADON_CHECK(backward_ != nullptr, "backward",
               "trying to backward through the graph a second time (through '", name_,
               "'); its saved tensors were freed after the first backward. Pass retain_graph = true to the "
               "first backward if you need to backward twice");
-  Grads grads = backward_(grad, needs_grad_);
+  Grads grads = backward_(grad, needs);
   grads.resize(edges_.size());
   return grads;
 }
@@ -76,58 +76,107 @@ Tensor accumulate(const Tensor& existing, const Tensor& incoming) {
   return existing.defined() ? add(existing, incoming) : incoming;
 }
 
-// Where the engine delivers the gradients it computes.
+// Where the engine delivers the gradients it computes. With captures (grad()), only the nodes on a
+// path to a captured tensor run and no .grad() is touched; without (backward()), every node runs
+// and every leaf that requires grad accumulates into its .grad().
+struct Capture {
+  Tensor grad;
+  bool reached = false;  // some path leads to it from an output
+};
 struct Sinks {
-  // Leaves not named here accumulate into their .grad() unless only_captures is set.
-  std::unordered_map<TensorImpl*, Tensor>* leaf_captures = nullptr;
-  std::unordered_map<Node*, Tensor>* node_captures = nullptr;
-  bool only_captures = false;
+  std::unordered_map<TensorImpl*, Capture>* leaf_captures = nullptr;
+  std::unordered_map<Node*, Capture>* node_captures = nullptr;
+  bool captures_only() const { return leaf_captures != nullptr; }
+  Capture* leaf(TensorImpl* leaf) const {
+    if (!leaf_captures) return nullptr;
+    auto it = leaf_captures->find(leaf);
+    return it == leaf_captures->end() ? nullptr : &it->second;
+  }
+  Capture* node(Node* node) const {
+    if (!node_captures) return nullptr;
+    auto it = node_captures->find(node);
+    return it == node_captures->end() ? nullptr : &it->second;
+  }
 };
 
+// Runs after the graph is analysed and before any backward runs (grad() checks allow_unused there,
+// so an error leaves the graph intact).
+using BeforeRun = std::function<void()>;
+
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds, bool retain_graph,
-                  const Sinks& sinks) {
+                  const Sinks& sinks, const BeforeRun& before_run = {}) {
   NoGradGuard no_grad;
   // Each pass has its own number; a node's state belongs to this pass once stamped with it, so state
   // left behind by an earlier pass (even one cut short by an exception) is never read.
   static std::atomic<std::uint64_t> passes{0};
   const std::uint64_t pass = ++passes;
+  const bool prune = sinks.captures_only();
   const auto state = [pass](Node* node, bool& first_visit) -> Node::BackwardState& {
     Node::BackwardState& s = node->backward_state();
     first_visit = s.pass != pass;
-    if (first_visit) s = {pass, 0, Tensor()};
+    if (first_visit) {
+      s.pass = pass;
+      s.dependencies = 0;
+      s.pending = Tensor();
+      s.reached = s.executes = false;  // needed_inputs keeps its capacity: no allocation per pass
+    }
     return s;
   };
   bool first = false;
 
-  // 1. Count, for every node reachable from the roots, how many edges lead into it.
-  std::vector<Node*> stack;
+  // 1. A depth-first walk (explicit stack) from the roots counts, for every reachable node, how
+  // many edges lead into it. With captures it also decides, in post-order (a node's producers
+  // finish before it), which of its inputs lead to a captured tensor: the mask its backward gets.
+  // Every consumer of a reached node runs, so the counts of reached nodes stay exact.
+  struct Frame {
+    Node* node;
+    std::size_t next_edge;
+  };
+  std::vector<Frame> stack;
   for (const Tensor& root : roots) {
     Node* node = root.grad_fn().get();
-    if (node) {
-      state(node, first);
-      if (first) stack.push_back(node);
+    if (!node) continue;
+    state(node, first);
+    if (!first) continue;
+    stack.push_back({node, 0});
+    while (!stack.empty()) {
+      Frame& frame = stack.back();
+      const auto& edges = frame.node->edges();
+      if (frame.next_edge < edges.size()) {
+        Node* next = edges[frame.next_edge++].node.get();
+        if (!next) continue;
+        state(next, first).dependencies++;
+        if (first) stack.push_back({next, 0});  // invalidates frame
+        continue;
+      }
+      Node* done = frame.node;
+      stack.pop_back();
+      if (!prune) continue;
+      Node::BackwardState& s = done->backward_state();
+      s.needed_inputs.assign(edges.size(), false);
+      for (std::size_t i = 0; i < edges.size(); ++i) {
+        const Node::Edge& edge = edges[i];
+        if (edge.node) {
+          s.needed_inputs[i] = edge.node->backward_state().reached;
+        } else if (Capture* c = edge.leaf ? sinks.leaf(edge.leaf.get()) : nullptr) {
+          c->reached = true;
+          s.needed_inputs[i] = true;
+        }
+        s.executes = s.executes || s.needed_inputs[i];
+      }
+      Capture* c = sinks.node(done);
+      if (c) c->reached = true;
+      s.reached = s.executes || c;
     }
   }
-  while (!stack.empty()) {
-    Node* node = stack.back();
-    stack.pop_back();
-    for (const Node::Edge& edge : node->edges()) {
-      if (!edge.node) continue;
-      state(edge.node.get(), first).dependencies++;
-      if (first) stack.push_back(edge.node.get());
-    }
-  }
+  const auto reached = [prune](Node* node) { return !prune || node->backward_state().reached; };
 
   // 2. Seed the roots; a leaf root receives its seed directly.
   auto deliver_to_leaf = [&](TensorImpl* leaf, const Tensor& g) {
-    if (sinks.leaf_captures) {
-      auto it = sinks.leaf_captures->find(leaf);
-      if (it != sinks.leaf_captures->end()) {
-        it->second = accumulate(it->second, g);
-        return;
-      }
+    if (prune) {
+      if (Capture* c = sinks.leaf(leaf)) c->grad = accumulate(c->grad, g);
+      return;
     }
-    if (sinks.only_captures) return;
     if (leaf->grad.defined()) {
       leaf->grad = add(leaf->grad, g);
     } else {
@@ -140,17 +189,21 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
   };
   for (std::size_t i = 0; i < roots.size(); ++i) {
     if (Node* node = roots[i].grad_fn().get()) {
+      if (!reached(node)) continue;
       Tensor& pending = node->backward_state().pending;
       pending = accumulate(pending, seeds[i]);
-    } else
+    } else {
+      if (Capture* c = sinks.leaf(roots[i].impl().get())) c->reached = true;
       deliver_to_leaf(roots[i].impl().get(), seeds[i]);
+    }
   }
+  if (before_run) before_run();
 
   // 3. Run nodes whose every consumer has run (Kahn's algorithm), in reverse topological order.
   std::vector<Node*> ready;
   for (const Tensor& root : roots) {
     Node* node = root.grad_fn().get();
-    if (node && node->backward_state().dependencies == 0) {
+    if (node && reached(node) && node->backward_state().dependencies == 0) {
       node->backward_state().dependencies = -1;  // queued
       ready.push_back(node);
     }
@@ -158,17 +211,17 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
   while (!ready.empty()) {
     Node* node = ready.back();
     ready.pop_back();
-    Tensor grad = std::move(node->backward_state().pending);
-    node->backward_state().pending = Tensor();
-    if (sinks.node_captures) {
-      auto it = sinks.node_captures->find(node);
-      if (it != sinks.node_captures->end()) it->second = accumulate(it->second, grad);
-    }
-    Grads grads = node->apply(grad);
+    Node::BackwardState& s = node->backward_state();
+    Tensor grad = std::move(s.pending);
+    s.pending = Tensor();
+    if (Capture* c = sinks.node(node)) c->grad = accumulate(c->grad, grad);
+    if (prune && !s.executes) continue;  // a captured tensor nothing further upstream is asked of
+    const std::vector<bool>& needs = prune ? s.needed_inputs : node->needs_grad();
+    Grads grads = node->apply(grad, needs);
     const auto& edges = node->edges();
     for (std::size_t i = 0; i < edges.size(); ++i) {
       const Node::Edge& edge = edges[i];
-      if (!edge.node && !edge.leaf) continue;
+      if (!needs[i]) continue;
       const Tensor& g = grads[i];
       if (g.defined())
         LADON_CHECK(g.shape() == edge.shape, "backward", "internal error: '", node->name(), "' returned a ",
@@ -209,12 +262,14 @@ void Tensor::backward(const Tensor& seed, bool retain_graph) const {
 }
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
-                         const std::vector<Tensor>& seeds, bool retain_graph) {
+                         const GradOptions& options) {
+  const std::vector<Tensor>& seeds = options.seeds;
   LADON_CHECK(seeds.empty() || seeds.size() == outputs.size(), "grad", outputs.size(), " outputs but ",
               seeds.size(), " seeds");
   std::vector<Tensor> roots, root_seeds;
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& out = outputs[i];
+    LADON_CHECK(out.defined(), "grad", "output ", i, " is undefined");
     LADON_CHECK(out.requires_grad(), "grad", "output ", i, " of shape ", shape_str(out.shape()),
                 " does not require grad");
     Tensor s = seeds.empty() ? Tensor() : seeds[i];
@@ -223,23 +278,36 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
                   shape_str(out.shape()));
       s = ones(out.shape());
     }
+    LADON_CHECK(s.shape() == out.shape(), "grad", "seed ", i, " of shape ", shape_str(s.shape()),
+                " does not match output of shape ", shape_str(out.shape()));
     roots.push_back(out);
     root_seeds.push_back(s);
   }
-  std::unordered_map<TensorImpl*, Tensor> leaf_captures;
-  std::unordered_map<Node*, Tensor> node_captures;
-  for (const Tensor& input : inputs) {
-    LADON_CHECK(input.requires_grad(), "grad", "input of shape ", shape_str(input.shape()),
+  std::unordered_map<TensorImpl*, Capture> leaf_captures;
+  std::unordered_map<Node*, Capture> node_captures;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& input = inputs[i];
+    LADON_CHECK(input.defined(), "grad", "input ", i, " is undefined");
+    LADON_CHECK(input.requires_grad(), "grad", "input ", i, " of shape ", shape_str(input.shape()),
                 " does not require grad");
     if (input.grad_fn())
-      node_captures.emplace(input.grad_fn().get(), Tensor());
+      node_captures.emplace(input.grad_fn().get(), Capture{});
     else
-      leaf_captures.emplace(input.impl().get(), Tensor());
+      leaf_captures.emplace(input.impl().get(), Capture{});
   }
-  run_backward(roots, root_seeds, retain_graph, Sinks{&leaf_captures, &node_captures, true});
+  const auto capture = [&](const Tensor& input) -> Capture& {
+    return input.grad_fn() ? node_captures[input.grad_fn().get()] : leaf_captures[input.impl().get()];
+  };
+  const auto check_reached = [&] {
+    if (options.allow_unused) return;
+    for (std::size_t i = 0; i < inputs.size(); ++i)
+      LADON_CHECK(capture(inputs[i]).reached, "grad", "input ", i, " of shape ", shape_str(inputs[i].shape()),
+                  " is not reached from the outputs (allow_unused = false)");
+  };
+  run_backward(roots, root_seeds, options.retain_graph, Sinks{&leaf_captures, &node_captures}, check_reached);
   std::vector<Tensor> result;
   for (const Tensor& input : inputs) {
-    Tensor g = input.grad_fn() ? node_captures[input.grad_fn().get()] : leaf_captures[input.impl().get()];
+    const Tensor& g = capture(input).grad;
     result.push_back(g.defined() ? g : zeros(input.shape()));
   }
   return result;

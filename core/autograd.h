@@ -32,7 +32,9 @@ class Node {
   const std::vector<Edge>& edges() const { return edges_; }
   const std::vector<bool>& needs_grad() const { return needs_grad_; }
 
-  Grads apply(const Tensor& grad);  // throws if the graph was freed
+  // Runs the backward for the inputs marked in needs (a subset of needs_grad()); throws if the
+  // graph was freed.
+  Grads apply(const Tensor& grad, const std::vector<bool>& needs);
   void release() { backward_ = nullptr; }  // frees saved tensors
 
   // Scratch of the backward pass that last reached this node (identified by `pass`): kept in the
@@ -41,6 +43,11 @@ class Node {
     std::uint64_t pass = 0;
     int dependencies = 0;  // consumers not yet run; -1 once queued
     Tensor pending;        // the gradient summed so far
+    // Only for grad(): which inputs lead to a requested gradient (the mask passed to the
+    // backward), whether the node receives a gradient at all, and whether its backward runs.
+    std::vector<bool> needed_inputs;
+    bool reached = false;
+    bool executes = false;
   };
   BackwardState& backward_state() { return state_; }
 
@@ -71,9 +78,18 @@ class NoGradGuard {
 Tensor record(Tensor output, const char* op, std::vector<Tensor> inputs, BackwardFn backward);
 bool any_requires_grad(const std::vector<Tensor>& inputs);
 
+struct GradOptions {
+  std::vector<Tensor> seeds = {};  // one per output (the output's shape), or none: ones for scalars
+  bool retain_graph = false;       // keep the saved tensors of the nodes this call runs
+  bool allow_unused = true;        // an input the outputs do not reach gets zeros; false: an Error
+};
+
 // Gradients of sum(outputs[i] * seeds[i]) with respect to inputs (leaves or intermediate
-// tensors), without touching any .grad(). Inputs that the outputs do not depend on get zeros.
+// tensors), without touching any .grad(). Only the nodes on a path from an output to an input
+// run, each asked only for the gradients of its inputs that lead to a requested one (as
+// PyTorch's engine does with exec_info): the gradient at a trunk's output costs the towers'
+// backward, not the whole graph's.
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
-                         const std::vector<Tensor>& seeds = {}, bool retain_graph = false);
+                         const GradOptions& options = {});
 
 }  // namespace ladon

@@ -26,7 +26,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
   Generator gen(1234);
   const Tensor w_tensor = uniform(out.shape(), 0.5, 1.5, gen);
   const std::vector<float> w = w_tensor.to_vector<float>();
-  const std::vector<Tensor> analytic = grad({out}, inputs, {w_tensor});
+  const std::vector<Tensor> analytic = grad({out}, inputs, {.seeds = {w_tensor}});
 
   GradcheckResult result;
   double worst = 0;

@@ -2,6 +2,7 @@
 // forward and backward live together in one file of core/ops/ (see core/ops/README.md).
 #pragma once
 
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -35,6 +36,7 @@ Tensor tanh(const Tensor& x);
 enum class Gelu { exact, tanh };
 Tensor gelu(const Tensor& x, Gelu form = Gelu::exact);
 Tensor clamp(const Tensor& x, double low, double high);
+Tensor normal_cdf(const Tensor& x);  // the standard normal CDF: erfc(-x / sqrt 2) / 2
 
 // Reductions. An empty dims list reduces over every dim.
 Tensor sum(const Tensor& x, const std::vector<std::int64_t>& dims = {}, bool keepdim = false);
@@ -78,6 +80,14 @@ Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index);  //
 Tensor index_add(const Tensor& base, std::int64_t dim, const Tensor& index, const Tensor& source);
 // out[i][j] = x[i][index[i][j]] for dim 1; index has x's shape except along dim.
 Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index);
+// Pools rows of weight [num, dim] per bag -> [bags, dim]. Either indices is 1-D and offsets (1-D,
+// int64) gives each bag's start (bag b is indices[offsets[b] .. offsets[b + 1]), the last runs to
+// the end), or indices is 2-D [bags, n] with offsets undefined. Entries equal to padding_idx
+// (negative counts from the end) are skipped and not counted by mean; an empty bag gives zeros.
+// Differentiable in weight. nn::EmbeddingBag is built on it.
+enum class BagMode { sum, mean };
+Tensor embedding_bag(const Tensor& weight, const Tensor& indices, const Tensor& offsets = Tensor(),
+                     BagMode mode = BagMode::mean, std::optional<std::int64_t> padding_idx = std::nullopt);
 // Picks a where condition is non-zero, else b; all three broadcast.
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
 

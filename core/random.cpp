@@ -33,6 +33,18 @@ std::uint64_t Generator::next_u64() {
   return result;
 }
 
+Generator::State Generator::state() const {
+  const Guard hold(*this);
+  return {{state_[0], state_[1], state_[2], state_[3]}, has_spare_normal_, spare_normal_};
+}
+
+void Generator::set_state(const State& state) {
+  const Guard hold(*this);
+  for (int i = 0; i < 4; ++i) state_[i] = state.words[i];
+  has_spare_normal_ = state.has_spare_normal;
+  spare_normal_ = state.spare_normal;
+}
+
 double Generator::uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
 
 double Generator::normal() {

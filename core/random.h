@@ -38,6 +38,15 @@ class Generator {
     std::recursive_mutex* lock_;
   };
 
+  // The stream's exact position, to save and restore it (checkpoints, resumed training).
+  struct State {
+    std::uint64_t words[4];
+    bool has_spare_normal;
+    double spare_normal;
+  };
+  State state() const;
+  void set_state(const State& state);
+
  private:
   friend Generator& default_generator();
   std::recursive_mutex* lock_ = nullptr;  // only the default generator's is set

@@ -42,7 +42,7 @@ int main(int argc, char** argv) try {
   nn::Adam optimizer(model.parameters(), {.lr = flags.real("lr")});
   const long epochs = flags.integer("epochs");
   nn::WarmupCosineLR schedule(optimizer, {.total_steps = epochs});  // cosine decay over the epochs
-  mtl::StaticWeighting joint({1.0, 0.5});
+  mtl::StaticWeighting balancer({1.0, 0.5});
   std::printf("CNN trunk, %lld parameters, %d threads\n", static_cast<long long>(model.num_parameters()), num_threads());
 
   const std::string checkpoint = flags.str("checkpoint");
@@ -61,9 +61,8 @@ int main(int argc, char** argv) try {
     for (const data::Batch& batch : loader) {
       const auto out = model(batch.x);
       const Tensor loss_item = nn::cross_entropy(out[0], batch.y[0]);
-      const Tensor loss = joint({loss_item, nn::cross_entropy(out[1], batch.y[1])});
       optimizer.zero_grad();
-      loss.backward();
+      balancer.backward({loss_item, nn::cross_entropy(out[1], batch.y[1])}, model);
       optimizer.step();
       item_loss += loss_item.item();
       ++step, ++batches;

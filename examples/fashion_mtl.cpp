@@ -61,7 +61,7 @@ int main(int argc, char** argv) try {
   const std::vector<mtl::TaskSpec> tasks = {{"item", 10, {64}}, {"group", 4, {64}}};
   std::unique_ptr<mtl::MultiTaskModel> model = make_model(flags.str("model"), tasks);
   nn::Adam optimizer(model->parameters(), {.lr = flags.real("lr")});
-  mtl::StaticWeighting joint = mtl::StaticWeighting::equal(tasks.size());
+  mtl::StaticWeighting balancer = mtl::StaticWeighting::equal(tasks.size());
   std::printf("model %s: %lld parameters, %lld training images, %d threads\n", flags.str("model").c_str(),
               static_cast<long long>(model->num_parameters()), static_cast<long long>(fm.train.size()), num_threads());
 
@@ -76,9 +76,8 @@ int main(int argc, char** argv) try {
       const std::vector<Tensor> out = (*model)(batch.x);
       std::vector<Tensor> losses;
       for (std::size_t t = 0; t < tasks.size(); ++t) losses.push_back(nn::cross_entropy(out[t], batch.y[t]));
-      const Tensor loss = joint(losses);
       optimizer.zero_grad();
-      loss.backward();
+      balancer.backward(losses, *model);
       optimizer.step();
 
       ++step, ++batches;

@@ -12,36 +12,6 @@
 
 using namespace ladon;
 
-namespace {
-
-// A multi-task model assembled from mtl parts: the sparse layer is the trunk, one tower per task.
-class SparseTrunkModel : public mtl::MultiTaskModel {
- public:
-  SparseTrunkModel(std::vector<mtl::TaskSpec> tasks, const mtl::SparseMoEOptions& options, Generator& gen)
-      : MultiTaskModel(std::move(tasks)), moe(options, gen) {
-    for (const mtl::TaskSpec& t : tasks_) towers_.push_back(mtl::mlp(options.out, t.tower_hidden, t.out, false, gen));
-  }
-
-  std::vector<Tensor> forward(const Tensor& x) override {
-    const Tensor shared = relu(moe(x));
-    std::vector<Tensor> outputs;
-    for (nn::Sequential& tower : towers_) outputs.push_back(tower(shared));
-    return outputs;
-  }
-
-  void visit(Visitor& v) override {
-    v("moe", moe);
-    for (std::size_t t = 0; t < towers_.size(); ++t) v("towers." + tasks_[t].name, towers_[t]);
-  }
-
-  mtl::SparseMoE moe;
-
- private:
-  std::vector<nn::Sequential> towers_;
-};
-
-}  // namespace
-
 int main(int argc, char** argv) try {
   const examples::Flags flags(argc, argv,
                               {{"epochs", "3"},
@@ -56,18 +26,20 @@ int main(int argc, char** argv) try {
   set_num_threads(static_cast<int>(flags.integer("threads")));
   const data::FashionMnist fm = data::fashion_mnist(flags.str("data"));
   Generator gen(11);
-  SparseTrunkModel model({{"item", 10, {64}}, {"group", 4, {64}}},
-                         {.in = 784,
-                          .out = 256,
-                          .experts = flags.integer("experts"),
-                          .k = flags.integer("k"),
-                          .expert_hidden = {256},
-                          .capacity_factor = flags.real("capacity"),
-                          .balance_weight = 0.01},
-                         gen);
+  // The sparse layer is the shared trunk, one tower per task.
+  const mtl::SparseMoEOptions options{.in = 784,
+                                      .out = 256,
+                                      .experts = flags.integer("experts"),
+                                      .k = flags.integer("k"),
+                                      .expert_hidden = {256},
+                                      .capacity_factor = flags.real("capacity"),
+                                      .balance_weight = 0.01};
+  mtl::SharedBottom model(nn::Sequential(mtl::SparseMoE(options, gen), nn::ReLU()), options.out,
+                          {{"item", 10, {64}}, {"group", 4, {64}}}, gen);
+  auto& moe = dynamic_cast<mtl::SparseMoE&>(model.trunk<nn::Sequential>()[0]);
   nn::Adam optimizer(model.parameters(), {.lr = flags.real("lr")});
   std::printf("sparse MoE trunk: %lld experts, top-%lld, capacity factor %.2f, %lld parameters\n",
-              static_cast<long long>(model.moe.num_experts()), static_cast<long long>(model.moe.k()),
+              static_cast<long long>(moe.num_experts()), static_cast<long long>(moe.k()),
               flags.real("capacity"), static_cast<long long>(model.num_parameters()));
 
   const long epochs = flags.integer("epochs");
@@ -81,7 +53,7 @@ int main(int argc, char** argv) try {
     for (const data::Batch& batch : loader) {
       const std::vector<Tensor> out = model(batch.x);
       const Tensor tasks = nn::cross_entropy(out[0], batch.y[0]) + nn::cross_entropy(out[1], batch.y[1]);
-      const Tensor aux = model.moe.aux_loss();  // importance, load and balance losses of this batch
+      const Tensor aux = moe.aux_loss();  // importance, load and balance losses of this batch
       optimizer.zero_grad();
       (tasks + aux).backward();
       optimizer.step();
@@ -103,7 +75,7 @@ int main(int argc, char** argv) try {
       model.train();
     }
     std::printf("router on %lld test images after epoch %ld:\n%s", static_cast<long long>(probe.size()), epoch,
-                mtl::format_router_table(model.moe.stats()).c_str());
+                mtl::format_router_table(moe.stats()).c_str());
   }
   std::printf("trained in %.1f s\n", progress.elapsed());
   examples::print_results(examples::evaluate(model, fm.test));

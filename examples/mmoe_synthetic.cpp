@@ -16,7 +16,7 @@ using namespace ladon;
 
 namespace {
 
-const std::vector<mtl::TaskSpec> kTasks = {{"task1", 1, {8}}, {"task2", 1, {8}}};
+const std::vector<mtl::TaskSpec> kTasks = {{"task1", 1, {8}, mtl::TaskKind::regression}, {"task2", 1, {8}, mtl::TaskKind::regression}};
 
 std::unique_ptr<mtl::MultiTaskModel> make_model(const std::string& kind, Generator& gen) {
   // Paper sizes: 8 experts of 16 units, towers of 8; Shared-Bottom's 113 units match the parameter count.

@@ -7,15 +7,10 @@
 namespace ladon::mtl {
 
 namespace {
-std::vector<nn::Sequential> make_towers(std::int64_t in, const std::vector<TaskSpec>& tasks, Generator& gen) {
-  std::vector<nn::Sequential> towers;
-  for (const TaskSpec& t : tasks) towers.push_back(mlp(in, t.tower_hidden, t.out, false, gen));
-  return towers;
-}
-
 nn::Sequential make_trunk(const SharedBottomOptions& options, Generator& gen) {
   const auto& sizes = options.trunk_hidden;
   LADON_CHECK(!sizes.empty(), "SharedBottom", "trunk_hidden needs at least one layer size");
+  for (std::int64_t h : sizes) LADON_CHECK(h > 0, "SharedBottom", "trunk_hidden has a layer of size ", h);
   return mlp(options.in, std::vector<std::int64_t>(sizes.begin(), sizes.end() - 1), sizes.back(), true, gen);
 }
 
@@ -25,41 +20,38 @@ void check_input(const char* model, const Tensor& x, std::int64_t in) {
 }  // namespace
 
 SharedBottom::SharedBottom(const SharedBottomOptions& options, Generator& gen)
-    : MultiTaskModel(options.tasks),
-      trunk_(make_trunk(options, gen)),
-      trunk_out_(options.trunk_hidden.back()),
-      towers_(make_towers(trunk_out_, options.tasks, gen)) {}
+    : SharedBottom(std::make_unique<nn::Sequential>(make_trunk(options, gen)),
+                   options.trunk_hidden.empty() ? 0 : options.trunk_hidden.back(), options.tasks, gen) {}
 
-SharedBottom::SharedBottom(nn::Sequential trunk, std::int64_t trunk_out, std::vector<TaskSpec> tasks, Generator& gen)
-    : MultiTaskModel(std::move(tasks)),
-      trunk_(std::move(trunk)),
-      trunk_out_(trunk_out),
-      towers_(make_towers(trunk_out, tasks_, gen)) {
-  LADON_CHECK(trunk_.size() > 0, "SharedBottom", "the trunk has no layers");
+SharedBottom::SharedBottom(std::unique_ptr<nn::Layer> trunk, std::int64_t trunk_out, std::vector<TaskSpec> tasks,
+                           Generator& gen)
+    : MultiTaskModel(std::move(tasks)), trunk_(std::move(trunk)) {
+  LADON_CHECK(trunk_ != nullptr, "SharedBottom", "needs a trunk");
+  LADON_CHECK(trunk_out > 0, "SharedBottom", "the trunk's output width must be positive, got ", trunk_out);
+  towers_ = TaskTowers(trunk_out, tasks_, gen);
 }
 
 void SharedBottom::add_task(const TaskSpec& task, Generator& gen) {
   check_new_task(task);
-  towers_.push_back(mlp(trunk_out_, task.tower_hidden, task.out, false, gen));
+  towers_.add(task, gen);
   tasks_.push_back(task);
 }
 
 void SharedBottom::remove_task(const std::string& name) {
-  const auto t = static_cast<std::ptrdiff_t>(removable_task(name));
-  towers_.erase(towers_.begin() + t);
-  tasks_.erase(tasks_.begin() + t);
+  const std::size_t t = removable_task(name);
+  towers_.remove(t);
+  tasks_.erase(tasks_.begin() + static_cast<std::ptrdiff_t>(t));
 }
 
 std::vector<Tensor> SharedBottom::forward(const Tensor& x) {
-  const Tensor shared = trunk_(x);
-  std::vector<Tensor> outputs;
-  for (nn::Sequential& tower : towers_) outputs.push_back(tower(shared));
-  return outputs;
+  const Tensor shared = (*trunk_)(x);
+  set_representation({shared});
+  return towers_.forward(shared);
 }
 
 void SharedBottom::visit(Visitor& v) {
-  v("trunk", trunk_);
-  for (std::size_t t = 0; t < towers_.size(); ++t) v("towers." + tasks_[t].name, towers_[t]);
+  v("trunk", *trunk_);
+  v("towers", towers_);
 }
 
 GatedMixture::GatedMixture(const MoEOptions& options, bool per_task_gates, Generator& gen)
@@ -67,23 +59,26 @@ GatedMixture::GatedMixture(const MoEOptions& options, bool per_task_gates, Gener
       per_task_gates_(per_task_gates),
       gate_options_(options.gate),
       experts_(options.in, options.experts, options.expert_hidden, gen),
-      towers_(make_towers(options.expert_hidden.back(), options.tasks, gen)) {
-  const std::size_t gates = per_task_gates ? options.tasks.size() : 1;
-  for (std::size_t g = 0; g < gates; ++g) gates_.emplace_back(options.in, options.experts, options.gate, gen);
+      towers_(options.expert_hidden.back(), tasks_, gen) {
+  if (per_task_gates)
+    for (const TaskSpec& t : tasks_) task_gates_.add(t.name, Gate(options.in, options.experts, options.gate, gen));
+  else
+    shared_gate_.emplace_back(options.in, options.experts, options.gate, gen);
 }
 
 std::vector<Tensor> GatedMixture::forward(const Tensor& x) {
   check_input(per_task_gates_ ? "MMoE" : "OMoE", x, experts_.in_features());
   const Tensor expert_out = experts_.forward(x);  // [B, E, H]
-  const Tensor gates = forward_gates(gates_, x);  // [B, G, E]
-  last_gates_ = gates.detach();
+  const Tensor gates = forward_gates(per_task_gates_ ? task_gates_.entries() : std::span<Gate>(shared_gate_), x);
+  last_gates_ = gates.detach();                    // [B, G, E]
   const Tensor mixed = matmul(gates, expert_out);  // [B, G, H]: every gate's mixture in one batched GEMM
-  std::vector<Tensor> outputs;
-  for (std::size_t t = 0; t < towers_.size(); ++t) {
-    const std::int64_t g = per_task_gates_ ? static_cast<std::int64_t>(t) : 0;
-    outputs.push_back(towers_[t](mixed.narrow(1, g, 1).squeeze(1)));
-  }
-  return outputs;
+  // MMoE's gates are task parameters, so the experts' output is where sharing ends; OMoE's one
+  // gate is shared too, so its mixture is.
+  set_representation({per_task_gates_ ? expert_out : mixed});
+  std::vector<Tensor> inputs;
+  for (std::size_t t = 0; t < towers_.size(); ++t)
+    inputs.push_back(mixed.narrow(1, per_task_gates_ ? static_cast<std::int64_t>(t) : 0, 1).squeeze(1));
+  return towers_.forward(inputs);
 }
 
 Tensor GatedMixture::gate_weights(std::size_t task) const {
@@ -94,17 +89,17 @@ Tensor GatedMixture::gate_weights(std::size_t task) const {
 
 void GatedMixture::add_task(const TaskSpec& task, Generator& gen) {
   check_new_task(task);
-  if (per_task_gates_) gates_.emplace_back(experts_.in_features(), num_experts(), gate_options_, gen);
-  towers_.push_back(mlp(experts_.out_features(), task.tower_hidden, task.out, false, gen));
+  if (per_task_gates_) task_gates_.add(task.name, Gate(experts_.in_features(), num_experts(), gate_options_, gen));
+  towers_.add(task, gen);
   tasks_.push_back(task);
   last_gates_ = Tensor();
 }
 
 void GatedMixture::remove_task(const std::string& name) {
-  const auto t = static_cast<std::ptrdiff_t>(removable_task(name));
-  if (per_task_gates_) gates_.erase(gates_.begin() + t);
-  towers_.erase(towers_.begin() + t);
-  tasks_.erase(tasks_.begin() + t);
+  const std::size_t t = removable_task(name);
+  if (per_task_gates_) task_gates_.remove(t);
+  towers_.remove(t);
+  tasks_.erase(tasks_.begin() + static_cast<std::ptrdiff_t>(t));
   last_gates_ = Tensor();
 }
 
@@ -132,7 +127,8 @@ ExpertDropReport GatedMixture::drop_unused_experts(const std::vector<GateStats>&
   }
   if (!report.dropped.empty()) {
     experts_.keep_experts(keep);
-    for (Gate& gate : gates_) gate.keep_experts(keep);
+    for (Gate& gate : task_gates_) gate.keep_experts(keep);
+    for (Gate& gate : shared_gate_) gate.keep_experts(keep);
     last_gates_ = Tensor();
   }
   report.experts_after = num_experts();
@@ -143,10 +139,10 @@ ExpertDropReport GatedMixture::drop_unused_experts(const std::vector<GateStats>&
 void GatedMixture::visit(Visitor& v) {
   v("experts", experts_);
   if (per_task_gates_)
-    for (std::size_t t = 0; t < gates_.size(); ++t) v("gates." + tasks_[t].name, gates_[t]);
+    v("gates", task_gates_);
   else
-    v("gate", gates_[0]);
-  for (std::size_t t = 0; t < towers_.size(); ++t) v("towers." + tasks_[t].name, towers_[t]);
+    v("gate", shared_gate_[0]);
+  v("towers", towers_);
 }
 
 }  // namespace ladon::mtl

@@ -5,6 +5,9 @@
 // Gates read the raw input; by default each is a single linear layer, as in the paper (see gate.h).
 #pragma once
 
+#include <concepts>
+#include <memory>
+
 #include "experts.h"
 #include "gate.h"
 #include "model.h"
@@ -21,11 +24,23 @@ struct SharedBottomOptions {
 class SharedBottom : public MultiTaskModel {
  public:
   explicit SharedBottom(const SharedBottomOptions& options, Generator& gen = default_generator());
-  // Any trunk (a CNN, say) whose output is [batch, trunk_out], shared by one tower per task.
-  SharedBottom(nn::Sequential trunk, std::int64_t trunk_out, std::vector<TaskSpec> tasks,
+  // Any trunk whose output is [batch, trunk_out] (a CNN, an LSTM adapter, a sparse MoE layer),
+  // shared by one tower per task.
+  SharedBottom(std::unique_ptr<nn::Layer> trunk, std::int64_t trunk_out, std::vector<TaskSpec> tasks,
                Generator& gen = default_generator());
+  template <std::derived_from<nn::Layer> L>
+  SharedBottom(L trunk, std::int64_t trunk_out, std::vector<TaskSpec> tasks, Generator& gen = default_generator())
+      : SharedBottom(std::make_unique<L>(std::move(trunk)), trunk_out, std::move(tasks), gen) {}
   std::vector<Tensor> forward(const Tensor& x) override;
   void visit(Visitor& v) override;
+
+  // The trunk as the type it was built with; throws when it is not an L.
+  template <std::derived_from<nn::Layer> L>
+  L& trunk() {
+    auto* t = dynamic_cast<L*>(trunk_.get());
+    LADON_CHECK(t != nullptr, "SharedBottom", "the trunk is not of the requested type");
+    return *t;
+  }
 
   // A new task gets a fresh tower on the trained trunk; removing one drops its tower. Parameters
   // change, so build the optimizer again afterwards.
@@ -33,9 +48,8 @@ class SharedBottom : public MultiTaskModel {
   void remove_task(const std::string& name);
 
  private:
-  nn::Sequential trunk_;
-  std::int64_t trunk_out_;
-  std::vector<nn::Sequential> towers_;
+  std::unique_ptr<nn::Layer> trunk_;
+  TaskTowers towers_;
 };
 
 struct MoEOptions {
@@ -84,8 +98,9 @@ class GatedMixture : public MultiTaskModel {
   bool per_task_gates_;
   GateOptions gate_options_;
   ExpertBank experts_;
-  std::vector<Gate> gates_;  // MMoE: one per task, in task order; OMoE: one shared
-  std::vector<nn::Sequential> towers_;
+  TaskHeads<Gate> task_gates_;     // MMoE: one per task
+  std::vector<Gate> shared_gate_;  // OMoE: the one gate every task shares
+  TaskTowers towers_;
   Tensor last_gates_;  // [batch, gates, experts], detached
 };
 

@@ -22,9 +22,15 @@ class CrossStitch : public MultiTaskModel {
   Tensor stitch(std::size_t layer) const { return stitches_.at(layer); }  // [T, T]
 
  private:
-  std::vector<std::vector<nn::Linear>> columns_;  // [task][layer]
-  std::vector<Tensor> stitches_;                  // per layer
-  std::vector<nn::Sequential> towers_;
+  struct Column : nn::Module {
+    std::vector<nn::Linear> layers;
+    void visit(Visitor& v) override {
+      for (std::size_t l = 0; l < layers.size(); ++l) v(std::to_string(l), layers[l]);
+    }
+  };
+  TaskHeads<Column> columns_;
+  std::vector<Tensor> stitches_;  // per layer, shared by every task
+  TaskTowers towers_;
 };
 
 }  // namespace ladon::mtl

@@ -40,7 +40,7 @@ void Gate::keep_experts(const std::vector<std::int64_t>& experts) {
   last.bias = index_select(last.bias, 0, index).requires_grad_();
 }
 
-Tensor forward_gates(std::vector<Gate>& gates, const Tensor& x) {
+Tensor forward_gates(std::span<Gate> gates, const Tensor& x) {
   LADON_CHECK(!gates.empty(), "forward_gates", "needs at least one gate");
   if (gates.size() == 1) return gates[0](x).unsqueeze(1);
   const Gate& first = gates[0];

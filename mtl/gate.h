@@ -4,6 +4,8 @@
 // 1 sharpens them towards the top expert.
 #pragma once
 
+#include <span>
+
 #include <vector>
 
 #include "../core/random.h"
@@ -30,7 +32,7 @@ class Gate : public nn::Module {
   std::int64_t num_experts() const { return layers_.back().out_features(); }
   double temperature() const { return temperature_; }
 
-  friend Tensor forward_gates(std::vector<Gate>& gates, const Tensor& x);
+  friend Tensor forward_gates(std::span<Gate> gates, const Tensor& x);
 
   // Keeps only the outputs of the listed experts (ascending, distinct), i.e. those rows of the last
   // layer; every other weight is untouched. Used when unused experts are dropped.
@@ -45,7 +47,7 @@ class Gate : public nn::Module {
 // single-layer gates with one temperature (the paper's MMoE) run as one GEMM over their
 // concatenated weights: one wide GEMM is much faster than skinny ones (8 experts fill a quarter of
 // a 32-wide micro-kernel tile), and the copy of the weights per step is small next to it.
-Tensor forward_gates(std::vector<Gate>& gates, const Tensor& x);
+Tensor forward_gates(std::span<Gate> gates, const Tensor& x);
 
 // Checks that `keep` lists distinct experts in [0, experts) in ascending order, at least one, and
 // returns it as an int64 index tensor for index_select.

@@ -1,5 +1,6 @@
 #include "gradient_methods.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -9,83 +10,151 @@
 namespace ladon::mtl {
 
 namespace {
-double dot(const std::vector<double>& a, const std::vector<double>& b) {
+
+void check_gramian(const char* op, const Gramian& G, const std::vector<double>& losses) {
+  LADON_CHECK(!G.empty(), op, "needs the Gramian of at least one task gradient");
+  LADON_CHECK(losses.size() == G.size(), op, losses.size(), " loss values for a ", G.size(), "-task Gramian");
+  for (std::size_t i = 0; i < G.size(); ++i) {
+    LADON_CHECK(G[i].size() == G.size(), op, "the Gramian is not square: row ", i, " has ", G[i].size(),
+                " entries for ", G.size(), " tasks");
+    for (std::size_t j = 0; j < G.size(); ++j)
+      LADON_CHECK(std::isfinite(G[i][j]), op, "the Gramian has a non-finite entry G[", i, "][", j, "] = ", G[i][j]);
+  }
+}
+
+double quadratic(const Gramian& G, const std::vector<double>& a, const std::vector<double>& b) {
   double s = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  for (std::size_t i = 0; i < G.size(); ++i)
+    for (std::size_t j = 0; j < G.size(); ++j) s += a[i] * G[i][j] * b[j];
   return s;
 }
 
-std::vector<std::vector<double>> gram(const std::vector<std::vector<double>>& g) {
-  std::vector<std::vector<double>> G(g.size(), std::vector<double>(g.size()));
-  for (std::size_t i = 0; i < g.size(); ++i)
-    for (std::size_t j = i; j < g.size(); ++j) G[i][j] = G[j][i] = dot(g[i], g[j]);
+// Rows of `task_grads` ([T, P] float32, contiguous): G = R R^T, by GEMMs over column blocks whose
+// float results are summed in double, so a long gradient loses no more than one block's rounding.
+Gramian gramian_of_rows(const Tensor& rows) {
+  const std::int64_t tasks = rows.shape()[0], n = rows.shape()[1];
+  constexpr std::int64_t kBlock = 1 << 15;
+  Gramian G(static_cast<std::size_t>(tasks), std::vector<double>(static_cast<std::size_t>(tasks), 0.0));
+  NoGradGuard no_grad;
+  for (std::int64_t start = 0; start < n; start += kBlock) {
+    const Tensor block = rows.narrow(1, start, std::min(kBlock, n - start));
+    const Tensor g = matmul(block, block.transpose(0, 1)).contiguous();
+    const float* p = g.data<float>();
+    for (std::int64_t i = 0; i < tasks; ++i)
+      for (std::int64_t j = 0; j < tasks; ++j) G[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)] += p[i * tasks + j];
+  }
   return G;
 }
 
-std::vector<double> mix(const std::vector<std::vector<double>>& g, const std::vector<double>& w) {
-  std::vector<double> out(g[0].size(), 0.0);
-  for (std::size_t t = 0; t < g.size(); ++t)
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] += w[t] * g[t][i];
-  return out;
+// Copies each gradient, flattened, into the row of `rows` from column `at` on.
+std::int64_t append_row(Tensor& rows, std::size_t task, std::int64_t at, const Tensor& g) {
+  const Tensor c = g.contiguous();
+  float* dst = rows.data<float>() + static_cast<std::int64_t>(task) * rows.shape()[1] + at;
+  std::copy(c.data<float>(), c.data<float>() + c.numel(), dst);
+  return at + c.numel();
 }
+
+void accumulate_grad(const Tensor& p, const Tensor& g) {
+  NoGradGuard no_grad;
+  p.set_grad(p.grad().defined() ? add(p.grad(), g) : g.contiguous());
+}
+
+std::int64_t total_numel(const std::vector<Tensor>& tensors) {
+  std::int64_t n = 0;
+  for (const Tensor& t : tensors) n += t.numel();
+  return n;
+}
+
 }  // namespace
 
-void GradientMethod::backward(const std::vector<Tensor>& task_losses, const std::vector<Tensor>& shared_parameters) {
-  LADON_CHECK(!task_losses.empty(), "GradientMethod", "needs at least one task loss");
-  LADON_CHECK(!shared_parameters.empty(), "GradientMethod", "needs the shared parameters");
-  // The flat per-task buffers keep their capacity between calls: a training step reuses them.
-  task_grads_.resize(task_losses.size());
-  for (std::size_t t = 0; t < task_losses.size(); ++t) {
-    std::vector<double>& flat = task_grads_[t];
-    flat.clear();
-    for (const Tensor& g : grad({task_losses[t]}, shared_parameters, {}, true)) {
-      const Tensor c = g.contiguous();
-      flat.insert(flat.end(), c.data<float>(), c.data<float>() + c.numel());
-    }
-  }
-  const std::vector<double> combined = combine(task_grads_);
-
-  // One ordinary backward gives every task-specific parameter its own task's gradient (the other
-  // tasks' losses do not reach it); the shared gradients it also accumulates are replaced below.
-  std::vector<Tensor> before;
-  for (const Tensor& p : shared_parameters) before.push_back(p.grad());
-  Tensor total = task_losses[0].reshape({});
-  for (std::size_t t = 1; t < task_losses.size(); ++t) total = total + task_losses[t].reshape({});
-  total.backward();
-  std::size_t at = 0;
-  for (std::size_t k = 0; k < shared_parameters.size(); ++k) {
-    const Tensor& p = shared_parameters[k];
-    Tensor g = empty(p.shape());
-    float* out = g.data<float>();
-    for (std::int64_t i = 0; i < p.numel(); ++i) out[i] = static_cast<float>(combined[at++]);
-    p.set_grad(before[k].defined() ? add(before[k], g) : g);
-  }
+Gramian gramian(const std::vector<std::vector<double>>& vectors) {
+  LADON_CHECK(!vectors.empty(), "gramian", "needs at least one vector");
+  for (std::size_t i = 0; i < vectors.size(); ++i)
+    LADON_CHECK(vectors[i].size() == vectors[0].size(), "gramian", "vector ", i, " has ", vectors[i].size(),
+                " entries, vector 0 has ", vectors[0].size());
+  Gramian G(vectors.size(), std::vector<double>(vectors.size()));
+  for (std::size_t i = 0; i < vectors.size(); ++i)
+    for (std::size_t j = i; j < vectors.size(); ++j)
+      G[i][j] = G[j][i] = std::inner_product(vectors[i].begin(), vectors[i].end(), vectors[j].begin(), 0.0);
+  return G;
 }
 
-std::vector<double> PCGrad::combine(const std::vector<std::vector<double>>& task_grads) {
-  const std::size_t tasks = task_grads.size();
+Tensor GradientBalancer::step(const std::vector<Tensor>& losses, const std::vector<double>& values,
+                              MultiTaskModel& model) {
+  const char* op = name().c_str();
+  const std::size_t tasks = num_tasks();
+  std::vector<Tensor> shared;
+  std::vector<std::vector<Tensor>> own(tasks);
+  for (MultiTaskModel::OwnedParameter& p : model.owned_parameters())
+    (p.task < 0 ? shared : own[static_cast<std::size_t>(p.task)]).push_back(p.parameter);
+  LADON_CHECK(!shared.empty(), op, "the model has no shared parameters to balance");
+  const std::int64_t n = total_numel(shared);
+  if (!task_grads_.defined() || task_grads_.shape() != Shape{static_cast<std::int64_t>(tasks), n})
+    task_grads_ = empty({static_cast<std::int64_t>(tasks), n});
+
+  // One gradient per task, for the shared parameters and the task's own together: the graph
+  // between them runs once per task, and nothing else does.
+  for (std::size_t t = 0; t < tasks; ++t) {
+    std::vector<Tensor> inputs = shared;
+    inputs.insert(inputs.end(), own[t].begin(), own[t].end());
+    const std::vector<Tensor> g = grad({losses[t]}, inputs, {.retain_graph = t + 1 < tasks});
+    std::int64_t at = 0;
+    for (std::size_t k = 0; k < shared.size(); ++k) at = append_row(task_grads_, t, at, g[k]);
+    for (std::size_t k = 0; k < own[t].size(); ++k) accumulate_grad(own[t][k], g[shared.size() + k]);
+  }
+  average(std::span<float>(task_grads_.data<float>(), static_cast<std::size_t>(task_grads_.numel())));
+  const Gramian G = gramian_of_rows(task_grads_);
+  weights_ = combine(G, values);
+
+  // d = w^T [g_1; ...; g_T], one GEMM, then cut back into the shared parameters' shapes.
+  NoGradGuard no_grad;
+  const std::vector<float> w(weights_.begin(), weights_.end());
+  const Tensor d = matmul(tensor(w, {1, static_cast<std::int64_t>(tasks)}), task_grads_).reshape({n});
+  std::int64_t at = 0;
+  for (const Tensor& p : shared) {
+    accumulate_grad(p, d.narrow(0, at, p.numel()).reshape(p.shape()));
+    at += p.numel();
+  }
+  return scalar(static_cast<float>(weighted_value(values, weights_)));
+}
+
+PCGrad::PCGrad(std::size_t tasks, std::uint64_t seed) : GradientBalancer("PCGrad", tasks), gen_(seed) {}
+
+std::vector<double> PCGrad::combine(const Gramian& G, const std::vector<double>& losses) {
+  check_gramian("PCGrad", G, losses);
+  const std::size_t tasks = G.size();
   conflicts_ = 0;
-  std::vector<double> out(task_grads[0].size(), 0.0);
+  std::vector<double> total(tasks, 0.0);
   for (std::size_t i = 0; i < tasks; ++i) {
-    std::vector<double> g = task_grads[i];
+    std::vector<double> c(tasks, 0.0);  // g_i^PC = sum_k c_k g_k
+    c[i] = 1.0;
     std::vector<std::size_t> order;
     for (std::size_t j = 0; j < tasks; ++j)
       if (j != i) order.push_back(j);
     for (std::size_t k = order.size(); k > 1; --k) std::swap(order[k - 1], order[gen_.below(k)]);
     for (std::size_t j : order) {
-      const double d = dot(g, task_grads[j]);
+      double d = 0;  // g_i^PC . g_j
+      for (std::size_t k = 0; k < tasks; ++k) d += c[k] * G[k][j];
       if (d < 0) {
-        const double scale = d / (dot(task_grads[j], task_grads[j]) + 1e-20);
-        for (std::size_t e = 0; e < g.size(); ++e) g[e] -= scale * task_grads[j][e];
+        c[j] -= d / (G[j][j] + 1e-20);
         ++conflicts_;
       }
     }
-    for (std::size_t e = 0; e < g.size(); ++e) out[e] += g[e];
+    for (std::size_t k = 0; k < tasks; ++k) total[k] += c[k];
   }
-  return out;
+  return total;
 }
 
-std::vector<double> min_norm_weights(const std::vector<std::vector<double>>& G, int iterations) {
+void PCGrad::save_state(nn::StateDict& state) const { nn::save_generator(state, "generator", gen_); }
+
+void PCGrad::check_state(const nn::StateDict& state) const { nn::generator_state(state, "generator", "PCGrad"); }
+
+void PCGrad::load_state(const nn::StateDict& state) {
+  gen_.set_state(nn::generator_state(state, "generator", "PCGrad"));
+}
+
+std::vector<double> min_norm_weights(const Gramian& G, int iterations) {
+  check_gramian("min_norm_weights", G, std::vector<double>(G.size()));
   const std::size_t n = G.size();
   std::vector<double> a(n, 1.0 / static_cast<double>(n));
   for (int it = 0; it < iterations; ++it) {
@@ -94,7 +163,7 @@ std::vector<double> min_norm_weights(const std::vector<std::vector<double>>& G, 
       for (std::size_t j = 0; j < n; ++j) Ga[i] += G[i][j] * a[j];
     const std::size_t t = static_cast<std::size_t>(std::min_element(Ga.begin(), Ga.end()) - Ga.begin());
     // Exact line search between the current point v = sum a g and the vertex g_t.
-    const double vv = dot(a, Ga), vt = Ga[t], tt = G[t][t];
+    const double vv = std::inner_product(a.begin(), a.end(), Ga.begin(), 0.0), vt = Ga[t], tt = G[t][t];
     const double denom = vv - 2 * vt + tt;
     if (denom <= 1e-20) break;
     const double gamma = std::clamp((vv - vt) / denom, 0.0, 1.0);
@@ -105,52 +174,75 @@ std::vector<double> min_norm_weights(const std::vector<std::vector<double>>& G, 
   return a;
 }
 
-std::vector<double> MGDA::combine(const std::vector<std::vector<double>>& task_grads) {
-  weights_ = min_norm_weights(gram(task_grads));
-  return mix(task_grads, weights_);
-}
+MGDA::MGDA(std::size_t tasks, MGDAOptions options) : GradientBalancer("MGDA", tasks), options_(options) {}
 
-void MGDA::backward_upper_bound(const std::vector<Tensor>& task_losses, const Tensor& representation) {
-  LADON_CHECK(!task_losses.empty(), "MGDA", "needs at least one task loss");
-  std::vector<std::vector<double>> grads;
-  for (const Tensor& loss : task_losses) {
-    const Tensor g = grad({loss}, {representation}, {}, true)[0].contiguous();
-    grads.emplace_back(g.data<float>(), g.data<float>() + g.numel());
+std::vector<double> MGDA::combine(const Gramian& G, const std::vector<double>& losses) {
+  check_gramian("MGDA", G, losses);
+  const std::size_t tasks = G.size();
+  std::vector<double> scale(tasks, 1.0);  // n_t; a zero norm or loss leaves its task unscaled
+  for (std::size_t t = 0; t < tasks; ++t) {
+    const double norm = std::sqrt(std::max(G[t][t], 0.0));
+    switch (options_.normalization) {
+      case GradNormalization::none: break;
+      case GradNormalization::l2: scale[t] = norm; break;
+      case GradNormalization::loss: scale[t] = losses[t]; break;
+      case GradNormalization::loss_plus: scale[t] = losses[t] * norm; break;
+    }
+    if (!(scale[t] > 0)) scale[t] = 1.0;
   }
-  weights_ = min_norm_weights(gram(grads));
-  Tensor total = task_losses[0].reshape({}) * weights_[0];
-  for (std::size_t t = 1; t < task_losses.size(); ++t) total = total + task_losses[t].reshape({}) * weights_[t];
-  total.backward();
+  Gramian normalised = G;
+  for (std::size_t i = 0; i < tasks; ++i)
+    for (std::size_t j = 0; j < tasks; ++j) normalised[i][j] = G[i][j] / (scale[i] * scale[j]);
+  std::vector<double> a = min_norm_weights(normalised);
+  for (std::size_t t = 0; t < tasks; ++t) a[t] /= scale[t];
+  return a;
 }
 
-std::vector<double> CAGrad::combine(const std::vector<std::vector<double>>& task_grads) {
-  const std::size_t tasks = task_grads.size();
-  const auto G = gram(task_grads);
+Tensor MGDA::step(const std::vector<Tensor>& losses, const std::vector<double>& values, MultiTaskModel& model) {
+  if (!options_.upper_bound) return GradientBalancer::step(losses, values, model);
+  // Gradients with respect to the representation: a backward through the task parts only.
+  const std::vector<Tensor>& z = model.representation();
+  const std::size_t tasks = num_tasks();
+  Tensor rows = empty({static_cast<std::int64_t>(tasks), total_numel(z)});
+  for (std::size_t t = 0; t < tasks; ++t) {
+    std::int64_t at = 0;
+    for (const Tensor& g : grad({losses[t]}, z, {.retain_graph = true})) at = append_row(rows, t, at, g);
+  }
+  average(std::span<float>(rows.data<float>(), static_cast<std::size_t>(rows.numel())));
+  weights_ = combine(gramian_of_rows(rows), values);
+  weighted_sum(losses, weights_).backward();
+  return scalar(static_cast<float>(weighted_value(values, weights_)));
+}
+
+CAGrad::CAGrad(std::size_t tasks, double c) : GradientBalancer("CAGrad", tasks), c_(c) {
+  LADON_CHECK(c >= 0 && std::isfinite(c), "CAGrad", "c must be non-negative, got ", c);
+}
+
+std::vector<double> CAGrad::combine(const Gramian& G, const std::vector<double>& losses) {
+  check_gramian("CAGrad", G, losses);
+  const std::size_t tasks = G.size();
   const std::vector<double> uniform(tasks, 1.0 / static_cast<double>(tasks));
   std::vector<double> Gu(tasks, 0.0);  // G * uniform: g_i . g0
   for (std::size_t i = 0; i < tasks; ++i)
     for (std::size_t j = 0; j < tasks; ++j) Gu[i] += G[i][j] * uniform[j];
-  const double g0_norm = std::sqrt(std::max(dot(uniform, Gu), 0.0));
+  const double g0_norm = std::sqrt(std::max(quadratic(G, uniform, uniform), 0.0));
   const double sqrt_phi = c_ * g0_norm;
   // Minimise F(w) = w.Gu + sqrt_phi * sqrt(w'Gw) over the simplex by exponentiated gradient.
   std::vector<double> w = uniform;
+  const double step = 1.0 / (g0_norm * g0_norm + 1e-20);
   for (int it = 0; it < 500; ++it) {
     std::vector<double> Gw(tasks, 0.0);
     for (std::size_t i = 0; i < tasks; ++i)
       for (std::size_t j = 0; j < tasks; ++j) Gw[i] += G[i][j] * w[j];
-    const double gw_norm = std::sqrt(std::max(dot(w, Gw), 1e-20));
+    const double gw_norm = std::sqrt(std::max(quadratic(G, w, w), 1e-20));
     double total = 0;
-    const double step = 1.0 / (g0_norm * g0_norm + 1e-20);
     for (std::size_t i = 0; i < tasks; ++i) total += w[i] *= std::exp(-step * (Gu[i] + sqrt_phi * Gw[i] / gw_norm));
     for (double& v : w) v /= total;
   }
-  std::vector<double> Gw(tasks, 0.0);
-  for (std::size_t i = 0; i < tasks; ++i)
-    for (std::size_t j = 0; j < tasks; ++j) Gw[i] += G[i][j] * w[j];
-  const double gw_norm = std::sqrt(std::max(dot(w, Gw), 1e-20));
-  const std::vector<double> g0 = mix(task_grads, uniform), gw = mix(task_grads, w);
-  std::vector<double> d(g0.size());
-  for (std::size_t e = 0; e < d.size(); ++e) d[e] = (g0[e] + sqrt_phi / gw_norm * gw[e]) / (1 + c_ * c_);
+  // d = (g0 + sqrt_phi / |g_w| g_w) / (1 + c^2), as weights on the task gradients.
+  const double gw_norm = std::sqrt(std::max(quadratic(G, w, w), 1e-20));
+  std::vector<double> d(tasks);
+  for (std::size_t t = 0; t < tasks; ++t) d[t] = (uniform[t] + sqrt_phi / gw_norm * w[t]) / (1 + c_ * c_);
   return d;
 }
 

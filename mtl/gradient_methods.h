@@ -1,66 +1,86 @@
-// Gradient-level task balancing on the shared parameters (../shared/reference/mtl-methods.md).
-// backward() replaces loss.backward(): every parameter gets a .grad(); task-specific parameters
-// get their own task's gradient unchanged, and the shared parameters get the method's
-// combination of the per-task gradients g_t = grad_shared L_t.
+// Gradient-level task balancing (../shared/reference/mtl-methods.md). PCGrad, MGDA and CAGrad
+// each return a weighted sum d = sum_t w_t g_t of the task gradients g_t = grad_shared L_t, with
+// weights that depend only on their dot products: the T x T Gramian G_ij = g_i . g_j. So a step
+// takes each task's gradient once, for the shared parameters and that task's own parameters
+// together (only the graph between them runs), keeps the T shared gradients in float32, builds
+// the Gramian (accumulated in double), and writes d. Task-specific parameters get their own task's
+// gradient unchanged.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "../core/random.h"
-#include "../core/tensor.h"
+#include "balancer.h"
 
 namespace ladon::mtl {
 
-class GradientMethod {
- public:
-  virtual ~GradientMethod() = default;
-  void backward(const std::vector<Tensor>& task_losses, const std::vector<Tensor>& shared_parameters);
+// G[i][j] = g_i . g_j; square, symmetric, finite.
+using Gramian = std::vector<std::vector<double>>;
+// The Gramian of explicit vectors (one per task, all of one length), for tests and tools.
+Gramian gramian(const std::vector<std::vector<double>>& vectors);
 
-  // Combines per-task gradients (each flattened over all shared parameters) into one update.
-  virtual std::vector<double> combine(const std::vector<std::vector<double>>& task_grads) = 0;
+class GradientBalancer : public Balancer {
+ public:
+  // The weights w_t of d = sum_t w_t g_t for task gradients with Gramian G and loss values L_t.
+  virtual std::vector<double> combine(const Gramian& G, const std::vector<double>& losses) = 0;
+
+ protected:
+  using Balancer::Balancer;
+  Tensor step(const std::vector<Tensor>& losses, const std::vector<double>& values, MultiTaskModel& model) override;
 
  private:
-  std::vector<std::vector<double>> task_grads_;
+  Tensor task_grads_;  // [T, shared parameter count], reused between steps
 };
 
 // Yu et al. 2020: each g_i is projected off every g_j it conflicts with (g_i . g_j < 0), visiting
 // the others in random order; the update is the sum of the projected gradients.
-class PCGrad : public GradientMethod {
+class PCGrad : public GradientBalancer {
  public:
-  explicit PCGrad(std::uint64_t seed = 0) : gen_(seed) {}
-  std::vector<double> combine(const std::vector<std::vector<double>>& task_grads) override;
-  std::int64_t last_conflicts() const { return conflicts_; }  // projections made by the last call
+  explicit PCGrad(std::size_t tasks, std::uint64_t seed = 0);
+  std::vector<double> combine(const Gramian& G, const std::vector<double>& losses) override;
+  std::int64_t last_conflicts() const { return conflicts_; }  // projections made by the last step
 
  private:
+  void save_state(nn::StateDict& state) const override;
+  void check_state(const nn::StateDict& state) const override;
+  void load_state(const nn::StateDict& state) override;
   Generator gen_;
   std::int64_t conflicts_ = 0;
 };
 
-// Sener & Koltun 2018: the minimum-norm point of the convex hull of the task gradients,
-// sum_t a_t g_t with a on the simplex, found by Frank-Wolfe on the Gram matrix.
-class MGDA : public GradientMethod {
+// Sener & Koltun 2018: the minimum-norm point of the convex hull of the (normalised) task
+// gradients, sum_t a_t g_t / n_t with a on the simplex, found by Frank-Wolfe on the Gramian. The
+// normalisations n_t are LibMTL's: none (1), l2 (|g_t|), loss (L_t), loss+ (L_t |g_t|); weights()
+// are the a_t / n_t applied to the raw gradients.
+//
+// MGDA-UB (upper_bound): the weights come from the gradients with respect to the model's shared
+// representation (MultiTaskModel::representation(): a backward through the task parts only), then
+// the whole network is trained on sum_t w_t L_t by one ordinary backward.
+enum class GradNormalization { none, l2, loss, loss_plus };
+struct MGDAOptions {
+  GradNormalization normalization = GradNormalization::none;
+  bool upper_bound = false;
+};
+class MGDA : public GradientBalancer {
  public:
-  std::vector<double> combine(const std::vector<std::vector<double>>& task_grads) override;
-  // MGDA-UB: the weights come from gradients with respect to the shared representation (the
-  // trunk's output, one backward through the towers only), then the whole network is trained on
-  // sum_t a_t L_t by one ordinary backward.
-  void backward_upper_bound(const std::vector<Tensor>& task_losses, const Tensor& representation);
-  const std::vector<double>& last_weights() const { return weights_; }
+  explicit MGDA(std::size_t tasks, MGDAOptions options = {});
+  std::vector<double> combine(const Gramian& G, const std::vector<double>& losses) override;
 
  private:
-  std::vector<double> weights_;
+  Tensor step(const std::vector<Tensor>& losses, const std::vector<double>& values, MultiTaskModel& model) override;
+  MGDAOptions options_;
 };
 
-// The min-norm weights of MGDA for a Gram matrix G[i][j] = g_i . g_j.
-std::vector<double> min_norm_weights(const std::vector<std::vector<double>>& gram, int iterations = 250);
+// The min-norm weights of MGDA for a Gramian: a on the simplex minimising |sum_t a_t g_t|.
+std::vector<double> min_norm_weights(const Gramian& G, int iterations = 250);
 
 // Liu et al. 2021: d = g0 + (sqrt(phi) / |g_w|) g_w, with g0 the mean gradient, phi = c^2 |g0|^2 and
 // w on the simplex minimising g_w . g0 + sqrt(phi) |g_w|; returned divided by 1 + c^2, as in LibMTL.
-class CAGrad : public GradientMethod {
+class CAGrad : public GradientBalancer {
  public:
-  explicit CAGrad(double c = 0.5) : c_(c) {}
-  std::vector<double> combine(const std::vector<std::vector<double>>& task_grads) override;
+  explicit CAGrad(std::size_t tasks, double c = 0.5);
+  std::vector<double> combine(const Gramian& G, const std::vector<double>& losses) override;
 
  private:
   double c_;

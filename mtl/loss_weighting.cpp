@@ -1,5 +1,6 @@
 #include "loss_weighting.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -10,22 +11,6 @@ namespace ladon::mtl {
 
 namespace {
 
-void check_losses(const char* op, const std::vector<Tensor>& losses, std::size_t tasks) {
-  LADON_CHECK(losses.size() == tasks, op, losses.size(), " task losses for ", tasks, " tasks");
-  for (std::size_t t = 0; t < losses.size(); ++t)
-    LADON_CHECK(losses[t].defined() && losses[t].numel() == 1, op, "task ", t, " loss has shape ",
-                losses[t].defined() ? shape_str(losses[t].shape()) : "undefined", "; expected a scalar");
-}
-
-Tensor weighted_sum(const std::vector<Tensor>& losses, const std::vector<double>& alphas) {
-  Tensor total;
-  for (std::size_t t = 0; t < losses.size(); ++t) {
-    const Tensor term = losses[t].reshape({}) * alphas[t];
-    total = total.defined() ? total + term : term;
-  }
-  return total;
-}
-
 std::vector<double> softmax(const std::vector<double>& z, double scale) {
   const double top = *std::max_element(z.begin(), z.end());
   std::vector<double> e(z.size());
@@ -35,133 +20,236 @@ std::vector<double> softmax(const std::vector<double>& z, double scale) {
   return e;
 }
 
+std::vector<double> numbers(const nn::StateDict& state, const std::string& key, std::size_t n, const char* op) {
+  std::vector<double> out(n);
+  for (std::size_t i = 0; i < n; ++i) out[i] = state.number(key + "." + std::to_string(i), op);
+  return out;
+}
+
+void set_numbers(nn::StateDict& state, const std::string& key, const std::vector<double>& values) {
+  for (std::size_t i = 0; i < values.size(); ++i) state.set(key + "." + std::to_string(i), values[i]);
+}
+
+// A [T] float32 tensor of the state, checked.
+const Tensor& task_tensor(const nn::StateDict& state, const std::string& key, std::size_t tasks, const char* op) {
+  const Tensor& t = state.tensor(key, op);
+  LADON_CHECK(t.dtype() == Dtype::float32 && t.dim() == 1 && t.numel() == static_cast<std::int64_t>(tasks), op,
+              "the state's ", key, " is ", shape_str(t.shape()), " for ", tasks, " tasks");
+  return t;
+}
+
+void copy_into(Tensor& target, const Tensor& source) {
+  NoGradGuard no_grad;
+  const Tensor c = source.contiguous();
+  std::copy(c.data<float>(), c.data<float>() + c.numel(), target.data<float>());
+}
+
 }  // namespace
 
-StaticWeighting::StaticWeighting(std::vector<double> alphas) : alphas_(std::move(alphas)) {
-  LADON_CHECK(!alphas_.empty(), "StaticWeighting", "needs at least one task weight");
-  for (double a : alphas_) LADON_CHECK(a >= 0.0, "StaticWeighting", "task weights must be non-negative, got ", a);
+StaticWeighting::StaticWeighting(std::vector<double> alphas) : LossBalancer("StaticWeighting", alphas.size()) {
+  for (double a : alphas)
+    LADON_CHECK(a >= 0.0 && std::isfinite(a), "StaticWeighting", "task weights must be non-negative, got ", a);
+  weights_ = std::move(alphas);
 }
 
-Tensor StaticWeighting::operator()(const std::vector<Tensor>& task_losses) {
-  check_losses("StaticWeighting", task_losses, alphas_.size());
-  return weighted_sum(task_losses, alphas_);
+UncertaintyWeighting::UncertaintyWeighting(const std::vector<TaskSpec>& tasks, UncertaintyOptions options)
+    : LossBalancer("UncertaintyWeighting", tasks.size()),
+      log_vars_(zeros({static_cast<std::int64_t>(tasks.size())}).requires_grad_()),
+      optimizer_(std::make_unique<nn::Adam>(std::vector<Tensor>{log_vars_}, nn::AdamOptions{.lr = options.lr})) {
+  for (const TaskSpec& t : tasks) factors_.push_back(t.kind == TaskKind::regression ? 0.5 : 1.0);
 }
 
-UncertaintyWeighting::UncertaintyWeighting(std::vector<TaskKind> kinds)
-    : kinds_(std::move(kinds)), log_vars_(zeros({static_cast<std::int64_t>(kinds_.size())}).requires_grad_()) {
-  LADON_CHECK(!kinds_.empty(), "UncertaintyWeighting", "needs at least one task");
-}
-
-Tensor UncertaintyWeighting::operator()(const std::vector<Tensor>& task_losses) {
-  check_losses("UncertaintyWeighting", task_losses, kinds_.size());
-  Tensor total;
-  for (std::size_t t = 0; t < kinds_.size(); ++t) {
-    const Tensor s = log_vars_.narrow(0, static_cast<std::int64_t>(t), 1).reshape({});
-    const double factor = kinds_[t] == TaskKind::regression ? 0.5 : 1.0;
-    const Tensor term = exp(neg(s)) * task_losses[t].reshape({}) * factor + s * 0.5;
-    total = total.defined() ? total + term : term;
-  }
-  return total;
-}
-
-std::vector<double> UncertaintyWeighting::weights() const {
-  std::vector<double> w;
+void UncertaintyWeighting::decide(const std::vector<double>&, MultiTaskModel&, const std::vector<Tensor>&) {
   const std::vector<float> s = log_vars_.to_vector<float>();
-  for (std::size_t t = 0; t < kinds_.size(); ++t)
-    w.push_back((kinds_[t] == TaskKind::regression ? 0.5 : 1.0) * std::exp(-static_cast<double>(s[t])));
-  return w;
+  for (std::size_t t = 0; t < factors_.size(); ++t) weights_[t] = factors_[t] * std::exp(-static_cast<double>(s[t]));
 }
 
-DynamicWeightAverage::DynamicWeightAverage(std::size_t tasks, double temperature)
-    : temperature_(temperature), lambdas_(tasks, 1.0) {
-  LADON_CHECK(tasks > 0, "DynamicWeightAverage", "needs at least one task");
-  LADON_CHECK(temperature > 0, "DynamicWeightAverage", "temperature must be positive, got ", temperature);
+void UncertaintyWeighting::after_backward(const std::vector<double>& values) {
+  // d/ds_t [f_t exp(-s_t) L_t + s_t / 2] = 1/2 - w_t L_t, from the (rank-averaged) loss values.
+  std::vector<float> g(factors_.size());
+  for (std::size_t t = 0; t < g.size(); ++t) g[t] = static_cast<float>(0.5 - weights_[t] * values[t]);
+  log_vars_.set_grad(tensor(g, {static_cast<std::int64_t>(g.size())}));
+  optimizer_->step();
 }
 
-Tensor DynamicWeightAverage::operator()(const std::vector<Tensor>& task_losses) {
-  check_losses("DynamicWeightAverage", task_losses, lambdas_.size());
-  return weighted_sum(task_losses, lambdas_);
+void UncertaintyWeighting::save_state(nn::StateDict& state) const {
+  state.set("log_vars", log_vars_.detach().clone());
+  nn::save_nested(state, "adam", optimizer_->state_dict());
 }
 
-void DynamicWeightAverage::end_epoch(const std::vector<double>& mean_task_losses) {
-  LADON_CHECK(mean_task_losses.size() == lambdas_.size(), "DynamicWeightAverage", mean_task_losses.size(),
-              " epoch losses for ", lambdas_.size(), " tasks");
-  history_.push_back(mean_task_losses);
-  if (history_.size() > 2) history_.erase(history_.begin());
-  if (history_.size() < 2) return;
-  std::vector<double> rate(lambdas_.size());
-  for (std::size_t k = 0; k < rate.size(); ++k) rate[k] = history_[1][k] / history_[0][k] / temperature_;
-  lambdas_ = softmax(rate, static_cast<double>(rate.size()));
+void UncertaintyWeighting::check_state(const nn::StateDict& state) const {
+  task_tensor(state, "log_vars", num_tasks(), "UncertaintyWeighting");
+  optimizer_->check_state_dict(nn::nested(state, "adam"));
 }
 
-RandomLossWeighting::RandomLossWeighting(std::size_t tasks, std::uint64_t seed) : gen_(seed), alphas_(tasks, 1.0) {
-  LADON_CHECK(tasks > 0, "RandomLossWeighting", "needs at least one task");
+void UncertaintyWeighting::load_state(const nn::StateDict& state) {
+  copy_into(log_vars_, state.tensor("log_vars"));
+  optimizer_->load_state_dict(nn::nested(state, "adam"));
 }
 
-Tensor RandomLossWeighting::operator()(const std::vector<Tensor>& task_losses) {
-  check_losses("RandomLossWeighting", task_losses, alphas_.size());
-  std::vector<double> z(alphas_.size());
+DynamicWeightAverage::DynamicWeightAverage(std::size_t tasks, DWAOptions options)
+    : LossBalancer("DynamicWeightAverage", tasks), options_(options), epoch_sums_(tasks, 0.0) {
+  LADON_CHECK(options.steps_per_epoch > 0, "DynamicWeightAverage",
+              "needs steps_per_epoch > 0 (the batches in an epoch), got ", options.steps_per_epoch);
+  LADON_CHECK(options.temperature > 0, "DynamicWeightAverage", "temperature must be positive, got ",
+              options.temperature);
+}
+
+void DynamicWeightAverage::decide(const std::vector<double>&, MultiTaskModel&, const std::vector<Tensor>&) {
+  if (step_in_epoch_ != 0 || epochs_ < 2) return;  // the weights change only when an epoch begins
+  std::vector<double> rate(num_tasks());
+  for (std::size_t k = 0; k < rate.size(); ++k)
+    rate[k] = (previous_[k] > 0 ? last_[k] / previous_[k] : 1.0) / options_.temperature;
+  weights_ = softmax(rate, static_cast<double>(rate.size()));
+}
+
+void DynamicWeightAverage::after_backward(const std::vector<double>& values) {
+  for (std::size_t k = 0; k < values.size(); ++k) epoch_sums_[k] += values[k];
+  if (++step_in_epoch_ < options_.steps_per_epoch) return;
+  previous_ = std::move(last_);
+  last_.resize(num_tasks());
+  for (std::size_t k = 0; k < last_.size(); ++k)
+    last_[k] = epoch_sums_[k] / static_cast<double>(options_.steps_per_epoch);
+  std::fill(epoch_sums_.begin(), epoch_sums_.end(), 0.0);
+  step_in_epoch_ = 0;
+  ++epochs_;
+}
+
+void DynamicWeightAverage::save_state(nn::StateDict& state) const {
+  state.set("steps_per_epoch", options_.steps_per_epoch);
+  state.set("step_in_epoch", step_in_epoch_);
+  state.set("epochs", epochs_);
+  set_numbers(state, "epoch_sums", epoch_sums_);
+  if (epochs_ >= 1) set_numbers(state, "last", last_);
+  if (epochs_ >= 2) set_numbers(state, "previous", previous_);
+}
+
+void DynamicWeightAverage::check_state(const nn::StateDict& state) const {
+  const char* op = "DynamicWeightAverage";
+  const std::int64_t steps = state.integer("steps_per_epoch", op);
+  LADON_CHECK(steps == options_.steps_per_epoch, op, "the state counts ", steps, " steps per epoch, the balancer ",
+              options_.steps_per_epoch);
+  const std::int64_t at = state.integer("step_in_epoch", op), epochs = state.integer("epochs", op);
+  LADON_CHECK(at >= 0 && at < steps && epochs >= 0, op, "the state is at step ", at, " of epoch ", epochs);
+  numbers(state, "epoch_sums", num_tasks(), op);
+  if (epochs >= 1) numbers(state, "last", num_tasks(), op);
+  if (epochs >= 2) numbers(state, "previous", num_tasks(), op);
+}
+
+void DynamicWeightAverage::load_state(const nn::StateDict& state) {
+  step_in_epoch_ = state.integer("step_in_epoch");
+  epochs_ = state.integer("epochs");
+  epoch_sums_ = numbers(state, "epoch_sums", num_tasks(), "DynamicWeightAverage");
+  last_ = epochs_ >= 1 ? numbers(state, "last", num_tasks(), "DynamicWeightAverage") : std::vector<double>();
+  previous_ = epochs_ >= 2 ? numbers(state, "previous", num_tasks(), "DynamicWeightAverage") : std::vector<double>();
+}
+
+RandomLossWeighting::RandomLossWeighting(std::size_t tasks, std::uint64_t seed)
+    : LossBalancer("RandomLossWeighting", tasks), gen_(seed) {}
+
+void RandomLossWeighting::decide(const std::vector<double>&, MultiTaskModel&, const std::vector<Tensor>&) {
+  std::vector<double> z(num_tasks());
   for (double& v : z) v = gen_.normal();
-  alphas_ = softmax(z, 1.0);
-  return weighted_sum(task_losses, alphas_);
+  weights_ = softmax(z, 1.0);
+}
+
+void RandomLossWeighting::save_state(nn::StateDict& state) const { nn::save_generator(state, "generator", gen_); }
+
+void RandomLossWeighting::check_state(const nn::StateDict& state) const {
+  nn::generator_state(state, "generator", "RandomLossWeighting");
+}
+
+void RandomLossWeighting::load_state(const nn::StateDict& state) {
+  gen_.set_state(nn::generator_state(state, "generator", "RandomLossWeighting"));
 }
 
 GradNorm::GradNorm(std::size_t tasks, std::vector<Tensor> shared_layer, GradNormOptions options)
-    : options_(options),
+    : LossBalancer("GradNorm", tasks),
+      options_(options),
       shared_layer_(std::move(shared_layer)),
       task_weights_(ones({static_cast<std::int64_t>(tasks)}).requires_grad_()),
       optimizer_(std::make_unique<nn::Adam>(std::vector<Tensor>{task_weights_}, nn::AdamOptions{.lr = options.lr})) {
-  LADON_CHECK(tasks > 0, "GradNorm", "needs at least one task");
   LADON_CHECK(!shared_layer_.empty(), "GradNorm", "needs the shared layer's parameters (W)");
+  for (const Tensor& p : shared_layer_)
+    LADON_CHECK(p.defined() && p.requires_grad(), "GradNorm", "every tensor of the shared layer must be a parameter");
 }
 
-std::vector<double> GradNorm::weights() const {
+void GradNorm::decide(const std::vector<double>& values, MultiTaskModel&, const std::vector<Tensor>& losses) {
+  const std::size_t tasks = num_tasks();
   const std::vector<float> w = task_weights_.to_vector<float>();
-  return std::vector<double>(w.begin(), w.end());
+  weights_.assign(w.begin(), w.end());
+  if (initial_losses_.empty()) {
+    for (std::size_t t = 0; t < tasks; ++t)
+      LADON_CHECK(values[t] > 0, "GradNorm", "task ", t, "'s first loss is ", values[t],
+                  ": the training rates L_t / L_t(0) need a positive start");
+    initial_losses_ = values;
+  }
+  // |grad_W L_t| for each task (G_t = w_t * that, since w_t is a constant factor on L_t), from the
+  // rank-averaged gradient when data-parallel.
+  norms_.assign(tasks, 0.0);
+  std::vector<float> flat;
+  for (std::size_t t = 0; t < tasks; ++t) {
+    flat.clear();
+    std::vector<Tensor> grads;
+    try {
+      grads = grad({losses[t]}, shared_layer_, {.retain_graph = true, .allow_unused = false});
+    } catch (const Error& e) {
+      ::ladon::detail::fail("GradNorm", "task ", t, "'s loss does not reach the shared layer W (", e.what(), ")");
+    }
+    for (const Tensor& g : grads) {
+      const Tensor c = g.contiguous();
+      flat.insert(flat.end(), c.data<float>(), c.data<float>() + c.numel());
+    }
+    average(flat);
+    double squared = 0;
+    for (float v : flat) squared += static_cast<double>(v) * v;
+    norms_[t] = std::sqrt(squared);
+  }
 }
 
-Tensor GradNorm::operator()(const std::vector<Tensor>& task_losses) {
-  const std::size_t tasks = static_cast<std::size_t>(task_weights_.numel());
-  check_losses("GradNorm", task_losses, tasks);
-  const std::vector<double> w = weights();
-  std::vector<double> losses(tasks);
-  for (std::size_t t = 0; t < tasks; ++t) losses[t] = task_losses[t].item();
-  if (initial_losses_.empty()) initial_losses_ = losses;
-
-  // |grad_W L_t| for each task; G_t = w_t * that, since w_t is a constant factor on L_t.
-  std::vector<double> norms(tasks);
-  for (std::size_t t = 0; t < tasks; ++t) {
-    double squared = 0;
-    for (const Tensor& g : grad({task_losses[t]}, shared_layer_, {}, true))
-      for (float v : g.to_vector<float>()) squared += static_cast<double>(v) * v;
-    norms[t] = std::sqrt(squared);
-  }
+void GradNorm::after_backward(const std::vector<double>& values) {
+  const std::size_t tasks = num_tasks();
   std::vector<double> inverse_rate(tasks);
-  for (std::size_t t = 0; t < tasks; ++t) inverse_rate[t] = losses[t] / initial_losses_[t];
+  for (std::size_t t = 0; t < tasks; ++t) inverse_rate[t] = values[t] / initial_losses_[t];
   const double mean_rate = std::accumulate(inverse_rate.begin(), inverse_rate.end(), 0.0) / static_cast<double>(tasks);
   double mean_norm = 0;
-  for (std::size_t t = 0; t < tasks; ++t) mean_norm += w[t] * norms[t] / static_cast<double>(tasks);
+  for (std::size_t t = 0; t < tasks; ++t) mean_norm += weights_[t] * norms_[t] / static_cast<double>(tasks);
 
-  // L_grad = sum_t |w_t * norm_t - target_t|, differentiated with respect to the weights only.
-  std::vector<float> target(tasks), norm_f(tasks);
+  // L_grad = sum_t |w_t * norm_t - target_t|, differentiated with respect to the weights only:
+  // d/dw_t = sign(w_t norm_t - target_t) * norm_t.
+  std::vector<float> g(tasks);
   for (std::size_t t = 0; t < tasks; ++t) {
-    target[t] = static_cast<float>(mean_norm * std::pow(inverse_rate[t] / mean_rate, options_.alpha));
-    norm_f[t] = static_cast<float>(norms[t]);
+    const double target = mean_norm * std::pow(inverse_rate[t] / mean_rate, options_.alpha);
+    const double d = weights_[t] * norms_[t] - target;
+    g[t] = static_cast<float>((d > 0) - (d < 0)) * static_cast<float>(norms_[t]);
   }
-  const std::int64_t n = static_cast<std::int64_t>(tasks);
-  const Tensor balance = sum(abs(task_weights_ * tensor(norm_f, {n}) - tensor(target, {n})));
-  const Tensor joint = weighted_sum(task_losses, w);
-  optimizer_->zero_grad();
-  balance.backward();
+  task_weights_.set_grad(tensor(g, {static_cast<std::int64_t>(tasks)}));
   optimizer_->step();
-  {
-    NoGradGuard no_grad;  // renormalise so the weights sum to T (and stay positive)
-    float* p = task_weights_.data<float>();
-    double total = 0;
-    for (std::size_t t = 0; t < tasks; ++t) total += p[t] = std::max(p[t], 1e-4f);
-    for (std::size_t t = 0; t < tasks; ++t) p[t] = static_cast<float>(p[t] * static_cast<double>(tasks) / total);
-  }
-  return joint;
+  NoGradGuard no_grad;  // renormalise so the weights sum to T (and stay positive)
+  float* p = task_weights_.data<float>();
+  double total = 0;
+  for (std::size_t t = 0; t < tasks; ++t) total += p[t] = std::max(p[t], 1e-4f);
+  for (std::size_t t = 0; t < tasks; ++t) p[t] = static_cast<float>(p[t] * static_cast<double>(tasks) / total);
+}
+
+void GradNorm::save_state(nn::StateDict& state) const {
+  state.set("task_weights", task_weights_.detach().clone());
+  state.set("started", static_cast<std::int64_t>(!initial_losses_.empty()));
+  if (!initial_losses_.empty()) set_numbers(state, "initial_losses", initial_losses_);
+  nn::save_nested(state, "adam", optimizer_->state_dict());
+}
+
+void GradNorm::check_state(const nn::StateDict& state) const {
+  task_tensor(state, "task_weights", num_tasks(), "GradNorm");
+  if (state.integer("started", "GradNorm")) numbers(state, "initial_losses", num_tasks(), "GradNorm");
+  optimizer_->check_state_dict(nn::nested(state, "adam"));
+}
+
+void GradNorm::load_state(const nn::StateDict& state) {
+  copy_into(task_weights_, state.tensor("task_weights"));
+  initial_losses_ = state.integer("started") ? numbers(state, "initial_losses", num_tasks(), "GradNorm")
+                                             : std::vector<double>();
+  optimizer_->load_state_dict(nn::nested(state, "adam"));
 }
 
 }  // namespace ladon::mtl

@@ -1,106 +1,114 @@
 // Loss-level task balancing: the joint loss L = sum_t alpha_t * L_t with alphas that are fixed,
-// learned, or adapted from the training history. Every balancer has the same interface, so any of
-// them works with any architecture. Balancers with learned state are Modules: add their
-// parameters() to an optimizer. Formulas: ../shared/reference/mtl-methods.md.
+// learned, or adapted from the training history, and one ordinary backward. Every method is a
+// Balancer (balancer.h), called as balancer.backward(task_losses, model). Formulas:
+// ../shared/reference/mtl-methods.md.
 #pragma once
 
 #include <memory>
 #include <vector>
 
 #include "../core/random.h"
-#include "../nn/module.h"
 #include "../nn/optim.h"
+#include "balancer.h"
 
 namespace ladon::mtl {
 
-class LossWeighting : public nn::Module {
- public:
-  // Combines scalar task losses (each still attached to the network's graph) into one loss.
-  virtual Tensor operator()(const std::vector<Tensor>& task_losses) = 0;
-  // The alphas applied by the last call (uncertainty weighting: the factor on each L_t).
-  virtual std::vector<double> weights() const = 0;
-  // Called once per epoch with each task's mean training loss over that epoch (DWA needs it).
-  virtual void end_epoch(const std::vector<double>& mean_task_losses) { (void)mean_task_losses; }
-};
-
 // Fixed alphas chosen by the user; StaticWeighting::equal(T) gives alpha_t = 1.
-class StaticWeighting : public LossWeighting {
+class StaticWeighting : public LossBalancer {
  public:
   explicit StaticWeighting(std::vector<double> alphas);
   static StaticWeighting equal(std::size_t tasks) { return StaticWeighting(std::vector<double>(tasks, 1.0)); }
-  Tensor operator()(const std::vector<Tensor>& task_losses) override;
-  std::vector<double> weights() const override { return alphas_; }
 
  private:
-  std::vector<double> alphas_;
+  void decide(const std::vector<double>&, MultiTaskModel&, const std::vector<Tensor>&) override {}
 };
 
-// Kendall et al. 2018: learned s_t = log sigma_t^2 per task.
+// Kendall et al. 2018: learned s_t = log sigma_t^2 per task; the joint loss is
 //   regression:     0.5 * exp(-s) * L + 0.5 * s
-//   classification:       exp(-s) * L + 0.5 * s
-enum class TaskKind { regression, classification };
-class UncertaintyWeighting : public LossWeighting {
+//   classification:       exp(-s) * L + 0.5 * s   (multiclass and binary tasks)
+// The s_t are the balancer's own parameters, stepped by its own Adam after every backward (the
+// network's gradient is taken at the s_t before the step, exactly as one joint optimizer would).
+struct UncertaintyOptions {
+  double lr = 1e-3;  // Adam step size for the s_t
+};
+class UncertaintyWeighting : public LossBalancer {
  public:
-  explicit UncertaintyWeighting(std::vector<TaskKind> kinds);
-  Tensor operator()(const std::vector<Tensor>& task_losses) override;
-  std::vector<double> weights() const override;
-  void visit(Visitor& v) override { v("log_vars", log_vars_); }
-  Tensor log_vars() const { return log_vars_; }
+  explicit UncertaintyWeighting(const std::vector<TaskSpec>& tasks, UncertaintyOptions options = {});
+  Tensor log_vars() const { return log_vars_; }  // [T]
 
  private:
-  std::vector<TaskKind> kinds_;
-  Tensor log_vars_;  // [T], starts at 0 (sigma = 1)
+  void decide(const std::vector<double>& values, MultiTaskModel& model, const std::vector<Tensor>& losses) override;
+  void after_backward(const std::vector<double>& values) override;
+  void save_state(nn::StateDict& state) const override;
+  void check_state(const nn::StateDict& state) const override;
+  void load_state(const nn::StateDict& state) override;
+
+  std::vector<double> factors_;  // 0.5 for regression, 1 for classification
+  Tensor log_vars_;              // [T], starts at 0 (sigma = 1)
+  std::unique_ptr<nn::Adam> optimizer_;
 };
 
 // Liu et al. 2019 (MTAN): lambda_k = K softmax_k(w_k / T), w_k = L_k(t-1) / L_k(t-2) from epoch-mean
-// losses; all ones for the first two epochs.
-class DynamicWeightAverage : public LossWeighting {
+// losses; all ones for the first two epochs. The balancer averages the losses it sees over each
+// epoch of steps_per_epoch steps itself (w_k = 1 when L_k(t-2) is 0: a task with no labels then).
+struct DWAOptions {
+  std::int64_t steps_per_epoch = 0;  // required: the loader's batches per epoch
+  double temperature = 2.0;
+};
+class DynamicWeightAverage : public LossBalancer {
  public:
-  explicit DynamicWeightAverage(std::size_t tasks, double temperature = 2.0);
-  Tensor operator()(const std::vector<Tensor>& task_losses) override;
-  std::vector<double> weights() const override { return lambdas_; }
-  void end_epoch(const std::vector<double>& mean_task_losses) override;
+  DynamicWeightAverage(std::size_t tasks, DWAOptions options);
 
  private:
-  double temperature_;
-  std::vector<std::vector<double>> history_;  // the last two epochs' mean losses
-  std::vector<double> lambdas_;
+  void decide(const std::vector<double>& values, MultiTaskModel& model, const std::vector<Tensor>& losses) override;
+  void after_backward(const std::vector<double>& values) override;
+  void save_state(nn::StateDict& state) const override;
+  void check_state(const nn::StateDict& state) const override;
+  void load_state(const nn::StateDict& state) override;
+
+  DWAOptions options_;
+  std::int64_t step_in_epoch_ = 0, epochs_ = 0;
+  std::vector<double> epoch_sums_;
+  std::vector<double> previous_, last_;  // the mean losses of epochs t-2 and t-1
 };
 
 // Random loss weighting (Lin et al. 2021): alphas = softmax of fresh N(0, 1) draws every step.
-class RandomLossWeighting : public LossWeighting {
+class RandomLossWeighting : public LossBalancer {
  public:
   explicit RandomLossWeighting(std::size_t tasks, std::uint64_t seed = 0);
-  Tensor operator()(const std::vector<Tensor>& task_losses) override;
-  std::vector<double> weights() const override { return alphas_; }
 
  private:
+  void decide(const std::vector<double>& values, MultiTaskModel& model, const std::vector<Tensor>& losses) override;
+  void save_state(nn::StateDict& state) const override;
+  void check_state(const nn::StateDict& state) const override;
+  void load_state(const nn::StateDict& state) override;
   Generator gen_;
-  std::vector<double> alphas_;
 };
 
-// Chen et al. 2018. Each call returns sum_t w_t L_t with the current weights, then moves the
-// weights toward equalising G_t = |grad_W w_t L_t| scaled by the relative inverse training rate
-// r_t^alpha (an L1 balancing loss with the target held constant), and renormalises sum w = T.
-// W is the shared layer given at construction, usually the last shared one.
+// Chen et al. 2018. Each step trains the network on sum_t w_t L_t with the current weights, then
+// moves the weights toward equalising G_t = |grad_W w_t L_t| scaled by the relative inverse training
+// rate r_t^alpha (an L1 balancing loss with the target held constant), and renormalises
+// sum w = T. W is a shared layer, usually the last shared one; every task loss must reach it.
 struct GradNormOptions {
   double alpha = 1.5;
   double lr = 0.025;  // Adam step size for the weights
 };
-class GradNorm : public LossWeighting {
+class GradNorm : public LossBalancer {
  public:
   GradNorm(std::size_t tasks, std::vector<Tensor> shared_layer, GradNormOptions options = {});
-  Tensor operator()(const std::vector<Tensor>& task_losses) override;
-  std::vector<double> weights() const override;
-  // A buffer, not a parameter: GradNorm trains the weights with its own optimizer.
-  void visit(Visitor& v) override { v.buffer("task_weights", task_weights_); }
 
  private:
+  void decide(const std::vector<double>& values, MultiTaskModel& model, const std::vector<Tensor>& losses) override;
+  void after_backward(const std::vector<double>& values) override;
+  void save_state(nn::StateDict& state) const override;
+  void check_state(const nn::StateDict& state) const override;
+  void load_state(const nn::StateDict& state) override;
+
   GradNormOptions options_;
   std::vector<Tensor> shared_layer_;
   Tensor task_weights_;  // [T], trained by its own optimizer, not the network's
   std::unique_ptr<nn::Adam> optimizer_;
-  std::vector<double> initial_losses_;
+  std::vector<double> initial_losses_, norms_;
 };
 
 }  // namespace ladon::mtl

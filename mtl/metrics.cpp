@@ -9,7 +9,7 @@ namespace ladon::mtl {
 
 TaskMetrics::TaskMetrics(std::vector<TaskSpec> tasks)
     : tasks_(std::move(tasks)), sums_(tasks_.size(), 0.0), counts_(tasks_.size(), 0) {
-  LADON_CHECK(!tasks_.empty(), "TaskMetrics", "needs at least one task");
+  check_tasks("TaskMetrics", tasks_);
 }
 
 void TaskMetrics::add(const std::vector<Tensor>& outputs, const std::vector<Tensor>& targets,
@@ -26,15 +26,16 @@ void TaskMetrics::add(const std::vector<Tensor>& outputs, const std::vector<Tens
                 "task '", spec.name, "' expects float32 outputs [batch, ", spec.out, "], got ", shape_str(out.shape()));
     const std::int64_t batch = out.shape()[0], classes = spec.out;
     const Tensor y = targets[t].contiguous();
-    const bool classification = classes > 1;
+    const bool classification = spec.kind == TaskKind::multiclass;
     if (classification)
       LADON_CHECK(y.dtype() == Dtype::int64 && y.dim() == 1 && y.shape()[0] == batch, "TaskMetrics", "task '",
                   spec.name, "' expects int64 class targets [", batch, "], got ", dtype_name(y.dtype()), " ",
                   shape_str(y.shape()));
     else
-      LADON_CHECK(y.dtype() == Dtype::float32 && y.numel() == batch && y.dim() >= 1 && y.shape()[0] == batch,
-                  "TaskMetrics", "task '", spec.name, "' expects float32 targets [", batch, "] or [", batch,
-                  ", 1], got ", dtype_name(y.dtype()), " ", shape_str(y.shape()));
+      LADON_CHECK(y.dtype() == Dtype::float32 && y.numel() == batch * classes && y.dim() >= 1 &&
+                      y.shape()[0] == batch,
+                  "TaskMetrics", "task '", spec.name, "' expects float32 targets [", batch, "] or [", batch, ", ",
+                  classes, "], got ", dtype_name(y.dtype()), " ", shape_str(y.shape()));
     const Tensor mask = masks.empty() || !masks[t].defined() ? Tensor() : masks[t].contiguous();
     if (mask.defined())
       LADON_CHECK(mask.dtype() == Dtype::float32 && mask.dim() == 1 && mask.shape()[0] == batch, "TaskMetrics",
@@ -53,9 +54,18 @@ void TaskMetrics::add(const std::vector<Tensor>& outputs, const std::vector<Tens
         for (std::int64_t c = 1; c < classes; ++c)
           if (row[c] > row[best]) best = c;
         sums_[t] += best == label ? 1.0 : 0.0;
+      } else if (spec.kind == TaskKind::binary) {
+        const float label = y.data<float>()[b];
+        LADON_CHECK(label == 0.0f || label == 1.0f, "TaskMetrics", "binary task '", spec.name, "' target ", label,
+                    " is not 0 or 1");
+        sums_[t] += (row[0] > 0.0f) == (label == 1.0f) ? 1.0 : 0.0;
       } else {
-        const double error = static_cast<double>(row[0]) - y.data<float>()[b];
-        sums_[t] += error * error;
+        double squared = 0;  // mean over the task's outputs, as mse_loss
+        for (std::int64_t c = 0; c < classes; ++c) {
+          const double error = static_cast<double>(row[c]) - y.data<float>()[b * classes + c];
+          squared += error * error;
+        }
+        sums_[t] += squared / static_cast<double>(classes);
       }
       counts_[t]++;
     }
@@ -67,7 +77,7 @@ std::vector<TaskResult> TaskMetrics::results() const {
   for (std::size_t t = 0; t < tasks_.size(); ++t) {
     if (tasks_[t].auxiliary) continue;
     const double value = counts_[t] ? sums_[t] / static_cast<double>(counts_[t]) : std::numeric_limits<double>::quiet_NaN();
-    out.push_back({tasks_[t].name, tasks_[t].out > 1 ? "accuracy" : "mse", value, counts_[t]});
+    out.push_back({tasks_[t].name, tasks_[t].kind == TaskKind::regression ? "mse" : "accuracy", value, counts_[t]});
   }
   return out;
 }

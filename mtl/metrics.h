@@ -1,6 +1,7 @@
-// Test metrics per task, accumulated over batches: argmax accuracy for a classification task
-// (out > 1; int64 class targets [batch]) and mean squared error for a regression task (out == 1;
-// float32 targets [batch] or [batch, 1]). Auxiliary tasks are left out of the results.
+// Test metrics per task, accumulated over batches, chosen by the task's kind: argmax accuracy for
+// a multiclass task (int64 class targets [batch]), accuracy at logit 0 (probability 0.5) for a
+// binary one (float32 0/1 targets [batch]), mean squared error for a regression task (float32
+// targets [batch] or [batch, out]). Auxiliary tasks are left out of the results.
 //
 //   mtl::TaskMetrics metrics(model.tasks());
 //   for (auto& batch : test_batches) metrics.add(model(batch.x), batch.y);

@@ -12,6 +12,13 @@ Tensor mix(const Tensor& gate, const Tensor& experts, Tensor* gate_out) {
 }
 }  // namespace
 
+void PLE::Level::visit(Visitor& v) {
+  if (has_shared_experts) v("shared_experts", shared_experts);
+  if (has_task_experts) v("experts", task_experts);
+  v("gates", task_gates);
+  if (!shared_gate.empty()) v("shared_gate", shared_gate[0]);
+}
+
 PLE::PLE(const PLEOptions& options, Generator& gen) : MultiTaskModel(options.tasks), options_(options) {
   LADON_CHECK(options.levels >= 1, "PLE", "needs at least one level, got ", options.levels);
   LADON_CHECK(options.shared_experts >= 0 && options.task_experts >= 0 &&
@@ -28,16 +35,18 @@ PLE::PLE(const PLEOptions& options, Generator& gen) : MultiTaskModel(options.tas
   for (std::int64_t j = 0; j < options.levels; ++j) {
     const std::int64_t in = j == 0 ? options.in : width;
     const bool last = j + 1 == options.levels;
-    Level level{{}, ExpertBank(in, shared_n, options.expert_hidden, gen), {}, {}};
-    for (std::int64_t t = 0; t < tasks; ++t) {
-      level.task_experts.emplace_back(in, task_n, options.expert_hidden, gen);
-      level.task_gates.emplace_back(in, options.task_experts + options.shared_experts, options.gate, gen);
+    Level level(ExpertBank(in, shared_n, options.expert_hidden, gen));
+    level.has_shared_experts = options.shared_experts > 0;
+    level.has_task_experts = options.task_experts > 0;
+    for (const TaskSpec& t : tasks_) {
+      level.task_experts.add(t.name, ExpertBank(in, task_n, options.expert_hidden, gen));
+      level.task_gates.add(t.name, Gate(in, options.task_experts + options.shared_experts, options.gate, gen));
     }
     if (!last) level.shared_gate.emplace_back(in, tasks * options.task_experts + options.shared_experts,
                                               options.gate, gen);
     levels_.push_back(std::move(level));
   }
-  for (const TaskSpec& t : options.tasks) towers_.push_back(mlp(width, t.tower_hidden, t.out, false, gen));
+  towers_ = TaskTowers(width, tasks_, gen);
   last_gates_.resize(options.tasks.size());
 }
 
@@ -47,10 +56,12 @@ std::vector<Tensor> PLE::forward(const Tensor& x) {
   const std::size_t tasks = num_tasks();
   std::vector<Tensor> task_in(tasks, x);
   Tensor shared_in = x;
+  std::vector<Tensor> representation;  // each level's shared experts: all sharing passes through them
   for (std::size_t j = 0; j < levels_.size(); ++j) {
     Level& level = levels_[j];
     const bool last = j + 1 == levels_.size();
     const Tensor shared = options_.shared_experts > 0 ? level.shared_experts.forward(shared_in) : Tensor();
+    if (shared.defined()) representation.push_back(shared);
     std::vector<Tensor> own(tasks);
     for (std::size_t t = 0; t < tasks; ++t)
       if (options_.task_experts > 0) own[t] = level.task_experts[t].forward(task_in[t]);
@@ -70,9 +81,8 @@ std::vector<Tensor> PLE::forward(const Tensor& x) {
     }
     task_in = std::move(next);
   }
-  std::vector<Tensor> outputs;
-  for (std::size_t t = 0; t < tasks; ++t) outputs.push_back(towers_[t](task_in[t]));
-  return outputs;
+  set_representation(std::move(representation));
+  return towers_.forward(task_in);
 }
 
 Tensor PLE::gate_weights(std::size_t task) const {
@@ -82,17 +92,8 @@ Tensor PLE::gate_weights(std::size_t task) const {
 }
 
 void PLE::visit(Visitor& v) {
-  for (std::size_t j = 0; j < levels_.size(); ++j) {
-    Level& level = levels_[j];
-    const std::string prefix = "levels." + std::to_string(j) + ".";
-    if (options_.shared_experts > 0) v(prefix + "shared_experts", level.shared_experts);
-    for (std::size_t t = 0; t < level.task_experts.size(); ++t) {
-      if (options_.task_experts > 0) v(prefix + "experts." + tasks_[t].name, level.task_experts[t]);
-      v(prefix + "gates." + tasks_[t].name, level.task_gates[t]);
-    }
-    if (!level.shared_gate.empty()) v(prefix + "shared_gate", level.shared_gate[0]);
-  }
-  for (std::size_t t = 0; t < towers_.size(); ++t) v("towers." + tasks_[t].name, towers_[t]);
+  for (std::size_t j = 0; j < levels_.size(); ++j) v("levels." + std::to_string(j), levels_[j]);
+  v("towers", towers_);
 }
 
 }  // namespace ladon::mtl

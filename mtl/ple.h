@@ -32,15 +32,18 @@ class PLE : public MultiTaskModel {
   Tensor gate_weights(std::size_t task) const;
 
  private:
-  struct Level {
-    std::vector<ExpertBank> task_experts;  // one bank per task
-    ExpertBank shared_experts;
-    std::vector<Gate> task_gates;
+  struct Level : nn::Module {
+    Level(ExpertBank shared) : shared_experts(std::move(shared)) {}
+    TaskHeads<ExpertBank> task_experts;  // one bank per task; unused when task_experts = 0
+    ExpertBank shared_experts;           // unused when shared_experts = 0
+    TaskHeads<Gate> task_gates;
     std::vector<Gate> shared_gate;  // empty on the last level
+    bool has_task_experts = true, has_shared_experts = true;
+    void visit(Visitor& v) override;
   };
   PLEOptions options_;
   std::vector<Level> levels_;
-  std::vector<nn::Sequential> towers_;
+  TaskTowers towers_;
   std::vector<Tensor> last_gates_;
 };
 

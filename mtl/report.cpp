@@ -60,7 +60,7 @@ GradientConflicts gradient_conflicts(const std::vector<Tensor>& task_losses, con
   const std::size_t tasks = task_losses.size();
   std::vector<std::vector<float>> flat(tasks);
   for (std::size_t t = 0; t < tasks; ++t)
-    for (const Tensor& g : grad({task_losses[t]}, shared, {}, true)) {
+    for (const Tensor& g : grad({task_losses[t]}, shared, {.retain_graph = true})) {
       const std::vector<float> v = g.to_vector<float>();
       flat[t].insert(flat[t].end(), v.begin(), v.end());
     }

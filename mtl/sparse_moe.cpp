@@ -4,7 +4,6 @@
 #include <cmath>
 #include <numeric>
 
-#include "../core/autograd.h"
 #include "../core/ops.h"
 #include "model.h"
 
@@ -18,21 +17,6 @@ constexpr const char* kOp = "SparseMoE";
 // zero-initialised W_noise starts) maximum splits its gradient in half and |z| contributes none,
 // which gives the true derivative 1/2.
 Tensor softplus(const Tensor& z) { return maximum(z, scalar(0.0)) + log(1.0 + exp(-abs(z))); }
-
-// The standard normal CDF Φ(x) = erfc(-x / sqrt 2) / 2, with dΦ/dx = exp(-x² / 2) / sqrt(2π).
-// Local to the load loss, the only user so far; a candidate for core/ops if another needs it.
-Tensor normal_cdf(const Tensor& x) {
-  const Tensor xc = x.detach().contiguous();
-  Tensor out = empty(x.shape());
-  const float* in = xc.data<float>();
-  float* o = out.data<float>();
-  for (std::int64_t i = 0; i < xc.numel(); ++i)
-    o[i] = static_cast<float>(0.5 * std::erfc(-static_cast<double>(in[i]) / std::sqrt(2.0)));
-  return record(out, "normal_cdf", {x}, [x = x.detach()](const Tensor& g, const std::vector<bool>&) {
-    const double inv_sqrt_2pi = 1.0 / std::sqrt(2.0 * std::acos(-1.0));
-    return Grads{g * (exp(x * x * -0.5) * inv_sqrt_2pi)};
-  });
-}
 
 // CV² = population variance / mean², with Shazeer's epsilon so an all-zero vector gives 0.
 Tensor cv_squared(const Tensor& v) {

@@ -5,7 +5,6 @@
 
 #include "../core/autograd.h"
 #include "../core/ops.h"
-#include "../core/parallel.h"
 
 namespace ladon::nn {
 
@@ -87,73 +86,6 @@ Tensor Embedding::forward(const Tensor& indices) {
   Shape shape = indices.shape();
   shape.push_back(embedding_dim());
   return rows.reshape(shape);
-}
-
-Tensor embedding_bag(const Tensor& weight, const Tensor& indices, const Tensor& offsets, BagMode mode,
-                     std::optional<std::int64_t> padding_idx) {
-  const char* op = "embedding_bag";
-  check_weight(op, weight);
-  const std::int64_t num = weight.shape()[0], dim = weight.shape()[1];
-  const std::vector<std::int64_t> idx = checked_indices(op, indices, num);
-  const std::int64_t n = static_cast<std::int64_t>(idx.size());
-  std::vector<std::int64_t> starts;
-  if (indices.dim() == 2) {
-    LADON_CHECK(!offsets.defined(), op, "offsets must be omitted for 2-D indices ", shape_str(indices.shape()));
-    for (std::int64_t b = 0; b < indices.shape()[0]; ++b) starts.push_back(b * indices.shape()[1]);
-  } else {
-    LADON_CHECK(indices.dim() == 1, op, "indices must be 1-D (with offsets) or 2-D, got ", shape_str(indices.shape()));
-    LADON_CHECK(offsets.defined() && offsets.dtype() == Dtype::int64 && offsets.dim() == 1, op,
-                "1-D indices need 1-D int64 offsets");
-    starts = offsets.to_vector<std::int64_t>();
-    bool ok = starts.empty() || starts[0] == 0;
-    for (std::size_t b = 0; ok && b < starts.size(); ++b)
-      ok = starts[b] <= n && (b == 0 || starts[b] >= starts[b - 1]);
-    LADON_CHECK(ok, op, "offsets ", shape_str(starts), " must start at 0, never decrease and not exceed the ", n,
-                " indices");
-  }
-  const std::int64_t bags = static_cast<std::int64_t>(starts.size());
-  const std::optional<std::int64_t> pad = normalize_padding(op, padding_idx, num);
-  // Per bag: its range in idx and the factor each row is scaled by (1 or 1 / count).
-  std::vector<std::int64_t> ends(starts.begin() + (bags > 0 ? 1 : 0), starts.end());
-  ends.push_back(n);
-  std::vector<float> scale(static_cast<std::size_t>(bags), 1.0f);
-  if (mode == BagMode::mean)
-    for (std::int64_t b = 0; b < bags; ++b) {
-      std::int64_t count = 0;
-      for (std::int64_t j = starts[b]; j < ends[b]; ++j) count += !(pad && idx[j] == *pad);
-      scale[b] = count > 0 ? 1.0f / static_cast<float>(count) : 0.0f;
-    }
-
-  const Tensor wc = weight.detach().contiguous();
-  Tensor out = zeros({bags, dim});
-  {
-    const float* w = wc.data<float>();
-    float* o = out.data<float>();
-    parallel_for(0, bags, 64, [&](std::int64_t begin, std::int64_t end) {
-      for (std::int64_t b = begin; b < end; ++b) {
-        float* row = o + b * dim;
-        for (std::int64_t j = starts[b]; j < ends[b]; ++j) {
-          if (pad && idx[j] == *pad) continue;
-          const float* src = w + idx[j] * dim;
-          for (std::int64_t k = 0; k < dim; ++k) row[k] += src[k];
-        }
-        for (std::int64_t k = 0; k < dim; ++k) row[k] *= scale[b];
-      }
-    });
-  }
-  return record(out, op, {weight}, [idx, starts, ends, scale, pad, num, dim](const Tensor& g, const std::vector<bool>&) {
-    const Tensor gc = g.contiguous();
-    Tensor gw = zeros({num, dim});
-    const float* pg = gc.data<float>();
-    float* pw = gw.data<float>();
-    for (std::size_t b = 0; b < starts.size(); ++b)
-      for (std::int64_t j = starts[b]; j < ends[b]; ++j) {
-        if (pad && idx[j] == *pad) continue;
-        float* row = pw + idx[j] * dim;
-        for (std::int64_t k = 0; k < dim; ++k) row[k] += pg[static_cast<std::int64_t>(b) * dim + k] * scale[b];
-      }
-    return Grads{gw};
-  });
 }
 
 EmbeddingBag::EmbeddingBag(std::int64_t num_embeddings, std::int64_t embedding_dim, EmbeddingBagOptions options,

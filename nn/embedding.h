@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "../core/ops.h"
 #include "../core/random.h"
 #include "../core/tensor.h"
 #include "module.h"
@@ -42,15 +43,7 @@ class Embedding : public Layer {
   EmbeddingOptions options_;
 };
 
-enum class BagMode { sum, mean };
-
-// Pools rows of weight [num, dim] per bag -> [bags, dim]. Either indices is 1-D and offsets (1-D,
-// int64) gives each bag's start (bag b is indices[offsets[b] .. offsets[b + 1]), the last runs to
-// the end), or indices is 2-D [bags, n] with offsets undefined. Entries equal to padding_idx are
-// skipped (and not counted by mean); an empty bag gives zeros. Differentiable in weight.
-Tensor embedding_bag(const Tensor& weight, const Tensor& indices, const Tensor& offsets = Tensor(),
-                     BagMode mode = BagMode::mean, std::optional<std::int64_t> padding_idx = std::nullopt);
-
+// Pools with ladon::embedding_bag (core/ops.h).
 struct EmbeddingBagOptions {
   BagMode mode = BagMode::mean;  // PyTorch's default
   std::optional<std::int64_t> padding_idx = std::nullopt;

@@ -181,4 +181,31 @@ LoadReport load_module_state(Module& model, const StateDict& state, bool strict)
   return report;
 }
 
+void save_generator(StateDict& state, const std::string& key, const Generator& gen) {
+  const Generator::State g = gen.state();
+  for (int i = 0; i < 4; ++i) state.set(key + "." + std::to_string(i), static_cast<std::int64_t>(g.words[i]));
+  state.set(key + ".has_spare", static_cast<std::int64_t>(g.has_spare_normal));
+  state.set(key + ".spare", g.spare_normal);
+}
+
+Generator::State generator_state(const StateDict& state, const std::string& key, const char* op) {
+  Generator::State g{};
+  for (int i = 0; i < 4; ++i) g.words[i] = static_cast<std::uint64_t>(state.integer(key + "." + std::to_string(i), op));
+  g.has_spare_normal = state.integer(key + ".has_spare", op) != 0;
+  g.spare_normal = state.number(key + ".spare", op);
+  return g;
+}
+
+void save_nested(StateDict& outer, const std::string& prefix, const StateDict& inner) {
+  for (const auto& [key, value] : inner.items()) outer.set(prefix + "." + key, value);
+}
+
+StateDict nested(const StateDict& outer, const std::string& prefix) {
+  StateDict inner;
+  const std::string start = prefix + ".";
+  for (const auto& [key, value] : outer.items())
+    if (key.rfind(start, 0) == 0) inner.set(key.substr(start.size()), value);
+  return inner;
+}
+
 }  // namespace ladon::nn

@@ -15,6 +15,7 @@
 #include <variant>
 #include <vector>
 
+#include "../core/random.h"
 #include "../core/tensor.h"
 #include "module.h"
 
@@ -69,6 +70,15 @@ class Stateful {
   virtual void check_state_dict(const StateDict& state) const = 0;
   virtual void load_state_dict(const StateDict& state) = 0;
 };
+
+// A random stream's position under `key` (key.0 .. key.3, key.spare, key.has_spare), and back:
+// restoring it continues the stream exactly where it was saved.
+void save_generator(StateDict& state, const std::string& key, const Generator& gen);
+Generator::State generator_state(const StateDict& state, const std::string& key, const char* op);
+// The entries of `inner` copied into `outer` under "prefix.", and back (a part's state inside a
+// larger one: a balancer's own optimizer, say).
+void save_nested(StateDict& outer, const std::string& prefix, const StateDict& inner);
+StateDict nested(const StateDict& outer, const std::string& prefix);
 
 // Every parameter and buffer of `model` by dotted name, in visit() order. With copy (the default)
 // the tensors are fresh contiguous copies, a snapshot that later training does not change; without,

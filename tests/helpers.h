@@ -1,4 +1,5 @@
-// Helpers the test files share: reach a parameter by its dotted name, overwrite a tensor's values.
+// Helpers the test files share: a tensor's values as a vector, reach a parameter by its dotted
+// name, overwrite a tensor's values.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -10,6 +11,9 @@
 #include "ladon.h"
 
 namespace ladon::testing {
+
+// A float32 tensor's elements in row-major order, for comparing against hand-worked numbers.
+inline std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
 
 inline Tensor parameter(nn::Module& module, const std::string& name) {
   for (auto& [n, t] : module.named_parameters())

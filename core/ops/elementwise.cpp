@@ -1,4 +1,4 @@
-// Elementwise ops: broadcasting binary math, unary math, clamp, where, comparisons.
+// Elementwise ops: broadcasting binary math, unary math (and the normal CDF), clamp, where, comparisons.
 #include <cmath>
 
 #include "../../kernels/elementwise.h"
@@ -275,6 +275,23 @@ Tensor clamp(const Tensor& x, double low, double high) {
   });
   return record(out, "clamp", {x}, [x = x.detach(), low, high](const Tensor& g, const std::vector<bool>&) {
     return Grads{mul(g, mul(ge(x, scalar(low)), le(x, scalar(high))))};  // bounds pass the gradient, as in PyTorch
+  });
+}
+
+// Φ(x) = erfc(-x / sqrt 2) / 2 in double (erfc keeps the lower tail's relative accuracy), with
+// dΦ/dx = exp(-x² / 2) / sqrt(2π). A libm call per element: its one user (the sparse MoE's load
+// loss) applies it to [batch, experts].
+Tensor normal_cdf(const Tensor& x) {
+  check_float("normal_cdf", x);
+  const Tensor xc = x.detach().contiguous();
+  Tensor out = empty(x.shape());
+  const float* in = xc.data<float>();
+  float* o = out.data<float>();
+  for (std::int64_t i = 0; i < xc.numel(); ++i)
+    o[i] = static_cast<float>(0.5 * std::erfc(-static_cast<double>(in[i]) / std::sqrt(2.0)));
+  return record(out, "normal_cdf", {x}, [x = x.detach()](const Tensor& g, const std::vector<bool>&) {
+    const double inv_sqrt_2pi = 1.0 / std::sqrt(2.0 * std::acos(-1.0));
+    return Grads{g * (exp(x * x * -0.5) * inv_sqrt_2pi)};
   });
 }
 

@@ -1,4 +1,5 @@
-// index_select, index_add and gather; index_select and index_add are each other's backward.
+// index_select, index_add and gather (index_select and index_add are each other's backward), and
+// embedding_bag, which pools gathered rows per bag.
 #include "../autograd.h"
 #include "../ops.h"
 #include "iterate.h"
@@ -141,6 +142,84 @@ Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index) {
                                   });
                   return Grads{grad, Tensor()};
                 });
+}
+
+
+Tensor embedding_bag(const Tensor& weight, const Tensor& indices, const Tensor& offsets, BagMode mode,
+                     std::optional<std::int64_t> padding_idx) {
+  const char* op = "embedding_bag";
+  LADON_CHECK(weight.defined() && weight.dtype() == Dtype::float32 && weight.dim() == 2, op,
+              "weight must be a 2-D float32 tensor",
+              weight.defined() ? std::string(", got ") + shape_str(weight.shape()) : std::string());
+  const std::int64_t num = weight.shape()[0], dim = weight.shape()[1];
+  LADON_CHECK(indices.defined() && indices.dtype() == Dtype::int64, op, "indices must be int64",
+              indices.defined() ? std::string(", got ") + dtype_name(indices.dtype()) : std::string());
+  const std::vector<std::int64_t> idx = indices.to_vector<std::int64_t>();
+  for (std::int64_t i : idx)
+    LADON_CHECK(i >= 0 && i < num, op, "index ", i, " is out of range for ", num, " embeddings");
+  const std::int64_t n = static_cast<std::int64_t>(idx.size());
+  std::vector<std::int64_t> starts;
+  if (indices.dim() == 2) {
+    LADON_CHECK(!offsets.defined(), op, "offsets must be omitted for 2-D indices ", shape_str(indices.shape()));
+    for (std::int64_t b = 0; b < indices.shape()[0]; ++b) starts.push_back(b * indices.shape()[1]);
+  } else {
+    LADON_CHECK(indices.dim() == 1, op, "indices must be 1-D (with offsets) or 2-D, got ", shape_str(indices.shape()));
+    LADON_CHECK(offsets.defined() && offsets.dtype() == Dtype::int64 && offsets.dim() == 1, op,
+                "1-D indices need 1-D int64 offsets");
+    starts = offsets.to_vector<std::int64_t>();
+    bool ok = starts.empty() || starts[0] == 0;
+    for (std::size_t b = 0; ok && b < starts.size(); ++b)
+      ok = starts[b] <= n && (b == 0 || starts[b] >= starts[b - 1]);
+    LADON_CHECK(ok, op, "offsets ", shape_str(starts), " must start at 0, never decrease and not exceed the ", n,
+                " indices");
+  }
+  std::optional<std::int64_t> pad = padding_idx;
+  if (pad) {
+    LADON_CHECK(*pad >= -num && *pad < num, op, "padding_idx ", *pad, " is out of range for ", num, " embeddings");
+    if (*pad < 0) *pad += num;
+  }
+  const std::int64_t bags = static_cast<std::int64_t>(starts.size());
+  // Per bag: its range in idx and the factor each row is scaled by (1 or 1 / count).
+  std::vector<std::int64_t> ends(starts.begin() + (bags > 0 ? 1 : 0), starts.end());
+  ends.push_back(n);
+  std::vector<float> scale(static_cast<std::size_t>(bags), 1.0f);
+  if (mode == BagMode::mean)
+    for (std::int64_t b = 0; b < bags; ++b) {
+      std::int64_t count = 0;
+      for (std::int64_t j = starts[b]; j < ends[b]; ++j) count += !(pad && idx[j] == *pad);
+      scale[b] = count > 0 ? 1.0f / static_cast<float>(count) : 0.0f;
+    }
+
+  const Tensor wc = weight.detach().contiguous();
+  Tensor out = zeros({bags, dim});
+  {
+    const float* w = wc.data<float>();
+    float* o = out.data<float>();
+    parallel_for(0, bags, 64, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t b = begin; b < end; ++b) {
+        float* row = o + b * dim;
+        for (std::int64_t j = starts[b]; j < ends[b]; ++j) {
+          if (pad && idx[j] == *pad) continue;
+          const float* src = w + idx[j] * dim;
+          for (std::int64_t k = 0; k < dim; ++k) row[k] += src[k];
+        }
+        for (std::int64_t k = 0; k < dim; ++k) row[k] *= scale[b];
+      }
+    });
+  }
+  return record(out, op, {weight}, [idx, starts, ends, scale, pad, num, dim](const Tensor& g, const std::vector<bool>&) {
+    const Tensor gc = g.contiguous();
+    Tensor gw = zeros({num, dim});
+    const float* pg = gc.data<float>();
+    float* pw = gw.data<float>();
+    for (std::size_t b = 0; b < starts.size(); ++b)
+      for (std::int64_t j = starts[b]; j < ends[b]; ++j) {
+        if (pad && idx[j] == *pad) continue;
+        float* row = pw + idx[j] * dim;
+        for (std::int64_t k = 0; k < dim; ++k) row[k] += pg[static_cast<std::int64_t>(b) * dim + k] * scale[b];
+      }
+    return Grads{gw};
+  });
 }
 
 }  // namespace ladon

@@ -3,12 +3,10 @@
 #include <cmath>
 
 #include "ladon.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
-
-namespace {
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
-}  // namespace
+using testing::values;
 
 TEST_CASE("backward of a small expression, by hand") {
   // y = sum(a * b + a), dy/da = b + 1, dy/db = a
@@ -85,7 +83,7 @@ TEST_CASE("grad() returns chosen gradients without touching .grad()") {
   Tensor v = tensor({3}).requires_grad_();
   const Tensor h = w * 3.0;         // intermediate
   const Tensor loss = sum(h * h);   // = 9 * sum(w^2)
-  const auto g = grad({loss}, {w, h, v}, {}, true);
+  const auto g = grad({loss}, {w, h, v}, {.retain_graph = true});
   CHECK(values(g[0]) == std::vector<float>{18, 36});
   CHECK(values(g[1]) == std::vector<float>{6, 12});
   CHECK(values(g[2]) == std::vector<float>{0});  // loss does not depend on v
@@ -111,4 +109,119 @@ TEST_CASE("views propagate gradients into the viewed tensor") {
   x.zero_grad();
   sum(x.t().reshape({6}) * arange(0.0, 6.0)).backward();  // t() order: x00 x10 x01 x11 x02 x12
   CHECK(values(x.grad()) == std::vector<float>{0, 2, 4, 1, 3, 5});
+}
+
+namespace {
+// An elementwise product a * b whose backward counts its calls and records the mask it was given,
+// so a test can see which nodes grad() runs and which input gradients it asks for.
+struct Probe {
+  int calls = 0;
+  std::vector<bool> last_needs;
+  Tensor operator()(const Tensor& a, const Tensor& b) {
+    Tensor out;
+    {
+      NoGradGuard no_grad;
+      out = a * b;
+    }
+    return record(out, "probe", {a, b},
+                  [this, a = a.detach(), b = b.detach()](const Tensor& g, const std::vector<bool>& needs) {
+                    ++calls;
+                    last_needs = needs;
+                    return Grads{needs[0] ? g * b : Tensor(), needs[1] ? g * a : Tensor()};
+                  });
+  }
+};
+}  // namespace
+
+TEST_CASE("grad() runs only the nodes between the outputs and the inputs, asking only for what is needed") {
+  // Two layers x -> h = relu(x * w1) -> y = h * w2, plus a branch z = v * 2 that reaches the loss but
+  // not w2; x requires grad, as the input of a first layer inside a bigger graph would.
+  Tensor x = tensor({1, -2, 3}).requires_grad_();
+  Tensor w1 = tensor({2, 2, 2}).requires_grad_();
+  Tensor w2 = tensor({1, 2, 3}).requires_grad_();
+  Tensor v = tensor({5, 5, 5}).requires_grad_();
+  Probe layer1, layer2, branch;
+  const Tensor h = relu(layer1(x, w1));  // [2, 0, 6]
+  const Tensor loss = sum(layer2(h, w2)) + sum(branch(v, tensor({2, 2, 2})));
+
+  // Only w2: the first layer and the branch do not run; the second is not asked for h's gradient.
+  CHECK(values(grad({loss}, {w2}, {.retain_graph = true})[0]) == std::vector<float>{2, 0, 6});
+  CHECK(layer1.calls == 0);
+  CHECK(branch.calls == 0);
+  CHECK(layer2.calls == 1);
+  CHECK(layer2.last_needs == std::vector<bool>{false, true});
+
+  // Only w1: the first layer is not asked for x's gradient, the second not for w2's.
+  CHECK(values(grad({loss}, {w1}, {.retain_graph = true})[0]) == std::vector<float>{1, 0, 9});
+  CHECK(layer1.calls == 1);
+  CHECK(layer1.last_needs == std::vector<bool>{false, true});
+  CHECK(layer2.last_needs == std::vector<bool>{true, false});
+  CHECK(branch.calls == 0);
+
+  // backward() still computes every gradient that is required, and nothing else.
+  loss.backward();
+  CHECK(layer1.last_needs == std::vector<bool>{true, true});
+  CHECK(branch.last_needs == std::vector<bool>{true, false});  // the constant 2 needs no gradient
+  CHECK(values(x.grad()) == std::vector<float>{2, 0, 6});
+  CHECK(values(v.grad()) == std::vector<float>{2, 2, 2});
+}
+
+TEST_CASE("grad() at an intermediate tensor stops there") {
+  Tensor w = tensor({1, 2}).requires_grad_();
+  Probe scale;
+  const Tensor h = scale(w, tensor({3, 3}));  // [3, 6]
+  const Tensor loss = sum(h * h);
+  CHECK(values(grad({loss}, {h}, {.retain_graph = true})[0]) == std::vector<float>{6, 12});
+  CHECK(scale.calls == 0);  // h's own backward is not needed for h's gradient
+  // Asked together with a leaf behind it, h's node runs once and both come out.
+  const auto g = grad({loss}, {h, w});
+  CHECK(scale.calls == 1);
+  CHECK(values(g[0]) == std::vector<float>{6, 12});
+  CHECK(values(g[1]) == std::vector<float>{18, 36});
+  // An output that is itself the input gets its seed.
+  CHECK(values(grad({h}, {h}, {.seeds = {tensor({1, -1})}})[0]) == std::vector<float>{1, -1});
+}
+
+TEST_CASE("grad() frees what it ran unless retain_graph, and leaves the rest of the graph alone") {
+  Tensor a = tensor({1, 2}).requires_grad_();
+  Tensor b = tensor({3, 4}).requires_grad_();
+  const Tensor ea = exp(a);
+  const Tensor loss = sum(ea * b);
+  CHECK(values(grad({loss}, {b})[0]) == std::vector<float>{std::exp(1.0f), std::exp(2.0f)});
+  // The product and the sum were run and freed; exp(a) never ran, so it still holds its saved tensors.
+  CHECK_THROWS_WITH_AS(grad({loss}, {b}), doctest::Contains("trying to backward through the graph a second time"),
+                       Error);
+  CHECK(values(grad({ea}, {a}, {.seeds = {tensor({1, 1})}})[0]) == std::vector<float>{std::exp(1.0f), std::exp(2.0f)});
+  // With retain_graph the same gradient can be asked for again.
+  const Tensor loss2 = sum(exp(a) * b);
+  const auto first = values(grad({loss2}, {a}, {.retain_graph = true})[0]);
+  CHECK(values(grad({loss2}, {a})[0]) == first);
+  CHECK_FALSE(a.grad().defined());
+  CHECK_FALSE(b.grad().defined());
+}
+
+TEST_CASE("grad() with allow_unused = false names the input the outputs do not reach") {
+  Tensor w = tensor({1, 2}).requires_grad_();
+  Tensor v = tensor({3}).requires_grad_();
+  Tensor u = tensor({1, 2, 3, 4}, {2, 2}).requires_grad_();
+  Probe p;
+  const Tensor loss = sum(p(w, w));
+  CHECK_THROWS_WITH_AS(grad({loss}, {w, u, v}, {.allow_unused = false}),
+                       "grad: input 1 of shape [2, 2] is not reached from the outputs (allow_unused = false)", Error);
+  CHECK(p.calls == 0);  // checked before anything runs: the graph is intact
+  CHECK(values(grad({loss}, {w}, {.allow_unused = false})[0]) == std::vector<float>{2, 4});
+  // A leaf output reaches itself.
+  CHECK(values(grad({w}, {w}, {.seeds = {tensor({1, 1})}, .allow_unused = false})[0]) == std::vector<float>{1, 1});
+}
+
+TEST_CASE("grad() checks its arguments") {
+  Tensor w = tensor({1, 2}).requires_grad_();
+  const Tensor y = w * 2.0;
+  CHECK_THROWS_WITH_AS(grad({y}, {w}), "grad: a seed is required for non-scalar output 0 of shape [2]", Error);
+  CHECK_THROWS_WITH_AS(grad({y}, {w}, {.seeds = {tensor({1, 2, 3})}}),
+                       "grad: seed 0 of shape [3] does not match output of shape [2]", Error);
+  CHECK_THROWS_WITH_AS(grad({y}, {w}, {.seeds = {tensor({1, 1}), tensor({1, 1})}}), "grad: 1 outputs but 2 seeds",
+                       Error);
+  CHECK_THROWS_WITH_AS(grad({y}, {tensor({1})}, {.seeds = {tensor({1, 1})}}),
+                       "grad: input 0 of shape [1] does not require grad", Error);
 }

@@ -4,11 +4,12 @@
 #include <cmath>
 
 #include "ladon.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
+using testing::values;
 
 namespace {
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
 void check_close(const Tensor& t, const std::vector<float>& expected, double tol = 1e-5) {
   const std::vector<float> v = values(t);
   REQUIRE(v.size() == expected.size());
@@ -216,4 +217,61 @@ TEST_CASE("comparisons and equality") {
   CHECK(equal(a, tensor({1, 2, 3})));
   CHECK_FALSE(equal(a, b));
   CHECK(allclose(a, a + 1e-7));
+}
+
+TEST_CASE("embedding_bag sums or averages each bag given by offsets; bad input") {
+  const auto idx = [](std::vector<std::int64_t> v, Shape shape) { return tensor(std::move(v), std::move(shape)); };
+  const Tensor w = tensor({0, 0, 1, 2, 3, 4, 5, 6}, {4, 2}).requires_grad_();  // rows [0, 0], [1, 2], [3, 4], [5, 6]
+  // Bags {1, 2}, {}, {3, 0, 2}.
+  const Tensor i = idx({1, 2, 3, 0, 2}, {5});
+  const Tensor o = idx({0, 2, 2}, {3});
+  CHECK(values(embedding_bag(w, i, o, BagMode::sum)) == std::vector<float>{4, 6, 0, 0, 8, 10});
+  const std::vector<float> m = values(embedding_bag(w, i, o, BagMode::mean));
+  CHECK(m[0] == 2.0f);
+  CHECK(m[1] == 3.0f);
+  CHECK(m[2] == 0.0f);
+  CHECK(m[3] == 0.0f);
+  CHECK(m[4] == doctest::Approx(8.0 / 3).epsilon(1e-6));
+  CHECK(m[5] == doctest::Approx(10.0 / 3).epsilon(1e-6));
+
+  // Mean gradient: each row gets 1 / (its bag's size) per occurrence.
+  sum(embedding_bag(w, i, o, BagMode::mean)).backward();
+  const std::vector<float> g = values(w.grad());
+  const std::vector<double> expected{1.0 / 3, 1.0 / 3, 0.5, 0.5, 0.5 + 1.0 / 3, 0.5 + 1.0 / 3, 1.0 / 3, 1.0 / 3};
+  for (std::size_t k = 0; k < g.size(); ++k) CHECK(g[k] == doctest::Approx(expected[k]).epsilon(1e-6));
+
+  // padding_idx 0 is skipped and not counted: bag 2 becomes {3, 2} -> [4, 5].
+  w.zero_grad();
+  const Tensor p = embedding_bag(w, i, o, BagMode::mean, 0);
+  CHECK(values(p) == std::vector<float>{2, 3, 0, 0, 4, 5});
+  sum(p).backward();
+  CHECK(values(w.grad()) == std::vector<float>{0, 0, 0.5f, 0.5f, 1, 1, 0.5f, 0.5f});
+
+  // 2-D indices: one bag per row.
+  CHECK(values(embedding_bag(w, idx({1, 2, 3, 0}, {2, 2}), Tensor(), BagMode::sum)) ==
+        std::vector<float>{4, 6, 5, 6});
+
+  // padding_idx counts from the end like an index; bad input names the op.
+  CHECK(values(embedding_bag(w, i, o, BagMode::sum, -4)) == values(embedding_bag(w, i, o, BagMode::sum, 0)));
+  CHECK_THROWS_WITH_AS(embedding_bag(w, i, o, BagMode::sum, 4),
+                       "embedding_bag: padding_idx 4 is out of range for 4 embeddings", Error);
+  CHECK_THROWS_WITH_AS(embedding_bag(w, idx({1, 4}, {2}), idx({0}, {1})),
+                       "embedding_bag: index 4 is out of range for 4 embeddings", Error);
+  CHECK_THROWS_WITH_AS(embedding_bag(w, tensor({1.0f}), idx({0}, {1})),
+                       "embedding_bag: indices must be int64, got float32", Error);
+  CHECK_THROWS_WITH_AS(embedding_bag(tensor({1.0f}), idx({0}, {1}), idx({0}, {1})),
+                       "embedding_bag: weight must be a 2-D float32 tensor, got [1]", Error);
+  CHECK_THROWS_WITH_AS(embedding_bag(w, idx({1, 2}, {1, 2}), idx({0}, {1})),
+                       "embedding_bag: offsets must be omitted for 2-D indices [1, 2]", Error);
+}
+
+TEST_CASE("normal_cdf: values from the standard normal table, gradient the density") {
+  const Tensor x = tensor({0.0f, 1.0f, -1.96f, 3.0f}).requires_grad_();
+  const Tensor y = normal_cdf(x);
+  check_close(y, {0.5f, 0.8413447f, 0.0249979f, 0.9986501f}, 1e-6);
+  sum(y).backward();
+  // phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+  check_close(x.grad(), {0.3989423f, 0.2419707f, 0.0584409f, 0.0044318f}, 1e-5);
+  CHECK(normal_cdf(tensor({-40.0f})).item() == 0.0f);  // the tail underflows to 0, not NaN
+  CHECK_THROWS_WITH_AS(normal_cdf(arange(3)), "normal_cdf: expected a float32 tensor, got int64 of shape [3]", Error);
 }

@@ -3,12 +3,10 @@
 #include <sstream>
 
 #include "ladon.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
-
-namespace {
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
-}  // namespace
+using testing::values;
 
 TEST_CASE("Shape: a vector of dims, six inline, growing to the heap beyond") {
   Shape s = {2, 3};

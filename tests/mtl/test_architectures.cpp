@@ -13,7 +13,7 @@ using testing::set_values;
 
 namespace {
 
-const std::vector<mtl::TaskSpec> kTwoTasks = {{"a", 3, {4}}, {"b", 1, {}}};
+const std::vector<mtl::TaskSpec> kTwoTasks = {{"a", 3, {4}}, {"b", 1, {}, mtl::TaskKind::regression}};
 }  // namespace
 
 TEST_CASE("MMoE: shapes, parameter names, and gates that are distributions") {
@@ -42,8 +42,8 @@ TEST_CASE("MMoE: shapes, parameter names, and gates that are distributions") {
 
 TEST_CASE("MMoE costs n*d more parameters per extra task gate than OMoE") {
   // The paper's count: each extra gate is one n x d matrix (plus, here, an n-vector of biases).
-  mtl::MMoE mmoe({.in = 100, .experts = 8, .expert_hidden = {16}, .tasks = {{"a", 1, {8}}, {"b", 1, {8}}}});
-  mtl::OMoE omoe({.in = 100, .experts = 8, .expert_hidden = {16}, .tasks = {{"a", 1, {8}}, {"b", 1, {8}}}});
+  mtl::MMoE mmoe({.in = 100, .experts = 8, .expert_hidden = {16}, .tasks = {{"a", 1, {8}, mtl::TaskKind::regression}, {"b", 1, {8}, mtl::TaskKind::regression}}});
+  mtl::OMoE omoe({.in = 100, .experts = 8, .expert_hidden = {16}, .tasks = {{"a", 1, {8}, mtl::TaskKind::regression}, {"b", 1, {8}, mtl::TaskKind::regression}}});
   CHECK(mmoe.num_parameters() - omoe.num_parameters() == 8 * 100 + 8);
   // Experts: 100*16*8 weights + 16*8 biases; towers: (16*8+8) + (8+1) each; gate 100*8+8 per task.
   CHECK(omoe.num_parameters() == (100 * 16 * 8 + 16 * 8) + 2 * (16 * 8 + 8 + 8 + 1) + (100 * 8 + 8));
@@ -51,7 +51,7 @@ TEST_CASE("MMoE costs n*d more parameters per extra task gate than OMoE") {
 
 TEST_CASE("MMoE output worked out by hand") {
   // in = 2, two experts of width 1, identity-like towers (one Linear 1 -> 1).
-  mtl::MMoE model({.in = 2, .experts = 2, .expert_hidden = {1}, .tasks = {{"a", 1, {}}, {"b", 1, {}}}});
+  mtl::MMoE model({.in = 2, .experts = 2, .expert_hidden = {1}, .tasks = {{"a", 1, {}, mtl::TaskKind::regression}, {"b", 1, {}, mtl::TaskKind::regression}}});
   set_values(parameter(model, "experts.0.weight"), {1, 0, 0, 1});  // [in=2, experts*h=2]: expert0 = relu(x0), expert1 = relu(x1)
   set_values(parameter(model, "experts.0.bias"), {0, 0});
   // Task a's gate logits (x0, 0); task b's all zero -> uniform.
@@ -114,23 +114,9 @@ TEST_CASE("gradients flow through every multi-task architecture") {
   }
 }
 
-TEST_CASE("static loss weighting: L = sum_t alpha_t L_t") {
-  mtl::StaticWeighting w({2.0, 0.5});
-  Tensor l1 = scalar(3.0).requires_grad_(), l2 = scalar(4.0).requires_grad_();
-  const Tensor total = w({l1, l2});
-  CHECK(total.item() == 8.0);
-  total.backward();
-  CHECK(l1.grad().item() == 2.0);
-  CHECK(l2.grad().item() == 0.5);
-  CHECK(mtl::StaticWeighting::equal(3).weights() == std::vector<double>{1, 1, 1});
-  CHECK_THROWS_WITH_AS(w({l1}), "StaticWeighting: 1 task losses for 2 tasks", Error);
-  CHECK_THROWS_WITH_AS(mtl::StaticWeighting({1.0, -1.0}), "StaticWeighting: task weights must be non-negative, got -1",
-                       Error);
-}
-
 TEST_CASE("adding and removing tasks keeps the experts and the other tasks' outputs") {
   Generator gen(8);
-  mtl::MMoE model({.in = 3, .experts = 2, .expert_hidden = {4}, .tasks = {{"a", 2, {}}, {"b", 1, {}}}}, gen);
+  mtl::MMoE model({.in = 3, .experts = 2, .expert_hidden = {4}, .tasks = {{"a", 2, {}}, {"b", 1, {}, mtl::TaskKind::regression}}}, gen);
   const Tensor x = randn({5, 3}, gen);
   const auto before = model(x);
   model.add_task({"c", 3, {2}}, gen);
@@ -148,15 +134,15 @@ TEST_CASE("adding and removing tasks keeps the experts and the other tasks' outp
   CHECK(model.tasks()[0].name == "b");
   for (auto& [name, p] : model.named_parameters()) CHECK(name.find(".a.") == std::string::npos);
   CHECK_THROWS_WITH_AS(model.remove_task("a"), "remove_task: no task named 'a'", Error);
-  CHECK_THROWS_WITH_AS(model.add_task({"b", 1, {}}), "add_task: a task named 'b' exists already", Error);
+  CHECK_THROWS_WITH_AS(model.add_task({"b", 1, {}, mtl::TaskKind::regression}), "add_task: a task named 'b' exists already", Error);
   mtl::OMoE omoe({.in = 3, .experts = 2, .expert_hidden = {4}, .tasks = {{"a", 2, {}}}}, gen);
-  omoe.add_task({"b", 1, {}}, gen);
+  omoe.add_task({"b", 1, {}, mtl::TaskKind::regression}, gen);
   CHECK(parameter(omoe, "gate.0.weight").shape() == Shape{2, 3});  // one shared gate stays one gate
 }
 
 TEST_CASE("SharedBottom: a new task gets a tower on the trained trunk; removing one drops its tower") {
   Generator gen(9);
-  mtl::SharedBottom model({.in = 3, .trunk_hidden = {4}, .tasks = {{"a", 2, {}}, {"b", 1, {}}}}, gen);
+  mtl::SharedBottom model({.in = 3, .trunk_hidden = {4}, .tasks = {{"a", 2, {}}, {"b", 1, {}, mtl::TaskKind::regression}}}, gen);
   const Tensor x = randn({5, 3}, gen);
   const auto before = model(x);
   const Tensor trunk_weight = parameter(model, "trunk.0.weight").clone();
@@ -174,8 +160,8 @@ TEST_CASE("SharedBottom: a new task gets a tower on the trained trunk; removing 
   CHECK(equal(removed[0], before[1]));
   CHECK(equal(removed[1], after[2]));
   CHECK(equal(parameter(model, "trunk.0.weight"), trunk_weight));
-  CHECK_THROWS_WITH_AS(model.add_task({"c", 1, {}}), "add_task: a task named 'c' exists already", Error);
-  CHECK_THROWS_WITH_AS(model.add_task({"d", 0, {}}), "add_task: task 'd' has output size 0", Error);
+  CHECK_THROWS_WITH_AS(model.add_task({"c", 1, {}, mtl::TaskKind::regression}), "add_task: a task named 'c' exists already", Error);
+  CHECK_THROWS_WITH_AS(model.add_task({"d", 0, {}}), doctest::Contains("add_task: multiclass task 'd' needs out >= 2 classes, got 0"), Error);
   model.remove_task("b");
   CHECK_THROWS_WITH_AS(model.remove_task("c"), "remove_task: cannot remove the only task 'c'", Error);
 }

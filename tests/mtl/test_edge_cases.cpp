@@ -27,7 +27,7 @@ TEST_CASE("expert and tower hidden sizes of 0 or below name the part and the siz
   CHECK_THROWS_WITH_AS(mtl::MMoE({.in = 4, .experts = 2, .expert_hidden = {8, -4}, .tasks = {{"a", 1, {3}}}}),
                        "ExpertBank: expert hidden sizes [8, -4]: each must be positive", Error);
   CHECK_THROWS_WITH_AS(mtl::MMoE({.in = 4, .experts = 2, .expert_hidden = {8}, .tasks = {{"a", 1, {-4}}}}),
-                       "MultiTaskModel: task 'a' has tower hidden sizes [-4]: each must be positive", Error);
+                       "MultiTaskModel: task 'a' has a tower layer of size -4", Error);
   CHECK_THROWS_WITH_AS(mtl::mlp(3, {5, 0}, 2, false), "mlp: hidden sizes [5, 0]: each must be positive", Error);
 }
 

@@ -34,7 +34,7 @@ TEST_CASE("gate temperature: softmax(z / T), by hand") {
   set_values(parameter(flat, "0.bias"), {0, 0, 0});
   check_vec(flat(ones({1, 1})).to_vector<float>(), {0.6, 0.2, 0.2});
   CHECK_THROWS_WITH_AS(mtl::Gate(1, 3, {.temperature = 0.0}), "Gate: temperature must be positive, got 0", Error);
-  CHECK_THROWS_WITH_AS(mtl::MMoE({.in = 2, .experts = 2, .tasks = {{"a", 1, {}}}, .gate = {.temperature = -1}}),
+  CHECK_THROWS_WITH_AS(mtl::MMoE({.in = 2, .experts = 2, .tasks = {{"a", 1, {}, mtl::TaskKind::regression}}, .gate = {.temperature = -1}}),
                        "Gate: temperature must be positive, got -1", Error);
   CHECK_THROWS_WITH_AS(mtl::Gate(2, 3, {.hidden = {4, 0}}), "Gate: hidden sizes must be positive, got [4, 0]", Error);
 }
@@ -58,7 +58,7 @@ TEST_CASE("MMoE with MLP gates and a temperature: shapes, gradients, distributio
   mtl::MMoE model({.in = 3,
                    .experts = 4,
                    .expert_hidden = {5},
-                   .tasks = {{"a", 2, {}}, {"b", 1, {}}},
+                   .tasks = {{"a", 2, {}}, {"b", 1, {}, mtl::TaskKind::regression}},
                    .gate = {.temperature = 0.5, .hidden = {6}}},
                   gen);
   CHECK(parameter(model, "gates.a.0.weight").shape() == Shape{6, 3});
@@ -97,7 +97,7 @@ TEST_CASE("forward_gates: the fused GEMM equals each gate on its own") {
 }
 
 TEST_CASE("MMoE gates belong to their task, OMoE's one gate is shared") {
-  const std::vector<mtl::TaskSpec> tasks = {{"a", 2, {3}}, {"b", 1, {}}};
+  const std::vector<mtl::TaskSpec> tasks = {{"a", 2, {3}}, {"b", 1, {}, mtl::TaskKind::regression}};
   mtl::MMoE mmoe({.in = 3, .experts = 2, .expert_hidden = {4}, .tasks = tasks, .gate = {.hidden = {5}}});
   CHECK(mmoe.owner_task("gates.a.0.weight") == 0);
   CHECK(mmoe.owner_task("gates.b.1.bias") == 1);
@@ -122,7 +122,7 @@ TEST_CASE("PLE takes gate options for its task and shared gates") {
                 .shared_experts = 1,
                 .task_experts = 2,
                 .expert_hidden = {5},
-                .tasks = {{"a", 2, {}}, {"b", 1, {}}},
+                .tasks = {{"a", 2, {}}, {"b", 1, {}, mtl::TaskKind::regression}},
                 .gate = {.temperature = 2.0, .hidden = {3}}});
   CHECK(parameter(ple, "levels.0.gates.a.0.weight").shape() == Shape{3, 4});
   CHECK(parameter(ple, "levels.1.gates.b.1.weight").shape() == Shape{2 + 1, 3});
@@ -134,7 +134,7 @@ TEST_CASE("PLE takes gate options for its task and shared gates") {
 
 TEST_CASE("dropping the expert no task uses, by hand") {
   Generator gen(6);
-  mtl::MMoE model({.in = 2, .experts = 3, .expert_hidden = {2, 3}, .tasks = {{"a", 1, {}}, {"b", 2, {}}}}, gen);
+  mtl::MMoE model({.in = 2, .experts = 3, .expert_hidden = {2, 3}, .tasks = {{"a", 1, {}, mtl::TaskKind::regression}, {"b", 2, {}}}}, gen);
   // Both gates: zero weights and bias (0, 0, -20), so expert 2 gets e^-20 / (2 + e^-20), about 1e-9.
   for (const char* task : {"a", "b"}) {
     set_values(parameter(model, std::string("gates.") + task + ".0.weight"), {0, 0, 0, 0, 0, 0});
@@ -178,7 +178,7 @@ TEST_CASE("dropping the expert no task uses, by hand") {
 
 TEST_CASE("dropping experts also trims an MLP gate's last layer, and only when every task agrees") {
   Generator gen(7);
-  mtl::MMoE model({.in = 2, .experts = 3, .expert_hidden = {2}, .tasks = {{"a", 1, {}}, {"b", 1, {}}},
+  mtl::MMoE model({.in = 2, .experts = 3, .expert_hidden = {2}, .tasks = {{"a", 1, {}, mtl::TaskKind::regression}, {"b", 1, {}, mtl::TaskKind::regression}},
                    .gate = {.hidden = {4}}},
                   gen);
   mtl::GateStats ignores_1, ignores_2;

@@ -12,7 +12,7 @@ Tensor labels(std::vector<std::int64_t> v) {
   return tensor(std::move(v), {n});
 }
 
-const std::vector<mtl::TaskSpec> kTasks = {{"cls", 3, {}}, {"reg", 1, {}}, {"aux", 2, {}, true}};
+const std::vector<mtl::TaskSpec> kTasks = {{"cls", 3, {}}, {"reg", 1, {}, mtl::TaskKind::regression}, {"aux", 2, {}, mtl::TaskKind::multiclass, true}};
 }  // namespace
 
 TEST_CASE("task metrics: accuracy and MSE over batches, masks, auxiliary tasks left out, by hand") {

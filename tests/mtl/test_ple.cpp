@@ -7,7 +7,7 @@ using namespace ladon;
 using testing::parameter;
 
 namespace {
-const std::vector<mtl::TaskSpec> kTasks = {{"a", 2, {3}}, {"b", 1, {}}};
+const std::vector<mtl::TaskSpec> kTasks = {{"a", 2, {3}}, {"b", 1, {}, mtl::TaskKind::regression}};
 }  // namespace
 
 TEST_CASE("CGC: each task's gate sees only its own experts and the shared ones") {
@@ -30,7 +30,7 @@ TEST_CASE("CGC: each task's gate sees only its own experts and the shared ones")
 TEST_CASE("PLE: the shared gate carries every task's experts to the next level") {
   Generator gen(4);
   // Linear towers: a ReLU tower could be dead on a tiny batch and hide the dependency checked below.
-  const std::vector<mtl::TaskSpec> tasks = {{"a", 2, {}}, {"b", 1, {}}};
+  const std::vector<mtl::TaskSpec> tasks = {{"a", 2, {}}, {"b", 1, {}, mtl::TaskKind::regression}};
   mtl::PLE ple({.in = 4, .levels = 2, .shared_experts = 1, .task_experts = 2, .expert_hidden = {5}, .tasks = tasks},
                gen);
   std::vector<std::string> names;
@@ -75,7 +75,7 @@ TEST_CASE("shared and task-specific parameters are split by name") {
 }
 
 TEST_CASE("cross-stitch: columns mixed by near-identity units, by hand") {
-  mtl::CrossStitch cs({.in = 2, .hidden = {1}, .tasks = {{"a", 1, {}}, {"b", 1, {}}}});
+  mtl::CrossStitch cs({.in = 2, .hidden = {1}, .tasks = {{"a", 1, {}, mtl::TaskKind::regression}, {"b", 1, {}, mtl::TaskKind::regression}}});
   // Column a: relu(x0), column b: relu(x1); towers are identity.
   auto set = [&](const std::string& name, std::vector<float> v) {
     for (auto& [n, t] : cs.named_parameters())

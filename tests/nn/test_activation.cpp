@@ -8,12 +8,13 @@
 #include "nn/activation.h"
 #include "nn/containers.h"
 #include "nn/linear.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
+using testing::values;
 using ladon::testing::rel;
 
 namespace {
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
 // Values and d(sum)/dx of a layer at x.
 std::pair<std::vector<float>, std::vector<float>> run(nn::Layer& layer, std::vector<float> x) {
   const Tensor t = tensor(x, {static_cast<std::int64_t>(x.size())}).requires_grad_();

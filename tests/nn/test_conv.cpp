@@ -8,11 +8,12 @@
 #include "nn/conv.h"
 #include "nn/linear.h"
 #include "nn/pool.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
+using testing::values;
 
 namespace {
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
 // x[r][c] = 4r + c + 1 on a 4x4 plane: 1..16.
 Tensor counting_4x4() { return arange(1.0, 17.0).reshape({1, 1, 4, 4}); }
 }  // namespace

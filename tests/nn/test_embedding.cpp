@@ -1,15 +1,17 @@
-// Embedding and EmbeddingBag against lookups and pools worked out by hand.
+// Embedding and EmbeddingBag against lookups and pools worked out by hand (the embedding_bag op
+// itself is tested in tests/core/test_ops.cpp).
 #include <doctest/doctest.h>
 
 #include "approx.h"
 #include "ladon.h"
 #include "nn/embedding.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
+using testing::values;
 using ladon::testing::rel;
 
 namespace {
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
 Tensor idx(std::vector<std::int64_t> v, Shape shape) { return tensor(std::move(v), std::move(shape)); }
 // Rows [0, 0], [1, 2], [3, 4], [5, 6].
 Tensor table() { return tensor({0, 0, 1, 2, 3, 4, 5, 6}, {4, 2}).requires_grad_(); }
@@ -65,52 +67,8 @@ TEST_CASE("Embedding: bad indices") {
   CHECK_THROWS_WITH_AS(emb(tensor({1.0f})), "Embedding: indices must be int64, got float32", Error);
 }
 
-TEST_CASE("embedding_bag sums or averages each bag given by offsets") {
-  const Tensor w = table();
-  // Bags {1, 2}, {}, {3, 0, 2}.
-  const Tensor i = idx({1, 2, 3, 0, 2}, {5});
-  const Tensor o = idx({0, 2, 2}, {3});
-  CHECK(values(nn::embedding_bag(w, i, o, nn::BagMode::sum)) == std::vector<float>{4, 6, 0, 0, 8, 10});
-  const std::vector<float> m = values(nn::embedding_bag(w, i, o, nn::BagMode::mean));
-  CHECK(m[0] == 2.0f);
-  CHECK(m[1] == 3.0f);
-  CHECK(m[2] == 0.0f);
-  CHECK(m[3] == 0.0f);
-  CHECK(m[4] == rel(8.0 / 3, 1e-6));
-  CHECK(m[5] == rel(10.0 / 3, 1e-6));
-
-  // Mean gradient: each row gets 1 / (its bag's size) per occurrence.
-  sum(nn::embedding_bag(w, i, o, nn::BagMode::mean)).backward();
-  const std::vector<float> g = values(w.grad());
-  const std::vector<double> expected{1.0 / 3, 1.0 / 3, 0.5, 0.5, 0.5 + 1.0 / 3, 0.5 + 1.0 / 3, 1.0 / 3, 1.0 / 3};
-  for (std::size_t k = 0; k < g.size(); ++k) CHECK(g[k] == rel(expected[k], 1e-6));
-
-  // padding_idx 0 is skipped and not counted: bag 2 becomes {3, 2} -> [4, 5].
-  w.zero_grad();
-  const Tensor p = nn::embedding_bag(w, i, o, nn::BagMode::mean, 0);
-  CHECK(values(p) == std::vector<float>{2, 3, 0, 0, 4, 5});
-  sum(p).backward();
-  CHECK(values(w.grad()) == std::vector<float>{0, 0, 0.5f, 0.5f, 1, 1, 0.5f, 0.5f});
-
-  // 2-D indices: one bag per row.
-  CHECK(values(nn::embedding_bag(w, idx({1, 2, 3, 0}, {2, 2}), Tensor(), nn::BagMode::sum)) ==
-        std::vector<float>{4, 6, 5, 6});
-}
-
-TEST_CASE("embedding_bag gradient matches finite differences") {
-  using In = const std::vector<Tensor>&;
-  const Tensor i = idx({1, 2, 1, 0, 2, 3}, {6});
-  const Tensor o = idx({0, 3, 3, 5}, {4});
-  for (nn::BagMode mode : {nn::BagMode::sum, nn::BagMode::mean}) {
-    const GradcheckResult r =
-        gradcheck([&](In in) { return nn::embedding_bag(in[0], i, o, mode, 3); }, {randn({4, 3})});
-    INFO(r.message);
-    CHECK(r.ok);
-  }
-}
-
 TEST_CASE("EmbeddingBag module and bad offsets") {
-  nn::EmbeddingBag bag(4, 2, {.mode = nn::BagMode::sum});
+  nn::EmbeddingBag bag(4, 2, {.mode = BagMode::sum});
   bag.weight = table();
   CHECK(values(bag(idx({1, 2, 3}, {3}), idx({0, 1}, {2}))) == std::vector<float>{1, 2, 8, 10});
   CHECK(bag.named_parameters()[0].first == "weight");

@@ -7,13 +7,14 @@
 #include "approx.h"
 #include "ladon.h"
 #include "nn/loss.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
+using testing::values;
 using nn::Reduction;
 using testing::rel;
 
 namespace {
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
 void check_close(const Tensor& t, const std::vector<double>& expected, double tol = 1e-6) {
   const std::vector<float> v = values(t);
   REQUIRE(v.size() == expected.size());

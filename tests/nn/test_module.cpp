@@ -8,12 +8,12 @@
 #include "nn/dropout.h"
 #include "nn/linear.h"
 #include "nn/module.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
+using testing::values;
 
 namespace {
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
-
 struct Tower : nn::Module {
   nn::Sequential body{nn::Linear(3, 4), nn::ReLU(), nn::Linear(4, 2)};
   nn::Linear head{2, 1, {.bias = false}};

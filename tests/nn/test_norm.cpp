@@ -6,12 +6,13 @@
 #include "approx.h"
 #include "ladon.h"
 #include "nn/norm.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
+using testing::values;
 using ladon::testing::rel;
 
 namespace {
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
 using In = const std::vector<Tensor>&;
 }  // namespace
 

@@ -7,8 +7,10 @@
 #include "approx.h"
 #include "ladon.h"
 #include "nn/clip.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
+using testing::values;
 using testing::rel;
 
 namespace {
@@ -16,7 +18,6 @@ Tensor vec(std::vector<float> v) {
   const auto n = static_cast<std::int64_t>(v.size());
   return tensor(std::move(v), {n});
 }
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
 }  // namespace
 
 TEST_CASE("clip_grad_norm scales all gradients by one factor and returns the norm before") {

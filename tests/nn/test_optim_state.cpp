@@ -8,18 +8,18 @@
 #include "ladon.h"
 #include "nn/optim.h"
 #include "nn/state.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
+using testing::values;
 using testing::rel;
 
 namespace {
-
 Tensor vec(std::vector<float> v) {
   const auto n = static_cast<std::int64_t>(v.size());
   return tensor(std::move(v), {n});
 }
 
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
 
 // A fixed gradient for step t of a parameter of n elements: varied signs and sizes.
 Tensor grad_at(int t, std::int64_t n, float scale = 1.0f) {
@@ -96,7 +96,6 @@ TEST_CASE("parameter groups are validated") {
 }
 
 namespace {
-
 // Runs `steps` updates of two parameters with fixed gradients (the second parameter gets no
 // gradient on step 1, so the step counts differ).
 void run(nn::Optimizer& opt, const std::vector<Tensor>& ps, int from, int to) {

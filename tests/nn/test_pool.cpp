@@ -6,11 +6,12 @@
 
 #include "ladon.h"
 #include "nn/pool.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
+using testing::values;
 
 namespace {
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
 Tensor floor_values(Tensor t) {
   for (std::int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::floor(t.data<float>()[i]);
   return t;

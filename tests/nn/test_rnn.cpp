@@ -7,12 +7,13 @@
 #include "approx.h"
 #include "ladon.h"
 #include "nn/rnn.h"
+#include "tests/helpers.h"
 
 using namespace ladon;
+using testing::values;
 using ladon::testing::rel;
 
 namespace {
-std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
 double sig(double x) { return 1 / (1 + std::exp(-x)); }
 using In = const std::vector<Tensor>&;
 }  // namespace

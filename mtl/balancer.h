@@ -1,0 +1,95 @@
+// One interface for every task balancer. A training step calls it the same way whatever the method:
+//
+//   auto losses = ...;                        // one scalar per task, still on the graph
+//   opt.zero_grad();
+//   balancer.backward(losses, model);         // sets .grad() of every parameter of the model
+//   opt.step();
+//
+// Loss-level methods (loss_weighting.h) weight the losses and run one backward; gradient-level
+// methods (gradient_methods.h) combine the task gradients of the shared parameters from their
+// Gramian. A balancer with learnable parameters (UncertaintyWeighting, GradNorm's weights) owns and
+// steps them itself, so no optimizer can miss them; every balancer's state (weights, histories,
+// random streams, its own optimizer) round-trips through state_dict(), which a checkpoint saves
+// (nn::SaveOptions::extra). Formulas: ../shared/reference/mtl-methods.md.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "../nn/state.h"
+#include "model.h"
+
+namespace ladon::mtl {
+
+// What a balancer needs from the other processes when training is data-parallel (dist/ implements
+// it over MPI): averages in place, across every rank, called in the same order on every rank.
+class Collective {
+ public:
+  virtual ~Collective() = default;
+  virtual void average(std::span<double> values) = 0;
+  virtual void average(std::span<float> values) = 0;
+};
+
+class Balancer : public nn::Stateful {
+ public:
+  // Accumulates into .grad() of every parameter of `model` the gradient of the balanced objective
+  // (task-specific parameters: their own task's share; shared ones: the method's combination), and
+  // returns the joint loss sum_t w_t L_t (detached) for logging. Throws unless there is one scalar
+  // loss per task the balancer was built for.
+  Tensor backward(const std::vector<Tensor>& task_losses, MultiTaskModel& model);
+
+  // The weight on each task's loss (or gradient) the last backward applied.
+  const std::vector<double>& weights() const { return weights_; }
+  std::size_t num_tasks() const { return weights_.size(); }
+  const std::string& name() const { return name_; }
+
+  // Data-parallel training: with a collective, the loss values and the task gradients a method
+  // decides from are averaged over the ranks first, so every rank applies the same weights (and
+  // gradient methods leave the same combined shared gradient on every rank). The gradients of an
+  // ordinary backward stay local: averaging them is the data-parallel wrapper's job.
+  void set_collective(Collective* collective) { collective_ = collective; }
+
+  nn::StateDict state_dict() const final;
+  void check_state_dict(const nn::StateDict& state) const final;
+  void load_state_dict(const nn::StateDict& state) final;
+
+ protected:
+  Balancer(std::string name, std::size_t tasks);
+  // One step, after the losses are checked: `values` are the loss values (averaged over ranks when
+  // a collective is set). Sets weights_ and the gradients; returns the joint loss.
+  virtual Tensor step(const std::vector<Tensor>& losses, const std::vector<double>& values,
+                      MultiTaskModel& model) = 0;
+  // The method's state beyond the weights, under keys of its own.
+  virtual void save_state(nn::StateDict& state) const { (void)state; }
+  virtual void check_state(const nn::StateDict& state) const { (void)state; }
+  virtual void load_state(const nn::StateDict& state) { (void)state; }
+
+  void average(std::span<float> values) const;
+  void average(std::span<double> values) const;
+  // sum_t w_t L_t on the graph, and its value.
+  static Tensor weighted_sum(const std::vector<Tensor>& losses, const std::vector<double>& weights);
+  static double weighted_value(const std::vector<double>& values, const std::vector<double>& weights);
+
+  std::vector<double> weights_;
+
+ private:
+  std::string name_;
+  Collective* collective_ = nullptr;
+};
+
+// Balancers whose objective is sum_t w_t L_t for weights decided before the backward: one
+// ordinary backward of the weighted sum.
+class LossBalancer : public Balancer {
+ protected:
+  using Balancer::Balancer;
+  // Sets weights_ from the loss values (and the method's history).
+  virtual void decide(const std::vector<double>& values, MultiTaskModel& model, const std::vector<Tensor>& losses) = 0;
+  // After the backward (a method that trains its own parameters steps them here).
+  virtual void after_backward(const std::vector<double>& values) { (void)values; }
+
+ private:
+  Tensor step(const std::vector<Tensor>& losses, const std::vector<double>& values, MultiTaskModel& model) final;
+};
+
+}  // namespace ladon::mtl
