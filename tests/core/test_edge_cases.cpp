@@ -63,7 +63,7 @@ TEST_CASE("relu and the GEMM epilogue's ReLU propagate NaN instead of turning it
 
 TEST_CASE("an MMoE fed a NaN returns NaN, not a finite output") {
   Generator gen(5);
-  mtl::MMoE model({.in = 4, .experts = 2, .expert_hidden = {6}, .tasks = {{"a", 2, {3}}, {"b", 1, {3}}}}, gen);
+  mtl::MMoE model({.in = 4, .experts = 2, .expert_hidden = {6}, .tasks = {{"a", 2, {3}}, {"b", 2, {3}}}}, gen);
   Tensor x = randn({2, 4}, gen);
   x.data<float>()[1] = kNaN;
   const std::vector<Tensor> out = model(x);

@@ -22,11 +22,11 @@ TEST_CASE("PerformanceWeighted rejects a NaN or infinite score and keeps its wei
 }
 
 TEST_CASE("expert and tower hidden sizes of 0 or below name the part and the sizes") {
-  CHECK_THROWS_WITH_AS(mtl::MMoE({.in = 4, .experts = 2, .expert_hidden = {0}, .tasks = {{"a", 1, {3}}}}),
+  CHECK_THROWS_WITH_AS(mtl::MMoE({.in = 4, .experts = 2, .expert_hidden = {0}, .tasks = {{"a", 2, {3}}}}),
                        "ExpertBank: expert hidden sizes [0]: each must be positive", Error);
-  CHECK_THROWS_WITH_AS(mtl::MMoE({.in = 4, .experts = 2, .expert_hidden = {8, -4}, .tasks = {{"a", 1, {3}}}}),
+  CHECK_THROWS_WITH_AS(mtl::MMoE({.in = 4, .experts = 2, .expert_hidden = {8, -4}, .tasks = {{"a", 2, {3}}}}),
                        "ExpertBank: expert hidden sizes [8, -4]: each must be positive", Error);
-  CHECK_THROWS_WITH_AS(mtl::MMoE({.in = 4, .experts = 2, .expert_hidden = {8}, .tasks = {{"a", 1, {-4}}}}),
+  CHECK_THROWS_WITH_AS(mtl::MMoE({.in = 4, .experts = 2, .expert_hidden = {8}, .tasks = {{"a", 2, {-4}}}}),
                        "MultiTaskModel: task 'a' has a tower layer of size -4", Error);
   CHECK_THROWS_WITH_AS(mtl::mlp(3, {5, 0}, 2, false), "mlp: hidden sizes [5, 0]: each must be positive", Error);
 }
@@ -48,7 +48,7 @@ TEST_CASE("MagnitudePruner with no parameters is an error") {
 
 TEST_CASE("drop_unused_experts when every expert is unused is an error that changes nothing") {
   Generator gen(2);
-  mtl::MMoE model({.in = 4, .experts = 3, .expert_hidden = {5}, .tasks = {{"a", 1, {2}}, {"b", 1, {2}}}}, gen);
+  mtl::MMoE model({.in = 4, .experts = 3, .expert_hidden = {5}, .tasks = {{"a", 2, {2}}, {"b", 2, {2}}}}, gen);
   mtl::GateStats none;
   none.mean_weight = {0.0, 0.0, 0.0};
   const std::int64_t params = model.num_parameters();
