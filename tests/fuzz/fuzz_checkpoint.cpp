@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "fuzz_util.h"
-#include "ladon.h"
+#include "core/random.h"
 #include "nn/checkpoint.h"
 #include "nn/linear.h"
 #include "nn/optim.h"
