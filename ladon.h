@@ -1,6 +1,12 @@
 // The whole public API of ladon: #include <ladon/ladon.h>.
 #pragma once
 
+// The umbrella is for programs; a layer includes the headers it needs (see the layer fences).
+#if defined(LADON_LAYER_KERNELS) || defined(LADON_LAYER_CORE) || defined(LADON_LAYER_NN) || defined(LADON_LAYER_MTL) || \
+    defined(LADON_LAYER_DATA)
+#error "layering: no layer may include the umbrella ladon.h"
+#endif
+
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/gradcheck.h"

@@ -15,8 +15,9 @@
 // --phases 1 also prints the median split of a step into forward / backward / optimizer.
 // --isa runs every kernel's variant for that instruction set (kernels/isa.h), to measure what the
 // SIMD variants buy; the default is the best the CPU supports. --balancer (mmoe models) combines the
-// three task losses with a balancer (equal, uncertainty, dwa, random, gradnorm, pcgrad, mgda,
-// mgda_ub, cagrad), so a method's step can be compared with equal weighting's.
+// three task losses with a balancer (equal, uncertainty, dwa, random, gradnorm, gls, imtl_l, stch,
+// pcgrad, mgda, mgda_ub, cagrad, upgrad, dualproj, imtl_g, aligned_mtl), so a method's step can be
+// compared with equal weighting's.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -105,6 +106,13 @@ std::unique_ptr<mtl::Balancer> make_balancer(const std::string& name, mtl::Multi
   if (name == "mgda") return std::make_unique<mtl::MGDA>(tasks);
   if (name == "mgda_ub") return std::make_unique<mtl::MGDA>(tasks, mtl::MGDAOptions{.upper_bound = true});
   if (name == "cagrad") return std::make_unique<mtl::CAGrad>(tasks);
+  if (name == "upgrad") return std::make_unique<mtl::UPGrad>(tasks);
+  if (name == "dualproj") return std::make_unique<mtl::DualProj>(tasks);
+  if (name == "imtl_g") return std::make_unique<mtl::IMTLG>(tasks);
+  if (name == "aligned_mtl") return std::make_unique<mtl::AlignedMTL>(tasks);
+  if (name == "gls") return std::make_unique<mtl::GeometricLossStrategy>(tasks);
+  if (name == "imtl_l") return std::make_unique<mtl::IMTLL>(tasks);
+  if (name == "stch") return std::make_unique<mtl::STCH>(tasks, mtl::STCHOptions{.steps_per_epoch = 100});
   throw Error("unknown balancer '" + name + "'");
 }
 

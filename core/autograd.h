@@ -2,6 +2,8 @@
 // needs; backward() walks the graph once, iteratively, in reverse topological order.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <functional>
 #include <memory>

@@ -1,6 +1,8 @@
 // Errors: every mistake a user can make throws ladon::Error naming the op and the values involved.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <sstream>
 #include <stdexcept>
 #include <string>

@@ -1,6 +1,8 @@
 // Gradient checking: compares autograd's gradients with central finite differences.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <functional>
 #include <string>
 #include <vector>

@@ -2,6 +2,8 @@
 // forward and backward live together in one file of core/ops/ (see core/ops/README.md).
 #pragma once
 
+#include "layer_fence.h"
+
 #include <optional>
 #include <utility>
 #include <vector>

@@ -2,6 +2,8 @@
 // and OpenBLAS is pinned to one thread so it never competes with these workers.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <functional>
 

@@ -2,6 +2,8 @@
 // takes a Generator, defaulting to the process-wide one that manual_seed() resets.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <mutex>
 

@@ -3,6 +3,8 @@
 // these, and as heap vectors they were half of all allocations in a small model's training step.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>

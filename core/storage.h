@@ -2,6 +2,8 @@
 // that uses it goes away, so a training step in steady state does not call the system allocator.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstddef>
 #include <memory>
 

@@ -6,6 +6,8 @@
 // access, views and autograd, so there is one way to call each thing.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <initializer_list>
 #include <iosfwd>

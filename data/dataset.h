@@ -1,6 +1,8 @@
 // Dataset: inputs plus one label tensor per task, all sharing the first (row) dimension.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>

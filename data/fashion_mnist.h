@@ -1,6 +1,8 @@
 // Fashion-MNIST (Xiao, Rasul, Vollgraf 2017) as a two-task data set.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <array>
 #include <cstdint>
 #include <string>

@@ -5,6 +5,8 @@
 // one every MNIST-style data set uses.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>

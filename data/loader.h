@@ -9,6 +9,8 @@
 // a temporary Loader is fine: the temporary lives until the loop ends).
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <iterator>
 #include <memory>

@@ -2,6 +2,8 @@
 // 2018, section 3.2; see shared/reference/mtl-methods.md section 1).
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 
 #include "dataset.h"

@@ -5,6 +5,7 @@
 // one row per method.
 //
 //   build/examples/fashion_balancing [--epochs 3] [--methods equal,uncertainty,gradnorm,dwa,random,pcgrad,mgda,mgda_ub,cagrad]
+//   (also: gls, imtl_l, stch, upgrad, dualproj, imtl_g, aligned_mtl)
 #include <cstdio>
 #include <sstream>
 
@@ -32,6 +33,14 @@ std::vector<mtl::TaskResult> run(const std::string& method, const data::FashionM
   else if (method == "mgda") balancer = std::make_unique<mtl::MGDA>(2);
   else if (method == "mgda_ub") balancer = std::make_unique<mtl::MGDA>(2, mtl::MGDAOptions{.upper_bound = true});
   else if (method == "cagrad") balancer = std::make_unique<mtl::CAGrad>(2, 0.5);
+  else if (method == "upgrad") balancer = std::make_unique<mtl::UPGrad>(2);
+  else if (method == "dualproj") balancer = std::make_unique<mtl::DualProj>(2);
+  else if (method == "imtl_g") balancer = std::make_unique<mtl::IMTLG>(2);
+  else if (method == "aligned_mtl") balancer = std::make_unique<mtl::AlignedMTL>(2);
+  else if (method == "gls") balancer = std::make_unique<mtl::GeometricLossStrategy>(2);
+  else if (method == "imtl_l") balancer = std::make_unique<mtl::IMTLL>(2);
+  else if (method == "stch")
+    balancer = std::make_unique<mtl::STCH>(2, mtl::STCHOptions{.steps_per_epoch = loader.num_batches(), .warmup_epochs = 1});
   else throw Error("fashion_balancing: unknown method '" + method + "'");
 
   nn::Adam optimizer(model.parameters(), {.lr = lr});

@@ -2,6 +2,8 @@
 // members) into one [batch, d_out]. All share one interface so a model can swap them.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <vector>
 
 #include "../core/random.h"

@@ -5,6 +5,8 @@
 // Gates read the raw input; by default each is a single linear layer, as in the paper (see gate.h).
 #pragma once
 
+#include "layer_fence.h"
+
 #include <concepts>
 #include <memory>
 

@@ -13,6 +13,8 @@
 // (nn::SaveOptions::extra). Formulas: ../shared/reference/mtl-methods.md.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <span>
 #include <string>
 #include <vector>

@@ -3,6 +3,8 @@
 // identity (0.9 on the diagonal, 0.1 shared among the others), so columns begin mostly separate.
 #pragma once
 
+#include "layer_fence.h"
+
 #include "../nn/linear.h"
 #include "model.h"
 

@@ -2,6 +2,8 @@
 // experts is one [batch, in] x [in, n*h] GEMM, deeper layers one batched GEMM over experts.
 #pragma once
 
+#include "layer_fence.h"
+
 #include "../core/random.h"
 #include "../nn/module.h"
 

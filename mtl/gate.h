@@ -4,6 +4,8 @@
 // 1 sharpens them towards the top expert.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <span>
 
 #include <vector>

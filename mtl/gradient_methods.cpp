@@ -65,6 +65,134 @@ std::int64_t total_numel(const std::vector<Tensor>& tensors) {
   return n;
 }
 
+
+// Solves A x = b (small, dense) by Gaussian elimination with partial pivoting.
+std::vector<double> solve_small(const char* op, Gramian A, std::vector<double> b) {
+  const std::size_t n = b.size();
+  for (std::size_t c = 0; c < n; ++c) {
+    std::size_t pivot = c;
+    for (std::size_t r = c + 1; r < n; ++r)
+      if (std::fabs(A[r][c]) > std::fabs(A[pivot][c])) pivot = r;
+    LADON_CHECK(std::fabs(A[pivot][c]) > 1e-300, op, "the task Gramian is singular (regularise it)");
+    std::swap(A[c], A[pivot]);
+    std::swap(b[c], b[pivot]);
+    for (std::size_t r = c + 1; r < n; ++r) {
+      const double f = A[r][c] / A[c][c];
+      for (std::size_t k = c; k < n; ++k) A[r][k] -= f * A[c][k];
+      b[r] -= f * b[c];
+    }
+  }
+  std::vector<double> x(n);
+  for (std::size_t r = n; r-- > 0;) {
+    double v = b[r];
+    for (std::size_t k = r + 1; k < n; ++k) v -= A[r][k] * x[k];
+    x[r] = v / A[r][r];
+  }
+  return x;
+}
+
+// min_v v^T Q v subject to v >= u, for a positive definite Q: exact, by the primal active-set method
+// (Nocedal & Wright, Algorithm 16.3). Starts with every bound active and frees the one with the most
+// negative multiplier (Q v)_i until none is negative, stepping back to the first bound a solve
+// crosses.
+std::vector<double> bounded_qp(const char* op, const Gramian& Q, const std::vector<double>& u) {
+  const std::size_t n = u.size();
+  std::vector<double> v = u;
+  std::vector<bool> active(n, true);
+  for (std::size_t iteration = 0; iteration < 20 * n + 20; ++iteration) {
+    std::size_t worst = n;
+    double most_negative = -1e-12;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!active[i]) continue;
+      double mu = 0;
+      for (std::size_t j = 0; j < n; ++j) mu += Q[i][j] * v[j];
+      if (mu < most_negative) most_negative = mu, worst = i;
+    }
+    if (worst == n) return v;
+    active[worst] = false;
+    for (;;) {  // minimise over the free set, stepping back to the first bound crossed
+      std::vector<std::size_t> free;
+      for (std::size_t i = 0; i < n; ++i)
+        if (!active[i]) free.push_back(i);
+      Gramian QFF(free.size(), std::vector<double>(free.size()));
+      std::vector<double> rhs(free.size(), 0.0);
+      for (std::size_t a = 0; a < free.size(); ++a) {
+        for (std::size_t b = 0; b < free.size(); ++b) QFF[a][b] = Q[free[a]][free[b]];
+        for (std::size_t j = 0; j < n; ++j)
+          if (active[j]) rhs[a] -= Q[free[a]][j] * u[j];
+      }
+      const std::vector<double> x = solve_small(op, QFF, rhs);
+      double step = 1.0;
+      std::size_t blocking = n;
+      for (std::size_t a = 0; a < free.size(); ++a) {
+        const std::size_t i = free[a];
+        if (x[a] < u[i] && v[i] - x[a] > 0) {
+          const double t = (v[i] - u[i]) / (v[i] - x[a]);
+          if (t < step) step = t, blocking = i;
+        }
+      }
+      for (std::size_t a = 0; a < free.size(); ++a) v[free[a]] += step * (x[a] - v[free[a]]);
+      if (blocking == n) break;
+      v[blocking] = u[blocking];
+      active[blocking] = true;
+    }
+  }
+  ::ladon::detail::fail(op, "the dual-cone projection did not converge");
+}
+
+// G / trace(G) + reg_eps I, or reg_eps I when the trace is below norm_eps (TorchJD's normalisation).
+Gramian normalise_for_qp(const Gramian& G, const DualConeOptions& o) {
+  double trace = 0;
+  for (std::size_t t = 0; t < G.size(); ++t) trace += G[t][t];
+  Gramian out = G;
+  for (std::size_t i = 0; i < G.size(); ++i)
+    for (std::size_t j = 0; j < G.size(); ++j)
+      out[i][j] = (trace < o.norm_eps ? 0.0 : G[i][j] / trace) + (i == j ? o.reg_eps : 0.0);
+  return out;
+}
+
+void check_dual_cone_options(const char* op, const DualConeOptions& o) {
+  LADON_CHECK(o.norm_eps >= 0 && o.reg_eps >= 0 && std::isfinite(o.norm_eps) && std::isfinite(o.reg_eps), op,
+              "norm_eps and reg_eps must be non-negative, got ", o.norm_eps, " and ", o.reg_eps);
+}
+
+// Eigenvalues and unit eigenvectors (columns of vectors) of a symmetric matrix, by cyclic Jacobi
+// rotations: T is small, and Jacobi is accurate for the tiny eigenvalues Aligned-MTL divides by.
+void symmetric_eigen(Gramian A, std::vector<double>& values, Gramian& vectors) {
+  const std::size_t n = A.size();
+  vectors.assign(n, std::vector<double>(n, 0.0));
+  for (std::size_t i = 0; i < n; ++i) vectors[i][i] = 1.0;
+  for (int sweep = 0; sweep < 100; ++sweep) {
+    double off = 0, scale = 0;
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < n; ++j) (i == j ? scale : off) += A[i][j] * A[i][j];
+    if (off <= 1e-30 * scale || off == 0) break;
+    for (std::size_t p = 0; p + 1 < n; ++p)
+      for (std::size_t q = p + 1; q < n; ++q) {
+        if (A[p][q] == 0) continue;
+        const double theta = (A[q][q] - A[p][p]) / (2 * A[p][q]);
+        const double t = (theta >= 0 ? 1.0 : -1.0) / (std::fabs(theta) + std::sqrt(theta * theta + 1));
+        const double c = 1 / std::sqrt(t * t + 1), s = t * c;
+        for (std::size_t k = 0; k < n; ++k) {  // A <- A J (columns p, q)
+          const double akp = A[k][p], akq = A[k][q];
+          A[k][p] = c * akp - s * akq;
+          A[k][q] = s * akp + c * akq;
+        }
+        for (std::size_t k = 0; k < n; ++k) {  // A <- J^T A (rows p, q)
+          const double apk = A[p][k], aqk = A[q][k];
+          A[p][k] = c * apk - s * aqk;
+          A[q][k] = s * apk + c * aqk;
+        }
+        for (std::size_t k = 0; k < n; ++k) {
+          const double vkp = vectors[k][p], vkq = vectors[k][q];
+          vectors[k][p] = c * vkp - s * vkq;
+          vectors[k][q] = s * vkp + c * vkq;
+        }
+      }
+  }
+  values.resize(n);
+  for (std::size_t i = 0; i < n; ++i) values[i] = A[i][i];
+}
 }  // namespace
 
 Gramian gramian(const std::vector<std::vector<double>>& vectors) {
@@ -244,6 +372,84 @@ std::vector<double> CAGrad::combine(const Gramian& G, const std::vector<double>&
   std::vector<double> d(tasks);
   for (std::size_t t = 0; t < tasks; ++t) d[t] = (uniform[t] + sqrt_phi / gw_norm * w[t]) / (1 + c_ * c_);
   return d;
+}
+
+UPGrad::UPGrad(std::size_t tasks, DualConeOptions options) : GradientBalancer("UPGrad", tasks), options_(options) {
+  check_dual_cone_options("UPGrad", options);
+}
+
+std::vector<double> UPGrad::combine(const Gramian& G, const std::vector<double>& losses) {
+  check_gramian("UPGrad", G, losses);
+  const Gramian Q = normalise_for_qp(G, options_);
+  const std::size_t tasks = G.size();
+  std::vector<double> w(tasks, 0.0);
+  for (std::size_t i = 0; i < tasks; ++i) {
+    std::vector<double> u(tasks, 0.0);
+    u[i] = 1.0 / static_cast<double>(tasks);
+    const std::vector<double> v = bounded_qp("UPGrad", Q, u);
+    for (std::size_t t = 0; t < tasks; ++t) w[t] += v[t];
+  }
+  return w;
+}
+
+DualProj::DualProj(std::size_t tasks, DualConeOptions options)
+    : GradientBalancer("DualProj", tasks), options_(options) {
+  check_dual_cone_options("DualProj", options);
+}
+
+std::vector<double> DualProj::combine(const Gramian& G, const std::vector<double>& losses) {
+  check_gramian("DualProj", G, losses);
+  return bounded_qp("DualProj", normalise_for_qp(G, options_),
+                    std::vector<double>(G.size(), 1.0 / static_cast<double>(G.size())));
+}
+
+IMTLG::IMTLG(std::size_t tasks) : GradientBalancer("IMTLG", tasks) {}
+
+std::vector<double> IMTLG::combine(const Gramian& G, const std::vector<double>& losses) {
+  check_gramian("IMTLG", G, losses);
+  const std::size_t tasks = G.size();
+  std::vector<double> values;
+  Gramian vectors;
+  symmetric_eigen(G, values, vectors);
+  const double top = *std::max_element(values.begin(), values.end());
+  std::vector<double> v(tasks, 0.0);  // pinv(G) a, a_t = |g_t|
+  for (std::size_t k = 0; k < tasks; ++k) {
+    if (!(values[k] > 1e-12 * top)) continue;
+    double along = 0;
+    for (std::size_t t = 0; t < tasks; ++t) along += vectors[t][k] * std::sqrt(std::max(G[t][t], 0.0));
+    for (std::size_t t = 0; t < tasks; ++t) v[t] += vectors[t][k] * along / values[k];
+  }
+  const double total = std::accumulate(v.begin(), v.end(), 0.0);
+  if (!(total > 1e-12)) return std::vector<double>(tasks, 1.0 / static_cast<double>(tasks));
+  for (double& x : v) x /= total;
+  return v;
+}
+
+AlignedMTL::AlignedMTL(std::size_t tasks, AlignedMTLOptions options)
+    : GradientBalancer("AlignedMTL", tasks), options_(options) {}
+
+std::vector<double> AlignedMTL::combine(const Gramian& G, const std::vector<double>& losses) {
+  check_gramian("AlignedMTL", G, losses);
+  const std::size_t tasks = G.size();
+  const std::vector<double> p(tasks, options_.mean_preference ? 1.0 / static_cast<double>(tasks) : 1.0);
+  std::vector<double> values;
+  Gramian vectors;
+  symmetric_eigen(G, values, vectors);
+  const double top = *std::max_element(values.begin(), values.end());
+  // The float32 epsilon, as every reference uses even in double.
+  const double tol = top * static_cast<double>(tasks) * 1.1920929e-7;
+  double smallest = 0;
+  for (double l : values)
+    if (l > tol && (smallest == 0 || l < smallest)) smallest = l;
+  if (smallest == 0) return p;  // rank 0: B = I
+  std::vector<double> w(tasks, 0.0);  // B p = sqrt(s) sum_k v_k (v_k . p) / sqrt(l_k)
+  for (std::size_t k = 0; k < tasks; ++k) {
+    if (!(values[k] > tol)) continue;
+    double along = 0;
+    for (std::size_t t = 0; t < tasks; ++t) along += vectors[t][k] * p[t];
+    for (std::size_t t = 0; t < tasks; ++t) w[t] += std::sqrt(smallest / values[k]) * vectors[t][k] * along;
+  }
+  return w;
 }
 
 }  // namespace ladon::mtl

@@ -7,6 +7,8 @@
 // gradient unchanged.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <vector>
 
@@ -84,6 +86,63 @@ class CAGrad : public GradientBalancer {
 
  private:
   double c_;
+};
+
+// The dual-cone projections of TorchJD (../shared/reference/mtl-methods-2.md, sections 1 and 7).
+// Both solve min_v v^T G' v subject to v >= u exactly (a primal active-set method), on
+// G' = G / trace(G) + reg_eps I (G' = reg_eps I when trace(G) < norm_eps, which gives w = the
+// preference: the plain mean for tiny gradients). Neither keeps state.
+struct DualConeOptions {
+  double norm_eps = 1e-4;
+  double reg_eps = 1e-4;
+};
+
+// UPGrad (Quinton & Rey 2024): each task's share g_t / T projected onto the cone of directions that
+// harm no task, summed: w = sum_i argmin_{v >= e_i / T} v^T G' v.
+class UPGrad : public GradientBalancer {
+ public:
+  explicit UPGrad(std::size_t tasks, DualConeOptions options = {});
+  std::vector<double> combine(const Gramian& G, const std::vector<double>& losses) override;
+
+ private:
+  DualConeOptions options_;
+};
+
+// DualProj (TorchJD; the GEM projection of Lopez-Paz & Ranzato 2017): the mean gradient projected
+// onto the dual cone, one QP: w = argmin_{v >= 1 / T} v^T G' v.
+class DualProj : public GradientBalancer {
+ public:
+  explicit DualProj(std::size_t tasks, DualConeOptions options = {});
+  std::vector<double> combine(const Gramian& G, const std::vector<double>& losses) override;
+
+ private:
+  DualConeOptions options_;
+};
+
+// IMTL-G (Liu et al., ICLR 2021): weights summing to 1 whose combination has equal projections on
+// every unit task gradient, in TorchJD's Gramian form w = v / sum(v), v = pinv(G) sqrt(diag G).
+// When sum(v) <= 0 (nearly collinear gradients of different sizes) that common projection would be
+// negative, raising every loss: the mean weights are used instead.
+class IMTLG : public GradientBalancer {
+ public:
+  explicit IMTLG(std::size_t tasks);
+  std::vector<double> combine(const Gramian& G, const std::vector<double>& losses) override;
+};
+
+// Aligned-MTL (Senushkin et al., CVPR 2023): the task gradients made orthogonal and of equal norm by
+// B = sqrt(s) V_r L_r^-1/2 V_r^T from the Gramian's eigenpairs above T * lambda_max * eps_f32, with s
+// the smallest kept eigenvalue; w = B p. p = 1 (the official and LibMTL scaling) by default;
+// mean_preference gives TorchJD's p = 1/T.
+struct AlignedMTLOptions {
+  bool mean_preference = false;
+};
+class AlignedMTL : public GradientBalancer {
+ public:
+  explicit AlignedMTL(std::size_t tasks, AlignedMTLOptions options = {});
+  std::vector<double> combine(const Gramian& G, const std::vector<double>& losses) override;
+
+ private:
+  AlignedMTLOptions options_;
 };
 
 }  // namespace ladon::mtl

@@ -252,4 +252,104 @@ void GradNorm::load_state(const nn::StateDict& state) {
   optimizer_->load_state_dict(nn::nested(state, "adam"));
 }
 
+GeometricLossStrategy::GeometricLossStrategy(std::size_t tasks) : LossBalancer("GeometricLossStrategy", tasks) {}
+
+void GeometricLossStrategy::decide(const std::vector<double>& values, MultiTaskModel&, const std::vector<Tensor>&) {
+  const double tasks = static_cast<double>(num_tasks());
+  double mean_log = 0;  // GLS = exp(mean log L): no under- or overflow of the product
+  for (double v : values) mean_log += std::log(std::max(v, 1e-12)) / tasks;
+  const double gls = std::exp(mean_log);
+  for (std::size_t t = 0; t < values.size(); ++t) weights_[t] = gls / (tasks * std::max(values[t], 1e-12));
+}
+
+IMTLL::IMTLL(std::size_t tasks, IMTLLOptions options)
+    : LossBalancer("IMTLL", tasks),
+      scales_(zeros({static_cast<std::int64_t>(tasks)}).requires_grad_()),
+      optimizer_(std::make_unique<nn::Adam>(std::vector<Tensor>{scales_}, nn::AdamOptions{.lr = options.lr})) {}
+
+void IMTLL::decide(const std::vector<double>&, MultiTaskModel&, const std::vector<Tensor>&) {
+  const std::vector<float> s = scales_.to_vector<float>();
+  for (std::size_t t = 0; t < s.size(); ++t) weights_[t] = std::exp(static_cast<double>(s[t]));
+}
+
+void IMTLL::after_backward(const std::vector<double>& values) {
+  std::vector<float> g(num_tasks());  // d/ds_t (e^s L - s) = e^s L - 1
+  for (std::size_t t = 0; t < g.size(); ++t) g[t] = static_cast<float>(weights_[t] * values[t] - 1.0);
+  scales_.set_grad(tensor(g, {static_cast<std::int64_t>(g.size())}));
+  optimizer_->step();
+}
+
+void IMTLL::save_state(nn::StateDict& state) const {
+  state.set("scales", scales_.detach().clone());
+  nn::save_nested(state, "adam", optimizer_->state_dict());
+}
+
+void IMTLL::check_state(const nn::StateDict& state) const {
+  task_tensor(state, "scales", num_tasks(), "IMTLL");
+  optimizer_->check_state_dict(nn::nested(state, "adam"));
+}
+
+void IMTLL::load_state(const nn::StateDict& state) {
+  copy_into(scales_, state.tensor("scales"));
+  optimizer_->load_state_dict(nn::nested(state, "adam"));
+}
+
+STCH::STCH(std::size_t tasks, STCHOptions options)
+    : LossBalancer("STCH", tasks), options_(options), nadir_sums_(tasks, 0.0) {
+  LADON_CHECK(options.steps_per_epoch > 0, "STCH", "needs steps_per_epoch > 0 (the batches in an epoch), got ",
+              options.steps_per_epoch);
+  LADON_CHECK(options.warmup_epochs >= 1, "STCH", "needs warmup_epochs >= 1 to measure the nadir, got ",
+              options.warmup_epochs);
+  LADON_CHECK(options.mu > 0 && std::isfinite(options.mu), "STCH", "mu must be positive, got ", options.mu);
+}
+
+void STCH::decide(const std::vector<double>& values, MultiTaskModel&, const std::vector<Tensor>&) {
+  const std::size_t tasks = num_tasks();
+  if (step_ == options_.warmup_epochs * options_.steps_per_epoch) {  // warm-up over: fix the nadir
+    nadir_.resize(tasks);
+    for (std::size_t t = 0; t < tasks; ++t)
+      nadir_[t] = nadir_sums_[t] / static_cast<double>(options_.steps_per_epoch);
+  }
+  std::vector<double> loss(tasks);
+  for (std::size_t t = 0; t < tasks; ++t) loss[t] = values[t] + 1e-20;
+  if (nadir_.empty()) {
+    for (std::size_t t = 0; t < tasks; ++t) weights_[t] = 1.0 / loss[t];
+    return;
+  }
+  std::vector<double> f(tasks);
+  for (std::size_t t = 0; t < tasks; ++t) f[t] = std::log(loss[t] / nadir_[t] + 1e-20) / options_.mu;
+  const std::vector<double> p = softmax(f, static_cast<double>(tasks));  // T softmax(f / mu)
+  for (std::size_t t = 0; t < tasks; ++t) weights_[t] = p[t] / loss[t];
+}
+
+void STCH::after_backward(const std::vector<double>& values) {
+  const std::int64_t last_warmup = options_.warmup_epochs - 1;
+  if (step_ / options_.steps_per_epoch == last_warmup)
+    for (std::size_t t = 0; t < values.size(); ++t) nadir_sums_[t] += values[t];
+  ++step_;
+}
+
+void STCH::save_state(nn::StateDict& state) const {
+  state.set("steps_per_epoch", options_.steps_per_epoch);
+  state.set("step", step_);
+  set_numbers(state, "nadir_sums", nadir_sums_);
+  state.set("has_nadir", static_cast<std::int64_t>(!nadir_.empty()));
+  if (!nadir_.empty()) set_numbers(state, "nadir", nadir_);
+}
+
+void STCH::check_state(const nn::StateDict& state) const {
+  const std::int64_t steps = state.integer("steps_per_epoch", "STCH");
+  LADON_CHECK(steps == options_.steps_per_epoch, "STCH", "the state counts ", steps, " steps per epoch, the balancer ",
+              options_.steps_per_epoch);
+  LADON_CHECK(state.integer("step", "STCH") >= 0, "STCH", "the state has a negative step");
+  numbers(state, "nadir_sums", num_tasks(), "STCH");
+  if (state.integer("has_nadir", "STCH")) numbers(state, "nadir", num_tasks(), "STCH");
+}
+
+void STCH::load_state(const nn::StateDict& state) {
+  step_ = state.integer("step");
+  nadir_sums_ = numbers(state, "nadir_sums", num_tasks(), "STCH");
+  nadir_ = state.integer("has_nadir") ? numbers(state, "nadir", num_tasks(), "STCH") : std::vector<double>();
+}
+
 }  // namespace ladon::mtl

@@ -4,6 +4,8 @@
 // ../shared/reference/mtl-methods.md.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <memory>
 #include <vector>
 
@@ -109,6 +111,65 @@ class GradNorm : public LossBalancer {
   Tensor task_weights_;  // [T], trained by its own optimizer, not the network's
   std::unique_ptr<nn::Adam> optimizer_;
   std::vector<double> initial_losses_, norms_;
+};
+
+// GLS (Chennupati et al. 2019): the geometric mean (prod_t L_t)^(1/T), whose gradient weights task t
+// by GLS / (T L_t); those are the weights reported (LibMTL logs other numbers). Losses are clamped
+// at 1e-12 so a zero loss gives a large, finite weight. No state.
+class GeometricLossStrategy : public LossBalancer {
+ public:
+  explicit GeometricLossStrategy(std::size_t tasks);
+
+ private:
+  void decide(const std::vector<double>& values, MultiTaskModel& model, const std::vector<Tensor>& losses) override;
+};
+
+// IMTL-L (Liu et al., ICLR 2021): a learned scale s_t per task, loss e^{s_t} L_t - s_t, whose fixed
+// point s_t = -log L_t balances the scaled losses at 1. The s_t are the balancer's own, stepped by
+// its own Adam from d/ds = e^s L - 1.
+struct IMTLLOptions {
+  double lr = 1e-3;
+};
+class IMTLL : public LossBalancer {
+ public:
+  explicit IMTLL(std::size_t tasks, IMTLLOptions options = {});
+  Tensor scales() const { return scales_; }  // [T], the s_t
+
+ private:
+  void decide(const std::vector<double>& values, MultiTaskModel& model, const std::vector<Tensor>& losses) override;
+  void after_backward(const std::vector<double>& values) override;
+  void save_state(nn::StateDict& state) const override;
+  void check_state(const nn::StateDict& state) const override;
+  void load_state(const nn::StateDict& state) override;
+
+  Tensor scales_;
+  std::unique_ptr<nn::Adam> optimizer_;
+};
+
+// STCH (Lin et al., ICML 2024), as LibMTL and the official code: for the first warmup_epochs epochs
+// the loss is sum_t log L_t (weights 1 / L_t), and the last of them accumulates the nadir n_t, the
+// mean of each task's losses; afterwards the loss is T mu log sum_t exp(f_t / mu), f_t = log(L_t / n_t),
+// whose weights are T softmax(f / mu)_t / L_t. Epochs are counted from steps_per_epoch.
+struct STCHOptions {
+  std::int64_t steps_per_epoch = 0;  // required: the loader's batches per epoch
+  std::int64_t warmup_epochs = 4;
+  double mu = 1.0;
+};
+class STCH : public LossBalancer {
+ public:
+  STCH(std::size_t tasks, STCHOptions options);
+
+ private:
+  void decide(const std::vector<double>& values, MultiTaskModel& model, const std::vector<Tensor>& losses) override;
+  void after_backward(const std::vector<double>& values) override;
+  void save_state(nn::StateDict& state) const override;
+  void check_state(const nn::StateDict& state) const override;
+  void load_state(const nn::StateDict& state) override;
+
+  STCHOptions options_;
+  std::int64_t step_ = 0;           // steps taken, over all epochs
+  std::vector<double> nadir_sums_;  // over the last warm-up epoch
+  std::vector<double> nadir_;       // empty until warm-up ends
 };
 
 }  // namespace ladon::mtl

@@ -8,6 +8,8 @@
 //   std::printf("%s", metrics.format_table().c_str());
 #pragma once
 
+#include "layer_fence.h"
+
 #include <string>
 #include <vector>
 

@@ -21,6 +21,8 @@
 //   };
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <span>
 #include <string>

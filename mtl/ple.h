@@ -5,6 +5,8 @@
 // one level.
 #pragma once
 
+#include "layer_fence.h"
+
 #include "experts.h"
 #include "gate.h"
 #include "model.h"

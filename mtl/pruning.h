@@ -3,6 +3,8 @@
 // apply() after every optimizer step), so pruned weights never come back.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <vector>
 
 #include "../core/tensor.h"

@@ -2,6 +2,8 @@
 // gradients on the shared parameters, as data and as a readable table.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <string>
 #include <vector>
 

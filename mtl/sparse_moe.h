@@ -28,6 +28,8 @@
 // CV² is the population variance over the mean squared (as in Shazeer's code), 0 for one expert.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <vector>
 

@@ -1,6 +1,8 @@
 // Activation layers: thin Module wrappers over the core ops, for use in Sequential.
 #pragma once
 
+#include "layer_fence.h"
+
 #include "../core/ops.h"
 #include "module.h"
 

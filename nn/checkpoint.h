@@ -24,6 +24,8 @@
 //     kind 1 f64; kind 2 i64; kind 3 str;     str = u32 length + bytes
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <functional>
 #include <map>

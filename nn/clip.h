@@ -8,6 +8,8 @@
 // scaled in place), so a gradient shared with another tensor is not scaled twice.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <limits>
 #include <vector>
 

@@ -10,6 +10,8 @@
 //   Tensor y = heads.at<nn::Linear>("item")(x);
 #pragma once
 
+#include "layer_fence.h"
+
 #include <memory>
 #include <string>
 #include <type_traits>

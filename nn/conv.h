@@ -2,6 +2,8 @@
 // core/ops.h for the output size and the meaning of each option.
 #pragma once
 
+#include "layer_fence.h"
+
 #include "../core/ops.h"
 #include "../core/random.h"
 #include "module.h"

@@ -3,6 +3,8 @@
 // rescaling. In eval mode (see Module::eval) it is the identity.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <optional>
 

@@ -13,6 +13,8 @@
 // outlive it.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 
 #include "module.h"

@@ -3,6 +3,8 @@
 // multi-valued features such as a user's recent items.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <optional>
 

@@ -14,6 +14,8 @@
 // where fan is fan_in or fan_out (FanMode) and gain = calculate_gain(nonlinearity, a).
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 
 #include "../core/random.h"

@@ -1,6 +1,8 @@
 // Linear: y = x Wᵀ + b, over the last dim of x ([batch, in] or [batch, steps, in]).
 #pragma once
 
+#include "layer_fence.h"
+
 #include "../core/ops.h"
 #include "../core/random.h"
 #include "module.h"

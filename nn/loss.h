@@ -18,6 +18,8 @@
 //   nn::cross_entropy(logits, y, {.class_weight = w, .ignore_index = -1, .label_smoothing = 0.1});
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 
 #include "../core/tensor.h"

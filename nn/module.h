@@ -10,6 +10,8 @@
 //   };
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>

@@ -7,6 +7,8 @@
 // as PyTorch does. In eval (Module::eval) it uses the running statistics instead.
 #pragma once
 
+#include "layer_fence.h"
+
 #include "../core/tensor.h"
 #include "module.h"
 

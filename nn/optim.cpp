@@ -62,6 +62,8 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double default_lr, double d
   }
   LADON_CHECK(!params_.empty(), name_,
               "got an empty parameter list (does every module's visit() list its parameters?)");
+  check_lr(name_, default_lr);
+  check_weight_decay(name_, default_weight_decay);
   state_.resize(params_.size());
   for (ParamState& s : state_) s.buffers.resize(buffer_names_.size());
 }
@@ -108,6 +110,17 @@ void Optimizer::set_weight_decay(std::size_t group, double weight_decay) {
 std::int64_t Optimizer::param_steps(std::size_t i) const {
   LADON_CHECK(i < state_.size(), name_, "parameter ", i, " does not exist (", state_.size(), " parameters)");
   return state_[i].step;
+}
+
+void Optimizer::step() {
+  NoGradGuard no_grad;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Tensor g = gradient(i);
+    if (!g.defined()) continue;  // no part in the last backward
+    const Group& group = groups_[group_of_[i]];
+    Tensor& p = params_[i];
+    update({i, p.numel(), p.data<float>(), g.data<float>(), group.lr, group.weight_decay, ++state_[i].step});
+  }
 }
 
 Tensor Optimizer::gradient(std::size_t i) const {
@@ -259,8 +272,6 @@ SGD::SGD(std::vector<Tensor> params, SGDOptions options) : SGD(one_group(std::mo
 
 SGD::SGD(std::vector<ParamGroup> groups, SGDOptions options)
     : Optimizer(std::move(groups), options.lr, options.weight_decay, {"momentum_buffer"}, "SGD"), options_(options) {
-  check_lr("SGD", options_.lr);
-  check_weight_decay("SGD", options_.weight_decay);
   validate_hyperparameters();
 }
 
@@ -278,33 +289,20 @@ void SGD::validate_hyperparameters() const {
               ", dampening = ", o.dampening);
 }
 
-SGDOptions SGD::options(std::size_t group) const {
-  SGDOptions o = options_;
-  o.lr = lr(group);
-  o.weight_decay = weight_decay(group);
-  return o;
-}
+SGDOptions SGD::options(std::size_t group) const { return group_options(options_, group); }
 
-void SGD::step() {
-  NoGradGuard no_grad;
-  for (std::size_t i = 0; i < params().size(); ++i) {
-    const Tensor g = gradient(i);
-    if (!g.defined()) continue;
-    const std::size_t group = group_of(i);
-    Tensor p = params()[i];
-    float* buf = nullptr;
-    bool first_step = false;
-    if (options_.momentum != 0.0) {
-      Tensor& b = state(i).buffers[0];
-      first_step = !b.defined();
-      if (first_step) b = empty(p.shape());  // the first step writes it whole: buf = g
-      buf = b.data<float>();
-    }
-    ++state(i).step;
-    kernels::sgd_update(p.numel(), p.data<float>(), g.data<float>(), buf, static_cast<float>(lr(group)),
-                        static_cast<float>(options_.momentum), static_cast<float>(options_.dampening),
-                        static_cast<float>(weight_decay(group)), options_.nesterov, first_step);
+void SGD::update(const Update& u) {
+  float* buf = nullptr;
+  bool first_step = false;
+  if (options_.momentum != 0.0) {
+    Tensor& b = state(u.index).buffers[0];
+    first_step = !b.defined();
+    if (first_step) b = empty(params()[u.index].shape());  // the first step writes it whole: buf = g
+    buf = b.data<float>();
   }
+  kernels::sgd_update(u.numel, u.param, u.grad, buf, static_cast<float>(u.lr), static_cast<float>(options_.momentum),
+                      static_cast<float>(options_.dampening), static_cast<float>(u.weight_decay), options_.nesterov,
+                      first_step);
 }
 
 // ---- Adam and AdamW -----------------------------------------------------------------------------
@@ -317,9 +315,7 @@ Adam::Adam(std::vector<ParamGroup> groups, AdamOptions options, bool decoupled, 
     : Optimizer(std::move(groups), options.lr, options.weight_decay, {"exp_avg", "exp_avg_sq"}, name),
       options_(options),
       decoupled_(decoupled) {
-  check_lr(name_, options_.lr);
   validate_hyperparameters();
-  check_weight_decay(name_, options_.weight_decay);
 }
 
 std::vector<Optimizer::Hyper> Adam::hyperparameters() {
@@ -333,27 +329,14 @@ void Adam::validate_hyperparameters() const {
   LADON_CHECK(o.eps >= 0.0, name_, "eps must be >= 0, got ", o.eps);
 }
 
-AdamOptions Adam::options(std::size_t group) const {
-  AdamOptions o = options_;
-  o.lr = lr(group);
-  o.weight_decay = weight_decay(group);
-  return o;
-}
+AdamOptions Adam::options(std::size_t group) const { return group_options(options_, group); }
 
-void Adam::step() {
-  NoGradGuard no_grad;
-  for (std::size_t i = 0; i < params().size(); ++i) {
-    const Tensor g = gradient(i);
-    if (!g.defined()) continue;
-    const std::size_t group = group_of(i);
-    Tensor p = params()[i];
-    float* m = buffer(i, 0).data<float>();
-    float* v = buffer(i, 1).data<float>();
-    const std::int64_t t = ++state(i).step;
-    kernels::adam_update(p.numel(), p.data<float>(), g.data<float>(), m, v, static_cast<float>(lr(group)),
-                         static_cast<float>(options_.beta1), static_cast<float>(options_.beta2),
-                         static_cast<float>(options_.eps), static_cast<float>(weight_decay(group)), decoupled_, t);
-  }
+void Adam::update(const Update& u) {
+  float* m = buffer(u.index, 0).data<float>();
+  float* v = buffer(u.index, 1).data<float>();
+  kernels::adam_update(u.numel, u.param, u.grad, m, v, static_cast<float>(u.lr), static_cast<float>(options_.beta1),
+                       static_cast<float>(options_.beta2), static_cast<float>(options_.eps),
+                       static_cast<float>(u.weight_decay), decoupled_, u.step);
 }
 
 namespace {
@@ -375,9 +358,7 @@ RMSprop::RMSprop(std::vector<ParamGroup> groups, RMSpropOptions options)
     : Optimizer(std::move(groups), options.lr, options.weight_decay, {"square_avg", "momentum_buffer", "grad_avg"},
                 "RMSprop"),
       options_(options) {
-  check_lr(name_, options_.lr);
   validate_hyperparameters();
-  check_weight_decay(name_, options_.weight_decay);
 }
 
 std::vector<Optimizer::Hyper> RMSprop::hyperparameters() {
@@ -394,29 +375,15 @@ void RMSprop::validate_hyperparameters() const {
   LADON_CHECK(o.momentum >= 0.0, name_, "momentum must be >= 0, got ", o.momentum);
 }
 
-RMSpropOptions RMSprop::options(std::size_t group) const {
-  RMSpropOptions o = options_;
-  o.lr = lr(group);
-  o.weight_decay = weight_decay(group);
-  return o;
-}
+RMSpropOptions RMSprop::options(std::size_t group) const { return group_options(options_, group); }
 
-void RMSprop::step() {
-  NoGradGuard no_grad;
-  for (std::size_t i = 0; i < params().size(); ++i) {
-    const Tensor g = gradient(i);
-    if (!g.defined()) continue;
-    const std::size_t group = group_of(i);
-    Tensor p = params()[i];
-    float* square_avg = buffer(i, 0).data<float>();
-    float* momentum_buffer = options_.momentum > 0.0 ? buffer(i, 1).data<float>() : nullptr;
-    float* grad_avg = options_.centered ? buffer(i, 2).data<float>() : nullptr;
-    ++state(i).step;
-    kernels::rmsprop_update(p.numel(), p.data<float>(), g.data<float>(), square_avg, grad_avg, momentum_buffer,
-                            static_cast<float>(lr(group)), static_cast<float>(options_.alpha),
-                            static_cast<float>(options_.eps), static_cast<float>(weight_decay(group)),
-                            static_cast<float>(options_.momentum));
-  }
+void RMSprop::update(const Update& u) {
+  float* square_avg = buffer(u.index, 0).data<float>();
+  float* momentum_buffer = options_.momentum > 0.0 ? buffer(u.index, 1).data<float>() : nullptr;
+  float* grad_avg = options_.centered ? buffer(u.index, 2).data<float>() : nullptr;
+  kernels::rmsprop_update(u.numel, u.param, u.grad, square_avg, grad_avg, momentum_buffer, static_cast<float>(u.lr),
+                          static_cast<float>(options_.alpha), static_cast<float>(options_.eps),
+                          static_cast<float>(u.weight_decay), static_cast<float>(options_.momentum));
 }
 
 // ---- Adagrad ------------------------------------------------------------------------------------
@@ -425,9 +392,7 @@ Adagrad::Adagrad(std::vector<Tensor> params, AdagradOptions options) : Adagrad(o
 
 Adagrad::Adagrad(std::vector<ParamGroup> groups, AdagradOptions options)
     : Optimizer(std::move(groups), options.lr, options.weight_decay, {"sum"}, "Adagrad"), options_(options) {
-  check_lr(name_, options_.lr);
   validate_hyperparameters();
-  check_weight_decay(name_, options_.weight_decay);
 }
 
 std::vector<Optimizer::Hyper> Adagrad::hyperparameters() {
@@ -444,26 +409,13 @@ void Adagrad::validate_hyperparameters() const {
   LADON_CHECK(o.eps >= 0.0, name_, "eps must be >= 0, got ", o.eps);
 }
 
-AdagradOptions Adagrad::options(std::size_t group) const {
-  AdagradOptions o = options_;
-  o.lr = lr(group);
-  o.weight_decay = weight_decay(group);
-  return o;
-}
+AdagradOptions Adagrad::options(std::size_t group) const { return group_options(options_, group); }
 
-void Adagrad::step() {
-  NoGradGuard no_grad;
-  for (std::size_t i = 0; i < params().size(); ++i) {
-    const Tensor g = gradient(i);
-    if (!g.defined()) continue;
-    const std::size_t group = group_of(i);
-    Tensor p = params()[i];
-    float* sum = buffer(i, 0, options_.initial_accumulator_value).data<float>();
-    const std::int64_t t = ++state(i).step;
-    const double clr = lr(group) / (1.0 + static_cast<double>(t - 1) * options_.lr_decay);
-    kernels::adagrad_update(p.numel(), p.data<float>(), g.data<float>(), sum, static_cast<float>(clr),
-                            static_cast<float>(options_.eps), static_cast<float>(weight_decay(group)));
-  }
+void Adagrad::update(const Update& u) {
+  float* sum = buffer(u.index, 0, options_.initial_accumulator_value).data<float>();
+  const double clr = u.lr / (1.0 + static_cast<double>(u.step - 1) * options_.lr_decay);
+  kernels::adagrad_update(u.numel, u.param, u.grad, sum, static_cast<float>(clr), static_cast<float>(options_.eps),
+                          static_cast<float>(u.weight_decay));
 }
 
 }  // namespace ladon::nn

@@ -18,6 +18,8 @@
 // resumes exactly where it stopped.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -43,7 +45,9 @@ class Optimizer : public Stateful {
  public:
   // params: contiguous float32 leaf tensors, each listed once (in all groups together), at least
   // one in all (a group may be empty). Copies of the handles are kept, so the optimizer updates the
-  // very tensors the model holds. `buffers` names the per-parameter state tensors of this kind of
+  // very tensors the model holds. default_lr and default_weight_decay (the options' values, which
+  // groups may override) are checked here; each optimizer's constructor then calls
+  // validate_hyperparameters(). `buffers` names the per-parameter state tensors of this kind of
   // optimizer. `name` prefixes errors and tags the saved state.
   Optimizer(std::vector<ParamGroup> groups, double default_lr, double default_weight_decay,
             std::vector<std::string> buffers, const char* name);
@@ -54,7 +58,8 @@ class Optimizer : public Stateful {
   Optimizer(Optimizer&&) = default;
   Optimizer& operator=(Optimizer&&) = default;
 
-  virtual void step() = 0;
+  // Updates, under NoGradGuard, every parameter that has a gradient (see update()).
+  void step();
   void zero_grad();                                              // drops every parameter's gradient
   const std::vector<Tensor>& params() const { return params_; }  // all groups, in order
   const char* name() const { return name_; }
@@ -90,9 +95,25 @@ class Optimizer : public Stateful {
   virtual std::vector<Hyper> hyperparameters() = 0;
   virtual void validate_hyperparameters() const = 0;  // throws on a bad value
 
-  // The gradient of parameter i as a contiguous float32 tensor, or undefined when it has none.
-  Tensor gradient(std::size_t i) const;
-  std::size_t group_of(std::size_t i) const { return group_of_[i]; }
+  // One parameter's update, from step(): param and grad (contiguous, numel floats), its group's lr
+  // and weight decay, and step, its update count including this one.
+  struct Update {
+    std::size_t index;
+    std::int64_t numel;
+    float* param;
+    const float* grad;
+    double lr, weight_decay;
+    std::int64_t step;
+  };
+  virtual void update(const Update& u) = 0;
+
+  // Options as a group sees them: the optimizer's own with the group's lr and weight decay.
+  template <class Options>
+  Options group_options(Options options, std::size_t group) const {
+    options.lr = lr(group);
+    options.weight_decay = weight_decay(group);
+    return options;
+  }
   ParamState& state(std::size_t i) { return state_[i]; }
   // Buffer b of parameter i, created with `fill` (zeros by default) on first use.
   Tensor& buffer(std::size_t i, std::size_t b, double fill = 0.0);
@@ -104,6 +125,9 @@ class Optimizer : public Stateful {
     std::size_t begin, end;  // the group's parameters are params_[begin, end)
     double lr, weight_decay;
   };
+  // The gradient of parameter i as a contiguous float32 tensor, or undefined when it has none.
+  Tensor gradient(std::size_t i) const;
+
   std::vector<Tensor> params_;
   std::vector<Group> groups_;
   std::vector<std::size_t> group_of_;
@@ -126,12 +150,12 @@ class SGD : public Optimizer {
  public:
   explicit SGD(std::vector<Tensor> params, SGDOptions options = {});
   explicit SGD(std::vector<ParamGroup> groups, SGDOptions options = {});
-  void step() override;
   SGDOptions options(std::size_t group = 0) const;  // with the group's lr and weight decay
 
  protected:
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
+  void update(const Update& u) override;
 
  private:
   SGDOptions options_;
@@ -152,13 +176,13 @@ class Adam : public Optimizer {
  public:
   explicit Adam(std::vector<Tensor> params, AdamOptions options = {});
   explicit Adam(std::vector<ParamGroup> groups, AdamOptions options = {});
-  void step() override;
   AdamOptions options(std::size_t group = 0) const;
 
  protected:
   Adam(std::vector<ParamGroup> groups, AdamOptions options, bool decoupled, const char* name);
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
+  void update(const Update& u) override;
 
  private:
   AdamOptions options_;
@@ -198,12 +222,12 @@ class RMSprop : public Optimizer {
  public:
   explicit RMSprop(std::vector<Tensor> params, RMSpropOptions options = {});
   explicit RMSprop(std::vector<ParamGroup> groups, RMSpropOptions options = {});
-  void step() override;
   RMSpropOptions options(std::size_t group = 0) const;
 
  protected:
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
+  void update(const Update& u) override;
 
  private:
   RMSpropOptions options_;
@@ -223,12 +247,12 @@ class Adagrad : public Optimizer {
  public:
   explicit Adagrad(std::vector<Tensor> params, AdagradOptions options = {});
   explicit Adagrad(std::vector<ParamGroup> groups, AdagradOptions options = {});
-  void step() override;
   AdagradOptions options(std::size_t group = 0) const;
 
  protected:
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
+  void update(const Update& u) override;
 
  private:
   AdagradOptions options_;

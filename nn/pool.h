@@ -2,6 +2,8 @@
 // image and feature shapes. All are parameter-free wrappers over core ops and views.
 #pragma once
 
+#include "layer_fence.h"
+
 #include "../core/ops.h"
 #include "module.h"
 

@@ -15,6 +15,8 @@
 // Gates are stacked in that order along dim 0 of each weight ([4H, .] for LSTM, [3H, .] for GRU).
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <vector>
 

@@ -13,6 +13,8 @@
 // plateau counters) saves and loads like an optimizer's.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <vector>
 

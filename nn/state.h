@@ -8,6 +8,8 @@
 //   nn::load_module_state(model, snapshot);                  // checks everything, then writes
 #pragma once
 
+#include "layer_fence.h"
+
 #include <concepts>
 #include <cstdint>
 #include <string>

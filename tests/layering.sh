@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fails when a source file includes from a layer above its own (DESIGN.md, "Layers: who may include
-# whom"). Each quoted include is resolved the way the compiler does (the including file's folder
+# whom"), or when the build would not stop such an include (the layer fences, below). Each quoted include is resolved the way the compiler does (the including file's folder
 # first, then the repository root, which is on the include path), so "../nn/x.h", "../../nn/x.h"
 # from core/ops/ and "nn/x.h" are all caught; <ladon/nn/x.h> is caught too.
 set -euo pipefail
@@ -56,8 +56,52 @@ for layer in "${layers[@]}"; do
              -o -name '*.inl' -o -name '*.ipp' \) -print0 | sort -z)
 done
 
+# The build enforces the same rules: each layer compiles with LADON_LAYER_<NAME> defined, and every
+# header of core/, nn/, mtl/ and data/ first includes its layer's layer_fence.h, which rejects the
+# layers that may not use it with #error. Check that every header has its fence...
+fenced=(core nn mtl data)
+for layer in "${fenced[@]}"; do
+  while IFS= read -r -d '' header; do
+    [[ $header == "$layer/layer_fence.h" ]] && continue
+    fence=$(realpath -m --relative-to="$(dirname "$header")" "$layer/layer_fence.h")
+    first=$(grep -m1 -E '^[[:space:]]*#[[:space:]]*include' "$header" || true)
+    if [[ $first != "#include \"$fence\"" ]]; then
+      echo "layering: $header: its first include must be \"$fence\" (found: ${first:-none})"
+      violations=$((violations + 1))
+    fi
+  done < <(find "$layer" -type f -name '*.h' -print0 | sort -z)
+done
+
+# ...and that the preprocessor really stops each forbidden include (and lets an allowed one through),
+# as a layer's own compile would.
+cxx=${CXX:-c++}
+probe() {  # probe LAYER HEADER: prints the layering error the preprocessor gives, if any
+  printf '#include "%s"\n' "$2" | "$cxx" -std=c++20 -E -I"$root" "-DLADON_LAYER_${1^^}" -x c++ - -o /dev/null 2>&1 |
+    grep -o 'layering: [^"]*' | head -n 1 || true
+}
+declare -A sample=([core]=core/tensor.h [nn]=nn/module.h [mtl]=mtl/model.h [data]=data/dataset.h)
+for layer in "${layers[@]}"; do
+  for to in "${fenced[@]}"; do
+    [[ $to == "$layer" ]] && continue
+    got=$(probe "$layer" "${sample[$to]}")
+    if [[ " ${allowed[$layer]} " == *" $to "* ]]; then
+      [[ -z $got ]] && continue
+      echo "layering: $layer/ may include ${sample[$to]}, but the fence says: $got"
+    else
+      [[ $got == "layering: $layer/ must not include $to/"* ]] && continue
+      echo "layering: compiled as $layer/, ${sample[$to]} did not fail with the layering error (got: ${got:-none})"
+    fi
+    violations=$((violations + 1))
+  done
+  got=$(probe "$layer" ladon.h)
+  if [[ $got != "layering: no layer may include the umbrella ladon.h" ]]; then
+    echo "layering: compiled as $layer/, ladon.h did not fail with the layering error (got: ${got:-none})"
+    violations=$((violations + 1))
+  fi
+done
+
 if ((violations > 0)); then
-  echo "layering: $violations upward include(s) in $checked files"
+  echo "layering: $violations violation(s) in $checked files"
   exit 1
 fi
-echo "layering: ok ($checked files, no upward includes)"
+echo "layering: ok ($checked files, no upward includes; every header fenced, each rule enforced by the preprocessor)"

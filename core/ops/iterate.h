@@ -2,6 +2,8 @@
 // are contiguous across them, so most calls become one long row handed to a vectorised kernel.
 #pragma once
 
+#include "../layer_fence.h"
+
 #include <array>
 #include <cstdint>
 #include <vector>

@@ -299,6 +299,8 @@ TEST_CASE("balancer state round-trips through a checkpoint file and continues ex
     out.push_back(std::make_unique<mtl::RandomLossWeighting>(2, 7));
     out.push_back(std::make_unique<mtl::GradNorm>(2, std::vector<Tensor>{m.W}));
     out.push_back(std::make_unique<mtl::PCGrad>(2, 3));
+    out.push_back(std::make_unique<mtl::IMTLL>(2, mtl::IMTLLOptions{.lr = 0.05}));
+    out.push_back(std::make_unique<mtl::STCH>(2, mtl::STCHOptions{.steps_per_epoch = 1, .warmup_epochs = 2}));
   };
   make(a, ma);
   make(b, mb);
@@ -319,4 +321,91 @@ TEST_CASE("balancer state round-trips through a checkpoint file and continues ex
                        "UncertaintyWeighting: the state is of a DynamicWeightAverage balancer", Error);
   CHECK_THROWS_WITH_AS(mtl::PCGrad(3).load_state_dict(a[4]->state_dict()),
                        "PCGrad: the state is of 2 tasks, the balancer of 3", Error);
+}
+
+// The common two-task example of ../shared/reference/mtl-methods-2.md: g1 = (1, 0), g2 = (-2, 1),
+// and TorchJD's pinned J = [[-4, 1, 1], [6, 1, 1]] as a second vector.
+namespace {
+const mtl::Gramian kCommon = {{1, -2}, {-2, 5}};
+const mtl::Gramian kTorchJD = {{18, -22}, {-22, 38}};
+const std::vector<double> kOnes = {1, 1};
+}  // namespace
+
+TEST_CASE("UPGrad: each share projected onto the dual cone, by the reference's numbers") {
+  // Without regularisation: rows v = (0.5, 0.2) and (1.0, 0.5), so w = (1.5, 0.7); d = (0.1, 0.7)
+  // conflicts with neither gradient (g1.d = 0.1, g2.d = 0.5).
+  check_vec(mtl::UPGrad(2, {.norm_eps = 0, .reg_eps = 0}).combine(kCommon, kOnes), {1.5, 0.7}, 1e-9);
+  check_vec(mtl::UPGrad(2).combine(kCommon, kOnes), {1.49940, 0.69998}, 1e-5);
+  check_vec(mtl::UPGrad(2).combine(kTorchJD, kOnes), {1.1109, 0.7894}, 1e-4);
+  // Tiny gradients (trace below norm_eps): the plain mean.
+  check_vec(mtl::UPGrad(2).combine({{1e-6, 0}, {0, 1e-6}}, kOnes), {0.5, 0.5}, 1e-9);
+  // Three tasks, none conflicting: the projections change nothing.
+  check_vec(mtl::UPGrad(3, {.norm_eps = 0, .reg_eps = 0}).combine(mtl::gramian({{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}),
+                                                                    {1, 1, 1}),
+            {1.0 / 3, 1.0 / 3, 1.0 / 3}, 1e-12);
+  CHECK_THROWS_WITH_AS(mtl::UPGrad(2, {.norm_eps = -1}),
+                       "UPGrad: norm_eps and reg_eps must be non-negative, got -1 and 0.0001", Error);
+}
+
+TEST_CASE("DualProj: the mean projected onto the dual cone") {
+  check_vec(mtl::DualProj(2, {.norm_eps = 0, .reg_eps = 0}).combine(kCommon, kOnes), {1.0, 0.5}, 1e-9);
+  check_vec(mtl::DualProj(2).combine(kCommon, kOnes), {0.99940, 0.5}, 1e-5);
+  check_vec(mtl::DualProj(2).combine(kTorchJD, kOnes), {0.6109, 0.5000}, 1e-4);
+}
+
+TEST_CASE("IMTL-G: equal projections on every unit gradient") {
+  const std::vector<double> w = mtl::IMTLG(2).combine(kCommon, kOnes);
+  check_vec(w, {0.690983, 0.309017}, 1e-6);
+  // d = w1 g1 + w2 g2 = (0.072949, 0.309017): its projections on u1 and u2 agree.
+  const double d0 = w[0] - 2 * w[1], d1 = w[1];
+  CHECK(d0 == doctest::Approx((-2 * d0 + d1) / std::sqrt(5.0)));
+  check_vec(mtl::IMTLG(2).combine(kTorchJD, kOnes), {0.5923, 0.4077}, 1e-4);
+  // Here sum(v) = -2.04: every projection would be negative, raising all three losses; the mean instead.
+  const mtl::Gramian bad = mtl::gramian({{0, -1, 0}, {2, -3, 0}, {-3, -1, 2}});
+  check_vec(mtl::IMTLG(3).combine(bad, {1, 1, 1}), {1.0 / 3, 1.0 / 3, 1.0 / 3}, 1e-12);
+}
+
+TEST_CASE("Aligned-MTL: orthogonal aligned gradients of equal norm") {
+  check_vec(mtl::AlignedMTL(2).combine(kCommon, kOnes), {1.171573, 0.585786}, 1e-6);
+  check_vec(mtl::AlignedMTL(2, {.mean_preference = true}).combine(kCommon, kOnes), {0.585786, 0.292893}, 1e-6);
+  check_vec(mtl::AlignedMTL(2, {.mean_preference = true}).combine(kTorchJD, kOnes), {0.5591, 0.4083}, 1e-4);
+  check_vec(mtl::AlignedMTL(2).combine({{0, 0}, {0, 0}}, kOnes), {1, 1}, 0);  // rank 0: B = I
+}
+
+TEST_CASE("GLS: the geometric mean's weights GLS / (T L_t)") {
+  Tiny m(2);
+  mtl::GeometricLossStrategy gls(2);
+  // L = (2, 0.5): GLS = 1, weights (0.25, 1.0).
+  (void)gls.backward({sum(m.W) * 0.5, sum(m.W) * 0.125}, m);
+  check_vec(gls.weights(), {0.25, 1.0}, 1e-12);
+  CHECK(grad_of(m.W) == std::vector<float>{0.25f, 0.25f});  // 0.25 * 0.5 + 1 * 0.125
+}
+
+TEST_CASE("IMTL-L: e^s L - s, its scales stepped toward -log L") {
+  Tiny m(2);
+  mtl::IMTLL imtl(2, {.lr = 0.1});
+  // L = (2, 0.5), s = 0: weights 1; d/ds = e^0 L - 1 = (1, -0.5); Adam's first step moves by -lr sign.
+  (void)imtl.backward({sum(m.W) * 0.5, sum(m.W) * 0.125}, m);
+  check_vec(imtl.weights(), {1, 1});
+  const std::vector<float> s = imtl.scales().to_vector<float>();
+  CHECK(s[0] == doctest::Approx(-0.1));
+  CHECK(s[1] == doctest::Approx(0.1));
+}
+
+TEST_CASE("STCH: log losses while warming up, then smooth Tchebycheff against the nadir") {
+  Tiny m(2);
+  auto run = [&](mtl::STCH& stch, double a, double b) {
+    m.zero_grad();
+    (void)stch.backward({sum(m.W) * (a / 4), sum(m.W) * (b / 4)}, m);
+    return stch.weights();
+  };
+  mtl::STCH stch(2, {.steps_per_epoch = 2, .warmup_epochs = 1});
+  check_vec(run(stch, 1.0, 0.5), {1.0, 2.0}, 1e-9);  // 1 / L while warming up
+  check_vec(run(stch, 3.0, 1.5), {1.0 / 3, 1.0 / 1.5}, 1e-9);
+  // Nadir n = (2, 1); L = (1, 0.8): T softmax(log(L / n)) / L = (0.769231, 1.538462).
+  check_vec(run(stch, 1.0, 0.8), {0.769231, 1.538462}, 1e-6);
+  mtl::STCH sharp(2, {.steps_per_epoch = 1, .warmup_epochs = 1, .mu = 0.5});
+  run(sharp, 2.0, 1.0);
+  check_vec(run(sharp, 1.0, 0.8), {0.561798, 1.797753}, 1e-6);
+  CHECK_THROWS_WITH_AS(mtl::STCH(2, {}), "STCH: needs steps_per_epoch > 0 (the batches in an epoch), got 0", Error);
 }
