@@ -7,6 +7,7 @@
 #error "layering: no layer may include the umbrella ladon.h"
 #endif
 
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/gradcheck.h"

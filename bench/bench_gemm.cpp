@@ -13,6 +13,7 @@
 #include "core/random.h"
 #include "core/parallel.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 
 namespace {
 
@@ -27,7 +28,7 @@ struct Shape {
 const Shape kShapes[] = {{64, 64, 64},       {128, 128, 128}, {256, 256, 256},  {512, 512, 512},
                          {1024, 1024, 1024}, {256, 512, 784}, {1024, 2048, 512}};
 
-enum class Impl { ours, openblas, packed, avx2, scalar };
+enum class Impl { ours, openblas, packed, avx2, scalar, bf16 };
 
 void run(benchmark::State& state, Impl impl, Shape s, bool trans_a, bool trans_b) {
   std::mt19937 rng(42);
@@ -54,6 +55,10 @@ void run(benchmark::State& state, Impl impl, Shape s, bool trans_a, bool trans_b
         ladon::kernels::sgemm_with_isa(Isa::avx2, trans_a, trans_b, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb,
                                        0.0f, c.data(), s.n);
         break;
+      case Impl::bf16:  // bf16 inputs, float32 sums: native vdpbf16ps where the CPU has it, else emulated
+        ladon::kernels::gemm_bf16(trans_a, trans_b, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(),
+                                  s.n);
+        break;
       case Impl::scalar:
         ladon::kernels::sgemm_scalar(trans_a, trans_b, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f,
                                      c.data(), s.n);
@@ -75,7 +80,8 @@ void register_all() {
                {Impl::openblas, "openblas"},
                {Impl::packed, "ours_packed"},
                {Impl::avx2, "ours_avx2"},
-               {Impl::scalar, "ours_scalar"}};
+               {Impl::scalar, "ours_scalar"},
+               {Impl::bf16, "ours_bf16"}};
   const struct {
     bool ta, tb;
     const char* name;
@@ -85,9 +91,12 @@ void register_all() {
       for (const auto& im : impls) {
         if (im.impl == Impl::avx2 && !ladon::kernels::isa_supported(Isa::avx2)) continue;
         // The layout variants and the slower paths only at a few sizes, to keep a run short.
-        const bool main_path = im.impl == Impl::ours || im.impl == Impl::openblas || im.impl == Impl::packed;
+        const bool main_path =
+            im.impl == Impl::ours || im.impl == Impl::openblas || im.impl == Impl::packed || im.impl == Impl::bf16;
         if (!main_path && s.m * s.n * s.k > 256 * 256 * 256) continue;
-        if (l.ta != l.tb && s.m * s.n * s.k > 512 * 512 * 512) continue;
+        // Backward products are NT and TN: ours and ours_bf16 get those layouts at every size.
+        const bool fp32_vs_bf16 = im.impl == Impl::ours || im.impl == Impl::bf16;
+        if (l.ta != l.tb && s.m * s.n * s.k > 512 * 512 * 512 && !fp32_vs_bf16) continue;
         char name[128];
         std::snprintf(name, sizeof name, "sgemm_%s/%s/M%lld_N%lld_K%lld", l.name, im.name, static_cast<long long>(s.m),
                       static_cast<long long>(s.n), static_cast<long long>(s.k));
@@ -135,7 +144,8 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   register_all();
   register_threaded();
-  std::printf("ladon sgemm isa: %s; OpenBLAS core: %s\n", ladon::kernels::isa_name(ladon::kernels::best_isa()),
+  std::printf("ladon isa: %s (ours_bf16 %s); OpenBLAS core: %s\n", ladon::kernels::isa_name(ladon::kernels::best_isa()),
+              ladon::kernels::isa_supported(Isa::avx512_bf16) ? "native" : "emulated",
               openblas_get_corename());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

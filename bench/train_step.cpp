@@ -4,8 +4,9 @@
 //   mlp batch 256 threads 2 ms/step 1.234 samples/s 207455
 //   mlp batch 256 threads 2 peak_rss_mb 41.2 mean_ms 1.301
 //
-//   bench/train_step --model mlp|mmoe|mmoe_small --batch B --threads N [--steps S] [--repeats R]
-//                    [--warmup W] [--phases 1] [--isa baseline|avx2|avx512] [--balancer NAME]
+//   bench/train_step --model mlp|mmoe|mmoe_small|cnn --batch B --threads N [--steps S] [--repeats R]
+//                    [--warmup W] [--phases 1] [--isa baseline|avx2|avx512|avx512_bf16] [--balancer NAME]
+//                    [--bf16 1]
 //
 // After warm-up, R repeats of S steps (S chosen so a repeat takes about 50 ms, unless --steps) are
 // timed step by step; ms/step is the median of those R*S step times, mean_ms their mean (which
@@ -18,6 +19,9 @@
 // three task losses with a balancer (equal, uncertainty, dwa, random, gradnorm, gls, imtl_l, stch,
 // pcgrad, mgda, mgda_ub, cagrad, upgrad, dualproj, imtl_g, aligned_mtl), so a method's step can be
 // compared with equal weighting's.
+// --bf16 1 runs every step under AutocastGuard(Precision::bf16) (core/autocast.h): the GEMMs of
+// forward and backward in bf16 with float32 sums, everything else float32; the memory line then
+// ends in "precision bf16".
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -153,18 +157,63 @@ struct MmoeBench {
   }
 };
 
+// cnn: the issue-15 CNN on 28x28 single-channel images: conv 1->32 3x3 (padding 1) + ReLU, 2x2 max
+// pool, conv 32->64 3x3 + ReLU, pool, Linear(64*7*7, 128) + ReLU, two heads (10 and 4 classes),
+// cross-entropy per head summed; Adam.
+struct CnnBench {
+  nn::Sequential trunk;
+  nn::Linear head_a, head_b;
+  std::unique_ptr<nn::Adam> opt;
+  Tensor x, ya, yb;
+
+  static nn::Sequential make_trunk(Generator& gen) {
+    return nn::Sequential(nn::Conv2d(1, 32, 3, {.padding = 1}, gen), nn::ReLU(), nn::MaxPool2d(2),
+                          nn::Conv2d(32, 64, 3, {.padding = 1}, gen), nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(),
+                          nn::Linear(64 * 7 * 7, 128, {}, gen), nn::ReLU());
+  }
+  CnnBench(std::int64_t batch, Generator gen = Generator(1))
+      : trunk(make_trunk(gen)), head_a(128, 10, {}, gen), head_b(128, 4, {}, gen) {
+    std::vector<Tensor> params = trunk.parameters();
+    for (const Tensor& p : head_a.parameters()) params.push_back(p);
+    for (const Tensor& p : head_b.parameters()) params.push_back(p);
+    opt = std::make_unique<nn::Adam>(params, nn::AdamOptions{.lr = 1e-3});
+    Generator data(42);
+    x = randn({batch, 1, 28, 28}, data);
+    std::vector<std::int64_t> a(static_cast<std::size_t>(batch)), b(a.size());
+    for (std::int64_t i = 0; i < batch; ++i) {
+      a[static_cast<std::size_t>(i)] = (i * 7919 + 13) % 10;
+      b[static_cast<std::size_t>(i)] = (i * 104729 + 7) % 4;
+    }
+    ya = tensor(a, {batch});
+    yb = tensor(b, {batch});
+  }
+  Workload workload() {
+    return {[this] {
+              const Tensor h = trunk(x);
+              return nn::cross_entropy(head_a(h), ya) + nn::cross_entropy(head_b(h), yb);
+            },
+            [this](Tensor& loss) {
+              opt->zero_grad();
+              loss.backward();
+            },
+            [this] { opt->step(); }};
+  }
+};
+
 struct Args {
   std::string model = "mlp";
   long batch = 256, threads = 1, steps = 0, repeats = 7, warmup = 0;
   bool phases = false;
+  bool bf16 = false;
   std::string isa;  // empty: the best the CPU supports
   std::string balancer = "equal";
 };
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
-               "%s\nusage: train_step --model mlp|mmoe|mmoe_small --batch B --threads N [--steps S] "
-               "[--repeats R] [--warmup W] [--phases 1] [--isa baseline|avx2|avx512] [--balancer NAME]\n",
+               "%s\nusage: train_step --model mlp|mmoe|mmoe_small|cnn --batch B --threads N [--steps S] "
+               "[--repeats R] [--warmup W] [--phases 1] [--isa baseline|avx2|avx512|avx512_bf16] [--balancer NAME] "
+               "[--bf16 1]\n",
                msg);
   std::exit(2);
 }
@@ -183,6 +232,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--warmup") a.warmup = std::atol(v);
     else if (k == "--phases") a.phases = std::atol(v) != 0;
     else if (k == "--isa") a.isa = v;
+    else if (k == "--bf16") a.bf16 = std::atol(v) != 0;
     else if (k == "--balancer") a.balancer = v;
     else usage(("unknown flag " + k).c_str());
   }
@@ -197,15 +247,18 @@ int main(int argc, char** argv) try {
   set_num_threads(static_cast<int>(args.threads));
   std::optional<kernels::IsaOverride> isa;
   if (!args.isa.empty()) {
-    const kernels::Isa sets[] = {kernels::Isa::baseline, kernels::Isa::avx2, kernels::Isa::avx512};
+    const kernels::Isa sets[] = {kernels::Isa::baseline, kernels::Isa::avx2, kernels::Isa::avx512,
+                                 kernels::Isa::avx512_bf16};
     const auto* chosen = std::find_if(std::begin(sets), std::end(sets),
                                       [&](kernels::Isa s) { return args.isa == kernels::isa_name(s); });
     if (chosen == std::end(sets)) usage(("unknown instruction set " + args.isa).c_str());
     isa.emplace(*chosen);  // throws if the CPU lacks it
   }
+  const AutocastGuard precision(args.bf16 ? Precision::bf16 : Precision::fp32);
 
   std::unique_ptr<MlpBench> mlp;
   std::unique_ptr<MmoeBench> mmoe;
+  std::unique_ptr<CnnBench> cnn;
   Workload w;
   if (args.model == "mlp") {
     mlp = std::make_unique<MlpBench>(args.batch);
@@ -216,6 +269,9 @@ int main(int argc, char** argv) try {
   } else if (args.model == "mmoe_small") {
     mmoe = std::make_unique<MmoeBench>(args.batch, 64, 32, 16, args.balancer);
     w = mmoe->workload();
+  } else if (args.model == "cnn") {
+    cnn = std::make_unique<CnnBench>(args.batch);
+    w = cnn->workload();
   } else {
     usage(("unknown model " + args.model).c_str());
   }
@@ -251,8 +307,8 @@ int main(int argc, char** argv) try {
   const double mean_ms = total / static_cast<double>(per_step.size());
   std::printf("%s batch %ld threads %ld ms/step %.4f samples/s %.0f\n", label.c_str(), args.batch, args.threads,
               ms, static_cast<double>(args.batch) * 1000.0 / ms);
-  std::printf("%s batch %ld threads %ld peak_rss_mb %.1f mean_ms %.4f\n", label.c_str(), args.batch, args.threads,
-              peak_rss_mb(), mean_ms);
+  std::printf("%s batch %ld threads %ld peak_rss_mb %.1f mean_ms %.4f%s\n", label.c_str(), args.batch, args.threads,
+              peak_rss_mb(), mean_ms, args.bf16 ? " precision bf16" : "");
 
   if (args.phases) {
     std::vector<double> f, b, o;

@@ -96,6 +96,25 @@ struct Mmoe : torch::nn::Module {
   }
 };
 
+// The CNN of train_step.cpp's `cnn` model.
+struct Cnn : torch::nn::Module {
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  torch::nn::Linear fc{nullptr}, head_a{nullptr}, head_b{nullptr};
+  Cnn() {
+    conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3).padding(1)));
+    conv2 = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3).padding(1)));
+    fc = register_module("fc", torch::nn::Linear(64 * 7 * 7, 128));
+    head_a = register_module("head_a", torch::nn::Linear(128, 10));
+    head_b = register_module("head_b", torch::nn::Linear(128, 4));
+  }
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x) {
+    torch::Tensor h = torch::max_pool2d(torch::relu(conv1(x)), 2);
+    h = torch::max_pool2d(torch::relu(conv2(h)), 2);
+    h = torch::relu(fc(h.flatten(1)));
+    return {head_a(h), head_b(h)};
+  }
+};
+
 struct Args {
   std::string model = "mlp", experts = "fused";
   long batch = 256, threads = 1, steps = 0, repeats = 7, warmup = 0;
@@ -103,7 +122,7 @@ struct Args {
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
-               "%s\nusage: train_step_torch --model mlp|mmoe|mmoe_small --batch B --threads N [--steps S] "
+               "%s\nusage: train_step_torch --model mlp|mmoe|mmoe_small|cnn --batch B --threads N [--steps S] "
                "[--repeats R] [--warmup W] [--experts fused|loop]\n",
                msg);
   std::exit(2);
@@ -147,7 +166,8 @@ int main(int argc, char** argv) try {
   std::vector<torch::Tensor> params;
   std::shared_ptr<Mlp> mlp;
   std::shared_ptr<Mmoe> mmoe;
-  torch::Tensor x, y;
+  std::shared_ptr<Cnn> cnn;
+  torch::Tensor x, y, y2;
   std::vector<torch::Tensor> targets;
   const std::int64_t batch = args.batch;
   if (args.model == "mlp") {
@@ -168,6 +188,16 @@ int main(int argc, char** argv) try {
       torch::Tensor loss = torch::mse_loss(out[0], targets[0]);
       for (std::size_t t = 1; t < out.size(); ++t) loss = loss + torch::mse_loss(out[t], targets[t]);
       return loss;
+    };
+  } else if (args.model == "cnn") {
+    cnn = std::make_shared<Cnn>();
+    params = cnn->parameters();
+    x = torch::randn({batch, 1, 28, 28});
+    y = torch::arange(batch, torch::kLong).mul(7919).add(13).remainder(10);
+    y2 = torch::arange(batch, torch::kLong).mul(104729).add(7).remainder(4);
+    forward_loss = [&] {
+      const auto [a, b] = cnn->forward(x);
+      return torch::nn::functional::cross_entropy(a, y) + torch::nn::functional::cross_entropy(b, y2);
     };
   } else {
     usage(("unknown model " + args.model).c_str());

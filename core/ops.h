@@ -123,9 +123,12 @@ struct ConvOptions {
   Size2 dilation = 1;
   std::int64_t groups = 1;  // C and O must both divide by it
 };
-// x [N, C, H, W], weight [O, C / groups, kh, kw], bias [O] or undefined -> [N, O, out_h, out_w].
-// im2col + GEMM; backward gives input (col2im), weight and bias gradients.
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const ConvOptions& options = {});
+// x [N, C, H, W], weight [O, C / groups, kh, kw], bias [O] or undefined -> activation(conv + bias),
+// [N, O, out_h, out_w]. im2col over blocks of images + one GEMM per block and group, bias and
+// activation applied as the result is stored; backward gives input (col2im), weight and bias
+// gradients, the ReLU's mask applied as the output gradient is read.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const ConvOptions& options = {},
+              Activation activation = Activation::none);
 
 struct PoolOptions {
   Size2 stride = 0;   // 0: the kernel size, as in PyTorch
@@ -152,6 +155,12 @@ struct BatchNormOutput {
 // channel over every dim but 1, y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c. weight
 // and bias are [C], or both undefined for no affine. Two passes over x forward, two backward.
 BatchNormOutput batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
+// Normalises each sample of x over its trailing dims, which must equal normalized_shape:
+// y = (x - mean) / sqrt(var + eps) * weight + bias (biased variance), weight and bias of
+// normalized_shape, or both undefined for no affine. One fused op: one pass over x forward, one
+// backward (the composite took seven).
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+                  double eps);
 
 // Operators: tensor with tensor, or with a scalar on either side.
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

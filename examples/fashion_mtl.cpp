@@ -5,6 +5,8 @@
 //
 // --report 1 prints after every epoch which experts each task's gate uses (on held-out images) and
 // how the tasks' gradients on the shared parameters agree (on one training batch).
+// --bf16 1 trains and evaluates under AutocastGuard(Precision::bf16): the matrix products in bf16
+// with float32 sums, everything else float32 (core/autocast.h).
 #include <cstdio>
 #include <memory>
 
@@ -52,18 +54,21 @@ int main(int argc, char** argv) try {
                                {"threads", "0"},
                                {"seed", "1"},
                                {"report", "0"},
+                               {"bf16", "0"},
                                {"data", "/usr/share/datasets/fashion-mnist"}},
                               "fashion_mtl: multi-task training on Fashion-MNIST (item class + group)");
   set_num_threads(static_cast<int>(flags.integer("threads")));
   manual_seed(static_cast<std::uint64_t>(flags.integer("seed")));
+  const AutocastGuard precision(flags.integer("bf16") ? Precision::bf16 : Precision::fp32);
 
   const data::FashionMnist fm = data::fashion_mnist(flags.str("data"));
   const std::vector<mtl::TaskSpec> tasks = {{"item", 10, {64}}, {"group", 4, {64}}};
   std::unique_ptr<mtl::MultiTaskModel> model = make_model(flags.str("model"), tasks);
   nn::Adam optimizer(model->parameters(), {.lr = flags.real("lr")});
   mtl::StaticWeighting balancer = mtl::StaticWeighting::equal(tasks.size());
-  std::printf("model %s: %lld parameters, %lld training images, %d threads\n", flags.str("model").c_str(),
-              static_cast<long long>(model->num_parameters()), static_cast<long long>(fm.train.size()), num_threads());
+  std::printf("model %s: %lld parameters, %lld training images, %d threads, %s products\n",
+              flags.str("model").c_str(), static_cast<long long>(model->num_parameters()),
+              static_cast<long long>(fm.train.size()), num_threads(), precision_name(autocast_precision()));
 
   const long epochs = flags.integer("epochs");
   data::Loader loader(fm.train, {.batch = flags.integer("batch"), .shuffle = true, .seed = 7});

@@ -1,9 +1,12 @@
 // Convolution and pooling loops on raw pointers, one image plane set at a time. Layouts are
-// row-major and contiguous: an image is [channels, height, width]; a column buffer is
-// [channels * kh * kw, out_h * out_w] (im2col), so a convolution becomes one GEMM per group.
+// row-major and contiguous: an image is [channels, height, width]; a column block is
+// [channels * kh * kw, ld] (im2col) holding several images side by side, out_h * out_w columns
+// each, so a convolution over a block of images becomes one GEMM per group.
 #pragma once
 
 #include <cstdint>
+
+#include "gemm.h"  // Activation
 
 namespace ladon::kernels {
 
@@ -17,11 +20,22 @@ struct Window2d {
   std::int64_t out_h = 1, out_w = 1;
 };
 
-// col[(c * kh + i) * kw + j, oy * out_w + ox] = image[c, oy*sh - ph + i*dh, ox*sw - pw + j*dw], 0 outside.
-void im2col(const Window2d& w, const float* image, float* col);
+// col[((c * kh + i) * kw + j) * ld + oy * out_w + ox] = image[c, oy*sh - ph + i*dh, ox*sw - pw + j*dw],
+// 0 outside; ld >= out_h * out_w is the column block's row stride.
+void im2col(const Window2d& w, const float* image, float* col, std::int64_t ld);
 // The adjoint of im2col: image[c, y, x] += every col entry that im2col read from there. image must
 // be initialised by the caller (usually zeroed).
-void col2im(const Window2d& w, const float* col, float* image);
+void col2im(const Window2d& w, const float* col, std::int64_t ld, float* image);
+
+// The convolution GEMM's result c [rows, ld] holds `images` images side by side, `plane` columns
+// each; conv_store writes it out image-major with the epilogue: out[i, r, p] =
+// activation(c[r * ld + i * plane + p] + bias[r]) (bias may be null).
+void conv_store(std::int64_t images, std::int64_t rows, std::int64_t plane, const float* c, std::int64_t ld,
+                const float* bias, Activation activation, float* out);
+// Its adjoint for the backward: c[r * ld + i * plane + p] = grad[i, r, p], zeroed where
+// y[i, r, p] <= 0 when y (the ReLU's output) is given.
+void conv_gather(std::int64_t images, std::int64_t rows, std::int64_t plane, const float* grad, const float* y,
+                 float* c, std::int64_t ld);
 
 // Max pooling over `planes` planes of height x width (channels in w is ignored). Padding counts as
 // -infinity. argmax holds the winning element's offset within its plane (y * width + x); the first

@@ -18,11 +18,11 @@ Isa detect() {
   const bool v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                   __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
                   __builtin_cpu_supports("avx512vl");
-  if (v4) return Isa::avx512;
+  if (v4) return __builtin_cpu_supports("avx512bf16") ? Isa::avx512_bf16 : Isa::avx512;
   if (v3) return Isa::avx2;
 #else
   // Exactly the levels the variants are compiled for (GCC knows them by name since GCC 12).
-  if (__builtin_cpu_supports("x86-64-v4")) return Isa::avx512;
+  if (__builtin_cpu_supports("x86-64-v4")) return __builtin_cpu_supports("avx512bf16") ? Isa::avx512_bf16 : Isa::avx512;
   if (__builtin_cpu_supports("x86-64-v3")) return Isa::avx2;
 #endif
 #endif
@@ -48,6 +48,8 @@ bool isa_supported(Isa isa) { return static_cast<int>(isa) <= static_cast<int>(b
 
 const char* isa_name(Isa isa) {
   switch (isa) {
+    case Isa::avx512_bf16:
+      return "avx512_bf16";
     case Isa::avx512:
       return "avx512";
     case Isa::avx2:

@@ -1,5 +1,7 @@
 #include "norm.h"
 
+#include <cmath>
+
 #include "simd.h"
 
 namespace ladon::kernels {
@@ -76,7 +78,68 @@ LADON_INLINE void channel_combine_body(const ChannelRange& r, const float* dy, c
     }
 }
 
+LADON_INLINE void layer_norm_rows_body(i64 rows, i64 n, const float* x, const float* weight, const float* bias,
+                                      float eps, float* y, float* mean, float* rstd) {
+  for (i64 r = 0; r < rows; ++r) {
+    const float* __restrict row = x + r * n;
+    float* __restrict out = y + r * n;
+    const auto m = static_cast<float>(segment_sum(n, [row](i64 i) { return row[i]; }) / static_cast<double>(n));
+    const double squares = segment_sum(n, [row, m](i64 i) { return (row[i] - m) * (row[i] - m); });
+    const float s = 1.0f / std::sqrt(static_cast<float>(squares / static_cast<double>(n)) + eps);
+    mean[r] = m;
+    rstd[r] = s;
+    if (weight) {
+      for (i64 i = 0; i < n; ++i) out[i] = (row[i] - m) * s * weight[i] + bias[i];
+    } else {
+      for (i64 i = 0; i < n; ++i) out[i] = (row[i] - m) * s;
+    }
+  }
+}
+
+LADON_INLINE void layer_norm_backward_rows_body(i64 rows, i64 n, const float* dy, const float* x, const float* mean,
+                                               const float* rstd, const float* weight, float* dx, float* dweight,
+                                               float* dbias) {
+  for (i64 r = 0; r < rows; ++r) {
+    const float* __restrict g = dy + r * n;
+    const float* __restrict v = x + r * n;
+    const float m = mean[r], s = rstd[r];
+    if (dx) {
+      // mean(g) and mean(g * xhat), g = dy * weight.
+      double sg, sgx;
+      if (weight) {
+        sg = segment_sum(n, [g, weight](i64 i) { return g[i] * weight[i]; });
+        sgx = segment_sum(n, [g, v, weight, m, s](i64 i) { return g[i] * weight[i] * ((v[i] - m) * s); });
+      } else {
+        sg = segment_sum(n, [g](i64 i) { return g[i]; });
+        sgx = segment_sum(n, [g, v, m, s](i64 i) { return g[i] * ((v[i] - m) * s); });
+      }
+      const auto mg = static_cast<float>(sg / static_cast<double>(n));
+      const auto mgx = static_cast<float>(sgx / static_cast<double>(n));
+      float* __restrict out = dx + r * n;
+      if (weight) {
+        for (i64 i = 0; i < n; ++i) out[i] = s * (g[i] * weight[i] - mg - (v[i] - m) * s * mgx);
+      } else {
+        for (i64 i = 0; i < n; ++i) out[i] = s * (g[i] - mg - (v[i] - m) * s * mgx);
+      }
+    }
+    if (dweight)
+      for (i64 i = 0; i < n; ++i) dweight[i] += g[i] * ((v[i] - m) * s);
+    if (dbias)
+      for (i64 i = 0; i < n; ++i) dbias[i] += g[i];
+  }
+}
+
 }  // namespace
+
+void layer_norm_rows(std::int64_t rows, std::int64_t n, const float* x, const float* weight, const float* bias,
+                     float eps, float* y, float* mean, float* rstd) {
+  Multiversion<layer_norm_rows_body>::run(rows, n, x, weight, bias, eps, y, mean, rstd);
+}
+
+void layer_norm_backward_rows(std::int64_t rows, std::int64_t n, const float* dy, const float* x, const float* mean,
+                              const float* rstd, const float* weight, float* dx, float* dweight, float* dbias) {
+  Multiversion<layer_norm_backward_rows_body>::run(rows, n, dy, x, mean, rstd, weight, dx, dweight, dbias);
+}
 
 void channel_mean_var(const ChannelRange& r, const float* x, float* mean, float* var) {
   Multiversion<channel_mean_var_body>::run(r, x, mean, var);

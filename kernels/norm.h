@@ -1,4 +1,4 @@
-// Per-channel loops of batch normalisation. x is contiguous [outer, channels, inner] (N, C, H * W);
+// Per-channel loops of batch normalisation, and per-row loops of layer normalisation. x is contiguous [outer, channels, inner] (N, C, H * W);
 // each function touches only channels [c_begin, c_end), so callers split channels across threads.
 #pragma once
 
@@ -22,5 +22,16 @@ void channel_grad_sums(const ChannelRange& r, const float* dy, const float* x, c
 // dx = dy * a[c] + x * b[c] + k[c]: batch norm's input gradient, folded into one pass.
 void channel_combine(const ChannelRange& r, const float* dy, const float* a, const float* x, const float* b,
                      const float* k, float* dx);
+
+// Layer normalisation of each row of x [rows, n]: mean[r] and rstd[r] = 1 / sqrt(var + eps)
+// (biased variance, summed in double), y = (x - mean) * rstd * weight + bias, weight and bias [n]
+// or both null. A row is read three times, but from L1 for the usual widths: one pass over memory.
+void layer_norm_rows(std::int64_t rows, std::int64_t n, const float* x, const float* weight, const float* bias,
+                     float eps, float* y, float* mean, float* rstd);
+// Its backward over the same rows, with xhat = (x - mean) * rstd and g = dy * weight (dy without
+// weight): dx = rstd * (g - mean(g) - xhat * mean(g * xhat)); dweight += dy * xhat and dbias += dy
+// summed over the rows. dx, dweight and dbias may each be null (not wanted).
+void layer_norm_backward_rows(std::int64_t rows, std::int64_t n, const float* dy, const float* x, const float* mean,
+                              const float* rstd, const float* weight, float* dx, float* dweight, float* dbias);
 
 }  // namespace ladon::kernels

@@ -18,8 +18,11 @@ inline constexpr const char* kMultiversioned[] = {
     "sum_reduce",     "softmax",          "softmax_cross_entropy",
     "sgd_update",     "adam_update",      "rmsprop_update",   "adagrad_update",
     "channel_mean_var", "channel_scale_shift", "channel_grad_sums", "channel_combine",
-    "max_pool2d_2x2",
+    "max_pool2d_2x2", "conv_store",     "conv_gather",      "layer_norm_rows", "layer_norm_backward_rows",
 };
+// Not through Multiversion, and so not in the list: sgemm (gemm.cpp) and gemm_bf16 (gemm_bf16.cpp)
+// dispatch on active_isa() themselves, with their own micro-kernels per set; their tests
+// (tests/kernels/test_gemm*.cpp) run every set of kIsas the CPU supports against the reference.
 
 template <auto Body>
 struct Multiversion {
@@ -42,6 +45,7 @@ struct Multiversion {
   static void run(Args... args) {
 #if LADON_X86
     switch (active_isa()) {
+      case Isa::avx512_bf16:  // no bf16 in these bodies: the x86-64-v4 variant
       case Isa::avx512:
         return avx512(args...);
       case Isa::avx2:

@@ -22,10 +22,11 @@ Conv2d::Conv2d(std::int64_t in, std::int64_t out, Size2 kernel, Conv2dOptions op
   }
 }
 
-Tensor Conv2d::forward(const Tensor& x) {
+Tensor Conv2d::forward(const Tensor& x, Activation activation) {
   return conv2d(x, weight, bias,
                 {.stride = options_.stride, .padding = options_.padding, .dilation = options_.dilation,
-                 .groups = options_.groups});
+                 .groups = options_.groups},
+                activation);
 }
 
 void Conv2d::visit(Visitor& v) {

@@ -25,7 +25,9 @@ class Conv2d : public Layer {
   Conv2d(std::int64_t in, std::int64_t out, Size2 kernel, Conv2dOptions options = {},
          Generator& gen = default_generator());
 
-  Tensor forward(const Tensor& x) override;
+  Tensor forward(const Tensor& x) override { return forward(x, Activation::none); }
+  // activation(conv2d(x)): Sequential calls it with ReLU when a Conv2d is followed by a ReLU layer.
+  Tensor forward(const Tensor& x, Activation activation);
   void visit(Visitor& v) override;
 
   std::int64_t in_channels() const { return weight.shape()[1] * options_.groups; }

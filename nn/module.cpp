@@ -3,6 +3,7 @@
 #include <functional>
 
 #include "activation.h"
+#include "conv.h"
 #include "linear.h"
 
 namespace ladon::nn {
@@ -80,11 +81,16 @@ void Module::zero_grad() {
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    // Linear then ReLU runs as one GEMM with the bias and ReLU in its epilogue: same result, one
-    // pass over the output instead of three.
-    auto* linear = dynamic_cast<Linear*>(layers_[i].get());
-    if (linear && i + 1 < layers_.size() && dynamic_cast<ReLU*>(layers_[i + 1].get())) {
+    // Linear or Conv2d then ReLU runs with the bias and ReLU applied as the GEMM's result is
+    // stored: same result, one pass over the output instead of three.
+    const bool relu_next = i + 1 < layers_.size() && dynamic_cast<ReLU*>(layers_[i + 1].get());
+    if (auto* linear = dynamic_cast<Linear*>(layers_[i].get()); linear && relu_next) {
       h = linear->forward(h, Activation::relu);
+      ++i;
+      continue;
+    }
+    if (auto* conv = dynamic_cast<Conv2d*>(layers_[i].get()); conv && relu_next) {
+      h = conv->forward(h, Activation::relu);
       ++i;
       continue;
     }

@@ -83,13 +83,7 @@ Tensor LayerNorm::forward(const Tensor& x) {
   LADON_CHECK(x.defined() && x.dtype() == Dtype::float32, "LayerNorm", "expected a float32 input");
   LADON_CHECK(x.dim() >= k && Shape(x.shape().end() - k, x.shape().end()) == normalized_shape_, "LayerNorm", "input ",
               shape_str(x.shape()), " does not end in normalized_shape ", shape_str(normalized_shape_));
-  std::vector<std::int64_t> dims;
-  for (std::int64_t d = x.dim() - k; d < x.dim(); ++d) dims.push_back(d);
-  const Tensor centred = sub(x, mean(x, dims, true));
-  const Tensor var = mean(mul(centred, centred), dims, true);
-  Tensor y = div(centred, sqrt(add(var, scalar(options_.eps))));
-  if (weight.defined()) y = add(mul(y, weight), bias);
-  return y;
+  return layer_norm(x, normalized_shape_, weight, bias, options_.eps);
 }
 
 void LayerNorm::visit(Visitor& v) {

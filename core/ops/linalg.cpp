@@ -1,6 +1,7 @@
 // matmul: 2-D, batched 3-D, and 3-D by a shared 2-D matrix. Transposed views reach the GEMM kernel
 // as a transpose flag, never as a copy.
 #include "../../kernels/gemm.h"
+#include "../autocast.h"
 #include "../autograd.h"
 #include "../ops.h"
 #include "iterate.h"
@@ -43,14 +44,14 @@ Operand operand(const Tensor& t) {
 // Below this many multiply-adds one thread is faster than two.
 constexpr std::int64_t kParallelGemmWork = 1 << 20;
 
-// out[b] = a[b] @ b[b] for contiguous out of shape [batch, m, n], with the epilogue (bias over the n
-// columns) applied by the GEMM.
-void gemm_batched(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k, const Operand& a,
-                  const Operand& b, float* out, const kernels::Epilogue& epilogue = {}) {
+// out[b] = a[b] @ b[b] for contiguous out of shape [batch, m, n] through `gemm` (the kernel of the
+// op's precision), with the epilogue (bias over the n columns) applied by the GEMM.
+void gemm_batched(GemmKernel gemm, std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k,
+                  const Operand& a, const Operand& b, float* out, const kernels::Epilogue& epilogue = {}) {
   if (batch >= num_threads() && batch > 1) {
     parallel_for(0, batch, 1, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t i = begin; i < end; ++i)
-        kernels::sgemm(a.trans, b.trans, m, n, k, 1.0f, a.data + i * a.batch_stride, a.ld, b.data + i * b.batch_stride,
+        gemm(a.trans, b.trans, m, n, k, 1.0f, a.data + i * a.batch_stride, a.ld, b.data + i * b.batch_stride,
                        b.ld, 0.0f, out + i * m * n, n, epilogue);
     });
     return;
@@ -65,13 +66,13 @@ void gemm_batched(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64
     parallel_for(0, extent, grain, [&](std::int64_t begin, std::int64_t end) {
       if (split_rows) {
         const float* rows_a = a.trans ? pa + begin : pa + begin * a.ld;
-        kernels::sgemm(a.trans, b.trans, end - begin, n, k, 1.0f, rows_a, a.ld, pb, b.ld, 0.0f, pc + begin * n, n,
+        gemm(a.trans, b.trans, end - begin, n, k, 1.0f, rows_a, a.ld, pb, b.ld, 0.0f, pc + begin * n, n,
                        epilogue);
       } else {
         const float* cols_b = b.trans ? pb + begin * b.ld : pb + begin;
         kernels::Epilogue columns = epilogue;
         if (columns.bias != nullptr) columns.bias += begin;
-        kernels::sgemm(a.trans, b.trans, m, end - begin, k, 1.0f, pa, a.ld, cols_b, b.ld, 0.0f, pc + begin, n,
+        gemm(a.trans, b.trans, m, end - begin, k, 1.0f, pa, a.ld, cols_b, b.ld, 0.0f, pc + begin, n,
                        columns);
       }
     });
@@ -99,8 +100,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                 ": batch sizes differ (", a.shape()[0], " vs ", b.shape()[0], ")");
   const std::int64_t m = a.shape()[a.dim() - 2], k = a.shape().back(), n = b.shape().back();
   Tensor out = empty(a.dim() == 3 ? Shape{batch, m, n} : Shape{m, n});
-  gemm_batched(batch, m, n, k, operand(a), operand(b), out.data<float>());
-  return record(out, "matmul", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& g, const std::vector<bool>& need) {
+  const Precision precision = autocast_precision();
+  gemm_batched(gemm_kernel(precision), batch, m, n, k, operand(a), operand(b), out.data<float>());
+  return record(out, "matmul", {a, b}, [a = a.detach(), b = b.detach(), precision](const Tensor& g,
+                                                                                   const std::vector<bool>& need) {
+    const AutocastGuard forward_precision(precision);  // backward products in the forward's precision
     const std::int64_t r = a.dim() - 2, c = a.dim() - 1;
     // Each gradient is made in its operand's layout: for a transposed view (Linear's weight.t())
     // the product is computed transposed, so the view's backward hands the weight a contiguous
@@ -130,13 +134,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activat
     b = bias.detach().contiguous();
   }
   Tensor y = empty({batch, out_features});
-  gemm_batched(1, batch, out_features, in, operand(x), operand(weight.t()), y.data<float>(),
+  const Precision precision = autocast_precision();
+  gemm_batched(gemm_kernel(precision), 1, batch, out_features, in, operand(x), operand(weight.t()), y.data<float>(),
                {.bias = b.defined() ? b.data<float>() : nullptr, .activation = activation});
   std::vector<Tensor> inputs = {x, weight};
   if (bias.defined()) inputs.push_back(bias);
   return record(y, op, std::move(inputs),
-                [x = x.detach(), w = weight.detach(), y = y.detach(), activation](const Tensor& g,
-                                                                                   const std::vector<bool>& need) {
+                [x = x.detach(), w = weight.detach(), y = y.detach(), activation, precision](
+                    const Tensor& g, const std::vector<bool>& need) {
+                  const AutocastGuard forward_precision(precision);  // dX and dW products as in the forward
                   Tensor dy = g;
                   if (activation == Activation::relu) dy = detail::relu_grad(y, g);
                   Grads grads = {need[0] ? matmul(dy, w) : Tensor(), need[1] ? matmul(dy.t(), x) : Tensor()};

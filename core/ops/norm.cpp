@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <mutex>
 #include <vector>
 
 #include "../autograd.h"
@@ -115,6 +116,65 @@ BatchNormOutput batch_norm(const Tensor& input, const Tensor& weight, const Tens
                return grads;
              });
   return {y, mean, var};
+}
+
+Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+                  double eps) {
+  const char* op = "layer_norm";
+  detail::check_float(op, input);
+  const auto k = static_cast<std::int64_t>(normalized_shape.size());
+  LADON_CHECK(k > 0 && input.dim() >= k && Shape(input.shape().end() - k, input.shape().end()) == normalized_shape,
+              op, "input ", shape_str(input.shape()), " does not end in normalized_shape ",
+              shape_str(normalized_shape));
+  LADON_CHECK(weight.defined() == bias.defined(), op, "weight and bias must both be given or both be undefined");
+  const bool affine = weight.defined();
+  if (affine) {
+    detail::check_float(op, weight);
+    detail::check_float(op, bias);
+    LADON_CHECK(weight.shape() == normalized_shape && bias.shape() == normalized_shape, op, "weight ",
+                shape_str(weight.shape()), " and bias ", shape_str(bias.shape()), " must be normalized_shape ",
+                shape_str(normalized_shape));
+  }
+  LADON_CHECK(eps > 0, op, "eps must be positive, got ", eps);
+  std::int64_t n = 1;
+  for (std::int64_t s : normalized_shape) n *= s;
+  LADON_CHECK(n > 0, op, "normalized_shape ", shape_str(normalized_shape), " is empty");
+  const std::int64_t rows = input.numel() / n;
+  const std::int64_t grain = std::max<std::int64_t>(1, 32768 / n);  // rows per chunk: ~32K values
+
+  const Tensor x = input.detach().contiguous();
+  const Tensor w = affine ? weight.detach().contiguous() : Tensor(), b = affine ? bias.detach().contiguous() : Tensor();
+  const float* pw = affine ? w.data<float>() : nullptr;
+  Tensor y = empty(input.shape()), mean = empty({rows}), rstd = empty({rows});
+  parallel_for(0, rows, grain, [&](std::int64_t begin, std::int64_t end) {
+    kernels::layer_norm_rows(end - begin, n, x.data<float>() + begin * n, pw, affine ? b.data<float>() : nullptr,
+                             static_cast<float>(eps), y.data<float>() + begin * n, mean.data<float>() + begin,
+                             rstd.data<float>() + begin);
+  });
+
+  return record(y, op, {input, weight, bias},
+                [x, w, mean, rstd, rows, n, grain, normalized_shape](const Tensor& grad, const std::vector<bool>& need) {
+                  const Tensor dy = grad.contiguous();
+                  const bool need_w = w.defined() && need[1], need_b = w.defined() && need[2];
+                  Tensor dx = need[0] ? empty(x.shape()) : Tensor();
+                  Tensor dw = need_w ? zeros(normalized_shape) : Tensor(), db = need_b ? zeros(normalized_shape) : Tensor();
+                  std::mutex merge;
+                  parallel_for(0, rows, grain, [&](std::int64_t begin, std::int64_t end) {
+                    // Each chunk sums its rows' weight and bias gradients, then adds them in.
+                    Tensor pdw = need_w ? zeros({n}) : Tensor(), pdb = need_b ? zeros({n}) : Tensor();
+                    kernels::layer_norm_backward_rows(
+                        end - begin, n, dy.data<float>() + begin * n, x.data<float>() + begin * n,
+                        mean.data<float>() + begin, rstd.data<float>() + begin,
+                        w.defined() ? w.data<float>() : nullptr, dx.defined() ? dx.data<float>() + begin * n : nullptr,
+                        need_w ? pdw.data<float>() : nullptr, need_b ? pdb.data<float>() : nullptr);
+                    std::lock_guard<std::mutex> lock(merge);
+                    for (std::int64_t i = 0; i < n; ++i) {
+                      if (need_w) dw.data<float>()[i] += pdw.data<float>()[i];
+                      if (need_b) db.data<float>()[i] += pdb.data<float>()[i];
+                    }
+                  });
+                  return Grads{dx, dw, db};
+                });
 }
 
 }  // namespace ladon

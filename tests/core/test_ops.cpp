@@ -162,6 +162,32 @@ TEST_CASE("batch_norm: statistics, normalised values and gradients worked out by
                        Error);
 }
 
+TEST_CASE("layer_norm: normalised values and gradients worked out by hand; bad shapes") {
+  // Row 0 is {1, 2, 3, 4}: mean 2.5, var 1.25, xhat = {-3, -1, 1, 3} / sqrt 5. Row 1 is {0, 0, 2, 2}:
+  // mean 1, var 1, xhat = {-1, -1, 1, 1}.
+  const Tensor x = tensor({1, 2, 3, 4, 0, 0, 2, 2}, {2, 4}).requires_grad_();
+  const Tensor w = tensor({1, 2, 1, 2}).requires_grad_(), b = tensor({0, 0, 1, 1}).requires_grad_();
+  const Tensor y = layer_norm(x, {4}, w, b, 1e-6);
+  const float r5 = std::sqrt(5.0f);
+  check_close(y, {-3 / r5, -2 / r5, 1 + 1 / r5, 1 + 6 / r5, -1, -2, 2, 3}, 1e-4);
+  // d/dy = 1 at y[0, 0] only: dbias = {1, 0, 0, 0}, dweight = {xhat[0, 0], 0, 0, 0}, and with
+  // g = dy * w = {1, 0, 0, 0}: dx[0] = rstd * (g - mean(g) - xhat * mean(g * xhat))
+  // = (sqrt 5 / 2.5) * ({0.75, -0.25, -0.25, -0.25} - xhat * (-3 / (4 sqrt 5)))
+  // = {0.6, -0.8, -0.2, 0.4} / sqrt 5; row 1 gets nothing.
+  sum(y * tensor({1, 0, 0, 0, 0, 0, 0, 0}, {2, 4})).backward();
+  check_close(b.grad(), {1, 0, 0, 0}, 1e-5);
+  check_close(w.grad(), {-3 / r5, 0, 0, 0}, 1e-4);
+  check_close(x.grad(), {0.6f / r5, -0.8f / r5, -0.2f / r5, 0.4f / r5, 0, 0, 0, 0}, 1e-4);
+
+  CHECK_THROWS_WITH_AS(layer_norm(x, {3}, Tensor(), Tensor(), 1e-5),
+                       "layer_norm: input [2, 4] does not end in normalized_shape [3]", Error);
+  CHECK_THROWS_WITH_AS(layer_norm(x, {4}, tensor({1, 1}), tensor({0, 0}), 1e-5),
+                       "layer_norm: weight [2] and bias [2] must be normalized_shape [4]", Error);
+  CHECK_THROWS_WITH_AS(layer_norm(x, {4}, w, Tensor(), 1e-5),
+                       "layer_norm: weight and bias must both be given or both be undefined", Error);
+  CHECK_THROWS_WITH_AS(layer_norm(x, {4}, Tensor(), Tensor(), 0.0), "layer_norm: eps must be positive, got 0", Error);
+}
+
 TEST_CASE("linear: bias and ReLU fused into the GEMM, gradients worked out by hand, shape errors") {
   const Tensor x = tensor({1, -2, 0.5, 1}, {2, 2}).requires_grad_();
   const Tensor w = tensor({1, 0.5, -1, 1, 0.3, -0.9}, {3, 2}).requires_grad_();

@@ -119,6 +119,9 @@ TEST_CASE("IsaOverride: names, support, nesting, and a clear error for a set the
   CHECK(ladon::kernels::isa_supported(best_isa()));
   CHECK(active_isa() == best_isa());
   CHECK(std::string(ladon::kernels::isa_name(Isa::avx2)) == "avx2");
+  CHECK(std::string(ladon::kernels::isa_name(Isa::avx512_bf16)) == "avx512_bf16");
+  // Levels include the ones below them: AVX512_BF16 is only used on top of x86-64-v4.
+  if (ladon::kernels::isa_supported(Isa::avx512_bf16)) CHECK(ladon::kernels::isa_supported(Isa::avx512));
   {
     const ladon::kernels::IsaOverride outer(Isa::baseline);
     CHECK(active_isa() == Isa::baseline);
@@ -134,6 +137,9 @@ TEST_CASE("IsaOverride: names, support, nesting, and a clear error for a set the
                          doctest::Contains("IsaOverride: this CPU does not support avx512"), std::invalid_argument);
     CHECK(active_isa() == best_isa());
   }
+  if (!ladon::kernels::isa_supported(Isa::avx512_bf16))
+    CHECK_THROWS_WITH_AS(ladon::kernels::IsaOverride(Isa::avx512_bf16),
+                         doctest::Contains("IsaOverride: this CPU does not support avx512_bf16"), std::invalid_argument);
 }
 
 void elementwise_rows() {
@@ -327,6 +333,72 @@ void pool_rows() {
   });
 }
 
+void conv_rows() {
+  using ladon::kernels::Activation;
+  // Two images of three rows, n positions each, side by side in a block whose rows are padded.
+  for (const Activation act : {Activation::none, Activation::relu})
+    for (const bool with_bias : {false, true})
+      check_variants("conv_store", std::string("conv_store") + (act == Activation::relu ? " relu" : "") + (with_bias ? " bias" : ""),
+                     [act, with_bias](i64 n) {
+                       const i64 ld = 2 * n + 3;
+                       const std::vector<float> c = values(3 * ld, 21), bias = {0.5f, -2.0f, 7.0f};
+                       std::vector<float> out(static_cast<std::size_t>(6 * n));
+                       ladon::kernels::conv_store(2, 3, n, c.data(), ld, with_bias ? bias.data() : nullptr, act,
+                                                  out.data());
+                       return out;
+                     });
+  for (const bool masked : {false, true})
+    check_variants("conv_gather", std::string("conv_gather") + (masked ? " relu mask" : ""), [masked](i64 n) {
+      const i64 ld = 2 * n + 3;
+      const std::vector<float> g = values(3 * n, 22), y = values(3 * n, 23);
+      std::vector<float> c(static_cast<std::size_t>(3 * ld), -1.0f);
+      ladon::kernels::conv_gather(2, 3, n, g.data(), masked ? y.data() : nullptr, c.data(), ld);
+      return c;
+    });
+  // The 2x2 stride-2 max pool on three planes of 2 x n (rows of n / 2 outputs: every tile tail),
+  // values and the winners' offsets.
+  check_variants("max_pool2d_2x2", "max_pool2d 2x2 rows of n", [](i64 n) {
+    ladon::kernels::Window2d w;
+    w.height = 4;
+    w.width = n;
+    w.kernel_h = w.kernel_w = w.stride_h = w.stride_w = 2;
+    w.out_h = 2;
+    w.out_w = n / 2;
+    std::vector<float> x = values(6 * n, 24);
+    for (std::size_t i = 0; i + 9 < x.size(); i += 11) x[i + 1] = x[i];  // ties
+    std::vector<float> out(static_cast<std::size_t>(6 * w.out_w));
+    std::vector<std::int64_t> at(out.size());
+    ladon::kernels::max_pool2d(w, 3, x.data(), out.data(), at.data());
+    for (const std::int64_t a : at) out.push_back(static_cast<float>(a));
+    return out;
+  });
+}
+
+void layer_norm_variant_rows() {
+  // Three rows of n values (n = 0 has no rows to normalise), with and without the affine.
+  for (const bool affine : {false, true}) {
+    check_variants("layer_norm_rows", std::string("layer_norm_rows") + (affine ? " affine" : ""), [affine](i64 n) {
+      if (n == 0) return std::vector<float>{};
+      const std::vector<float> x = values(3 * n, 31, -3.0f, 3.0f), w = values(n, 32, -2.0f, 2.0f),
+                               b = values(n, 33, -2.0f, 2.0f);
+      std::vector<float> out(static_cast<std::size_t>(3 * n + 6));
+      ladon::kernels::layer_norm_rows(3, n, x.data(), affine ? w.data() : nullptr, affine ? b.data() : nullptr, 1e-5f,
+                                      out.data(), out.data() + 3 * n, out.data() + 3 * n + 3);
+      return out;
+    });
+    check_variants("layer_norm_backward_rows", std::string("layer_norm_backward_rows") + (affine ? " affine" : ""), [affine](i64 n) {
+      if (n == 0) return std::vector<float>{};
+      const std::vector<float> x = values(3 * n, 34, -3.0f, 3.0f), dy = values(3 * n, 35, -2.0f, 2.0f),
+                               w = values(n, 36, -2.0f, 2.0f), mean = {0.5f, -0.25f, 1.0f}, rstd = {1.5f, 0.75f, 2.0f};
+      std::vector<float> out(static_cast<std::size_t>(5 * n), 0.0f);  // dx, dweight, dbias
+      ladon::kernels::layer_norm_backward_rows(3, n, dy.data(), x.data(), mean.data(), rstd.data(),
+                                               affine ? w.data() : nullptr, out.data(), out.data() + 3 * n,
+                                               out.data() + 4 * n);
+      return out;
+    });
+  }
+}
+
 }  // namespace
 
 // The variants test walks kernels::kMultiversioned: a kernel in that list without a row fails.
@@ -337,6 +409,8 @@ TEST_CASE("every multiversioned kernel: every instruction set matches the baseli
   optimizer_rows();
   norm_rows();
   pool_rows();
+  conv_rows();
+  layer_norm_variant_rows();
   for (const char* kernel : ladon::kernels::kMultiversioned) {
     CAPTURE(kernel);
     CHECK_MESSAGE(covered().count(kernel) == 1, "no variants row in tests/kernels/test_variants.cpp");
@@ -365,7 +439,7 @@ TEST_CASE("kernels::kMultiversioned names every Multiversion body in kernels/") 
     for (auto it = std::sregex_iterator(s.begin(), s.end(), use); it != std::sregex_iterator(); ++it)
       in_source.insert((*it)[1]);
   }
-  CHECK(in_source.size() >= 17);
+  CHECK(in_source.size() >= 21);
   for (const std::string& kernel : in_source) {
     CAPTURE(kernel);
     const bool listed = std::find_if(std::begin(ladon::kernels::kMultiversioned), std::end(ladon::kernels::kMultiversioned),

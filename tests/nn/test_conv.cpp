@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "core/autograd.h"
 #include "ladon.h"
 #include "nn/activation.h"
 #include "nn/conv.h"
@@ -68,6 +69,92 @@ TEST_CASE("conv2d: channels mix per output, batch and groups") {
   CHECK(yg.narrow(2, 1, 3).narrow(3, 1, 3).contiguous().to_vector<float>() ==
         std::vector<float>{3, 3, 3, 3, 3, 3, 3, 3, 3, 10, 10, 10, 10, 10, 10, 10, 10, 10});
   CHECK(values(yg)[0] == 0.0f);  // the padded border sees only zeros
+}
+
+TEST_CASE("conv2d: images in several GEMM blocks and threads, with bias and ReLU, match direct loops") {
+  // 40 x 40 outputs per image: more than one image's worth of columns per block, so each image is
+  // its own block and two threads take several each. Checked against the definition, in double.
+  const std::int64_t n = 5, c = 2, o = 3, h = 40, wd = 40;
+  Generator gen(7);
+  const Tensor x = randn({n, c, h, wd}, gen).requires_grad_();
+  const Tensor w = randn({o, c, 3, 3}, gen).requires_grad_();
+  const Tensor b = randn({o}, gen).requires_grad_();
+  const Tensor r = randn({n, o, h, wd}, gen);  // the loss is sum(y * r)
+  const Tensor y = conv2d(x, w, b, {.padding = 1}, Activation::relu);
+  sum(y * r).backward();
+  const std::vector<float> xv = values(x), wv = values(w), bv = values(b), rv = values(r), yv = values(y);
+  const std::vector<float> gx = values(x.grad()), gw = values(w.grad()), gb = values(b.grad());
+  std::vector<double> want_gx(xv.size(), 0.0), want_gw(wv.size(), 0.0), want_gb(bv.size(), 0.0);
+  double worst_y = 0;
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t oc = 0; oc < o; ++oc)
+      for (std::int64_t py = 0; py < h; ++py)
+        for (std::int64_t px = 0; px < wd; ++px) {
+          double z = bv[static_cast<std::size_t>(oc)];
+          auto tap = [&](std::int64_t ic, std::int64_t ky, std::int64_t kx, auto&& f) {
+            const std::int64_t sy = py + ky - 1, sx = px + kx - 1;
+            if (sy < 0 || sy >= h || sx < 0 || sx >= wd) return;
+            f(static_cast<std::size_t>(((i * c + ic) * h + sy) * wd + sx),
+              static_cast<std::size_t>(((oc * c + ic) * 3 + ky) * 3 + kx));
+          };
+          for (std::int64_t ic = 0; ic < c; ++ic)
+            for (std::int64_t ky = 0; ky < 3; ++ky)
+              for (std::int64_t kx = 0; kx < 3; ++kx)
+                tap(ic, ky, kx, [&](std::size_t xi, std::size_t wi) { z += double(xv[xi]) * wv[wi]; });
+          const std::size_t at = static_cast<std::size_t>(((i * o + oc) * h + py) * wd + px);
+          worst_y = std::max(worst_y, std::fabs(std::max(z, 0.0) - yv[at]));
+          if (z <= 0) continue;  // the ReLU passes no gradient
+          const double g = rv[at];
+          want_gb[static_cast<std::size_t>(oc)] += g;
+          for (std::int64_t ic = 0; ic < c; ++ic)
+            for (std::int64_t ky = 0; ky < 3; ++ky)
+              for (std::int64_t kx = 0; kx < 3; ++kx)
+                tap(ic, ky, kx, [&](std::size_t xi, std::size_t wi) {
+                  want_gx[xi] += g * wv[wi];
+                  want_gw[wi] += g * xv[xi];
+                });
+        }
+  CHECK(worst_y < 1e-4);
+  auto worst = [](const std::vector<float>& got, const std::vector<double>& want) {
+    double e = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) e = std::max(e, std::fabs(got[i] - want[i]) / (1.0 + std::fabs(want[i])));
+    return e;
+  };
+  CHECK(worst(gx, want_gx) < 1e-4);
+  CHECK(worst(gw, want_gw) < 1e-4);
+  CHECK(worst(gb, want_gb) < 1e-4);
+}
+
+TEST_CASE("conv2d with a fused ReLU gives relu(conv2d)'s values and gradients, with groups and stride") {
+  Generator gen(11);
+  const Tensor x = randn({2, 4, 5, 5}, gen).requires_grad_();
+  const Tensor w = randn({4, 2, 3, 3}, gen).requires_grad_();
+  const Tensor r = randn({2, 4, 2, 2}, gen);
+  const ConvOptions opt{.stride = 2, .groups = 2};
+  const Tensor fused = conv2d(x, w, Tensor(), opt, Activation::relu);
+  sum(fused * r).backward();
+  const std::vector<float> gx = values(x.grad()), gw = values(w.grad());
+  x.zero_grad();
+  w.zero_grad();
+  const Tensor plain = relu(conv2d(x, w, Tensor(), opt));
+  sum(plain * r).backward();
+  CHECK(values(fused) == values(plain));
+  CHECK(gx == values(x.grad()));
+  CHECK(gw == values(w.grad()));
+}
+
+TEST_CASE("Sequential runs Conv2d then ReLU as one fused conv2d with the same values and gradients") {
+  Generator gen(3);
+  nn::Sequential fused(nn::Conv2d(2, 4, 3, {.padding = 1}, gen), nn::ReLU());
+  const Tensor x = randn({3, 2, 6, 6}, gen);
+  auto* conv = dynamic_cast<nn::Conv2d*>(&fused[0]);
+  REQUIRE(conv != nullptr);
+  const Tensor want = relu(conv2d(x, conv->weight, conv->bias, {.padding = 1}));
+  const Tensor got = fused(x);
+  CHECK(values(got) == values(want));
+  // The fused op records one node (conv2d), not two.
+  REQUIRE(got.grad_fn() != nullptr);
+  CHECK(std::string(got.grad_fn()->name()) == "conv2d");
 }
 
 TEST_CASE("conv2d: a [C, H, W] input gives a [O, H', W'] output") {

@@ -1,0 +1,380 @@
+// bf16 GEMM in the BLIS/GotoBLAS structure of gemm.cpp (same loop nest and cache blocking), with
+// operands packed as bfloat16 k-pairs: one 32-bit word holds (X(p), X(p+1)) in its low and high
+// halves, the layout vdpbf16ps multiplies. Packed A panels: word[q * MR + i] = (A(i,2q), A(i,2q+1));
+// packed B panels: word[q * NR + j] = (B(2q,j), B(2q+1,j)); an odd k is padded with zeros on both
+// sides (0 * 0, never 0 * inf). Packing converts float32 to bf16 on the way (float_to_bf16), so no
+// bf16 copy of A or B ever exists in memory.
+//
+// Native tile (AVX512_BF16): 14 x 32, 28 zmm accumulators (vdpbf16ps issues two per cycle at about
+// 6 cycles latency on Zen 5: at least 12 independent chains keep it busy), two B vectors and one
+// broadcast A pair per step. KC = 768 k values make the same bytes per panel as the FP32 GEMM's 384
+// (a 14 x 768 A micro-panel is 21 KB, the 768 x 32 B micro-panel 48 KB, the 280 x 768 A block
+// 420 KB in L2). Edge tiles run a kernel instantiated for the remaining rows, with masked stores.
+//
+// Emulated tile (every other level): the same words, unpacked to float32 and summed in exactly the
+// order and with the flushing of vdpbf16ps, so the two variants agree to rounding (bit for bit on
+// Zen 5). It is there so bf16 code runs everywhere, not to be fast.
+#include "gemm_bf16.h"
+
+#if LADON_X86
+#include <immintrin.h>
+#endif
+
+#include <array>
+#include <bit>
+#include <cfloat>
+#include <cmath>
+#include <utility>
+
+#include "gemm_internal.h"
+
+namespace ladon::kernels {
+
+namespace {
+
+using namespace detail;  // the pieces shared with the FP32 GEMM (gemm_internal.h)
+using u32 = std::uint32_t;
+
+#if LADON_X86
+#define LADON_TARGET_AVX512_BF16 __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16,fma")))
+#endif
+
+constexpr int kMR = 14, kNR = 32;
+constexpr i64 kMC = 280, kKC = 768, kNC = 4096;
+
+// ---------------------------------------------------------------------------------------------
+// Conversion. Scalar: branch-free integer rounding (add half an ulp of bf16, plus one when the kept
+// lsb is odd, and truncate). Vector (AVX-512F): the same operations lane-wise.
+// ---------------------------------------------------------------------------------------------
+
+LADON_INLINE u32 bf16_bits(u32 u) {
+  const u32 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const u32 quiet_nan = (u >> 16) | 0x40u;
+  const u32 signed_zero = (u >> 16) & 0x8000u;
+  const u32 r = (u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded;
+  return (u & 0x7f800000u) == 0 ? signed_zero : r;
+}
+
+LADON_INLINE u32 bf16_of(float x) { return bf16_bits(std::bit_cast<u32>(x)); }
+LADON_INLINE float low_half(u32 w) { return std::bit_cast<float>(w << 16); }
+LADON_INLINE float high_half(u32 w) { return std::bit_cast<float>(w & 0xffff0000u); }
+
+// GCC 12 flags the placeholder inside _mm512_undefined_* (used by shifts and shuffles) as
+// maybe-uninitialized; a known false positive (as in gemm_internal.h). Until the micro-kernels.
+#if LADON_X86 && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#if LADON_X86
+// Each 32-bit lane of the result holds bf16(x) in its low half.
+LADON_INLINE LADON_TARGET_AVX512 __m512i bf16_lanes(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i top = _mm512_srli_epi32(u, 16);
+  const __m512i bias = _mm512_add_epi32(_mm512_and_si512(top, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7fff));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);
+  const __mmask16 nan =
+      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  const __mmask16 denormal = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000));
+  __m512i r = _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(top, _mm512_set1_epi32(0x40)));
+  return _mm512_mask_mov_epi32(r, denormal, _mm512_and_si512(top, _mm512_set1_epi32(0x8000)));
+}
+#endif  // LADON_X86
+
+// ---------------------------------------------------------------------------------------------
+// Packing. A panel of W words per k-pair, `valid` <= W of them real (the rest zero), from a source
+// whose element (x, p) (x: the panel's row of A or column of B, p: k) is at
+//   across: src[p * ld + x]   (A transposed, B untransposed: x runs along memory)
+//   along:  src[x * ld + p]   (A untransposed, B transposed: p runs along memory)
+// ---------------------------------------------------------------------------------------------
+
+LADON_INLINE void pack_across_generic(const float* src, i64 ld, int valid, i64 kc, int w, u32* __restrict dst) {
+  for (i64 q = 0; 2 * q < kc; ++q) {
+    const float* r0 = src + 2 * q * ld;
+    const float* r1 = src + (2 * q + 1) * ld;
+    const bool has_high = 2 * q + 1 < kc;
+    for (int x = 0; x < w; ++x) {
+      const u32 lo = x < valid ? bf16_of(r0[x]) : 0u;
+      const u32 hi = x < valid && has_high ? bf16_of(r1[x]) : 0u;
+      dst[q * w + x] = lo | hi << 16;
+    }
+  }
+}
+
+// Writes words for x < count at dst[q * stride + x], from k-pair q_begin on.
+LADON_INLINE void pack_along_generic(const float* src, i64 ld, int valid, i64 kc, int count, int stride, i64 q_begin,
+                                     u32* __restrict dst) {
+  for (i64 q = q_begin; 2 * q < kc; ++q)
+    for (int x = 0; x < count; ++x) {
+      const float* row = src + x * ld;
+      const u32 lo = x < valid ? bf16_of(row[2 * q]) : 0u;
+      const u32 hi = x < valid && 2 * q + 1 < kc ? bf16_of(row[2 * q + 1]) : 0u;
+      dst[q * stride + x] = lo | hi << 16;
+    }
+}
+
+#if LADON_X86
+LADON_TARGET_AVX512 void pack_across_avx512(const float* src, i64 ld, int valid, i64 kc, int w, u32* dst) {
+  for (i64 q = 0; 2 * q < kc; ++q) {
+    const float* r0 = src + 2 * q * ld;
+    const float* r1 = src + (2 * q + 1) * ld;
+    const bool has_high = 2 * q + 1 < kc;
+    for (int x0 = 0; x0 < w; x0 += 16) {
+      const int lanes = std::min(16, w - x0), real = std::clamp(valid - x0, 0, 16);
+      const auto load_mask = static_cast<__mmask16>((1u << real) - 1u);
+      const __m512i lo = bf16_lanes(_mm512_maskz_loadu_ps(load_mask, r0 + x0));
+      const __m512i hi = has_high ? bf16_lanes(_mm512_maskz_loadu_ps(load_mask, r1 + x0)) : _mm512_setzero_si512();
+      _mm512_mask_storeu_epi32(dst + q * w + x0, static_cast<__mmask16>((1u << lanes) - 1u),
+                               _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    }
+  }
+}
+
+// 16 k-pairs at a time: each of up to 16 rows converts 32 consecutive floats into 16 words, and a
+// 16 x 16 transpose turns rows into the packed panel's k-pair-major order.
+LADON_TARGET_AVX512 void pack_along_avx512(const float* src, i64 ld, int valid, i64 kc, int w, u32* dst) {
+  const i64 full_q = kc / 32 * 16;  // k-pairs covered by whole 32-float loads
+  for (int x0 = 0; x0 < w; x0 += 16) {
+    const int lanes = std::min(16, w - x0), real = std::clamp(valid - x0, 0, 16);
+    const auto store_mask = static_cast<__mmask16>((1u << lanes) - 1u);
+    for (i64 q0 = 0; q0 < full_q; q0 += 16) {
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) {
+        if (i < real) {
+          const float* row = src + (x0 + i) * ld + 2 * q0;
+          const __m256i lo = _mm512_cvtepi32_epi16(bf16_lanes(_mm512_loadu_ps(row)));
+          const __m256i hi = _mm512_cvtepi32_epi16(bf16_lanes(_mm512_loadu_ps(row + 16)));
+          r[i] = _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+        } else {
+          r[i] = _mm512_setzero_ps();
+        }
+      }
+      transpose16x16(r);
+      for (int j = 0; j < 16; ++j)
+        _mm512_mask_storeu_ps(reinterpret_cast<float*>(dst + (q0 + j) * w + x0), store_mask, r[j]);
+    }
+    // The last k values (fewer than 32) one word at a time, for this block of rows.
+    pack_along_generic(src + x0 * ld, ld, real, kc, lanes, w, full_q, dst + x0);
+  }
+}
+#endif  // LADON_X86
+#if LADON_X86 && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Micro-kernels. Contract: c[i*ldc + j] (i < mr, j < nr) = alpha * sum_p A(i,p) B(p,j) + beta * c,
+// beta == 0 never reads c; pa, pb are 64-byte aligned packed panels of kq k-pairs.
+// ---------------------------------------------------------------------------------------------
+
+#if LADON_X86
+template <int MR_EFF, int NV, bool MASKED>
+LADON_TARGET_AVX512_BF16 void ukernel_bf16(i64 kq, const u32* __restrict pa, const u32* __restrict pb, float* c,
+                                           i64 ldc, float alpha, float beta, __mmask16 last_mask) {
+  __m512 acc[MR_EFF][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR_EFF; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();
+#pragma GCC unroll 32
+  for (int i = 0; i < MR_EFF; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+#pragma GCC unroll 2
+  for (i64 q = 0; q < kq; ++q) {
+    __m512bh bv[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) bv[j] = reinterpret_cast<__m512bh>(_mm512_load_si512(pb + 16 * j));
+#pragma GCC unroll 32
+    for (int i = 0; i < MR_EFF; ++i) {
+      const __m512bh av = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(pa[i])));
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], av, bv[j]);
+    }
+    pa += kMR;
+    pb += kNR;
+  }
+  store_tile_avx512<MR_EFF, NV, MASKED>(acc, c, ldc, alpha, beta, last_mask);
+}
+
+using TileFn = void (*)(i64, const u32*, const u32*, float*, i64, float, float, __mmask16);
+
+template <std::size_t... I>
+constexpr auto bf16_edge_table(std::index_sequence<I...>) {
+  return std::array<std::array<TileFn, 2>, sizeof...(I)>{
+      {{&ukernel_bf16<static_cast<int>(I) + 1, 1, true>, &ukernel_bf16<static_cast<int>(I) + 1, 2, true>}...}};
+}
+#endif  // LADON_X86
+
+LADON_INLINE float flush_denormal(float x) { return std::fabs(x) < FLT_MIN ? 0.0f * x : x; }
+
+// The emulation: float32 multiply-adds on the unpacked halves, high (odd p) first, flushing
+// denormal sums as vdpbf16ps does. Products of two bf16 values are exact in float32, so fused or
+// not, each step rounds once, like the instruction.
+LADON_INLINE void tile_emulated(i64 kq, const u32* __restrict pa, const u32* __restrict pb, float* c, i64 ldc,
+                                float alpha, float beta, i64 mr, i64 nr) {
+  float acc[kMR][kNR] = {};
+  for (i64 q = 0; q < kq; ++q) {
+    for (int i = 0; i < kMR; ++i) {
+      const float a_hi = high_half(pa[i]), a_lo = low_half(pa[i]);
+      for (int j = 0; j < kNR; ++j) {
+        const float t = flush_denormal(acc[i][j] + a_hi * high_half(pb[j]));
+        acc[i][j] = flush_denormal(t + a_lo * low_half(pb[j]));
+      }
+    }
+    pa += kMR;
+    pb += kNR;
+  }
+  for (i64 i = 0; i < mr; ++i)
+    for (i64 j = 0; j < nr; ++j) {
+      float& out = c[i * ldc + j];
+      out = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * out;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One struct per variant: the tile and the packing (A: rows are x; B: columns are x).
+// ---------------------------------------------------------------------------------------------
+
+template <bool VECTOR_PACK>
+struct Packing {
+  static void pack_a(bool trans, const float* a, i64 lda, i64 mc, i64 kc, u32* dst) {
+    const i64 kq = ceil_div(kc, 2);
+    for (i64 ir = 0; ir < mc; ir += kMR) {
+      const int mr = static_cast<int>(std::min<i64>(kMR, mc - ir));
+      pack_panel(!trans, trans ? a + ir : a + ir * lda, lda, mr, kc, kMR, dst + ir * kq);
+    }
+  }
+  static void pack_b(bool trans, const float* b, i64 ldb, i64 kc, i64 nc, u32* dst) {
+    const i64 kq = ceil_div(kc, 2);
+    for (i64 jr = 0; jr < nc; jr += kNR) {
+      const int nr = static_cast<int>(std::min<i64>(kNR, nc - jr));
+      pack_panel(trans, trans ? b + jr * ldb : b + jr, ldb, nr, kc, kNR, dst + jr * kq);
+    }
+  }
+  static void pack_panel(bool along, const float* src, i64 ld, int valid, i64 kc, int w, u32* dst) {
+#if LADON_X86
+    if constexpr (VECTOR_PACK) {
+      along ? pack_along_avx512(src, ld, valid, kc, w, dst) : pack_across_avx512(src, ld, valid, kc, w, dst);
+    } else
+#endif
+    {
+      along ? pack_along_generic(src, ld, valid, kc, w, w, 0, dst) : pack_across_generic(src, ld, valid, kc, w, dst);
+    }
+  }
+};
+
+#if LADON_X86
+struct KernelNative : Packing<true> {
+  static constexpr auto edge = bf16_edge_table(std::make_index_sequence<kMR>{});
+  static void tile(i64 kq, const u32* pa, const u32* pb, float* c, i64 ldc, float alpha, float beta, i64 mr, i64 nr) {
+    if (mr == kMR && nr == kNR) {
+      ukernel_bf16<kMR, 2, false>(kq, pa, pb, c, ldc, alpha, beta, 0xffff);
+    } else {
+      const i64 nv = (nr + 15) / 16;
+      const auto mask = static_cast<__mmask16>((1u << (nr - 16 * (nv - 1))) - 1u);
+      edge[mr - 1][nv - 1](kq, pa, pb, c, ldc, alpha, beta, mask);
+    }
+  }
+};
+#endif  // LADON_X86
+
+template <bool VECTOR_PACK>
+struct KernelEmulated : Packing<VECTOR_PACK> {
+  LADON_INLINE static void tile(i64 kq, const u32* pa, const u32* pb, float* c, i64 ldc, float alpha, float beta,
+                                i64 mr, i64 nr) {
+    tile_emulated(kq, pa, pb, c, ldc, alpha, beta, mr, nr);
+  }
+};
+
+thread_local PackBuffer<u32> tl_pack_a;
+thread_local PackBuffer<u32> tl_pack_b;
+
+// Requires m, n, k > 0 and alpha != 0. The loop nest of gemm.cpp's gemm_driver, over k-pairs.
+template <class K>
+LADON_INLINE void gemm_driver(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda,
+                              const float* b, i64 ldb, float beta, float* c, i64 ldc, const Epilogue& epilogue) {
+  const i64 kc_max = balanced_block(k, kKC, 2);  // even: a k-pair never straddles two blocks
+  const i64 mc_max = balanced_block(m, kMC, kMR);
+  const i64 nc_max = balanced_block(n, kNC, kNR);
+  const i64 kq_max = kc_max / 2;
+  u32* pack_a_buf = tl_pack_a.get(static_cast<std::size_t>(round_up(mc_max, kMR) * kq_max));
+  u32* pack_b_buf = tl_pack_b.get(static_cast<std::size_t>(round_up(nc_max, kNR) * kq_max));
+
+  for (i64 jc = 0; jc < n; jc += nc_max) {
+    const i64 nc = std::min(nc_max, n - jc);
+    for (i64 pc = 0; pc < k; pc += kc_max) {
+      const i64 kc = std::min(kc_max, k - pc), kq = ceil_div(kc, 2);
+      const float beta_block = pc == 0 ? beta : 1.0f;
+      const bool last_k_block = pc + kc == k;
+      K::pack_b(trans_b, trans_b ? b + jc * ldb + pc : b + pc * ldb + jc, ldb, kc, nc, pack_b_buf);
+      for (i64 ic = 0; ic < m; ic += mc_max) {
+        const i64 mc = std::min(mc_max, m - ic);
+        K::pack_a(trans_a, trans_a ? a + pc * lda + ic : a + ic * lda + pc, lda, mc, kc, pack_a_buf);
+        for (i64 jr = 0; jr < nc; jr += kNR) {
+          const i64 nr = std::min<i64>(kNR, nc - jr);
+          const u32* pb = pack_b_buf + jr * kq;
+          for (i64 ir = 0; ir < mc; ir += kMR) {
+            const i64 mr = std::min<i64>(kMR, mc - ir);
+            float* tile_c = c + (ic + ir) * ldc + jc + jr;
+            K::tile(kq, pack_a_buf + ir * kq, pb, tile_c, ldc, alpha, beta_block, mr, nr);
+            if (last_k_block) apply_epilogue(epilogue, tile_c, ldc, mr, nr, jc + jr);
+          }
+        }
+      }
+    }
+  }
+}
+
+#define LADON_GEMM_ARGS                                                                                           \
+  bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float *a, i64 lda, const float *b, i64 ldb, \
+      float beta, float *c, i64 ldc, const Epilogue &epilogue
+#define LADON_GEMM_PASS trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue
+
+#if LADON_X86
+LADON_TARGET_AVX512_BF16 void gemm_native(LADON_GEMM_ARGS) { gemm_driver<KernelNative>(LADON_GEMM_PASS); }
+[[gnu::target("arch=x86-64-v4")]] void gemm_emulated_avx512(LADON_GEMM_ARGS) {
+  gemm_driver<KernelEmulated<true>>(LADON_GEMM_PASS);
+}
+[[gnu::target("arch=x86-64-v3")]] void gemm_emulated_avx2(LADON_GEMM_ARGS) {
+  gemm_driver<KernelEmulated<false>>(LADON_GEMM_PASS);
+}
+#endif  // LADON_X86
+void gemm_emulated_baseline(LADON_GEMM_ARGS) { gemm_driver<KernelEmulated<false>>(LADON_GEMM_PASS); }
+
+void dispatch(Isa isa, LADON_GEMM_ARGS) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0 || alpha == 0.0f) {
+    scale_c(m, n, beta, c, ldc);
+    apply_epilogue(epilogue, c, ldc, m, n, 0);
+    return;
+  }
+#if LADON_X86
+  switch (isa) {
+    case Isa::avx512_bf16:
+      return gemm_native(LADON_GEMM_PASS);
+    case Isa::avx512:
+      return gemm_emulated_avx512(LADON_GEMM_PASS);
+    case Isa::avx2:
+      return gemm_emulated_avx2(LADON_GEMM_PASS);
+    case Isa::baseline:
+      break;
+  }
+#else
+  (void)isa;  // elsewhere only the baseline exists (isa_supported says so)
+#endif
+  gemm_emulated_baseline(LADON_GEMM_PASS);
+}
+
+}  // namespace
+
+std::uint16_t float_to_bf16(float x) { return static_cast<std::uint16_t>(bf16_of(x)); }
+
+float bf16_to_float(std::uint16_t bits) { return low_half(bits); }
+
+void gemm_bf16(LADON_GEMM_ARGS) { dispatch(active_isa(), LADON_GEMM_PASS); }
+
+void gemm_bf16_with_isa(Isa isa, LADON_GEMM_ARGS) { dispatch(isa, LADON_GEMM_PASS); }
+
+#undef LADON_GEMM_ARGS
+#undef LADON_GEMM_PASS
+
+}  // namespace ladon::kernels

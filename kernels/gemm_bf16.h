@@ -1,0 +1,43 @@
+// Matrix multiply in bfloat16 with float32 accumulation: the GEMM of bf16 mixed precision
+// (core/autocast.h). Same contract as sgemm (gemm.h): C = activation(alpha * op(A) * op(B) + beta * C
+// + bias), row-major, float32 in and out, except that every element of op(A) and op(B) is first
+// rounded to bfloat16 (float_to_bf16). Products of two bf16 values are exact in float32; they are
+// summed in float32, a k-pair at a time (p even, then p odd, as vdpbf16ps does it):
+//
+//   acc = ftz(acc + A(i,p+1) B(p+1,j));  acc = ftz(acc + A(i,p) B(p,j))      (ftz: denormal -> 0)
+//
+// so the only error beyond float32 is the input rounding: |C - A B| <= (2^-8 + 2^-8 + k 2^-24) sum
+// |A||B| roughly, i.e. about 3 significant decimal digits per input and float32 sums.
+//
+// Variants (isa.h): under Isa::avx512_bf16 a packed micro-kernel on vdpbf16ps (14 x 32 tile, 28
+// accumulators); under any lower level the same numerics emulated in float32 multiply-adds, so
+// every program and test runs on every x86-64. The two agree to the bound in test_gemm_bf16.cpp
+// (on Zen 5 they agree bit for bit). Single-threaded, like sgemm: callers split the work.
+#pragma once
+
+#include <cstdint>
+
+#include "gemm.h"
+#include "isa.h"
+
+namespace ladon::kernels {
+
+// float32 -> bfloat16 bits, round to nearest even. NaN stays NaN (made quiet: top mantissa bit set,
+// sign kept), infinities stay infinite, finite values too large round to infinity, and float32
+// denormals become a zero of the same sign (as vcvtneps2bf16 and vdpbf16ps treat them).
+std::uint16_t float_to_bf16(float x);
+// bfloat16 bits -> float32, exact.
+float bf16_to_float(std::uint16_t bits);
+
+void gemm_bf16(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
+               std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc,
+               const Epilogue& epilogue = {});
+
+// gemm_bf16 forced onto one variant (avx512_bf16: native; lower: emulated), for tests and benchmarks.
+// The ISA must be supported by the CPU (gemm_bf16 itself follows active_isa(), so an IsaOverride
+// forces it too).
+void gemm_bf16_with_isa(Isa isa, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                        float alpha, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta,
+                        float* c, std::int64_t ldc, const Epilogue& epilogue = {});
+
+}  // namespace ladon::kernels
