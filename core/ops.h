@@ -29,17 +29,23 @@ Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);
 Tensor sqrt(const Tensor& x);
 Tensor abs(const Tensor& x);
-Tensor relu(const Tensor& x);
+Tensor relu(const Tensor& x);  // NaN stays NaN
 Tensor sigmoid(const Tensor& x);
 Tensor tanh(const Tensor& x);
-Tensor gelu(const Tensor& x);  // tanh approximation
+// GELU: x * Phi(x), Phi the standard normal CDF. Gelu::exact (the default, PyTorch's) computes Phi
+// through erf; Gelu::tanh is the approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
+// PyTorch's approximate="tanh". The two differ by up to 4.7e-4 (near |x| = 2).
+enum class Gelu { exact, tanh };
+Tensor gelu(const Tensor& x, Gelu form = Gelu::exact);
 Tensor clamp(const Tensor& x, double low, double high);
 Tensor normal_cdf(const Tensor& x);  // the standard normal CDF: erfc(-x / sqrt 2) / 2
 
 // Reductions. An empty dims list reduces over every dim.
 Tensor sum(const Tensor& x, const std::vector<std::int64_t>& dims = {}, bool keepdim = false);
 Tensor mean(const Tensor& x, const std::vector<std::int64_t>& dims = {}, bool keepdim = false);
-Tensor max(const Tensor& x);  // the largest element, 0-d
+// The largest element, 0-d. Tied maxima share the gradient equally (as PyTorch's max() and amax
+// do); max(x, dim) below sends it to the first of them, the one its index names.
+Tensor max(const Tensor& x);
 struct ValuesIndices {
   Tensor values;
   Tensor indices;  // int64

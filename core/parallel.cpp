@@ -6,6 +6,7 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <mutex>
 
@@ -14,7 +15,7 @@ namespace {
 
 struct ThreadSettings {
   std::mutex mutex;
-  int threads = 0;
+  std::atomic<int> threads = 0;  // read by every parallel_for, from any thread
   std::unique_ptr<tbb::global_control> control;
   ThreadSettings() {
     // OpenBLAS would otherwise start one spinning thread per core and fight TBB's workers.
@@ -33,9 +34,10 @@ ThreadSettings& settings() {
 void set_num_threads(int n) {
   ThreadSettings& s = settings();
   std::lock_guard lock(s.mutex);
-  s.threads = n > 0 ? n : tbb::info::default_concurrency();
+  const int threads = n > 0 ? n : tbb::info::default_concurrency();
   s.control = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
-                                                    static_cast<std::size_t>(s.threads));
+                                                    static_cast<std::size_t>(threads));
+  s.threads = threads;
 }
 
 int num_threads() { return settings().threads; }

@@ -9,7 +9,8 @@
 
 namespace ladon {
 
-// Bounds every parallel region in the process. n <= 0 restores the hardware default.
+// Bounds every parallel region in the process. n <= 0 restores the hardware default. Both are safe
+// to call from any thread.
 void set_num_threads(int n);
 int num_threads();
 

@@ -5,11 +5,15 @@
 #include "layer_fence.h"
 
 #include <cstdint>
+#include <mutex>
 
 #include "tensor.h"
 
 namespace ladon {
 
+// A Generator you make is yours, like any object: share it between threads only under your own
+// lock. The process-wide default_generator() is shared by design, so it carries a lock that every
+// draw takes; safe to call from any thread. Copies share the lock of the generator they copy.
 class Generator {
  public:
   explicit Generator(std::uint64_t seed = 0x1adc0de) { seed_(seed); }
@@ -17,7 +21,24 @@ class Generator {
   std::uint64_t next_u64();                           // xoshiro256**
   double uniform();                                   // in [0, 1)
   double normal();                                    // standard normal
-  std::uint64_t below(std::uint64_t n);               // uniform integer in [0, n)
+  std::uint64_t below(std::uint64_t n);               // uniform integer in [0, n), n > 0
+
+  // Holds the generator's lock (if it has one) over a run of draws, so that the run is one
+  // unbroken sequence and each draw inside it pays no atomic operation.
+  class Guard {
+   public:
+    explicit Guard(const Generator& gen) : lock_(gen.lock_) {
+      if (lock_) lock_->lock();
+    }
+    ~Guard() {
+      if (lock_) lock_->unlock();
+    }
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+
+   private:
+    std::recursive_mutex* lock_;
+  };
 
   // The stream's exact position, to save and restore it (checkpoints, resumed training).
   struct State {
@@ -29,6 +50,8 @@ class Generator {
   void set_state(const State& state);
 
  private:
+  friend Generator& default_generator();
+  std::recursive_mutex* lock_ = nullptr;  // only the default generator's is set
   std::uint64_t state_[4];
   bool has_spare_normal_ = false;
   double spare_normal_ = 0;

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <iomanip>
+#include <new>
 #include <ostream>
 #include <sstream>
 
@@ -23,7 +24,10 @@ std::string shape_str(const Shape& shape) {
 
 std::int64_t shape_numel(const Shape& shape) {
   std::int64_t n = 1;
-  for (std::int64_t s : shape) n *= s;
+  for (std::int64_t s : shape)
+    // An overflowing product would wrap to a small or negative count, and a buffer that small
+    // would then be indexed with the real sizes.
+    LADON_CHECK(!__builtin_mul_overflow(n, s, &n), "shape", shape_str(shape), " has more elements than fit in int64");
   return n;
 }
 
@@ -32,7 +36,8 @@ Shape contiguous_strides(const Shape& shape) {
   std::int64_t stride = 1;
   for (std::size_t i = shape.size(); i-- > 0;) {
     strides[i] = stride;
-    stride *= std::max<std::int64_t>(shape[i], 1);
+    LADON_CHECK(!__builtin_mul_overflow(stride, std::max<std::int64_t>(shape[i], 1), &stride), "shape",
+                shape_str(shape), " is too large: its strides overflow int64");
   }
   return strides;
 }
@@ -202,8 +207,19 @@ Tensor Tensor::detach() const {
 Tensor empty(const Shape& shape, Dtype dtype) {
   for (std::int64_t s : shape)
     LADON_CHECK(s >= 0, "empty", "negative size in shape ", shape_str(shape));
+  const std::int64_t numel = shape_numel(shape);
+  // 2^60 bytes is far beyond any machine, and keeps the allocator's rounding from overflowing.
+  constexpr std::int64_t kMaxBytes = std::int64_t{1} << 60;
+  const auto item = static_cast<std::int64_t>(dtype_size(dtype));
+  LADON_CHECK(numel <= kMaxBytes / item, "empty", "shape ", shape_str(shape), " of ", dtype_name(dtype), " needs ",
+              numel, " elements of ", item, " bytes: too large to allocate");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype));
+  try {
+    impl->storage = std::make_shared<Storage>(static_cast<std::size_t>(numel * item));
+  } catch (const std::bad_alloc&) {
+    detail::fail("empty", "out of memory allocating ", numel * item, " bytes for shape ", shape_str(shape), " of ",
+                 dtype_name(dtype));
+  }
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
@@ -230,8 +246,14 @@ Tensor scalar(double value, Dtype dtype) { return full({}, value, dtype); }
 Tensor arange(std::int64_t end, Dtype dtype) { return arange(0.0, static_cast<double>(end), 1.0, dtype); }
 
 Tensor arange(double start, double end, double step, Dtype dtype) {
+  LADON_CHECK(std::isfinite(start) && std::isfinite(end) && std::isfinite(step), "arange",
+              "start, end and step must be finite, got ", start, ", ", end, ", ", step);
   LADON_CHECK(step != 0.0, "arange", "step must be non-zero");
-  const auto n = static_cast<std::int64_t>(std::max(0.0, std::ceil((end - start) / step)));
+  const double count = std::max(0.0, std::ceil((end - start) / step));
+  // Compared as a double before the conversion, which is undefined beyond int64's range.
+  LADON_CHECK(count < 0x1p62, "arange", "[", start, ", ", end, ") in steps of ", step, " has ", count,
+              " elements: too many");
+  const auto n = static_cast<std::int64_t>(count);
   Tensor out = empty({n}, dtype);
   for (std::int64_t i = 0; i < n; ++i) {
     const double v = start + static_cast<double>(i) * step;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -30,63 +31,111 @@ std::string hex_byte(std::uint8_t b) {
   return std::string("0x") + kDigits[b >> 4] + kDigits[b & 15];
 }
 
-// RAII over zlib's gzFile, which reads gzip and plain files alike. Turns every zlib failure into
-// a ladon::Error naming the path.
-class GzReader {
+// A file read either as it is or, when it starts with the gzip magic, through zlib's inflate.
+// inflate is driven here rather than through gzread because gzread silently ignores whatever
+// follows a complete gzip stream; here another gzip member may follow, anything else is an error.
+// Every failure is a ladon::Error naming the path.
+class Input {
  public:
-  explicit GzReader(const std::string& path) : path_(path) {
-    errno = 0;
-    file_ = gzopen(path.c_str(), "rb");
-    if (file_ == nullptr) {
-      const int err = errno;
-      detail::fail(kOp, "cannot open '", path, "': ", err != 0 ? std::strerror(err) : "out of memory");
+  explicit Input(const std::string& path) : path_(path) {
+    file_ = std::fopen(path.c_str(), "rb");
+    if (file_ == nullptr) detail::fail(kOp, "cannot open '", path, "': ", std::strerror(errno));
+    try {
+      refill();
+    } catch (...) {
+      std::fclose(file_);
+      throw;
     }
-    gzbuffer(file_, 1 << 17);  // the default 8 KiB makes decompression syscall-bound
+    gzip_ = have_ >= 2 && raw_[0] == 0x1f && raw_[1] == 0x8b;
+    if (gzip_ && inflateInit2(&z_, 15 + 16) != Z_OK) {  // 15 + 16: a 32 KiB window, gzip wrapper
+      std::fclose(file_);
+      detail::fail(kOp, "'", path, "': cannot start gzip decompression (out of memory)");
+    }
   }
-  GzReader(const GzReader&) = delete;
-  GzReader& operator=(const GzReader&) = delete;
-  ~GzReader() { gzclose_r(file_); }
+  Input(const Input&) = delete;
+  Input& operator=(const Input&) = delete;
+  ~Input() {
+    if (gzip_) inflateEnd(&z_);
+    std::fclose(file_);
+  }
 
   // Reads up to n bytes; returns fewer only at the end of the data.
   std::size_t read(void* buffer, std::size_t n) {
     auto* out = static_cast<unsigned char*>(buffer);
     std::size_t total = 0;
     while (total < n) {
-      // gzread takes an unsigned and returns an int, so read in chunks that fit both.
-      const auto chunk = static_cast<unsigned>(std::min<std::size_t>(n - total, 1u << 30));
-      const int got = gzread(file_, out + total, chunk);
-      if (got < 0) fail_zlib();
-      if (got == 0) {
-        // A gzip stream cut short is only a "soft" error in zlib: gzread returns 0 and records
-        // Z_BUF_ERROR instead of failing, so it has to be checked here.
-        int errnum = Z_OK;
-        gzerror(file_, &errnum);
-        if (errnum != Z_OK) fail_zlib();
-        break;
+      if (have_ == 0) refill();
+      if (!gzip_) {
+        if (have_ == 0) break;
+        const std::size_t take = std::min(n - total, have_);
+        std::memcpy(out + total, raw_.data() + used_, take);
+        used_ += take;
+        have_ -= take;
+        total += take;
+        continue;
       }
-      total += static_cast<std::size_t>(got);
+      if (stream_done_) break;
+      z_.next_in = raw_.data() + used_;
+      z_.avail_in = static_cast<uInt>(have_);
+      z_.next_out = out + total;
+      z_.avail_out = static_cast<uInt>(std::min<std::size_t>(n - total, 1u << 30));
+      const uInt before = z_.avail_out;
+      const int rc = inflate(&z_, Z_NO_FLUSH);
+      total += before - z_.avail_out;
+      used_ += have_ - z_.avail_in;
+      have_ = z_.avail_in;
+      if (rc == Z_STREAM_END) {
+        next_member();
+      } else if (rc == Z_BUF_ERROR && have_ == 0) {
+        if (at_end_) corrupt("unexpected end of file");
+      } else if (rc != Z_OK) {
+        corrupt(z_.msg != nullptr ? z_.msg : "inflate failed");
+      }
     }
     return total;
   }
 
  private:
-  [[noreturn]] void fail_zlib() {
-    int errnum = Z_OK;
-    std::string message = gzerror(file_, &errnum);
-    // zlib prefixes its messages with the path, which the error names already.
-    if (message.starts_with(path_ + ": ")) message.erase(0, path_.size() + 2);
-    if (errnum == Z_ERRNO) detail::fail(kOp, "cannot read '", path_, "': ", message);
-    detail::fail(kOp, "'", path_, "': corrupt or truncated gzip data (", message, ")");
+  // Moves the unread bytes to the front and tops the buffer up from the file.
+  void refill() {
+    if (at_end_) return;
+    std::memmove(raw_.data(), raw_.data() + used_, have_);
+    used_ = 0;
+    const std::size_t got = std::fread(raw_.data() + have_, 1, raw_.size() - have_, file_);
+    have_ += got;
+    if (got == 0 || std::feof(file_)) {
+      if (std::ferror(file_)) detail::fail(kOp, "cannot read '", path_, "': ", std::strerror(errno));
+      at_end_ = std::feof(file_) != 0;
+    }
+  }
+  // After a complete gzip member: the end of the file, another member, or junk.
+  void next_member() {
+    if (have_ < 2) refill();
+    if (have_ == 0) {
+      stream_done_ = true;
+      return;
+    }
+    if (have_ < 2 || raw_[used_] != 0x1f || raw_[used_ + 1] != 0x8b)
+      detail::fail(kOp, "'", path_, "': trailing data after the gzip stream (", have_, at_end_ ? "" : "+",
+                   " bytes that are not another gzip member)");
+    inflateReset(&z_);
+  }
+  [[noreturn]] void corrupt(const char* why) {
+    detail::fail(kOp, "'", path_, "': corrupt or truncated gzip data (", why, ")");
   }
 
   std::string path_;
-  gzFile file_ = nullptr;
+  std::FILE* file_ = nullptr;
+  std::array<unsigned char, 1 << 17> raw_{};
+  std::size_t used_ = 0, have_ = 0;  // raw_[used_, used_ + have_) is read but not yet consumed
+  bool at_end_ = false, gzip_ = false, stream_done_ = false;
+  z_stream z_{};
 };
 
 }  // namespace
 
 IdxArray read_idx(const std::string& path) {
-  GzReader in(path);
+  Input in(path);
 
   std::array<std::uint8_t, 4> magic{};
   const std::size_t got_magic = in.read(magic.data(), magic.size());
@@ -126,17 +175,18 @@ IdxArray read_idx(const std::string& path) {
     expected *= s;
   }
 
-  // Grow the buffer as bytes arrive rather than trusting the header with one big allocation: a
-  // corrupt header may declare terabytes for a file of a few bytes.
-  constexpr std::size_t kChunk = std::size_t{16} << 20;
-  result.bytes.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(expected, std::uint64_t{64} << 20)));
+  // Grow the buffer as bytes arrive rather than trusting the header: a corrupt header may declare
+  // terabytes for a file of a few bytes. Chunks start at 64 KiB and double while data keeps
+  // coming, so a bad 32-byte file costs one small buffer, not tens of MiB of zero-fill.
+  std::size_t chunk = std::size_t{64} << 10;
   while (result.bytes.size() < expected) {
     const std::size_t old = result.bytes.size();
-    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(expected - old, kChunk));
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(expected - old, chunk));
     result.bytes.resize(old + want);
     const std::size_t got = in.read(result.bytes.data() + old, want);
     result.bytes.resize(old + got);
     if (got < want) break;
+    chunk = std::min(chunk * 2, std::size_t{16} << 20);
   }
   const std::uint64_t found = result.bytes.size();
   LADON_CHECK(found == expected, kOp, "'", path, "': truncated: header declares shape ", shape_str(result.shape), " = ",

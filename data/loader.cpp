@@ -52,7 +52,9 @@ Loader::Loader(const Dataset& dataset, LoaderOptions options) : options_(options
 }
 
 std::int64_t Loader::num_batches() const {
-  return options_.drop_last ? rows_ / options_.batch : (rows_ + options_.batch - 1) / options_.batch;
+  // Without forming rows + batch - 1, which overflows for a batch near INT64_MAX.
+  const std::int64_t full = rows_ / options_.batch;
+  return options_.drop_last || rows_ % options_.batch == 0 ? full : full + 1;
 }
 
 Loader::Iterator Loader::begin() { return begin_at(0); }
@@ -89,7 +91,7 @@ void Loader::Iterator::load() {
     return;
   }
   const std::int64_t begin = index_ * loader_->options_.batch;
-  const std::int64_t end = std::min(begin + loader_->options_.batch, loader_->rows_);
+  const std::int64_t end = begin + std::min(loader_->options_.batch, loader_->rows_ - begin);
   const std::vector<std::int64_t>* order = order_.get();
   current_.x = gather_rows(loader_->x_, order, begin, end);
   current_.y.clear();

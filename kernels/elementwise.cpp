@@ -36,6 +36,8 @@ LADON_INLINE void map2(std::int64_t n, const In* a, std::int64_t sa, const In* b
 
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kGeluCubic = 0.044715f;
+constexpr float kSqrtHalf = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
 template <typename In>
 LADON_INLINE void compare_impl(CompareOp op, std::int64_t n, const In* a, std::int64_t sa, const In* b,
@@ -60,15 +62,23 @@ LADON_INLINE void unary_body(UnaryOp op, std::int64_t n, const float* x, std::in
     case UnaryOp::log: return map1(n, x, sx, out, so, [](float v) { return vlog(v); });
     case UnaryOp::sqrt: return map1(n, x, sx, out, so, [](float v) { return std::sqrt(v); });
     case UnaryOp::abs: return map1(n, x, sx, out, so, [](float v) { return std::fabs(v); });
-    case UnaryOp::relu: return map1(n, x, sx, out, so, [](float v) { return v > 0.0f ? v : 0.0f; });
+    // v < 0 selects 0, so NaN (every comparison false) stays NaN.
+    case UnaryOp::relu: return map1(n, x, sx, out, so, [](float v) { return v < 0.0f ? 0.0f : v; });
     case UnaryOp::sigmoid:
       return map1(n, x, sx, out, so, [](float v) { return vsigmoid(v); });
     case UnaryOp::tanh: return map1(n, x, sx, out, so, [](float v) { return vtanh(v); });
     case UnaryOp::gelu:
+      return map1(n, x, sx, out, so, [](float v) { return 0.5f * v * (1.0f + verf(v * kSqrtHalf)); });
+    case UnaryOp::gelu_grad:
+      // Phi(x) + x phi(x), phi the standard normal density.
+      return map1(n, x, sx, out, so, [](float v) {
+        return 0.5f * (1.0f + verf(v * kSqrtHalf)) + v * kInvSqrt2Pi * vexp(-0.5f * v * v);
+      });
+    case UnaryOp::gelu_tanh:
       return map1(n, x, sx, out, so, [](float v) {
         return 0.5f * v * (1.0f + vtanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v)));
       });
-    case UnaryOp::gelu_grad:
+    case UnaryOp::gelu_tanh_grad:
       return map1(n, x, sx, out, so, [](float v) {
         const float t = vtanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v));
         return 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * v * v);
@@ -133,7 +143,7 @@ void where(std::int64_t n, const float* cond, std::int64_t sc, const float* a, s
 
 LADON_INLINE void relu_grad_body(std::int64_t n, const float* __restrict y, const float* __restrict g,
                                  float* __restrict out) {
-  for (std::int64_t i = 0; i < n; ++i) out[i] = y[i] > 0.0f ? g[i] : 0.0f;
+  for (std::int64_t i = 0; i < n; ++i) out[i] = y[i] <= 0.0f ? 0.0f : g[i];
 }
 
 void relu_grad(std::int64_t n, const float* __restrict y, const float* __restrict g, float* __restrict out) {

@@ -20,7 +20,9 @@
 #include "gemm.h"
 
 #include <cblas.h>
+#if LADON_X86
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -36,6 +38,8 @@ namespace ladon::kernels {
 namespace {
 
 using namespace detail;  // the pieces shared with the bf16 GEMM (gemm_internal.h)
+
+#if LADON_X86  // the x86 micro-kernels; the portable one below builds anywhere
 
 // ---------------------------------------------------------------------------------------------
 // Micro-kernels. Contract: c[i*ldc + j] (i < MR, j < NR) = alpha * sum_p pa[p*MR+i] * pb[p*NR+j]
@@ -135,6 +139,8 @@ LADON_TARGET_AVX2 void ukernel_avx2(i64 kc, const float* __restrict pa, const fl
       _mm256_storeu_ps(pc, r);
     }
 }
+
+#endif  // LADON_X86
 
 // Portable reference: plain loops, no intrinsics (the compiler may still use baseline SSE2).
 template <int MR, int NR>
@@ -241,6 +247,7 @@ LADON_INLINE void tile_via_scratch(Full full, i64 kc, const float* pa, const flo
     }
 }
 
+#if LADON_X86
 using TileFn = void (*)(i64, const float*, const float*, float*, i64, float, float, __mmask16);
 
 using DirectFn = void (*)(i64, const float*, i64, const float*, i64, float*, i64, float, float, __mmask16);
@@ -317,6 +324,8 @@ struct KernelAvx2 {
   }
 };
 
+#endif  // LADON_X86
+
 struct KernelScalar {
   static constexpr int MR = 4, NR = 8;
   static constexpr i64 MC = 128, KC = 256, NC = 2048;
@@ -332,11 +341,14 @@ struct KernelScalar {
   }
 };
 
+#if LADON_X86
+#if !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 // Gathers `rows` (<= 16) rows of src (row stride ld), 16 consecutive columns each, and writes column j
 // as `rows` floats at dst + j * dst_stride: the packing transpose, 16 k-steps at a time.
-LADON_TARGET_AVX512 LADON_INLINE void pack_transposed_16(const float* src, i64 ld, int rows, float* dst,
+LADON_INLINE LADON_TARGET_AVX512 void pack_transposed_16(const float* src, i64 ld, int rows, float* dst,
                                                          i64 dst_stride) {
   __m512 r[16];
   for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_loadu_ps(src + i * ld) : _mm512_setzero_ps();
@@ -345,7 +357,9 @@ LADON_TARGET_AVX512 LADON_INLINE void pack_transposed_16(const float* src, i64 l
   for (int j = 0; j < 16; ++j) _mm512_mask_storeu_ps(dst + j * dst_stride, mask, r[j]);
 }
 
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 void KernelAvx512::pack_a(bool trans, const float* a, i64 lda, i64 mc, i64 kc, float* dst) {
   if (trans) {
@@ -388,6 +402,8 @@ void KernelAvx512::pack_b(bool trans, const float* b, i64 ldb, i64 kc, i64 nc, f
   }
 }
 
+#endif  // LADON_X86
+
 // Packed panels, one per thread and operand (PackBuffer: gemm_internal.h).
 thread_local PackBuffer<float> tl_pack_a;
 thread_local PackBuffer<float> tl_pack_b;
@@ -428,6 +444,7 @@ LADON_INLINE void gemm_driver(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, f
   }
 }
 
+#if LADON_X86
 // Whether the unpacked path is faster than packing, measured on Zen 5 (see bench/README.md): it wins
 // while the part of A one column of tiles walks stays in L2 and the 32-wide B panel is reused from
 // L1/L2; packing wins once A spills from L2 (1024^3) or transposed A rows are long.
@@ -453,6 +470,7 @@ LADON_TARGET_AVX2 void gemm_avx2(bool trans_a, bool trans_b, i64 m, i64 n, i64 k
                                  const float* b, i64 ldb, float beta, float* c, i64 ldc, const Epilogue& epilogue) {
   gemm_driver<KernelAvx2>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
+#endif  // LADON_X86
 
 void gemm_scalar(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda, const float* b,
                  i64 ldb, float beta, float* c, i64 ldc, const Epilogue& epilogue) {
@@ -463,6 +481,7 @@ using GemmFn = void (*)(bool, bool, i64, i64, i64, float, const float*, i64, con
                         const Epilogue&);
 
 GemmFn gemm_fn(Isa isa, bool allow_unpacked = true) {
+#if LADON_X86
   switch (isa) {
     case Isa::avx512_bf16:  // an FP32 product: the AVX-512 kernel
     case Isa::avx512:
@@ -472,6 +491,10 @@ GemmFn gemm_fn(Isa isa, bool allow_unpacked = true) {
     case Isa::baseline:
       break;
   }
+#else
+  (void)isa;  // elsewhere only the baseline exists (isa_supported says so)
+  (void)allow_unpacked;
+#endif
   return &gemm_scalar;
 }
 

@@ -16,7 +16,9 @@
 // Zen 5). It is there so bf16 code runs everywhere, not to be fast.
 #include "gemm_bf16.h"
 
+#if LADON_X86
 #include <immintrin.h>
+#endif
 
 #include <array>
 #include <bit>
@@ -33,7 +35,9 @@ namespace {
 using namespace detail;  // the pieces shared with the FP32 GEMM (gemm_internal.h)
 using u32 = std::uint32_t;
 
+#if LADON_X86
 #define LADON_TARGET_AVX512_BF16 __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16,fma")))
+#endif
 
 constexpr int kMR = 14, kNR = 32;
 constexpr i64 kMC = 280, kKC = 768, kNC = 4096;
@@ -57,11 +61,14 @@ LADON_INLINE float high_half(u32 w) { return std::bit_cast<float>(w & 0xffff0000
 
 // GCC 12 flags the placeholder inside _mm512_undefined_* (used by shifts and shuffles) as
 // maybe-uninitialized; a known false positive (as in gemm_internal.h). Until the micro-kernels.
+#if LADON_X86 && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
+#if LADON_X86
 // Each 32-bit lane of the result holds bf16(x) in its low half.
-LADON_TARGET_AVX512 LADON_INLINE __m512i bf16_lanes(__m512 x) {
+LADON_INLINE LADON_TARGET_AVX512 __m512i bf16_lanes(__m512 x) {
   const __m512i u = _mm512_castps_si512(x);
   const __m512i top = _mm512_srli_epi32(u, 16);
   const __m512i bias = _mm512_add_epi32(_mm512_and_si512(top, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7fff));
@@ -72,6 +79,7 @@ LADON_TARGET_AVX512 LADON_INLINE __m512i bf16_lanes(__m512 x) {
   __m512i r = _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(top, _mm512_set1_epi32(0x40)));
   return _mm512_mask_mov_epi32(r, denormal, _mm512_and_si512(top, _mm512_set1_epi32(0x8000)));
 }
+#endif  // LADON_X86
 
 // ---------------------------------------------------------------------------------------------
 // Packing. A panel of W words per k-pair, `valid` <= W of them real (the rest zero), from a source
@@ -105,6 +113,7 @@ LADON_INLINE void pack_along_generic(const float* src, i64 ld, int valid, i64 kc
     }
 }
 
+#if LADON_X86
 LADON_TARGET_AVX512 void pack_across_avx512(const float* src, i64 ld, int valid, i64 kc, int w, u32* dst) {
   for (i64 q = 0; 2 * q < kc; ++q) {
     const float* r0 = src + 2 * q * ld;
@@ -148,13 +157,17 @@ LADON_TARGET_AVX512 void pack_along_avx512(const float* src, i64 ld, int valid, 
     pack_along_generic(src + x0 * ld, ld, real, kc, lanes, w, full_q, dst + x0);
   }
 }
+#endif  // LADON_X86
+#if LADON_X86 && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 // ---------------------------------------------------------------------------------------------
 // Micro-kernels. Contract: c[i*ldc + j] (i < mr, j < nr) = alpha * sum_p A(i,p) B(p,j) + beta * c,
 // beta == 0 never reads c; pa, pb are 64-byte aligned packed panels of kq k-pairs.
 // ---------------------------------------------------------------------------------------------
 
+#if LADON_X86
 template <int MR_EFF, int NV, bool MASKED>
 LADON_TARGET_AVX512_BF16 void ukernel_bf16(i64 kq, const u32* __restrict pa, const u32* __restrict pb, float* c,
                                            i64 ldc, float alpha, float beta, __mmask16 last_mask) {
@@ -189,6 +202,7 @@ constexpr auto bf16_edge_table(std::index_sequence<I...>) {
   return std::array<std::array<TileFn, 2>, sizeof...(I)>{
       {{&ukernel_bf16<static_cast<int>(I) + 1, 1, true>, &ukernel_bf16<static_cast<int>(I) + 1, 2, true>}...}};
 }
+#endif  // LADON_X86
 
 LADON_INLINE float flush_denormal(float x) { return std::fabs(x) < FLT_MIN ? 0.0f * x : x; }
 
@@ -237,14 +251,18 @@ struct Packing {
     }
   }
   static void pack_panel(bool along, const float* src, i64 ld, int valid, i64 kc, int w, u32* dst) {
+#if LADON_X86
     if constexpr (VECTOR_PACK) {
       along ? pack_along_avx512(src, ld, valid, kc, w, dst) : pack_across_avx512(src, ld, valid, kc, w, dst);
-    } else {
+    } else
+#endif
+    {
       along ? pack_along_generic(src, ld, valid, kc, w, w, 0, dst) : pack_across_generic(src, ld, valid, kc, w, dst);
     }
   }
 };
 
+#if LADON_X86
 struct KernelNative : Packing<true> {
   static constexpr auto edge = bf16_edge_table(std::make_index_sequence<kMR>{});
   static void tile(i64 kq, const u32* pa, const u32* pb, float* c, i64 ldc, float alpha, float beta, i64 mr, i64 nr) {
@@ -257,6 +275,7 @@ struct KernelNative : Packing<true> {
     }
   }
 };
+#endif  // LADON_X86
 
 template <bool VECTOR_PACK>
 struct KernelEmulated : Packing<VECTOR_PACK> {
@@ -310,6 +329,7 @@ LADON_INLINE void gemm_driver(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, f
       float beta, float *c, i64 ldc, const Epilogue &epilogue
 #define LADON_GEMM_PASS trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue
 
+#if LADON_X86
 LADON_TARGET_AVX512_BF16 void gemm_native(LADON_GEMM_ARGS) { gemm_driver<KernelNative>(LADON_GEMM_PASS); }
 [[gnu::target("arch=x86-64-v4")]] void gemm_emulated_avx512(LADON_GEMM_ARGS) {
   gemm_driver<KernelEmulated<true>>(LADON_GEMM_PASS);
@@ -317,6 +337,7 @@ LADON_TARGET_AVX512_BF16 void gemm_native(LADON_GEMM_ARGS) { gemm_driver<KernelN
 [[gnu::target("arch=x86-64-v3")]] void gemm_emulated_avx2(LADON_GEMM_ARGS) {
   gemm_driver<KernelEmulated<false>>(LADON_GEMM_PASS);
 }
+#endif  // LADON_X86
 void gemm_emulated_baseline(LADON_GEMM_ARGS) { gemm_driver<KernelEmulated<false>>(LADON_GEMM_PASS); }
 
 void dispatch(Isa isa, LADON_GEMM_ARGS) {
@@ -326,6 +347,7 @@ void dispatch(Isa isa, LADON_GEMM_ARGS) {
     apply_epilogue(epilogue, c, ldc, m, n, 0);
     return;
   }
+#if LADON_X86
   switch (isa) {
     case Isa::avx512_bf16:
       return gemm_native(LADON_GEMM_PASS);
@@ -336,6 +358,9 @@ void dispatch(Isa isa, LADON_GEMM_ARGS) {
     case Isa::baseline:
       break;
   }
+#else
+  (void)isa;  // elsewhere only the baseline exists (isa_supported says so)
+#endif
   gemm_emulated_baseline(LADON_GEMM_PASS);
 }
 

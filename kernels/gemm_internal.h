@@ -3,8 +3,6 @@
 // packing, and the epilogue. Internal to kernels/: not installed.
 #pragma once
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -13,17 +11,23 @@
 #include "gemm.h"
 #include "simd.h"
 
+#if LADON_X86  // intrinsics and target attributes: x86-64 only (isa.h)
+#include <immintrin.h>
+
 #define LADON_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,fma")))
 #define LADON_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#endif
 
 namespace ladon::kernels::detail {
 
 using i64 = std::int64_t;
 
+#if LADON_X86
+
 // Writes C = alpha * acc + beta * C for an MR_EFF x (16 * NV) tile; with MASKED only the lanes in
 // last_mask of the last vector column are touched. beta == 0 never reads C.
 template <int MR_EFF, int NV, bool MASKED>
-LADON_TARGET_AVX512 LADON_INLINE void store_tile_avx512(const __m512 (&acc)[MR_EFF][NV], float* c, i64 ldc, float alpha,
+LADON_INLINE LADON_TARGET_AVX512 void store_tile_avx512(const __m512 (&acc)[MR_EFF][NV], float* c, i64 ldc, float alpha,
                                                         float beta, __mmask16 last_mask) {
   const __m512 va = _mm512_set1_ps(alpha);
   const __m512 vb = _mm512_set1_ps(beta);
@@ -45,6 +49,7 @@ LADON_TARGET_AVX512 LADON_INLINE void store_tile_avx512(const __m512 (&acc)[MR_E
         _mm512_storeu_ps(pc, r);
     }
 }
+#endif  // LADON_X86
 
 // The epilogue on one stored tile of C (rows x cols at c), whose first column is column col0 of C.
 LADON_INLINE void apply_epilogue(const Epilogue& epilogue, float* c, i64 ldc, i64 rows, i64 cols, i64 col0) {
@@ -55,16 +60,19 @@ LADON_INLINE void apply_epilogue(const Epilogue& epilogue, float* c, i64 ldc, i6
     if (epilogue.bias != nullptr)
       for (i64 j = 0; j < cols; ++j) row[j] += epilogue.bias[col0 + j];
     if (relu)
-      for (i64 j = 0; j < cols; ++j) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+      for (i64 j = 0; j < cols; ++j) row[j] = row[j] < 0.0f ? 0.0f : row[j];  // NaN stays NaN
   }
 }
 
+#if LADON_X86
 // GCC 12 flags the self-initialised placeholder inside _mm512_undefined_ps (used by these shuffle
 // intrinsics) as maybe-uninitialized; it is a known false positive.
+#if !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 // In-register transpose of 16 rows of 16 floats: on return r[j] holds column j.
-LADON_TARGET_AVX512 LADON_INLINE void transpose16x16(__m512 r[16]) {
+LADON_INLINE LADON_TARGET_AVX512 void transpose16x16(__m512 r[16]) {
   __m512 t[16];
   for (int i = 0; i < 16; i += 2) {
     t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
@@ -87,7 +95,10 @@ LADON_TARGET_AVX512 LADON_INLINE void transpose16x16(__m512 r[16]) {
   }
 }
 
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
+#endif  // LADON_X86
 
 // C = beta * C, for the cases where the product contributes nothing (k == 0 or alpha == 0).
 inline void scale_c(i64 m, i64 n, float beta, float* c, i64 ldc) {

@@ -8,11 +8,23 @@ namespace ladon::kernels {
 namespace {
 
 Isa detect() {
-#if defined(__x86_64__) && defined(__GNUC__)
+#if LADON_X86
   __builtin_cpu_init();
+#if defined(__clang__)
+  // Clang 14 does not know the level names: the features of x86-64-v3 and v4 one by one. It cannot
+  // query F16C, LZCNT or MOVBE either; every CPU with AVX2, BMI2 and FMA (Haswell, Zen 1 on) has them.
+  const bool v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+                  __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt");
+  const bool v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+                  __builtin_cpu_supports("avx512vl");
+  if (v4) return __builtin_cpu_supports("avx512bf16") ? Isa::avx512_bf16 : Isa::avx512;
+  if (v3) return Isa::avx2;
+#else
   // Exactly the levels the variants are compiled for (GCC knows them by name since GCC 12).
   if (__builtin_cpu_supports("x86-64-v4")) return __builtin_cpu_supports("avx512bf16") ? Isa::avx512_bf16 : Isa::avx512;
   if (__builtin_cpu_supports("x86-64-v3")) return Isa::avx2;
+#endif
 #endif
   return Isa::baseline;
 }

@@ -4,6 +4,14 @@
 // against the portable baseline on this machine.
 #pragma once
 
+// The SIMD variants, their target attributes and intrinsics exist only for x86-64; elsewhere every
+// kernel is its portable body alone, and only Isa::baseline is supported.
+#if defined(__x86_64__)
+#define LADON_X86 1
+#else
+#define LADON_X86 0
+#endif
+
 namespace ladon::kernels {
 
 // baseline: x86-64 with SSE2; avx2: x86-64-v3; avx512: x86-64-v4; avx512_bf16: x86-64-v4 plus AVX512_BF16
@@ -11,6 +19,8 @@ namespace ladon::kernels {
 // bf16 GEMM (gemm_bf16.h) has an avx512_bf16 variant; every other kernel runs its avx512 one there, and
 // under a lower level the bf16 GEMM runs its emulation (the same numerics without vdpbf16ps).
 enum class Isa { baseline, avx2, avx512, avx512_bf16 };
+// Every set, weakest first: the one list that tests, benchmarks and dispatch walk.
+inline constexpr Isa kIsas[] = {Isa::baseline, Isa::avx2, Isa::avx512, Isa::avx512_bf16};
 
 Isa best_isa();    // the best set this CPU supports
 Isa active_isa();  // best_isa() unless an IsaOverride is alive

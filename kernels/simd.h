@@ -10,8 +10,23 @@
 
 namespace ladon::kernels {
 
+// Every kernel whose body runs through Multiversion, by its body's name without "_body". The
+// variants test (tests/kernels/test_variants.cpp) walks this list, and checks that it names every
+// Multiversion<..._body> in kernels/: a new kernel without a list entry or a variants row fails.
+inline constexpr const char* kMultiversioned[] = {
+    "unary",          "binary",           "compare",          "clamp",           "relu_grad",
+    "sum_reduce",     "softmax",          "softmax_cross_entropy",
+    "sgd_update",     "adam_update",      "rmsprop_update",   "adagrad_update",
+    "channel_mean_var", "channel_scale_shift", "channel_grad_sums", "channel_combine",
+    "max_pool2d_2x2", "conv_store",     "conv_gather",      "layer_norm_rows", "layer_norm_backward_rows",
+};
+// Not through Multiversion, and so not in the list: sgemm (gemm.cpp) and gemm_bf16 (gemm_bf16.cpp)
+// dispatch on active_isa() themselves, with their own micro-kernels per set; their tests
+// (tests/kernels/test_gemm*.cpp) run every set of kIsas the CPU supports against the reference.
+
 template <auto Body>
 struct Multiversion {
+#if LADON_X86
   template <typename... Args>
   [[gnu::target("arch=x86-64-v4")]] static void avx512(Args... args) {
     Body(args...);
@@ -20,6 +35,7 @@ struct Multiversion {
   [[gnu::target("arch=x86-64-v3")]] static void avx2(Args... args) {
     Body(args...);
   }
+#endif
   template <typename... Args>
   static void baseline(Args... args) {
     Body(args...);
@@ -27,6 +43,7 @@ struct Multiversion {
 
   template <typename... Args>
   static void run(Args... args) {
+#if LADON_X86
     switch (active_isa()) {
       case Isa::avx512_bf16:  // no bf16 in these bodies: the x86-64-v4 variant
       case Isa::avx512:
@@ -36,6 +53,9 @@ struct Multiversion {
       case Isa::baseline:
         return baseline(args...);
     }
+#else
+    baseline(args...);  // the only variant off x86 (isa_supported accepts baseline alone)
+#endif
   }
 };
 

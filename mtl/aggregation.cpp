@@ -8,6 +8,13 @@
 namespace ladon::mtl {
 
 namespace {
+// The fusion network's input width, count * dim, after checking every size is positive.
+std::int64_t checked_fusion_width(std::int64_t count, std::int64_t dim, std::int64_t hidden, std::int64_t out) {
+  LADON_CHECK(count > 0 && dim > 0 && hidden > 0 && out > 0, "FusionAggregator",
+              "sizes must be positive, got count=", count, " dim=", dim, " hidden=", hidden, " out=", out);
+  return count * dim;
+}
+
 // Checks the K outputs agree in shape and stacks them to [batch, K, d].
 Tensor stack_outputs(const char* op, const std::vector<Tensor>& outputs) {
   LADON_CHECK(!outputs.empty(), op, "needs at least one output");
@@ -45,12 +52,15 @@ Tensor WeightedAggregator::operator()(const std::vector<Tensor>& outputs) {
 
 FusionAggregator::FusionAggregator(std::int64_t count, std::int64_t dim, std::int64_t hidden, std::int64_t out,
                                    Generator& gen)
-    : count_(count), hidden_(count * dim, hidden, {}, gen), out_(hidden, out, {}, gen) {}
+    : count_(count), hidden_(checked_fusion_width(count, dim, hidden, out), hidden, {}, gen), out_(hidden, out, {}, gen) {}
 
 Tensor FusionAggregator::operator()(const std::vector<Tensor>& outputs) {
   LADON_CHECK(static_cast<std::int64_t>(outputs.size()) == count_, "FusionAggregator", outputs.size(),
               " outputs for a fusion network built for ", count_);
-  stack_outputs("FusionAggregator", outputs);  // shape checks
+  const Tensor stacked = stack_outputs("FusionAggregator", outputs);  // [B, K, d], shapes agree
+  const std::int64_t dim = hidden_.in_features() / count_;
+  LADON_CHECK(stacked.shape()[2] == dim, "FusionAggregator", "outputs of width ", stacked.shape()[2],
+              " for a fusion network built for width ", dim);
   return out_(relu(hidden_(cat(outputs, 1))));
 }
 
@@ -96,6 +106,8 @@ PerformanceWeighted::PerformanceWeighted(std::int64_t count, double temperature,
 void PerformanceWeighted::report_score(std::int64_t head, double score) {
   LADON_CHECK(head >= 0 && head < static_cast<std::int64_t>(scores_.size()), "PerformanceWeighted", "head ", head,
               " out of range for ", scores_.size(), " heads");
+  // A NaN would make every weight NaN (softmax over it), an infinity every other weight 0.
+  LADON_CHECK(std::isfinite(score), "PerformanceWeighted", "score for head ", head, " must be finite, got ", score);
   double& s = scores_[static_cast<std::size_t>(head)];
   s = seen_[head] ? momentum_ * s + (1 - momentum_) * score : score;
   seen_[head] = true;

@@ -110,6 +110,13 @@ ExpertDropReport GatedMixture::drop_unused_experts(const std::vector<GateStats>&
   for (const GateStats& s : stats)
     LADON_CHECK(static_cast<std::int64_t>(s.mean_weight.size()) == experts, "drop_unused_experts",
                 "gate statistics over ", s.mean_weight.size(), " experts for a model with ", experts);
+  const bool any_used = std::any_of(stats.begin(), stats.end(), [experts](const GateStats& s) {
+    for (std::int64_t e = 0; e < experts; ++e)
+      if (!s.unused(e)) return true;
+    return false;
+  });
+  LADON_CHECK(any_used, "drop_unused_experts", "all ", experts,
+              " experts are unused by every task; dropping them would leave none");
   ExpertDropReport report;
   report.experts_before = experts;
   report.parameters_before = num_parameters();

@@ -20,6 +20,8 @@ ExpertBank::ExpertBank(std::int64_t in, std::int64_t experts, std::vector<std::i
     : in_(in), experts_(experts), hidden_(std::move(hidden)) {
   LADON_CHECK(in > 0 && experts > 0 && !hidden_.empty(), "ExpertBank", "needs in > 0, experts > 0 and at least one ",
               "hidden size; got in=", in, " experts=", experts, " hidden=", shape_str(hidden_));
+  for (std::int64_t h : hidden_)
+    LADON_CHECK(h > 0, "ExpertBank", "expert hidden sizes ", shape_str(hidden_), ": each must be positive");
   first_weight_ = linear_init({in, experts * hidden_[0]}, in, gen);
   first_bias_ = linear_init({experts * hidden_[0]}, in, gen);
   for (std::size_t l = 1; l < hidden_.size(); ++l) {

@@ -69,6 +69,8 @@ nn::Sequential mlp(std::int64_t in, const std::vector<std::int64_t>& hidden, std
                    Generator& gen) {
   nn::Sequential net;
   std::int64_t width = in;
+  for (std::int64_t h : hidden)
+    LADON_CHECK(h > 0, "mlp", "hidden sizes ", shape_str(Shape(hidden.begin(), hidden.end())), ": each must be positive");
   for (std::int64_t h : hidden) {
     net.push_back(nn::Linear(width, h, {}, gen));
     net.push_back(nn::ReLU());

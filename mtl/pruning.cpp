@@ -25,6 +25,7 @@ float threshold(std::vector<float> magnitudes, double fraction) {
 MagnitudePruner::MagnitudePruner(std::vector<Tensor> parameters, double sparsity, bool global)
     : parameters_(std::move(parameters)), sparsity_(sparsity), global_(global) {
   LADON_CHECK(sparsity >= 0.0 && sparsity < 1.0, "MagnitudePruner", "sparsity must be in [0, 1), got ", sparsity);
+  LADON_CHECK(!parameters_.empty(), "MagnitudePruner", "needs at least one parameter to prune, got none");
   for (const Tensor& p : parameters_)
     LADON_CHECK(p.dtype() == Dtype::float32 && p.is_contiguous(), "MagnitudePruner",
                 "parameters must be contiguous float32, got ", dtype_name(p.dtype()), " ", shape_str(p.shape()));

@@ -20,27 +20,37 @@ class Tanh : public Layer {
  public:
   Tensor forward(const Tensor& x) override { return tanh(x); }
 };
+// x * Phi(x) with Phi the standard normal CDF (exact, through erf: PyTorch's default), or with
+// Gelu::tanh the approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2, BERT).
 class GELU : public Layer {
  public:
-  Tensor forward(const Tensor& x) override { return gelu(x); }
+  explicit GELU(Gelu form = Gelu::exact) : form_(form) {}
+  Tensor forward(const Tensor& x) override { return gelu(x, form_); }
+
+ private:
+  Gelu form_;
 };
 
-// x for x > 0, negative_slope * x otherwise.
+// x for x > 0, negative_slope * x otherwise. The gradient at exactly 0 is negative_slope (as in
+// PyTorch), and a NaN stays NaN: where() sends x <= 0 and NaN to the scaled side.
 class LeakyReLU : public Layer {
  public:
   explicit LeakyReLU(double negative_slope = 0.01) : slope_(negative_slope) {}
-  Tensor forward(const Tensor& x) override { return sub(relu(x), mul(relu(neg(x)), scalar(slope_))); }
+  Tensor forward(const Tensor& x) override { return where(gt(x, scalar(0.0)), x, mul(x, scalar(slope_))); }
 
  private:
   double slope_;
 };
 
-// x for x > 0, alpha * (exp(x) - 1) otherwise. exp only ever sees min(x, 0), so it cannot overflow.
+// x for x > 0, alpha * (exp(x) - 1) otherwise. exp only ever sees x where x <= 0 (0 elsewhere), so
+// it cannot overflow; the gradient at exactly 0 is alpha (the left derivative, as in PyTorch).
 class ELU : public Layer {
  public:
   explicit ELU(double alpha = 1.0) : alpha_(alpha) {}
   Tensor forward(const Tensor& x) override {
-    return add(relu(x), mul(sub(exp(neg(relu(neg(x)))), scalar(1.0)), scalar(alpha_)));
+    const Tensor positive = gt(x, scalar(0.0));
+    const Tensor left = where(positive, scalar(0.0), x);
+    return where(positive, x, mul(sub(exp(left), scalar(1.0)), scalar(alpha_)));
   }
 
  private:

@@ -1,9 +1,13 @@
 #include "checkpoint.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cerrno>
@@ -175,6 +179,36 @@ std::string directory_of(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
+// Removes `path.tmp.<pid>` files that a killed writer left behind (without this, 300 kills left
+// 226 files, 354 MB). A file is removed only when both say nobody is writing it: its pid names no
+// live process on this machine, and its writer's lock (writers hold flock on their temporary) can
+// be taken. Best effort: a file that cannot be examined is left alone.
+void remove_stale_temporaries(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  const std::string dir = directory_of(path);
+  const std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp.";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> stale;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto pid = static_cast<pid_t>(std::stol(digits));
+    if (pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+    stale.push_back(dir + "/" + name);
+  }
+  ::closedir(d);
+  for (const std::string& file : stale) {
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) ::unlink(file.c_str());
+    ::close(fd);
+  }
+}
+
 // ---- Reading ------------------------------------------------------------------------------------
 
 class Reader {
@@ -200,6 +234,7 @@ class Reader {
     return std::string(p, n);
   }
   std::size_t pos() const { return pos_; }
+  std::size_t remaining() const { return end_ - pos_; }
   bool done() const { return pos_ == end_; }
 
  private:
@@ -225,17 +260,22 @@ StateDict read_dict(Reader& r, const std::string& path, const std::string& secti
         const auto rank = r.value<std::uint32_t>("rank");
         LADON_CHECK(rank <= 64, op, "'", path, "' is corrupt: tensor '", key, "' has rank ", rank);
         Shape shape(rank);
-        std::uint64_t numel = 1;
-        const std::uint64_t limit = std::uint64_t{1} << 62;
+        // span multiplies max(dim, 1), so the strides of a tensor with a zero dim stay in range too.
+        std::uint64_t span = 1;
+        bool any_zero = false;
+        const std::uint64_t limit = std::uint64_t{1} << 59;
         for (auto& dim : shape) {
           dim = r.value<std::int64_t>("dimension");
           LADON_CHECK(dim >= 0, op, "'", path, "' is corrupt: tensor '", key, "' has a negative dimension ", dim);
-          LADON_CHECK(dim == 0 || numel <= limit / static_cast<std::uint64_t>(dim), op, "'", path,
-                      "' is corrupt: tensor '", key, "' is impossibly large");
-          numel *= static_cast<std::uint64_t>(dim);
+          const auto factor = std::max<std::uint64_t>(static_cast<std::uint64_t>(dim), 1);
+          LADON_CHECK(span <= limit / factor, op, "'", path, "' is corrupt: tensor '", key, "' of shape [.., ", dim,
+                      ", ..] is impossibly large");
+          span *= factor;
+          any_zero = any_zero || dim == 0;
         }
-        const std::uint64_t bytes = numel * dtype_size(dtype);
-        LADON_CHECK(numel <= limit / 8, op, "'", path, "' is corrupt: tensor '", key, "' is impossibly large");
+        const std::uint64_t bytes = (any_zero ? 0 : span) * dtype_size(dtype);
+        LADON_CHECK(bytes <= r.remaining(), op, "'", path, "' is corrupt: tensor '", key, "' of shape ", shape_str(shape),
+                    " needs ", bytes, " bytes of data, only ", r.remaining(), " remain");
         const char* data = r.take(static_cast<std::size_t>(bytes), "tensor data");
         Tensor t = empty(shape, dtype);
         if (bytes > 0) {
@@ -296,9 +336,12 @@ void write_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
   put_payload(sizing, checkpoint);
   const std::uint64_t payload = sizing.total();
 
+  remove_stale_temporaries(path);
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   LADON_CHECK(fd >= 0, op, "cannot create '", tmp, "': ", std::strerror(errno));
+  // Held until close: tells remove_stale_temporaries in other processes that this file is live.
+  ::flock(fd, LOCK_EX);
   try {
     Sink s(fd, tmp);
     s.put(kMagic, sizeof kMagic);

@@ -10,7 +10,8 @@
 //   int first_epoch = loaded.metadata.integer("epoch") + 1;
 //
 // Saving writes `path.tmp.<pid>`, syncs it to disk and renames it over `path`, so a crash or kill
-// mid-write leaves the previous checkpoint intact (and at worst a stray .tmp file). Loading reads
+// mid-write leaves the previous checkpoint intact (and at worst a stray .tmp file, which the next
+// save of the same path removes once no live process owns it). Loading reads
 // and verifies the whole file (magic, version, size, CRC-32), then checks every part against the
 // model and the given optimizer / scheduler before changing anything: on any error the model and
 // the rest are untouched and the ladon::Error names the file and the problem (which tensor, the

@@ -4,7 +4,8 @@
 
 namespace ladon::nn {
 
-Dropout::Dropout(double p, std::uint64_t seed) : p_(p), gen_(seed) {
+Dropout::Dropout(double p, std::optional<std::uint64_t> seed)
+    : p_(p), gen_(seed ? *seed : default_generator().next_u64()) {
   LADON_CHECK(p >= 0.0 && p < 1.0, "Dropout", "p must be in [0, 1), got ", p);
 }
 

@@ -6,6 +6,7 @@
 #include "layer_fence.h"
 
 #include <cstdint>
+#include <optional>
 
 #include "../core/random.h"
 #include "module.h"
@@ -14,10 +15,10 @@ namespace ladon::nn {
 
 class Dropout : public Layer {
  public:
-  // p in [0, 1). The layer owns its Generator, seeded from `seed`, so a run is reproducible
-  // without touching the global generator; give each Dropout in a model its own seed, or their
-  // masks will repeat one another.
-  explicit Dropout(double p = 0.5, std::uint64_t seed = 0);
+  // p in [0, 1). The layer owns its Generator. Without a seed it draws one from the global
+  // generator, so two Dropouts draw different masks and manual_seed() makes a run reproducible;
+  // with a seed, its masks are fixed by that seed alone.
+  explicit Dropout(double p = 0.5, std::optional<std::uint64_t> seed = std::nullopt);
 
   Tensor forward(const Tensor& x) override;  // x: float32, any shape
   double p() const { return p_; }

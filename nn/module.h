@@ -86,7 +86,10 @@ class Sequential : public Layer {
   }
   void push_back(std::unique_ptr<Layer> layer) { layers_.push_back(std::move(layer)); }
   std::size_t size() const { return layers_.size(); }
-  Layer& operator[](std::size_t i) { return *layers_.at(i); }
+  Layer& operator[](std::size_t i) {
+    LADON_CHECK(i < layers_.size(), "Sequential", "index ", i, " is out of range for ", layers_.size(), " layers");
+    return *layers_[i];
+  }
 
   Tensor forward(const Tensor& x) override;
   void visit(Visitor& v) override;

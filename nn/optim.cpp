@@ -220,11 +220,33 @@ void Optimizer::check_state_dict(const StateDict& state) const {
     const double wd = state.number(group_key(g, "weight_decay"), op);
     LADON_CHECK(wd >= 0.0, op, "group ", g, ": weight_decay must be >= 0, got ", wd, " in the state");
   }
-  for (const Hyper& h : const_cast<Optimizer*>(this)->hyperparameters()) {
-    const std::string key = std::string("hyper.") + h.name;
-    if (h.number) state.number(key, op);
-    if (h.flag) state.integer(key, op);
+  // The saved hyperparameters are validated by the optimizer's own rules: tried in place, then
+  // restored, so that load_checkpoint can reject a bad file before it changes anything.
+  std::vector<Hyper> hypers = const_cast<Optimizer*>(this)->hyperparameters();
+  std::vector<double> old_numbers(hypers.size());
+  std::vector<bool> old_flags(hypers.size());
+  for (std::size_t k = 0; k < hypers.size(); ++k) {
+    if (hypers[k].number) old_numbers[k] = *hypers[k].number;
+    if (hypers[k].flag) old_flags[k] = *hypers[k].flag;
   }
+  const auto restore = [&] {
+    for (std::size_t k = 0; k < hypers.size(); ++k) {
+      if (hypers[k].number) *hypers[k].number = old_numbers[k];
+      if (hypers[k].flag) *hypers[k].flag = old_flags[k];
+    }
+  };
+  try {
+    for (const Hyper& h : hypers) {
+      const std::string key = std::string("hyper.") + h.name;
+      if (h.number) *h.number = state.number(key, op);
+      if (h.flag) *h.flag = state.integer(key, op) != 0;
+    }
+    validate_hyperparameters();
+  } catch (...) {
+    restore();
+    throw;
+  }
+  restore();
   // Every per-parameter entry must name a known parameter and buffer, with the parameter's shape.
   for (const auto& [key, value] : state.items()) {
     if (key.rfind("param.", 0) != 0) continue;
@@ -260,30 +282,11 @@ void Optimizer::check_state_dict(const StateDict& state) const {
 }
 
 void Optimizer::load_state_dict(const StateDict& state) {
-  check_state_dict(state);
-  // Hyperparameters first, since their validation may still fail: undo on failure.
-  std::vector<Hyper> hypers = hyperparameters();
-  std::vector<double> old_numbers(hypers.size());
-  std::vector<bool> old_flags(hypers.size());
-  for (std::size_t k = 0; k < hypers.size(); ++k) {
-    const std::string key = std::string("hyper.") + hypers[k].name;
-    if (hypers[k].number) {
-      old_numbers[k] = *hypers[k].number;
-      *hypers[k].number = state.number(key, name_);
-    }
-    if (hypers[k].flag) {
-      old_flags[k] = *hypers[k].flag;
-      *hypers[k].flag = state.integer(key, name_) != 0;
-    }
-  }
-  try {
-    validate_hyperparameters();
-  } catch (...) {
-    for (std::size_t k = 0; k < hypers.size(); ++k) {
-      if (hypers[k].number) *hypers[k].number = old_numbers[k];
-      if (hypers[k].flag) *hypers[k].flag = old_flags[k];
-    }
-    throw;
+  check_state_dict(state);  // validates the hyperparameters too: nothing below can fail
+  for (const Hyper& h : hyperparameters()) {
+    const std::string key = std::string("hyper.") + h.name;
+    if (h.number) *h.number = state.number(key, name_);
+    if (h.flag) *h.flag = state.integer(key, name_) != 0;
   }
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     groups_[g].lr = state.number(group_key(g, "lr"), name_);

@@ -18,6 +18,12 @@ LRScheduler::LRScheduler(Optimizer& optimizer, const char* name) : name_(name), 
 
 LRScheduler::~LRScheduler() = default;
 
+double LRScheduler::lr_at(std::int64_t epoch, double base_lr) const {
+  // A negative epoch would index the schedule backwards (StepLR gave gamma^-1 times the base).
+  LADON_CHECK(epoch >= 0, name_, "lr_at: epoch must be >= 0, got ", epoch);
+  return schedule(epoch, base_lr);
+}
+
 void LRScheduler::apply() {
   for (std::size_t g = 0; g < base_lrs_.size(); ++g) optimizer_->set_lr(g, std::max(0.0, lr_at(epoch_, base_lrs_[g])));
 }
@@ -65,7 +71,7 @@ StepLR::StepLR(Optimizer& optimizer, StepLROptions options) : LRScheduler(optimi
   apply();
 }
 
-double StepLR::lr_at(std::int64_t epoch, double base_lr) const {
+double StepLR::schedule(std::int64_t epoch, double base_lr) const {
   return base_lr * std::pow(options_.gamma, static_cast<double>(epoch / options_.step_size));
 }
 
@@ -81,7 +87,7 @@ MultiStepLR::MultiStepLR(Optimizer& optimizer, MultiStepLROptions options)
   apply();
 }
 
-double MultiStepLR::lr_at(std::int64_t epoch, double base_lr) const {
+double MultiStepLR::schedule(std::int64_t epoch, double base_lr) const {
   int passed = 0;
   for (std::int64_t m : options_.milestones) passed += m <= epoch ? 1 : 0;
   return base_lr * std::pow(options_.gamma, passed);
@@ -93,7 +99,7 @@ ExponentialLR::ExponentialLR(Optimizer& optimizer, ExponentialLROptions options)
   apply();
 }
 
-double ExponentialLR::lr_at(std::int64_t epoch, double base_lr) const {
+double ExponentialLR::schedule(std::int64_t epoch, double base_lr) const {
   return base_lr * std::pow(options_.gamma, static_cast<double>(epoch));
 }
 
@@ -109,7 +115,7 @@ WarmupCosineLR::WarmupCosineLR(Optimizer& optimizer, WarmupCosineLROptions optio
   apply();
 }
 
-double WarmupCosineLR::lr_at(std::int64_t epoch, double base_lr) const {
+double WarmupCosineLR::schedule(std::int64_t epoch, double base_lr) const {
   const auto& o = options_;
   if (epoch < o.warmup_steps) {
     const double f = o.warmup_start_factor;

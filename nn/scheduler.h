@@ -33,8 +33,8 @@ class LRScheduler : public Stateful {
   void step();  // advances one epoch and sets every group's lr for it
   std::int64_t epoch() const { return epoch_; }
   const std::vector<double>& base_lrs() const { return base_lrs_; }
-  // The lr this schedule gives a group with base lr `base_lr` at `epoch` (>= 0).
-  virtual double lr_at(std::int64_t epoch, double base_lr) const = 0;
+  // The lr this schedule gives a group with base lr `base_lr` at `epoch`; throws for epoch < 0.
+  double lr_at(std::int64_t epoch, double base_lr) const;
   const char* name() const { return name_; }
 
   // "scheduler" (the kind), "epoch", "groups", "base_lr.<g>". Loading sets the optimizer's lr for
@@ -45,6 +45,8 @@ class LRScheduler : public Stateful {
 
  protected:
   void apply();  // sets each group's lr to lr_at(epoch, base); derived constructors call it last
+  // The schedule itself, for an epoch already checked to be >= 0.
+  virtual double schedule(std::int64_t epoch, double base_lr) const = 0;
   const char* name_;
 
  private:
@@ -61,7 +63,7 @@ struct StepLROptions {
 class StepLR : public LRScheduler {
  public:
   StepLR(Optimizer& optimizer, StepLROptions options);
-  double lr_at(std::int64_t epoch, double base_lr) const override;
+  double schedule(std::int64_t epoch, double base_lr) const override;
 
  private:
   StepLROptions options_;
@@ -75,7 +77,7 @@ struct MultiStepLROptions {
 class MultiStepLR : public LRScheduler {
  public:
   MultiStepLR(Optimizer& optimizer, MultiStepLROptions options);
-  double lr_at(std::int64_t epoch, double base_lr) const override;
+  double schedule(std::int64_t epoch, double base_lr) const override;
 
  private:
   MultiStepLROptions options_;
@@ -88,7 +90,7 @@ struct ExponentialLROptions {
 class ExponentialLR : public LRScheduler {
  public:
   ExponentialLR(Optimizer& optimizer, ExponentialLROptions options);
-  double lr_at(std::int64_t epoch, double base_lr) const override;
+  double schedule(std::int64_t epoch, double base_lr) const override;
 
  private:
   ExponentialLROptions options_;
@@ -108,7 +110,7 @@ struct WarmupCosineLROptions {
 class WarmupCosineLR : public LRScheduler {
  public:
   WarmupCosineLR(Optimizer& optimizer, WarmupCosineLROptions options);
-  double lr_at(std::int64_t epoch, double base_lr) const override;
+  double schedule(std::int64_t epoch, double base_lr) const override;
 
  private:
   WarmupCosineLROptions options_;

@@ -141,9 +141,15 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward("pow", BinaryOp::pow, a, b);
   return record(out, "pow", {a, b},
                 [a = a.detach(), b = b.detach(), out = out.detach()](const Tensor& g, const std::vector<bool>& need) {
+                  // As in PyTorch, the terms that are 0 * inf or 0 * log(0) are taken to be 0:
+                  // d/da is 0 where b == 0 (so pow(x, 0) is flat even at x = 0), and d/db is 0
+                  // where a == 0 and b >= 0 (0^b stays 0 or 1 as b moves).
+                  const Tensor zero = scalar(0.0);
                   Grads grads(2);
-                  if (need[0]) grads[0] = sum_to(mul(g, mul(b, pow(a, sub(b, scalar(1.0))))), a.shape());
-                  if (need[1]) grads[1] = sum_to(mul(g, mul(out, log(a))), b.shape());
+                  if (need[0])
+                    grads[0] = sum_to(mul(g, where(eq(b, zero), zero, mul(b, pow(a, sub(b, scalar(1.0)))))), a.shape());
+                  if (need[1])
+                    grads[1] = sum_to(mul(g, where(mul(eq(a, zero), ge(b, zero)), zero, mul(out, log(a)))), b.shape());
                   return grads;
                 });
 }
@@ -249,11 +255,13 @@ Tensor tanh(const Tensor& x) {
   });
 }
 
-Tensor gelu(const Tensor& x) {
+Tensor gelu(const Tensor& x, Gelu form) {
   check_float("gelu", x);
-  return record(unary_forward(UnaryOp::gelu, x), "gelu", {x}, [x = x.detach()](const Tensor& g, const std::vector<bool>&) {
-    return Grads{mul(g, unary_forward(UnaryOp::gelu_grad, x))};
-  });
+  const bool exact = form == Gelu::exact;
+  return record(unary_forward(exact ? UnaryOp::gelu : UnaryOp::gelu_tanh, x), "gelu", {x},
+                [x = x.detach(), exact](const Tensor& g, const std::vector<bool>&) {
+                  return Grads{mul(g, unary_forward(exact ? UnaryOp::gelu_grad : UnaryOp::gelu_tanh_grad, x))};
+                });
 }
 
 Tensor clamp(const Tensor& x, double low, double high) {

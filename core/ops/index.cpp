@@ -44,6 +44,7 @@ Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index) {
   detail::check_float("index_select", x);
   check_index("index_select", index);
   LADON_CHECK(index.dim() == 1, "index_select", "index must be 1-D, got ", shape_str(index.shape()));
+  LADON_CHECK(x.dim() > 0, "index_select", "cannot index a 0-d tensor along dim ", dim);
   const std::int64_t d = detail::normalize_dim("index_select", dim, x.dim());
   const std::int64_t limit = x.shape()[d];
   const std::vector<std::int64_t> idx = index.to_vector<std::int64_t>();
@@ -82,6 +83,7 @@ Tensor index_add(const Tensor& base, std::int64_t dim, const Tensor& index, cons
   detail::check_float("index_add", source);
   check_index("index_add", index);
   LADON_CHECK(index.dim() == 1, "index_add", "index must be 1-D, got ", shape_str(index.shape()));
+  LADON_CHECK(base.dim() > 0, "index_add", "cannot index a 0-d tensor along dim ", dim);
   const std::int64_t d = detail::normalize_dim("index_add", dim, base.dim());
   Shape expected = base.shape();
   expected[d] = index.numel();
@@ -111,6 +113,7 @@ Tensor index_add(const Tensor& base, std::int64_t dim, const Tensor& index, cons
 Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index) {
   detail::check_float("gather", x);
   check_index("gather", index);
+  LADON_CHECK(x.dim() > 0, "gather", "cannot index a 0-d tensor along dim ", dim);
   const std::int64_t d = detail::normalize_dim("gather", dim, x.dim());
   bool compatible = index.dim() == x.dim();
   for (std::int64_t i = 0; compatible && i < x.dim(); ++i) compatible = i == d || index.shape()[i] == x.shape()[i];

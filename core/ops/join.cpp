@@ -54,6 +54,7 @@ Tensor stack(const std::vector<Tensor>& tensors, std::int64_t dim) {
 }
 
 std::vector<Tensor> split(const Tensor& x, std::int64_t size, std::int64_t dim) {
+  LADON_CHECK(x.dim() > 0, "split", "cannot split a 0-d tensor");
   const std::int64_t d = detail::normalize_dim("split", dim, x.dim());
   LADON_CHECK(size > 0, "split", "chunk size must be positive, got ", size);
   std::vector<Tensor> parts;

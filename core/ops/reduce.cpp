@@ -111,8 +111,12 @@ Tensor sum(const Tensor& x, const std::vector<std::int64_t>& dims, bool keepdim)
 Tensor mean(const Tensor& x, const std::vector<std::int64_t>& dims, bool keepdim) {
   detail::check_float("mean", x);
   const Reduction r = plan("mean", x, dims, keepdim);
-  const std::int64_t count = std::max<std::int64_t>(x.numel(), 1) / std::max<std::int64_t>(shape_numel(r.kept_shape), 1);
-  LADON_CHECK(x.numel() > 0, "mean", "mean of an empty tensor of shape ", shape_str(x.shape()));
+  // The count of the reduced dims alone: a mean over a non-empty set of an empty batch (LayerNorm
+  // on 0 rows) is an empty result, not an error.
+  std::int64_t count = 1;
+  for (std::int64_t d = 0; d < x.dim(); ++d)
+    if (r.reduced[d]) count *= x.shape()[d];
+  LADON_CHECK(count > 0, "mean", "mean over dims of size 0 in a tensor of shape ", shape_str(x.shape()));
   return mul(sum(x, dims, keepdim), scalar(1.0 / static_cast<double>(count)));
 }
 
@@ -170,7 +174,17 @@ ValuesIndices max(const Tensor& x, std::int64_t dim, bool keepdim) {
 Tensor max(const Tensor& x) {
   detail::check_float("max", x);
   LADON_CHECK(x.numel() > 0, "max", "max of an empty tensor of shape ", shape_str(x.shape()));
-  return max(x.reshape({-1}), 0).values;
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = max(x.reshape({-1}), 0).values;
+  }
+  // Tied maxima share the gradient equally (PyTorch's choice for a full reduction): no one
+  // position is preferred, and the gradient's total is the same as with a single maximum.
+  return record(out, "max", {x}, [x = x.detach(), out = out.detach()](const Tensor& g, const std::vector<bool>&) {
+    const Tensor at_max = eq(x, out);
+    return Grads{mul(at_max, div(g, sum(at_max)))};
+  });
 }
 
 Tensor argmax(const Tensor& x, std::int64_t dim, bool keepdim) {

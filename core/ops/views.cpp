@@ -131,8 +131,9 @@ Tensor Tensor::narrow(std::int64_t dim_, std::int64_t start, std::int64_t length
   const std::int64_t d = normalize_dim("narrow", dim_, dim());
   LADON_CHECK(dim() > 0, "narrow", "cannot narrow a 0-d tensor");
   const std::int64_t n = shape()[d];
-  LADON_CHECK(start >= 0 && length >= 0 && start + length <= n, "narrow", "range [", start, ", ", start + length,
-              ") is out of bounds for dim ", d, " of size ", n, " in ", shape_str(shape()));
+  // Compared without forming start + length, which can overflow.
+  LADON_CHECK(start >= 0 && length >= 0 && start <= n && length <= n - start, "narrow", "start ", start, " and length ",
+              length, " are out of bounds for dim ", d, " of size ", n, " in ", shape_str(shape()));
   Shape shape = this->shape();
   shape[d] = length;
   Tensor out = make_view(*this, shape, strides(), offset() + start * strides()[d]);
@@ -150,9 +151,15 @@ Tensor Tensor::expand(const Shape& shape) const {
   const std::size_t lead = shape.size() - this->shape().size();
   for (std::size_t i = 0; i < this->shape().size(); ++i) {
     if (target[lead + i] == -1) target[lead + i] = this->shape()[i];
+    LADON_CHECK(target[lead + i] >= 0, "expand", "cannot expand ", shape_str(this->shape()), " to ", shape_str(shape),
+                ": size ", shape[lead + i], " in dim ", lead + i, " is negative");
     LADON_CHECK(this->shape()[i] == target[lead + i] || this->shape()[i] == 1, "expand", "cannot expand ",
                 shape_str(this->shape()), " to ", shape_str(shape), " (dim ", lead + i, ")");
   }
+  for (std::size_t i = 0; i < lead; ++i)
+    LADON_CHECK(target[i] >= 0, "expand", "cannot expand ", shape_str(this->shape()), " to ", shape_str(shape), ": size ",
+                target[i], " in new leading dim ", i, " is negative");
+  shape_numel(target);  // throws when the element count overflows
   Tensor out = make_view(*this, target, detail::broadcast_strides(*this, target), offset());
   return record(out, "expand", {*this}, [from = this->shape()](const Tensor& g, const std::vector<bool>&) {
     return Grads{sum_to(g, from)};

@@ -52,8 +52,10 @@ TEST_CASE("unary ops") {
   CHECK(values(neg(x)) == std::vector<float>{2, 0.5f, -0.0f, -1});
   check_close(sigmoid(x), {1 / (1 + std::exp(2.0f)), 1 / (1 + std::exp(0.5f)), 0.5f, 1 / (1 + std::exp(-1.0f))});
   check_close(tanh(x), {std::tanh(-2.0f), std::tanh(-0.5f), 0.0f, std::tanh(1.0f)});
-  // gelu(1) with the tanh approximation: 0.5 * (1 + tanh(0.79788456 * 1.044715)) = 0.841192
-  CHECK(gelu(tensor({1.0f})).item() == doctest::Approx(0.841192).epsilon(1e-5));
+  // gelu(1) exact: 0.5 * (1 + erf(1 / sqrt 2)) = 0.8413447; gelu(-1) = -(1 - 0.8413447) = -0.1586553.
+  check_close(gelu(tensor({1.0f, -1.0f})), {0.8413447f, -0.1586553f});
+  // With the tanh approximation: 0.5 * (1 + tanh(0.79788456 * 1.044715)) = 0.841192
+  CHECK(gelu(tensor({1.0f}), Gelu::tanh).item() == doctest::Approx(0.841192).epsilon(1e-5));
   CHECK(values(clamp(x, -1.0, 0.5)) == std::vector<float>{-1, -0.5f, 0, 0.5f});
   check_close(sqrt(tensor({4.0f, 2.0f})), {2.0f, std::sqrt(2.0f)});
   check_close(log(tensor({1.0f, std::exp(2.0f)})), {0.0f, 2.0f});

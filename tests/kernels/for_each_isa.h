@@ -11,7 +11,7 @@ namespace ladon::testing {
 template <typename F>
 void for_each_isa(F&& check) {
   using kernels::Isa;
-  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512, Isa::avx512_bf16}) {
+  for (Isa isa : kernels::kIsas) {
     if (!kernels::isa_supported(isa)) continue;
     INFO("instruction set: " << kernels::isa_name(isa));
     const kernels::IsaOverride use(isa);

@@ -114,7 +114,7 @@ struct Problem {
 
 void check_all_paths(const Case& c, std::mt19937& rng) {
   const Problem p(c, rng);
-  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512}) {
+  for (Isa isa : ladon::kernels::kIsas) {
     if (!ladon::kernels::isa_supported(isa)) continue;
     const std::string name = ladon::kernels::isa_name(isa);
     for (bool allow_unpacked : {true, false})
@@ -189,7 +189,7 @@ TEST_CASE("sgemm follows an IsaOverride") {
   std::vector<float> a(64 * 64), b(64 * 64), forced(64 * 64), overridden(64 * 64);
   for (float& v : a) v = normal(rng);
   for (float& v : b) v = normal(rng);
-  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512}) {
+  for (Isa isa : ladon::kernels::kIsas) {
     if (!ladon::kernels::isa_supported(isa)) continue;
     CAPTURE(ladon::kernels::isa_name(isa));
     ladon::kernels::sgemm_with_isa(isa, false, false, 64, 64, 64, 1.0f, a.data(), 64, b.data(), 64, 0.0f, forced.data(),

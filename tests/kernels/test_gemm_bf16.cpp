@@ -40,7 +40,7 @@ std::uint16_t bits_of(std::uint32_t u) { return float_to_bf16(std::bit_cast<floa
 
 float round_bf16(float x) { return bf16_to_float(float_to_bf16(x)); }
 
-constexpr Isa kAllIsas[] = {Isa::baseline, Isa::avx2, Isa::avx512, Isa::avx512_bf16};
+constexpr const auto& kAllIsas = ladon::kernels::kIsas;  // every set, weakest first (isa.h)
 
 struct Case {
   i64 m, n, k;

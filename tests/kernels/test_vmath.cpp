@@ -135,10 +135,33 @@ TEST_CASE("vtanh and vsigmoid: stated absolute and relative bounds, saturation, 
   });
 }
 
-TEST_CASE("gelu (tanh form) through vtanh: error within 2.4e-7 * (1 + |x|)") {
+TEST_CASE("gelu (exact form) through verf: error within 3e-7 * (1 + |x|), derivative too") {
   ladon::testing::for_each_isa([] {
     const std::vector<float> x = sweep(-10.0f, 10.0f, 200001);
     const std::vector<float> y = apply(UnaryOp::gelu, x);
+    const std::vector<float> dy = apply(UnaryOp::gelu_grad, x);
+    double worst = 0, worst_grad = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double v = x[i];
+      const double cdf = 0.5 * (1.0 + std::erf(v / std::sqrt(2.0)));
+      worst = std::max(worst, std::fabs(y[i] - v * cdf) / (1.0 + std::fabs(v)));
+      const double want_grad = cdf + v * std::exp(-0.5 * v * v) / std::sqrt(2.0 * M_PI);
+      worst_grad = std::max(worst_grad, std::fabs(dy[i] - want_grad) / (1.0 + std::fabs(v)));
+    }
+    CHECK(worst <= 3e-7);
+    CHECK(worst_grad <= 3e-7);
+    const std::vector<float> edges = apply(UnaryOp::gelu, {kInf, -30.0f, kNaN, 0.0f});
+    CHECK(edges[0] == kInf);
+    CHECK(edges[1] == 0.0f);
+    CHECK(std::isnan(edges[2]));
+    CHECK(edges[3] == 0.0f);
+  });
+}
+
+TEST_CASE("gelu (tanh form) through vtanh: error within 2.4e-7 * (1 + |x|)") {
+  ladon::testing::for_each_isa([] {
+    const std::vector<float> x = sweep(-10.0f, 10.0f, 200001);
+    const std::vector<float> y = apply(UnaryOp::gelu_tanh, x);
     double worst = 0;
     for (std::size_t i = 0; i < x.size(); ++i) {
       const double v = x[i];
