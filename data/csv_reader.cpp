@@ -19,6 +19,10 @@ int is_nothing(unsigned char) { return 0; }
 // What the libcsv callbacks write into. They cannot throw through C code, so the first error is
 // kept here and thrown once csv_parse returns.
 struct CsvReader::State {
+  // Freed here, not in ~CsvReader: a constructor that throws (a bad header, say) never runs that.
+  ~State() {
+    if (parser_live) csv_free(&parser);
+  }
   csv_parser parser{};
   bool parser_live = false;
   const std::vector<std::string>* markers = nullptr;
@@ -135,7 +139,7 @@ CsvReader::CsvReader(std::string path, CsvOptions options)
               "'");
   LADON_CHECK(options_.header || !options_.columns.empty(), op, *path_,
               ": without a header the column names must be given (options.columns)");
-  file_ = std::fopen(path_->c_str(), "rb");
+  file_.reset(std::fopen(path_->c_str(), "rb"));
   LADON_CHECK(file_ != nullptr, op, *path_, ": cannot open: ", std::strerror(errno));
 
   State& st = *state_;
@@ -157,7 +161,7 @@ CsvReader::CsvReader(std::string path, CsvOptions options)
   std::int64_t to_skip = options_.skip_lines;
   st.in_header = options_.header;
   std::size_t got = 0;
-  while (to_skip > 0 && (got = std::fread(block.data(), 1, block.size(), file_)) > 0) {
+  while (to_skip > 0 && (got = std::fread(block.data(), 1, block.size(), file_.get())) > 0) {
     std::size_t pos = 0;
     while (to_skip > 0 && pos < got) {
       const char* nl = static_cast<const char*>(std::memchr(block.data() + pos, '\n', got - pos));
@@ -190,7 +194,7 @@ CsvReader::CsvReader(std::string path, CsvOptions options)
   std::size_t pos = 0;
   while (options_.header && st.in_header) {
     if (pos == got) {
-      got = std::fread(block.data(), 1, block.size(), file_);
+      got = std::fread(block.data(), 1, block.size(), file_.get());
       pos = 0;
       if (got == 0) {
         finish();  // a header line without a final newline ends here
@@ -211,10 +215,7 @@ CsvReader::CsvReader(std::string path, CsvOptions options)
   if (pos < got) feed(block.data() + pos, got - pos);
 }
 
-CsvReader::~CsvReader() {
-  if (state_ && state_->parser_live) csv_free(&state_->parser);
-  if (file_ != nullptr) std::fclose(file_);
-}
+CsvReader::~CsvReader() = default;
 
 void CsvReader::feed(const char* bytes, std::size_t size) {
   State& st = *state_;
@@ -237,9 +238,9 @@ bool CsvReader::next(CsvChunk& chunk) {
   State& st = *state_;
   std::vector<char> block(static_cast<std::size_t>(options_.block_bytes));
   while (st.buffer.rows() < options_.chunk_rows && !done_) {
-    const std::size_t got = std::fread(block.data(), 1, block.size(), file_);
+    const std::size_t got = std::fread(block.data(), 1, block.size(), file_.get());
     if (got == 0) {
-      LADON_CHECK(!std::ferror(file_), "csv", *path_, ": read error");
+      LADON_CHECK(!std::ferror(file_.get()), "csv", *path_, ": read error");
       finish();
     } else {
       feed(block.data(), got);

@@ -104,7 +104,7 @@ class CsvReader {
   CsvOptions options_;
   std::shared_ptr<const std::vector<std::string>> names_;
   std::unique_ptr<State> state_;
-  std::FILE* file_ = nullptr;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file_{nullptr, &std::fclose};
   bool done_ = false;
 };
 
