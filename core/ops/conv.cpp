@@ -6,6 +6,7 @@
 #include "../../kernels/conv.h"
 #include "../../kernels/gemm.h"
 #include "../../kernels/reduce.h"
+#include "../autocast.h"
 #include "../autograd.h"
 #include "../ops.h"
 #include "iterate.h"
@@ -123,6 +124,10 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
                                      options.padding, options.dilation);
   LADON_CHECK(w.out_h > 0 && w.out_w > 0, op, "output would be empty for input ", shape_str(x.shape()));
   const ConvPlan plan(w, groups, n, o);
+  // Under bf16 autocast the three products (forward, weight and input gradients) run in bf16 with
+  // float32 sums, as matmul and linear do (core/autocast.h); the rest stays float32.
+  const Precision precision = autocast_precision();
+  const GemmKernel gemm = gemm_kernel(precision);
 
   const Tensor xc = x.detach().contiguous(), wc = weight.detach().contiguous();
   const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
@@ -143,8 +148,8 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
         const std::int64_t count = std::min(p.block, end - first), ld = count * p.l;
         p.fill_columns(px, first, count, col);
         for (std::int64_t g = 0; g < groups; ++g)
-          kernels::sgemm(false, false, p.og, ld, p.k, 1.0f, pw + g * p.og * p.k, p.k, col + g * p.k * ld, ld, 0.0f,
-                         result + g * p.og * ld, ld);
+          gemm(false, false, p.og, ld, p.k, 1.0f, pw + g * p.og * p.k, p.k, col + g * p.k * ld, ld, 0.0f,
+               result + g * p.og * ld, ld, {});
         // Bias and activation on the way out: no extra pass over the output.
         kernels::conv_store(count, o, p.l, result, ld, pb, activation, po + first * o * p.l);
       }
@@ -153,8 +158,9 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
 
   out = record(
       out, op, {x, weight, bias},
-      [xc, wc, plan, activation, y = activation == Activation::relu ? out.detach() : Tensor(), has_bias = bias.defined()](const Tensor& grad,
-                                                                             const std::vector<bool>& need) {
+      [xc, wc, plan, activation, precision, y = activation == Activation::relu ? out.detach() : Tensor(),
+       has_bias = bias.defined()](const Tensor& grad, const std::vector<bool>& need) {
+        const GemmKernel gemm = gemm_kernel(precision);  // backward products in the forward's precision
         const Tensor gc = grad.contiguous();
         const ConvPlan& p = plan;
         const bool need_x = need[0], need_w = need[1], need_b = has_bias && need[2];
@@ -190,14 +196,14 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
             if (need_w) {
               p.fill_columns(px, first, count, pc);
               for (std::int64_t g = 0; g < p.groups; ++g)
-                kernels::sgemm(false, true, p.k, p.og, ld, 1.0f, pc + g * p.k * ld, ld, pgb + g * p.og * ld, ld, 1.0f,
-                               wpart.data<float>() + g * p.k * p.og, p.og);
+                gemm(false, true, p.k, p.og, ld, 1.0f, pc + g * p.k * ld, ld, pgb + g * p.og * ld, ld, 1.0f,
+                     wpart.data<float>() + g * p.k * p.og, p.og, {});
             }
             if (need_x) {
               // dcol = Wᵀ g per group, into the column block, folded back onto the images by col2im.
               for (std::int64_t g = 0; g < p.groups; ++g)
-                kernels::sgemm(true, false, p.k, ld, p.og, 1.0f, pw + g * p.og * p.k, p.k, pgb + g * p.og * ld, ld,
-                               0.0f, pc + g * p.k * ld, ld);
+                gemm(true, false, p.k, ld, p.og, 1.0f, pw + g * p.og * p.k, p.k, pgb + g * p.og * ld, ld,
+                     0.0f, pc + g * p.k * ld, ld, {});
               for (std::int64_t i = 0; i < count; ++i)
                 kernels::col2im(p.w, pc + i * p.l, ld, pgx + (first + i) * p.image);
             }
