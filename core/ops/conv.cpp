@@ -97,8 +97,9 @@ struct ConvPlan {
   }
 
   // Where the direct kernel applies: float32 (bf16 products go through gemm_bf16), one group,
-  // stride and dilation 1, and a CPU with AVX-512. Measured on Zen 5 (bench/bench_conv): conv 32 ->
-  // 64 on 14 x 14 forward XX.
+  // stride and dilation 1, and a CPU with AVX-512. Measured on Zen 5, in one run against the im2col
+  // path (train_step cnn, batch 128, median of 3, a loaded machine): 1.04x per step on 1 thread,
+  // 1.23x on 2; bench_conv conv 32 -> 64 forward 74 -> 87 GFLOP/s.
   void choose_direct(Precision precision) {
     direct = precision == Precision::fp32 && groups == 1 && w.stride_h == 1 && w.stride_w == 1 &&
              w.dilation_h == 1 && w.dilation_w == 1 && kernels::conv2d_direct_available();
