@@ -21,6 +21,7 @@
 #include "data/fashion_mnist.h"
 #include "data/feature_set.h"
 #include "data/idx.h"
+#include "data/impression_log.h"
 #include "data/loader.h"
 #include "data/synthetic.h"
 #include "data/tabular_loader.h"

@@ -1,5 +1,6 @@
 #include "trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -21,7 +22,8 @@ std::vector<std::string> task_names(const mtl::MultiTaskModel& model) {
   return names;
 }
 
-const char* metric_of(const mtl::TaskSpec& t) { return t.kind == mtl::TaskKind::regression ? "mse" : "accuracy"; }
+// The task's main metric, which delta-m compares with its baseline.
+std::string metric_of(const mtl::TaskSpec& t) { return mtl::task_metric_names(t).front(); }
 
 std::size_t reported_tasks(const mtl::MultiTaskModel& model) {
   std::size_t n = 0;
@@ -66,13 +68,17 @@ Trainer::Trainer(mtl::MultiTaskModel& model, mtl::Balancer& balancer, nn::Optimi
     const mtl::TaskSpec* spec = nullptr;
     std::string known;
     for (const mtl::TaskSpec& t : model.tasks()) {
-      known += (known.empty() ? "" : ", ") + t.name + " (loss" + (t.auxiliary ? "" : std::string(", ") + metric_of(t)) + ")";
+      known += (known.empty() ? "" : ", ") + t.name + " (loss";
+      if (!t.auxiliary)
+        for (const std::string& name : mtl::task_metric_names(t)) known += ", " + name;
+      known += ")";
       if (t.name == m.task) spec = &t;
     }
     LADON_CHECK(spec != nullptr, op, "no task '", m.task, "' to monitor; tasks: ", known);
-    LADON_CHECK(m.metric == "loss" || (!spec->auxiliary && m.metric == metric_of(*spec)), op, "task '", m.task,
-                "' has no metric '", m.metric, "'; tasks: ", known);
-    maximise_ = m.metric == "accuracy";
+    const std::vector<std::string> metrics = mtl::task_metric_names(*spec);
+    LADON_CHECK(m.metric == "loss" || (!spec->auxiliary && std::find(metrics.begin(), metrics.end(), m.metric) != metrics.end()),
+                op, "task '", m.task, "' has no metric '", m.metric, "'; tasks: ", known);
+    maximise_ = mtl::higher_is_better(m.metric);
   }
   if (!options_.out.empty()) ensure_writable_dir(options_.out, op);
   epoch_sums_.assign(model.num_tasks(), 0.0);
@@ -209,7 +215,7 @@ double Trainer::monitor_value(const std::vector<mtl::TaskResult>& results) const
       if (r.task != t.name) continue;
       if (m.metric == "loss" && r.metric == "loss") sum += r.value;
       if (m.metric == "delta_m" && r.metric == metric_of(t)) {
-        const double b = m.baselines[n], sign = r.metric == "accuracy" ? 1.0 : -1.0;
+        const double b = m.baselines[n], sign = mtl::higher_is_better(r.metric) ? 1.0 : -1.0;
         sum += sign * (r.value - b) / b * 100.0;
       }
     }
