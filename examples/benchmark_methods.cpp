@@ -210,12 +210,20 @@ struct Settings {
   std::string out;
 };
 
-constexpr std::int64_t kFashionEpochs = 3, kCensusEpochs = 8, kBatch = 256;
+constexpr std::int64_t kFashionEpochs = 2, kCensusEpochs = 8, kBatch = 256;
 
 struct RunResult {
   std::vector<double> metrics;  // one per task
-  double seconds_per_epoch = 0;
+  double seconds_per_epoch = 0;      // wall time
+  double cpu_seconds_per_epoch = 0;  // user + system time of every thread
 };
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
 
 struct Benchmark {
   std::string name, metric;
@@ -228,9 +236,9 @@ std::vector<double> column(const Tensor& t) {
   return {v.begin(), v.end()};
 }
 
-// Trains `model` on `train` with the method on the Trainer; returns the median epoch time.
-double fit(mtl::MultiTaskModel& model, const std::string& method, const data::Dataset& train, std::int64_t epochs,
-           std::uint64_t seed) {
+// Trains `model` on `train` with the method on the Trainer; sets the median epoch times of `r`.
+void fit(mtl::MultiTaskModel& model, const std::string& method, const data::Dataset& train, std::int64_t epochs,
+         std::uint64_t seed, RunResult& r) {
   data::Loader loader(train, {.batch = kBatch, .shuffle = true, .seed = seed});
   const MethodContext context{model, loader.num_batches(), seed};
   std::unique_ptr<mtl::Balancer> balancer = model.num_tasks() == 1 ? make<mtl::StaticWeighting>(std::vector<double>{1.0})
@@ -239,15 +247,20 @@ double fit(mtl::MultiTaskModel& model, const std::string& method, const data::Da
   train::Trainer trainer(model, *balancer, optimizer, loader,
                          {.epochs = epochs, .log_every = 0, .plots = false, .report = false, .progress = {.quiet = true}});
   using Clock = std::chrono::steady_clock;
-  std::vector<double> seconds;
+  std::vector<double> seconds, cpu;
   Clock::time_point start = Clock::now();
+  double cpu_start = cpu_seconds();
   trainer.on_step([&](train::Trainer& t) {
-    if (t.batch() == loader.num_batches()) seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    if (t.batch() != loader.num_batches()) return;
+    seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    cpu.push_back(cpu_seconds() - cpu_start);
   });
-  trainer.on_epoch([&](train::Trainer&) { start = Clock::now(); });
+  trainer.on_epoch([&](train::Trainer&) { start = Clock::now(), cpu_start = cpu_seconds(); });
   trainer.fit();
   std::sort(seconds.begin(), seconds.end());
-  return seconds[seconds.size() / 2];
+  std::sort(cpu.begin(), cpu.end());
+  r.seconds_per_epoch = seconds[seconds.size() / 2];
+  r.cpu_seconds_per_epoch = cpu[cpu.size() / 2];
 }
 
 // `tasks`: indices of the benchmark's tasks this model learns (both, or one for a single-task run).
@@ -267,7 +280,7 @@ RunResult run_fashion(const Settings& s, const std::string& method, const std::v
   mtl::SharedBottom model = mtl::lenet({.side = 28, .tasks = specs}, gen);
   RunResult r;
   if (dry) return r;
-  r.seconds_per_epoch = fit(model, method, train, epochs, seed);
+  fit(model, method, train, epochs, seed, r);
   model.eval();
   mtl::TaskMetrics metrics(model.tasks());
   NoGradGuard no_grad;
@@ -300,7 +313,7 @@ RunResult run_census(const Settings& s, const std::string& method, const std::ve
   PackedFeatureModel model(fs.fields(), mtl::FeatureModel(std::move(front), mtl::MMoE({.in = in, .experts = 8, .expert_hidden = {64}, .tasks = specs}, gen)));
   RunResult r;
   if (dry) return r;
-  r.seconds_per_epoch = fit(model, method, train, epochs, seed);
+  fit(model, method, train, epochs, seed, r);
   model.eval();
   NoGradGuard no_grad;
   std::vector<std::vector<double>> scores(tasks.size()), labels(tasks.size());
@@ -320,7 +333,7 @@ const std::vector<Benchmark> kBenchmarks = {
     {"census", "AUC", {"income", "never_married"}, kCensusEpochs},
 };
 
-// The child: one run, its result as one line "RESULT m1 m2 ... seconds" on stdout.
+// The child: one run, its result as one line "RESULT m1 m2 ... seconds cpu_seconds" on stdout.
 // method "single:<t>" trains task t alone; "none" builds the data and model only.
 int child(const Settings& s, const std::string& benchmark, const std::string& method, std::uint64_t seed) {
   set_num_threads(s.threads);
@@ -336,7 +349,7 @@ int child(const Settings& s, const std::string& benchmark, const std::string& me
                                             : run_fashion(s, method, tasks, seed, epochs, dry);
   std::printf("RESULT");
   for (double m : r.metrics) std::printf(" %.17g", m);
-  std::printf(" %.17g\n", r.seconds_per_epoch);
+  std::printf(" %.17g %.17g\n", r.seconds_per_epoch, r.cpu_seconds_per_epoch);
   return 0;
 }
 
@@ -346,7 +359,7 @@ int child(const Settings& s, const std::string& benchmark, const std::string& me
 struct ChildOutput {
   bool ok = false;
   std::string error;
-  std::vector<double> values;  // metrics..., seconds
+  std::vector<double> values;  // metrics..., seconds, cpu seconds
   double peak_mib = 0;
 };
 
@@ -426,7 +439,7 @@ std::string cpu_name() {
 struct Row {
   std::string benchmark, method, cost;
   std::vector<std::vector<double>> metrics;  // [seed][task]
-  std::vector<double> seconds, peaks;
+  std::vector<double> seconds, cpu, peaks;
   std::vector<std::string> errors;
 };
 
@@ -466,23 +479,25 @@ int parent(const Settings& s, const std::string& self_args) {
     std::vector<std::string> runs;
     for (std::size_t t = 0; t < b.tasks.size(); ++t) runs.push_back("single:" + std::to_string(t));
     for (const std::string& m : methods) runs.push_back(m);
-    for (const std::string& m : runs) {
-      Row row{b.name, m, m.rfind("single:", 0) == 0 ? "-" : find_method(m).cost, {}, {}, {}, {}};
-      for (std::int64_t seed = 1; seed <= s.seeds; ++seed) {
-        std::fprintf(stderr, "%s %s seed %lld ...", b.name.c_str(), m.c_str(), static_cast<long long>(seed));
-        const ChildOutput o = spawn(child_args(b.name, m, seed));
+    const std::size_t first = rows.size();
+    for (const std::string& m : runs) rows.push_back({b.name, m, m.rfind("single:", 0) == 0 ? "-" : find_method(m).cost, {}, {}, {}, {}, {}});
+    // Seed by seed over every method, so a slow spell of a shared machine spreads over the methods.
+    for (std::int64_t seed = 1; seed <= s.seeds; ++seed)
+      for (std::size_t k = first; k < rows.size(); ++k) {
+        Row& row = rows[k];
+        std::fprintf(stderr, "%s %s seed %lld ...", b.name.c_str(), row.method.c_str(), static_cast<long long>(seed));
+        const ChildOutput o = spawn(child_args(b.name, row.method, seed));
         if (!o.ok) {
           row.errors.push_back(o.error);
           std::fprintf(stderr, " failed\n");
           continue;
         }
-        row.seconds.push_back(o.values.back());
-        row.metrics.emplace_back(o.values.begin(), o.values.end() - 1);
+        row.cpu.push_back(o.values.back());
+        row.seconds.push_back(o.values[o.values.size() - 2]);
+        row.metrics.emplace_back(o.values.begin(), o.values.end() - 2);
         row.peaks.push_back(o.peak_mib);
-        std::fprintf(stderr, " %.1f s/epoch, %.0f MiB\n", o.values.back(), o.peak_mib);
+        std::fprintf(stderr, " %.2f s/epoch (%.2f CPU s), %.0f MiB\n", row.seconds.back(), row.cpu.back(), o.peak_mib);
       }
-      rows.push_back(std::move(row));
-    }
   }
 
   // The table.
@@ -493,14 +508,14 @@ int parent(const Settings& s, const std::string& self_args) {
   md << "Benchmark of every balancer, " << date << ", " << cpu_name() << ", " << s.threads << " threads; " << s.seeds
      << " seeds; " << self_args << ".\n\n";
   for (const std::string& n : notes) md << n << ".\n\n";
-  md << "| benchmark | method | cost | task 1 | task 2 | delta-m % | s/epoch | vs equal | peak RSS MiB |\n";
-  md << "|---|---|---|---|---|---|---|---|---|\n";
+  md << "| benchmark | method | cost | task 1 | task 2 | delta-m % | s/epoch | vs equal | CPU vs equal | peak RSS MiB |\n";
+  md << "|---|---|---|---|---|---|---|---|---|---|\n";
   csv << "benchmark,method,cost,seeds_ok,task1_mean,task1_std,task2_mean,task2_std,delta_m_mean,delta_m_std,"
-         "seconds_per_epoch,ratio_to_equal,peak_rss_mib\n";
+         "seconds_per_epoch,ratio_to_equal,cpu_seconds_per_epoch,cpu_ratio_to_equal,peak_rss_mib\n";
   for (const Benchmark& b : kBenchmarks) {
     // Single-task baselines: task t's metric from its own single-task runs.
     std::vector<double> base(b.tasks.size(), NAN);
-    double equal_seconds = NAN;
+    double equal_seconds = NAN, equal_cpu = NAN;
     for (const Row& r : rows) {
       if (r.benchmark != b.name) continue;
       if (r.method.rfind("single:", 0) == 0) {
@@ -509,7 +524,7 @@ int parent(const Settings& s, const std::string& self_args) {
         for (const auto& m : r.metrics) v.push_back(m[0]);
         base[t] = stats(v).mean;
       }
-      if (r.method == "equal") equal_seconds = median(r.seconds);
+      if (r.method == "equal") equal_seconds = median(r.seconds), equal_cpu = median(r.cpu);
     }
     for (const Row& r : rows) {
       if (r.benchmark != b.name) continue;
@@ -533,24 +548,27 @@ int parent(const Settings& s, const std::string& self_args) {
           deltas.push_back(100.0 * d / static_cast<double>(b.tasks.size()));
         }
       const Stats dm = stats(deltas);
-      const double sec = median(r.seconds), peak = median(r.peaks);
+      const double sec = median(r.seconds), cpu = median(r.cpu), peak = median(r.peaks);
       const std::string name = single ? "single-task " + b.tasks[std::stoul(r.method.substr(7))] : r.method;
       md << "| " << b.name << " (" << b.metric << ") | " << name << " | " << r.cost;
       for (const Stats& t : task) md << " | " << (std::isnan(t.mean) ? std::string("") : fmt("%.4f ± %.4f", t.mean, t.std));
       md << " | " << (single ? std::string("0 (baseline)") : fmt("%+.2f ± %.2f", dm.mean, dm.std)) << " | "
-         << fmt("%.2f", sec) << " | " << fmt("%.2fx", sec / equal_seconds) << " | " << fmt("%.0f", peak);
+         << fmt("%.2f", sec) << " | " << fmt("%.2fx", sec / equal_seconds) << " | " << fmt("%.2fx", cpu / equal_cpu)
+         << " | " << fmt("%.0f", peak);
       if (!r.errors.empty()) md << " (" << r.errors.size() << " of " << s.seeds << " runs failed)";
       md << " |\n";
       csv << b.name << ',' << name << ',' << r.cost << ',' << r.metrics.size();
       for (const Stats& t : task) csv << ',' << fmt("%.6f", t.mean) << ',' << fmt("%.6f", t.std);
       csv << ',' << fmt("%.4f", dm.mean) << ',' << fmt("%.4f", dm.std) << ',' << fmt("%.4f", sec) << ','
-          << fmt("%.4f", sec / equal_seconds) << ',' << fmt("%.1f", peak) << '\n';
+          << fmt("%.4f", sec / equal_seconds) << ',' << fmt("%.4f", cpu) << ',' << fmt("%.4f", cpu / equal_cpu) << ','
+          << fmt("%.1f", peak) << '\n';
     }
   }
   md << "\nTasks: MultiFashion task 1 = top_left, task 2 = bottom_right (test accuracy); census task 1 = income, "
         "task 2 = never_married (test AUC). Mean ± sample std over the seeds. delta-m = 100/T sum_t (M_t - B_t) / B_t "
         "per seed, B_t the single-task mean (higher is better). s/epoch: the median over epochs and seeds of the "
-        "training steps' wall time (no evaluation). Peak RSS: ru_maxrss of the run's own process (wait4); loading the "
+        "training steps' wall time (no evaluation); vs equal: its ratio to equal weighting's; CPU vs equal: the same "
+        "ratio for the process's user + system time (less moved by other work on a shared machine). Peak RSS: ru_maxrss of the run's own process (wait4); loading the "
         "data and building the model alone peaks at";
   for (const auto& [name, mib] : baseline_mib) md << " " << fmt("%.0f", mib) << " MiB (" << name << ")";
   md << ".\n";
