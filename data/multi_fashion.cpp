@@ -24,8 +24,8 @@ std::vector<std::uint8_t> compose_pair(std::span<const std::uint8_t> first, std:
               "needs side >= 1, offset >= 0 and canvas >= side + offset, got side ", side, ", offset ", offset,
               " and canvas ", canvas);
   const auto pixels = static_cast<std::size_t>(side * side);
-  LADON_CHECK(first.size() == pixels && second.size() == pixels, "compose_pair", "images of ", side, " x ", side,
-              " = ", pixels, " bytes expected, got ", first.size(), " and ", second.size());
+  LADON_CHECK(first.size() == pixels && second.size() == pixels, "compose_pair", "images of ", side, " x ", side, " = ",
+              pixels, " bytes expected, got ", first.size(), " and ", second.size());
   // The canvas: the elementwise maximum of the two placed images (Sener writes the second over
   // the first, then the maximum of both in the overlap: the same thing).
   std::vector<std::uint8_t> c(static_cast<std::size_t>(canvas * canvas), 0);
@@ -45,8 +45,7 @@ std::vector<std::uint8_t> compose_pair(std::span<const std::uint8_t> first, std:
   const double scale = 255.0 / range;
   std::array<std::uint8_t, 256> byte{};
   for (int v = 0; v < 256; ++v)
-    byte[static_cast<std::size_t>(v)] =
-        static_cast<std::uint8_t>(std::clamp((v - lo) * scale, 0.0, 255.0) + 0.5);
+    byte[static_cast<std::size_t>(v)] = static_cast<std::uint8_t>(std::clamp((v - lo) * scale, 0.0, 255.0) + 0.5);
   // Pillow's NEAREST from canvas x canvas to side x side.
   std::vector<std::uint8_t> out(pixels);
   for (std::int64_t r = 0; r < side; ++r) {

@@ -15,8 +15,6 @@
 // the train split and 10,000 test images from the test split.
 #pragma once
 
-#include "layer_fence.h"
-
 #include <cstdint>
 #include <span>
 #include <string>
@@ -25,6 +23,7 @@
 #include "../core/random.h"
 #include "dataset.h"
 #include "idx.h"
+#include "layer_fence.h"
 
 namespace ladon::data {
 
@@ -61,6 +60,7 @@ Dataset multi_pairs(const IdxArray& images, const IdxArray& labels, Generator& g
 
 // Both splits from the Fashion-MNIST IDX files in `dir` (as data::fashion_mnist finds them: .gz
 // or plain). Throws ladon::Error, saying how to get the data, when they are missing.
-FashionMnist multi_fashion(const std::string& dir = "/usr/share/datasets/fashion-mnist", MultiFashionOptions options = {});
+FashionMnist multi_fashion(const std::string& dir = "/usr/share/datasets/fashion-mnist",
+                           MultiFashionOptions options = {});
 
 }  // namespace ladon::data

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -33,8 +34,6 @@
 #include <map>
 #include <memory>
 #include <sstream>
-
-#include <CLI/CLI.hpp>
 
 #include "ladon.h"
 
@@ -76,17 +75,26 @@ std::unique_ptr<mtl::Balancer> make(Args&&... args) {
 }
 
 const std::vector<Method> kMethods = {
-    {"equal", "loss", [](const MethodContext& c) { return make<mtl::StaticWeighting>(mtl::StaticWeighting::equal(c.tasks())); }},
+    {"equal", "loss",
+     [](const MethodContext& c) { return make<mtl::StaticWeighting>(mtl::StaticWeighting::equal(c.tasks())); }},
     {"uncertainty", "loss", [](const MethodContext& c) { return make<mtl::UncertaintyWeighting>(c.model.tasks()); }},
-    {"dwa", "loss", [](const MethodContext& c) { return make<mtl::DynamicWeightAverage>(c.tasks(), mtl::DWAOptions{.steps_per_epoch = c.steps_per_epoch}); }},
+    {"dwa", "loss",
+     [](const MethodContext& c) {
+       return make<mtl::DynamicWeightAverage>(c.tasks(), mtl::DWAOptions{.steps_per_epoch = c.steps_per_epoch});
+     }},
     {"rlw", "loss", [](const MethodContext& c) { return make<mtl::RandomLossWeighting>(c.tasks(), c.seed); }},
     {"gls", "loss", [](const MethodContext& c) { return make<mtl::GeometricLossStrategy>(c.tasks()); }},
     {"imtl_l", "loss", [](const MethodContext& c) { return make<mtl::IMTLL>(c.tasks()); }},
-    {"stch", "loss", [](const MethodContext& c) { return make<mtl::STCH>(c.tasks(), mtl::STCHOptions{.steps_per_epoch = c.steps_per_epoch, .warmup_epochs = 1}); }},
-    {"gradnorm", "gradient", [](const MethodContext& c) { return make<mtl::GradNorm>(c.tasks(), last_shared_layer(c.model)); }},
+    {"stch", "loss",
+     [](const MethodContext& c) {
+       return make<mtl::STCH>(c.tasks(), mtl::STCHOptions{.steps_per_epoch = c.steps_per_epoch, .warmup_epochs = 1});
+     }},
+    {"gradnorm", "gradient",
+     [](const MethodContext& c) { return make<mtl::GradNorm>(c.tasks(), last_shared_layer(c.model)); }},
     {"pcgrad", "gradient", [](const MethodContext& c) { return make<mtl::PCGrad>(c.tasks(), c.seed); }},
     {"mgda", "gradient", [](const MethodContext& c) { return make<mtl::MGDA>(c.tasks()); }},
-    {"mgda_ub", "gradient", [](const MethodContext& c) { return make<mtl::MGDA>(c.tasks(), mtl::MGDAOptions{.upper_bound = true}); }},
+    {"mgda_ub", "gradient",
+     [](const MethodContext& c) { return make<mtl::MGDA>(c.tasks(), mtl::MGDAOptions{.upper_bound = true}); }},
     {"cagrad", "gradient", [](const MethodContext& c) { return make<mtl::CAGrad>(c.tasks(), 0.5); }},
     {"upgrad", "gradient", [](const MethodContext& c) { return make<mtl::UPGrad>(c.tasks()); }},
     {"dualproj", "gradient", [](const MethodContext& c) { return make<mtl::DualProj>(c.tasks()); }},
@@ -109,9 +117,9 @@ const Method& find_method(const std::string& name) {
 // and a model that unpacks them into nn::Features in front of a FeatureModel.
 
 const std::vector<std::string> kAdultColumns = {
-    "age",          "workclass",    "fnlwgt",       "education",     "education-num",
-    "marital-status", "occupation", "relationship", "race",          "sex",
-    "capital-gain", "capital-loss", "hours-per-week", "native-country", "income"};
+    "age",          "workclass", "fnlwgt", "education",    "education-num", "marital-status", "occupation",
+    "relationship", "race",      "sex",    "capital-gain", "capital-loss",  "hours-per-week", "native-country",
+    "income"};
 
 // census_mtl's features and labels (see examples/census_mtl.cpp for why each is there).
 data::FeatureSet census_features() {
@@ -123,8 +131,13 @@ data::FeatureSet census_features() {
     fs.numeric(c, {.buckets = 16, .field = std::string(c) + "_bucket"});
   fs.label("income", "income", {.map = {{">50K", 1}, {">50K.", 1}, {"<=50K", 0}, {"<=50K.", 0}}});
   fs.label("never_married", "marital-status",
-           {.map = {{"Never-married", 1}, {"Married-civ-spouse", 0}, {"Divorced", 0}, {"Separated", 0},
-                    {"Widowed", 0}, {"Married-spouse-absent", 0}, {"Married-AF-spouse", 0}}});
+           {.map = {{"Never-married", 1},
+                    {"Married-civ-spouse", 0},
+                    {"Divorced", 0},
+                    {"Separated", 0},
+                    {"Widowed", 0},
+                    {"Married-spouse-absent", 0},
+                    {"Married-AF-spouse", 0}}});
   return fs;
 }
 
@@ -148,7 +161,8 @@ data::Dataset pack(const data::TabularDataset& t) {
       col += f.spec.width;
     } else {
       const std::vector<std::int64_t> ids = f.ids.contiguous().to_vector<std::int64_t>();
-      for (std::int64_t r = 0; r < t.rows; ++r) x[r * columns + col] = static_cast<float>(ids[static_cast<std::size_t>(r)]);
+      for (std::int64_t r = 0; r < t.rows; ++r)
+        x[r * columns + col] = static_cast<float>(ids[static_cast<std::size_t>(r)]);
       col += 1;
     }
   }
@@ -179,7 +193,8 @@ class PackedFeatureModel : public mtl::MultiTaskModel {
         col += f.width;
       } else {
         std::vector<std::int64_t> ids(static_cast<std::size_t>(rows));
-        for (std::int64_t r = 0; r < rows; ++r) ids[static_cast<std::size_t>(r)] = static_cast<std::int64_t>(p[r * columns + col]);
+        for (std::int64_t r = 0; r < rows; ++r)
+          ids[static_cast<std::size_t>(r)] = static_cast<std::int64_t>(p[r * columns + col]);
         feature.ids = tensor(std::move(ids), {rows});
         col += 1;
       }
@@ -204,8 +219,8 @@ struct Settings {
   std::string adult = "../shared/data/adult";
   std::string methods;
   std::int64_t seeds = 3;
-  std::int64_t epochs = 0;          // 0: each benchmark's default
-  std::int64_t train_limit = 0;     // 0: the whole training split
+  std::int64_t epochs = 0;       // 0: each benchmark's default
+  std::int64_t train_limit = 0;  // 0: the whole training split
   int threads = 2;
   std::string out;
 };
@@ -213,7 +228,7 @@ struct Settings {
 constexpr std::int64_t kFashionEpochs = 2, kCensusEpochs = 8, kBatch = 256;
 
 struct RunResult {
-  std::vector<double> metrics;  // one per task
+  std::vector<double> metrics;       // one per task
   double seconds_per_epoch = 0;      // wall time
   double cpu_seconds_per_epoch = 0;  // user + system time of every thread
 };
@@ -241,11 +256,12 @@ void fit(mtl::MultiTaskModel& model, const std::string& method, const data::Data
          std::uint64_t seed, RunResult& r) {
   data::Loader loader(train, {.batch = kBatch, .shuffle = true, .seed = seed});
   const MethodContext context{model, loader.num_batches(), seed};
-  std::unique_ptr<mtl::Balancer> balancer = model.num_tasks() == 1 ? make<mtl::StaticWeighting>(std::vector<double>{1.0})
-                                                                   : find_method(method).make(context);
+  std::unique_ptr<mtl::Balancer> balancer =
+      model.num_tasks() == 1 ? make<mtl::StaticWeighting>(std::vector<double>{1.0}) : find_method(method).make(context);
   nn::Adam optimizer(model.parameters(), {.lr = 1e-3});
-  train::Trainer trainer(model, *balancer, optimizer, loader,
-                         {.epochs = epochs, .log_every = 0, .plots = false, .report = false, .progress = {.quiet = true}});
+  train::Trainer trainer(
+      model, *balancer, optimizer, loader,
+      {.epochs = epochs, .log_every = 0, .plots = false, .report = false, .progress = {.quiet = true}});
   using Clock = std::chrono::steady_clock;
   std::vector<double> seconds, cpu;
   Clock::time_point start = Clock::now();
@@ -306,11 +322,14 @@ RunResult run_census(const Settings& s, const std::string& method, const std::ve
   const data::Dataset full = select(pack(fs.transform(train_rows))), test = select(pack(fs.transform(test_rows)));
   const data::Dataset train = s.train_limit > 0 ? data::slice(full, 0, std::min(s.train_limit, full.size())) : full;
   std::vector<mtl::TaskSpec> specs;
-  for (const std::string& n : train.task_names) specs.push_back({.name = n, .out = 1, .tower_hidden = {32}, .kind = mtl::TaskKind::binary});
+  for (const std::string& n : train.task_names)
+    specs.push_back({.name = n, .out = 1, .tower_hidden = {32}, .kind = mtl::TaskKind::binary});
   Generator gen(seed * 7919 + 17);
   nn::FeatureEmbedding front({.fields = fs.fields(), .dim = 8}, gen);
   const std::int64_t in = front.out_dim();
-  PackedFeatureModel model(fs.fields(), mtl::FeatureModel(std::move(front), mtl::MMoE({.in = in, .experts = 8, .expert_hidden = {64}, .tasks = specs}, gen)));
+  PackedFeatureModel model(
+      fs.fields(), mtl::FeatureModel(std::move(front),
+                                     mtl::MMoE({.in = in, .experts = 8, .expert_hidden = {64}, .tasks = specs}, gen)));
   RunResult r;
   if (dry) return r;
   fit(model, method, train, epochs, seed, r);
@@ -454,10 +473,24 @@ int parent(const Settings& s, const std::string& self_args) {
   if (std::find(methods.begin(), methods.end(), "equal") == methods.end()) methods.insert(methods.begin(), "equal");
 
   const auto child_args = [&](const std::string& benchmark, const std::string& method, std::int64_t seed) {
-    std::vector<std::string> a = {"benchmark_methods", "--child", "--benchmark", benchmark, "--method", method,
-                                  "--seed", std::to_string(seed), "--data", s.data, "--adult", s.adult,
-                                  "--epochs", std::to_string(s.epochs), "--train-limit", std::to_string(s.train_limit),
-                                  "--threads", std::to_string(s.threads)};
+    std::vector<std::string> a = {"benchmark_methods",
+                                  "--child",
+                                  "--benchmark",
+                                  benchmark,
+                                  "--method",
+                                  method,
+                                  "--seed",
+                                  std::to_string(seed),
+                                  "--data",
+                                  s.data,
+                                  "--adult",
+                                  s.adult,
+                                  "--epochs",
+                                  std::to_string(s.epochs),
+                                  "--train-limit",
+                                  std::to_string(s.train_limit),
+                                  "--threads",
+                                  std::to_string(s.threads)};
     return a;
   };
   std::vector<Row> rows;
@@ -480,7 +513,8 @@ int parent(const Settings& s, const std::string& self_args) {
     for (std::size_t t = 0; t < b.tasks.size(); ++t) runs.push_back("single:" + std::to_string(t));
     for (const std::string& m : methods) runs.push_back(m);
     const std::size_t first = rows.size();
-    for (const std::string& m : runs) rows.push_back({b.name, m, m.rfind("single:", 0) == 0 ? "-" : find_method(m).cost, {}, {}, {}, {}, {}});
+    for (const std::string& m : runs)
+      rows.push_back({b.name, m, m.rfind("single:", 0) == 0 ? "-" : find_method(m).cost, {}, {}, {}, {}, {}});
     // Seed by seed over every method, so a slow spell of a shared machine spreads over the methods.
     for (std::int64_t seed = 1; seed <= s.seeds; ++seed)
       for (std::size_t k = first; k < rows.size(); ++k) {
@@ -508,7 +542,8 @@ int parent(const Settings& s, const std::string& self_args) {
   md << "Benchmark of every balancer, " << date << ", " << cpu_name() << ", " << s.threads << " threads; " << s.seeds
      << " seeds; " << self_args << ".\n\n";
   for (const std::string& n : notes) md << n << ".\n\n";
-  md << "| benchmark | method | cost | task 1 | task 2 | delta-m % | s/epoch | vs equal | CPU vs equal | peak RSS MiB |\n";
+  md << "| benchmark | method | cost | task 1 | task 2 | delta-m % | s/epoch | vs equal | CPU vs equal | peak RSS MiB "
+        "|\n";
   md << "|---|---|---|---|---|---|---|---|---|---|\n";
   csv << "benchmark,method,cost,seeds_ok,task1_mean,task1_std,task2_mean,task2_std,delta_m_mean,delta_m_std,"
          "seconds_per_epoch,ratio_to_equal,cpu_seconds_per_epoch,cpu_ratio_to_equal,peak_rss_mib\n";
@@ -551,7 +586,8 @@ int parent(const Settings& s, const std::string& self_args) {
       const double sec = median(r.seconds), cpu = median(r.cpu), peak = median(r.peaks);
       const std::string name = single ? "single-task " + b.tasks[std::stoul(r.method.substr(7))] : r.method;
       md << "| " << b.name << " (" << b.metric << ") | " << name << " | " << r.cost;
-      for (const Stats& t : task) md << " | " << (std::isnan(t.mean) ? std::string("") : fmt("%.4f ± %.4f", t.mean, t.std));
+      for (const Stats& t : task)
+        md << " | " << (std::isnan(t.mean) ? std::string("") : fmt("%.4f ± %.4f", t.mean, t.std));
       md << " | " << (single ? std::string("0 (baseline)") : fmt("%+.2f ± %.2f", dm.mean, dm.std)) << " | "
          << fmt("%.2f", sec) << " | " << fmt("%.2fx", sec / equal_seconds) << " | " << fmt("%.2fx", cpu / equal_cpu)
          << " | " << fmt("%.0f", peak);
@@ -568,7 +604,8 @@ int parent(const Settings& s, const std::string& self_args) {
         "task 2 = never_married (test AUC). Mean ± sample std over the seeds. delta-m = 100/T sum_t (M_t - B_t) / B_t "
         "per seed, B_t the single-task mean (higher is better). s/epoch: the median over epochs and seeds of the "
         "training steps' wall time (no evaluation); vs equal: its ratio to equal weighting's; CPU vs equal: the same "
-        "ratio for the process's user + system time (less moved by other work on a shared machine). Peak RSS: ru_maxrss of the run's own process (wait4); loading the "
+        "ratio for the process's user + system time (less moved by other work on a shared machine). Peak RSS: "
+        "ru_maxrss of the run's own process (wait4); loading the "
         "data and building the model alone peaks at";
   for (const auto& [name, mib] : baseline_mib) md << " " << fmt("%.0f", mib) << " MiB (" << name << ")";
   md << ".\n";
@@ -593,10 +630,12 @@ int main(int argc, char** argv) try {
   std::int64_t seed = 1;
   app.add_option("--data", s.data, "folder with the Fashion-MNIST IDX files");
   app.add_option("--adult", s.adult, "folder with UCI Adult's adult.data and adult.test (census is skipped without)");
-  app.add_option("--methods", s.methods, "comma-separated methods (default: all); equal is always run, as the speed reference");
+  app.add_option("--methods", s.methods,
+                 "comma-separated methods (default: all); equal is always run, as the speed reference");
   app.add_option("--seeds", s.seeds, "seeds per method")->check(CLI::PositiveNumber);
-  app.add_option("--epochs", s.epochs, "epochs per run (0: " + std::to_string(kFashionEpochs) + " on MultiFashion, " +
-                                           std::to_string(kCensusEpochs) + " on census)")
+  app.add_option("--epochs", s.epochs,
+                 "epochs per run (0: " + std::to_string(kFashionEpochs) + " on MultiFashion, " +
+                     std::to_string(kCensusEpochs) + " on census)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--train-limit", s.train_limit, "train on the first N training rows only (0: all)")
       ->check(CLI::NonNegativeNumber);
@@ -608,7 +647,10 @@ int main(int argc, char** argv) try {
   app.add_option("--seed", seed, "(internal, with --child)");
   CLI11_PARSE(app, argc, argv);
   if (is_child) return child(s, benchmark, method, static_cast<std::uint64_t>(seed));
-  std::string self_args = "epochs " + (s.epochs > 0 ? std::to_string(s.epochs) : std::to_string(kFashionEpochs) + " (MultiFashion) / " + std::to_string(kCensusEpochs) + " (census)") +
+  std::string self_args = "epochs " +
+                          (s.epochs > 0 ? std::to_string(s.epochs)
+                                        : std::to_string(kFashionEpochs) + " (MultiFashion) / " +
+                                              std::to_string(kCensusEpochs) + " (census)") +
                           ", batch " + std::to_string(kBatch) + ", Adam lr 1e-3, training rows: " +
                           (s.train_limit > 0 ? "the first " + std::to_string(s.train_limit) : std::string("all"));
   return parent(s, self_args);

@@ -19,7 +19,7 @@ SharedBottom lenet(const LeNetOptions& options, Generator& gen) {
   check_tasks("lenet", options.tasks);
   // Pareto MTL applies ReLU before each pool (Sener's MultiLeNet pools first; for max-pool the two
   // orders give the same values). Conv then ReLU in a Sequential runs as one fused conv.
-  nn::Sequential trunk(nn::Conv2d(1, 10, 9, {}, gen), nn::ReLU(), nn::MaxPool2d(2),  //
+  nn::Sequential trunk(nn::Conv2d(1, 10, 9, {}, gen), nn::ReLU(), nn::MaxPool2d(2),   //
                        nn::Conv2d(10, 20, 5, {}, gen), nn::ReLU(), nn::MaxPool2d(2),  //
                        nn::Flatten(), nn::Linear(flat, 50, {}, gen), nn::ReLU());
   return SharedBottom(std::move(trunk), 50, options.tasks, gen);

@@ -104,7 +104,8 @@ TEST_CASE("multi_fashion: splits of pairs, labels, standardised pixels, determin
       const auto pair = compose_pair(all.subspan(static_cast<std::size_t>(i) * 784, 784),
                                      all.subspan(static_cast<std::size_t>(j) * 784, 784));
       bool same = true;
-      for (std::size_t p = 0; p < 784 && same; ++p) same = x[static_cast<std::size_t>(i) * 784 + p] == standardised(pair[p]);
+      for (std::size_t p = 0; p < 784 && same; ++p)
+        same = x[static_cast<std::size_t>(i) * 784 + p] == standardised(pair[p]);
       if (same) found = j;
     }
     REQUIRE(found >= 0);
@@ -124,19 +125,22 @@ TEST_CASE("multi_fashion: bad input names the problem") {
   Generator gen(1);
   CHECK_THROWS_WITH_AS(compose_pair(image(4, {}), image(3, {}), {.side = 4, .offset = 2, .canvas = 6}),
                        "compose_pair: images of 4 x 4 = 16 bytes expected, got 16 and 9", Error);
-  CHECK_THROWS_WITH_AS(compose_pair(image(4, {}), image(4, {}), {.side = 4, .offset = -1, .canvas = 6}),
-                       "compose_pair: needs side >= 1, offset >= 0 and canvas >= side + offset, got side 4, offset -1 and canvas 6", Error);
-  CHECK_THROWS_WITH_AS(compose_pair(image(4, {}), image(4, {}), {.side = 4, .offset = 2, .canvas = 5}),
-                       "compose_pair: needs side >= 1, offset >= 0 and canvas >= side + offset, got side 4, offset 2 and canvas 5",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      compose_pair(image(4, {}), image(4, {}), {.side = 4, .offset = -1, .canvas = 6}),
+      "compose_pair: needs side >= 1, offset >= 0 and canvas >= side + offset, got side 4, offset -1 and canvas 6",
+      Error);
+  CHECK_THROWS_WITH_AS(
+      compose_pair(image(4, {}), image(4, {}), {.side = 4, .offset = 2, .canvas = 5}),
+      "compose_pair: needs side >= 1, offset >= 0 and canvas >= side + offset, got side 4, offset 2 and canvas 5",
+      Error);
   CHECK_THROWS_WITH_AS(multi_pairs(idx({2, 28, 27}, std::vector<std::uint8_t>(2 * 28 * 27)), idx({2}, {0, 1}), gen),
                        "multi_fashion: images: expected images of shape [N, 28, 28], got [2, 28, 27]", Error);
   CHECK_THROWS_WITH_AS(multi_pairs(idx({2, 28, 28}, std::vector<std::uint8_t>(2 * 784)), idx({3}, {0, 1, 2}), gen),
                        "multi_fashion: images: 2 images but 3 labels", Error);
   CHECK_THROWS_WITH_AS(multi_pairs(idx({2, 28, 28}, std::vector<std::uint8_t>(2 * 784)), idx({2}, {0, 10}), gen),
                        "multi_fashion: images: label 10 at row 1 is not in 0..9", Error);
-  CHECK_THROWS_WITH_AS(multi_pairs(idx({0, 28, 28}, {}), idx({0}, {}), gen), "multi_fashion: images: the split is empty",
-                       Error);
+  CHECK_THROWS_WITH_AS(multi_pairs(idx({0, 28, 28}, {}), idx({0}, {}), gen),
+                       "multi_fashion: images: the split is empty", Error);
   CHECK_THROWS_WITH_AS(multi_pairs(idx({2, 28, 28}, std::vector<std::uint8_t>(2 * 784)), idx({2, 1}, {0, 1}), gen),
                        "multi_fashion: images: expected labels of shape [N], got [2, 1]", Error);
   const std::string missing = error_message([] { multi_fashion("/nonexistent/multi"); });

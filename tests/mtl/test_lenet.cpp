@@ -25,8 +25,8 @@ TEST_CASE("lenet: shapes, names, counts and ownership on 28 x 28 and 36 x 36 ima
                                           "trunk.7.weight", "trunk.7.bias", "towers.top_left.0.weight",
                                           "towers.top_left.0.bias", "towers.bottom_right.0.weight",
                                           "towers.bottom_right.0.bias"});
-  CHECK(shapes == std::vector<Shape>{{10, 1, 9, 9}, {10}, {20, 10, 5, 5}, {20}, {50, 180}, {50}, {10, 50}, {10},
-                                     {10, 50}, {10}});
+  CHECK(shapes ==
+        std::vector<Shape>{{10, 1, 9, 9}, {10}, {20, 10, 5, 5}, {20}, {50, 180}, {50}, {10, 50}, {10}, {10, 50}, {10}});
   // 820 + 5020 + 9050 shared, 510 per head.
   CHECK(model.num_parameters() == 820 + 5020 + 9050 + 2 * 510);
   CHECK(model.shared_parameters().size() == 6);
