@@ -27,6 +27,25 @@ Tensor Balancer::backward(const std::vector<Tensor>& task_losses, MultiTaskModel
   return step(task_losses, values, model);
 }
 
+void Balancer::after_step(const std::vector<Tensor>& task_losses) {
+  const char* op = name_.c_str();
+  LADON_CHECK(needs_losses_after_step(), op, "after_step() was called, but this balancer does not use the losses "
+              "after the step");
+  LADON_CHECK(task_losses.size() == num_tasks(), op, task_losses.size(), " task losses after the step for ",
+              num_tasks(), " tasks");
+  std::vector<double> values(task_losses.size());
+  for (std::size_t t = 0; t < task_losses.size(); ++t) {
+    const Tensor& loss = task_losses[t];
+    LADON_CHECK(loss.defined() && loss.numel() == 1 && loss.dtype() == Dtype::float32, op, "task ", t,
+                " loss after the step has shape ", loss.defined() ? shape_str(loss.shape()) : "undefined",
+                "; expected a scalar");
+    values[t] = loss.item();
+    LADON_CHECK(std::isfinite(values[t]), op, "task ", t, " loss after the step is ", values[t]);
+  }
+  average(values);
+  update_after_step(values);
+}
+
 void Balancer::average(std::span<float> values) const {
   if (collective_) collective_->average(values);
 }

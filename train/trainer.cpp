@@ -132,6 +132,13 @@ void Trainer::train_step(const data::Batch& batch) {
   if (extra_loss_) extra_loss_().backward(Tensor(), /*retain_graph=*/true);
   balancer_.backward(losses, model_);
   optimizer_.step();
+  if (balancer_.needs_losses_after_step()) {  // FAMO: the same batch again, one forward without a graph
+    NoGradGuard no_grad;
+    const std::vector<Tensor> after = model_(batch.x);
+    std::vector<Tensor> losses_after;
+    for (std::size_t t = 0; t < tasks.size(); ++t) losses_after.push_back(mtl::task_loss(tasks[t], after[t], batch.y[t]));
+    balancer_.after_step(losses_after);
+  }
   for (std::size_t t = 0; t < tasks.size(); ++t) {
     last_losses_[t] = losses[t].item();
     window_sums_[t] += last_losses_[t];
