@@ -100,6 +100,13 @@ const std::vector<Method> kMethods = {
     {"dualproj", "gradient", [](const MethodContext& c) { return make<mtl::DualProj>(c.tasks()); }},
     {"imtl_g", "gradient", [](const MethodContext& c) { return make<mtl::IMTLG>(c.tasks()); }},
     {"aligned_mtl", "gradient", [](const MethodContext& c) { return make<mtl::AlignedMTL>(c.tasks()); }},
+    {"nash_mtl", "gradient", [](const MethodContext& c) { return make<mtl::NashMTL>(c.tasks()); }},
+    {"gradvac", "gradient",
+     [](const MethodContext& c) { return make<mtl::GradVac>(c.tasks(), mtl::GradVacOptions{}, c.seed); }},
+    {"graddrop", "gradient",
+     [](const MethodContext& c) { return make<mtl::GradDrop>(c.tasks(), mtl::GradDropOptions{}, c.seed); }},
+    {"db_mtl", "gradient", [](const MethodContext& c) { return make<mtl::DBMTL>(c.tasks()); }},
+    {"famo", "loss", [](const MethodContext& c) { return make<mtl::FAMO>(c.tasks()); }},
 };
 
 const Method& find_method(const std::string& name) {
