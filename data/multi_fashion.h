@@ -15,6 +15,8 @@
 // the train split and 10,000 test images from the test split.
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <span>
 #include <string>
@@ -23,7 +25,6 @@
 #include "../core/random.h"
 #include "dataset.h"
 #include "idx.h"
-#include "layer_fence.h"
 
 namespace ladon::data {
 

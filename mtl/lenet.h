@@ -12,11 +12,12 @@
 //   mtl::SharedBottom model = mtl::lenet({.side = 28, .tasks = {{"top_left", 10, {}}, {"bottom_right", 10, {}}}});
 #pragma once
 
+#include "layer_fence.h"
+
 #include <cstdint>
 #include <vector>
 
 #include "architectures.h"
-#include "layer_fence.h"
 
 namespace ladon::mtl {
 
