@@ -14,7 +14,7 @@
 // --child), so the peak RSS that wait4() reports is that run's alone; it includes the data set,
 // whose share the "data + model" row gives.
 //
-//   build/examples/benchmark_methods [--epochs 3] [--seeds 3] [--methods equal,pcgrad] [--out docs]
+//   build/examples/benchmark_methods [--epochs 2] [--seeds 3] [--methods equal,pcgrad] [--out docs]
 //
 // Adding a method is one line in kMethods below.
 #include <spawn.h>
@@ -115,7 +115,7 @@ const Method& find_method(const std::string& name) {
     if (name == m.name) return m;
     known += (known.empty() ? "" : ", ") + std::string(m.name);
   }
-  throw Error("benchmark_methods: unknown method '" + name + "'; known: " + known);
+  throw Error("--methods: unknown method '" + name + "'; known: " + known);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ data::FeatureSet census_features() {
 data::Dataset pack(const data::TabularDataset& t) {
   std::int64_t columns = 0;
   for (const auto& f : t.fields) {
-    LADON_CHECK(f.spec.kind != nn::FieldKind::multi_categorical, "benchmark_methods", "field '", f.spec.name,
+    LADON_CHECK(f.spec.kind != nn::FieldKind::multi_categorical, "census", "field '", f.spec.name,
                 "' is multi-valued; the packed census input has single ids and numbers only");
     columns += f.spec.kind == nn::FieldKind::numeric ? f.spec.width : 1;
   }
@@ -175,7 +175,7 @@ data::Dataset pack(const data::TabularDataset& t) {
   }
   for (std::size_t k = 0; k < t.labels.size(); ++k) {
     for (float m : t.masks[k].contiguous().to_vector<float>())
-      LADON_CHECK(m == 1.0f, "benchmark_methods", "task '", t.task_names[k],
+      LADON_CHECK(m == 1.0f, "census", "task '", t.task_names[k],
                   "' has unlabelled rows; the Trainer's losses take no masks");
     d.y.push_back(t.labels[k]);
   }
@@ -366,7 +366,7 @@ int child(const Settings& s, const std::string& benchmark, const std::string& me
   const Benchmark* b = nullptr;
   for (const Benchmark& x : kBenchmarks)
     if (x.name == benchmark) b = &x;
-  LADON_CHECK(b != nullptr, "benchmark_methods", "unknown benchmark '", benchmark, "'");
+  LADON_CHECK(b != nullptr, "--benchmark", "unknown benchmark '", benchmark, "'");
   std::vector<std::size_t> tasks = {0, 1};
   if (method.rfind("single:", 0) == 0) tasks = {std::stoul(method.substr(7))};
   const std::int64_t epochs = s.epochs > 0 ? s.epochs : b->epochs;
@@ -394,7 +394,7 @@ ChildOutput spawn(const std::vector<std::string>& args) {
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   int fds[2];
-  LADON_CHECK(pipe(fds) == 0, "benchmark_methods", "pipe() failed");
+  LADON_CHECK(pipe(fds) == 0, "spawn", "pipe() failed");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
@@ -514,7 +514,7 @@ int parent(const Settings& s, const std::string& self_args) {
       }
     }
     const ChildOutput dry = spawn(child_args(b.name, "none", 1));
-    if (!dry.ok) throw Error("benchmark_methods: " + b.name + ": loading the data failed");
+    if (!dry.ok) throw Error(b.name + ": loading the data failed (its error is above)");
     baseline_mib[b.name] = dry.peak_mib;
     std::vector<std::string> runs;
     for (std::size_t t = 0; t < b.tasks.size(); ++t) runs.push_back("single:" + std::to_string(t));
