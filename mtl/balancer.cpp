@@ -69,6 +69,17 @@ double Balancer::weighted_value(const std::vector<double>& values, const std::ve
   return total;
 }
 
+std::vector<double> Balancer::numbers(const nn::StateDict& state, const std::string& key, std::size_t n,
+                                      const char* op) {
+  std::vector<double> out(n);
+  for (std::size_t i = 0; i < n; ++i) out[i] = state.number(key + "." + std::to_string(i), op);
+  return out;
+}
+
+void Balancer::set_numbers(nn::StateDict& state, const std::string& key, const std::vector<double>& values) {
+  for (std::size_t i = 0; i < values.size(); ++i) state.set(key + "." + std::to_string(i), values[i]);
+}
+
 nn::StateDict Balancer::state_dict() const {
   nn::StateDict state;
   state.set("method", name_);

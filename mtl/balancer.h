@@ -95,6 +95,9 @@ class Balancer : public nn::Stateful {
   // sum_t w_t L_t on the graph, and its value.
   static Tensor weighted_sum(const std::vector<Tensor>& losses, const std::vector<double>& weights);
   static double weighted_value(const std::vector<double>& values, const std::vector<double>& weights);
+  // n numbers under key.0 .. key.(n-1) of a state, checked, and back.
+  static std::vector<double> numbers(const nn::StateDict& state, const std::string& key, std::size_t n, const char* op);
+  static void set_numbers(nn::StateDict& state, const std::string& key, const std::vector<double>& values);
 
   std::vector<double> weights_;
 

@@ -138,16 +138,6 @@ std::vector<std::size_t> others_in_random_order(std::size_t i, std::size_t tasks
   return order;
 }
 
-std::vector<double> numbers(const nn::StateDict& state, const std::string& key, std::size_t n, const char* op) {
-  std::vector<double> out(n);
-  for (std::size_t i = 0; i < n; ++i) out[i] = state.number(key + "." + std::to_string(i), op);
-  return out;
-}
-
-void set_numbers(nn::StateDict& state, const std::string& key, const std::vector<double>& values) {
-  for (std::size_t i = 0; i < values.size(); ++i) state.set(key + "." + std::to_string(i), values[i]);
-}
-
 void check_drop_inputs(const Tensor& h, const std::vector<Tensor>& r, std::size_t tasks) {
   LADON_CHECK(h.defined() && h.dim() >= 2 && h.dtype() == Dtype::float32, "GradDrop", "the representation has shape ",
               h.defined() ? shape_str(h.shape()) : "undefined", "; expected float32 [batch, features...]");
@@ -187,21 +177,24 @@ Tensor masked_sum(const std::vector<Tensor>& r, const std::vector<double>& s, co
     for (std::size_t t = 0; t < tasks; ++t) total += s[t * features + f], mass += std::fabs(s[t * features + f]);
     purity[f] = 0.5 * (1 + total / (mass + 1e-7));
   }
-  Tensor out = zeros(r[0].shape());
-  float* o = out.data<float>();
-  const std::int64_t rows = r[0].numel() / static_cast<std::int64_t>(features);
-  for (std::size_t t = 0; t < tasks; ++t) {
-    const Tensor rc = r[t].contiguous();
-    const float* rv = rc.data<float>();
+  std::vector<float> factor(tasks * features);  // leak + (1 - leak) M_t, per task and feature
+  for (std::size_t t = 0; t < tasks; ++t)
     for (std::size_t f = 0; f < features; ++f) {
       const double st = s[t * features + f];
       const bool keep = (purity[f] > u[f] && st > 0) || (purity[f] < u[f] && st < 0);
-      const float factor = static_cast<float>(leak + (1 - leak) * (keep ? 1.0 : 0.0));
-      if (factor == 0) continue;
-      for (std::int64_t b = 0; b < rows; ++b) {
-        const std::int64_t i = b * static_cast<std::int64_t>(features) + static_cast<std::int64_t>(f);
-        o[i] += factor * rv[i];
-      }
+      factor[t * features + f] = static_cast<float>(leak + (1 - leak) * (keep ? 1.0 : 0.0));
+    }
+  Tensor out = zeros(r[0].shape());
+  float* o = out.data<float>();
+  const std::int64_t rows = r[0].numel() / static_cast<std::int64_t>(features);
+  for (std::size_t t = 0; t < tasks; ++t) {  // row by row: contiguous in memory
+    const Tensor rc = r[t].contiguous();
+    const float* rv = rc.data<float>();
+    const float* ft = factor.data() + t * features;
+    for (std::int64_t b = 0; b < rows; ++b) {
+      float* ob = o + b * static_cast<std::int64_t>(features);
+      const float* rb = rv + b * static_cast<std::int64_t>(features);
+      for (std::size_t f = 0; f < features; ++f) ob[f] += ft[f] * rb[f];
     }
   }
   return out;

@@ -20,16 +20,6 @@ std::vector<double> softmax(const std::vector<double>& z, double scale) {
   return e;
 }
 
-std::vector<double> numbers(const nn::StateDict& state, const std::string& key, std::size_t n, const char* op) {
-  std::vector<double> out(n);
-  for (std::size_t i = 0; i < n; ++i) out[i] = state.number(key + "." + std::to_string(i), op);
-  return out;
-}
-
-void set_numbers(nn::StateDict& state, const std::string& key, const std::vector<double>& values) {
-  for (std::size_t i = 0; i < values.size(); ++i) state.set(key + "." + std::to_string(i), values[i]);
-}
-
 }  // namespace
 
 StaticWeighting::StaticWeighting(std::vector<double> alphas) : LossBalancer("StaticWeighting", alphas.size()) {
