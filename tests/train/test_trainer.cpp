@@ -272,4 +272,20 @@ TEST_CASE("Trainer: bad monitors, splits, resume files and folders are clear err
   CHECK(error_of([&] { run.trainer.resume(dir.file("cut.ckpt")); }).find("cut.ckpt") != std::string::npos);
   CHECK(run.parameters() == trained);
   CHECK(run.trainer.step() == 4);
+  // A checkpoint whose counters are damaged (a valid file, written by hand): every part is checked
+  // before any is applied, so a fresh run's model and counters are untouched.
+  Run fresh({.epochs = 1, .out = dir.file("fresh")}, /*init_seed=*/77);
+  const auto untrained = fresh.parameters();
+  REQUIRE(untrained != trained);
+  for (const char* key : {"step", "best", "wall_time"}) {
+    nn::Checkpoint c = nn::read_checkpoint(dir.file("run/last.ckpt"));
+    c.metadata.set(key, "damaged");
+    nn::write_checkpoint(dir.file("damaged.ckpt"), c);
+    INFO(std::string(key));
+    CHECK(error_of([&] { fresh.trainer.resume(dir.file("damaged.ckpt")); }) ==
+          "Trainer::resume: '" + dir.file("damaged.ckpt") + "': entry '" + key + "' is a string, not " +
+              (std::string(key) == "step" ? "an integer" : "a number"));
+    CHECK(fresh.parameters() == untrained);
+    CHECK(fresh.trainer.step() == 0);
+  }
 }
