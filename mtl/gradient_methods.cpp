@@ -230,14 +230,32 @@ Tensor GradientBalancer::step(const std::vector<Tensor>& losses, const std::vect
     for (std::size_t k = 0; k < shared.size(); ++k) at = append_row(task_grads_, t, at, g[k]);
     for (std::size_t k = 0; k < own[t].size(); ++k) accumulate_grad(own[t][k], g[shared.size() + k]);
   }
-  average(std::span<float>(task_grads_.data<float>(), static_cast<std::size_t>(task_grads_.numel())));
-  const Gramian G = gramian_of_rows(task_grads_);
+  // The global task gradients: all of them, or (reduce-scatter) this rank's block of columns.
+  const Collective::Columns mine = average_columns(
+      std::span<float>(task_grads_.data<float>(), static_cast<std::size_t>(task_grads_.numel())),
+      static_cast<std::int64_t>(tasks));
+  const std::int64_t width = mine.end - mine.begin;
+  const Tensor block = task_grads_.narrow(1, mine.begin, width);
+  Gramian G = gramian_of_rows(block);
+  if (mine.sharded) {  // the blocks' Gramians add up to the whole one
+    std::vector<double> flat;
+    for (const std::vector<double>& row : G) flat.insert(flat.end(), row.begin(), row.end());
+    average(flat);
+    for (std::size_t i = 0; i < tasks; ++i)
+      for (std::size_t j = 0; j < tasks; ++j) G[i][j] = flat[i * tasks + j] * ranks();
+  }
   weights_ = combine(G, values);
 
-  // d = w^T [g_1; ...; g_T], one GEMM, then cut back into the shared parameters' shapes.
+  // d = w^T [g_1; ...; g_T], one GEMM (on this rank's block, the rest gathered from the others),
+  // then cut back into the shared parameters' shapes.
   NoGradGuard no_grad;
   const std::vector<float> w(weights_.begin(), weights_.end());
-  const Tensor d = matmul(tensor(w, {1, static_cast<std::int64_t>(tasks)}), task_grads_).reshape({n});
+  Tensor d = empty({n});
+  if (width > 0) {
+    const Tensor part = matmul(tensor(w, {1, static_cast<std::int64_t>(tasks)}), block).contiguous();
+    std::copy_n(part.data<float>(), width, d.data<float>() + mine.begin);
+  }
+  gather_columns(std::span<float>(d.data<float>(), static_cast<std::size_t>(n)), mine);
   std::int64_t at = 0;
   for (const Tensor& p : shared) {
     accumulate_grad(p, d.narrow(0, at, p.numel()).reshape(p.shape()));
