@@ -35,12 +35,18 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const double v = std::atof(argv[i + 1]);
-    if (k == "--batch") batch = static_cast<std::int64_t>(v);
-    else if (k == "--threads") threads = static_cast<std::int64_t>(v);
-    else if (k == "--steps") steps = static_cast<std::int64_t>(v);
-    else if (k == "--bucket_mb") bucket_mb = v;
-    else if (k == "--first_bucket_mb") first_bucket_mb = v;
-    else throw Error("dist_scaling: unknown flag " + k + " (--batch, --threads, --steps, --bucket_mb, --first_bucket_mb)");
+    if (k == "--batch")
+      batch = static_cast<std::int64_t>(v);
+    else if (k == "--threads")
+      threads = static_cast<std::int64_t>(v);
+    else if (k == "--steps")
+      steps = static_cast<std::int64_t>(v);
+    else if (k == "--bucket_mb")
+      bucket_mb = v;
+    else if (k == "--first_bucket_mb")
+      first_bucket_mb = v;
+    else
+      throw Error("dist_scaling: unknown flag " + k + " (--batch, --threads, --steps, --bucket_mb, --first_bucket_mb)");
   }
   LADON_CHECK(batch % world.size() == 0, "dist_scaling", "--batch ", batch, " does not split over ", world.size(),
               " ranks");

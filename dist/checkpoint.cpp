@@ -102,7 +102,8 @@ OptimizerLayout layout_of(const nn::Optimizer& opt, const Shards& shards) {
 const nn::Optimizer* as_optimizer(const nn::Stateful* s, const Shards& shards) {
   if (s == nullptr || !shards.any()) return nullptr;
   const auto* opt = dynamic_cast<const nn::Optimizer*>(s);
-  LADON_CHECK(opt != nullptr, kOp, "a model with expert-parallel layers needs an nn::Optimizer (its state is kept per "
+  LADON_CHECK(opt != nullptr, kOp,
+              "a model with expert-parallel layers needs an nn::Optimizer (its state is kept per "
               "parameter, so each rank's part of it is found by parameter)");
   return opt;
 }
@@ -217,8 +218,7 @@ struct Unpacker {
 
 // The file one process would write, on rank 0, from every rank's state: the replicated entries
 // from rank 0, each expert's from its owner, the optimizer's renumbered to one process's order.
-nn::Checkpoint gathered(nn::Module& model, const nn::SaveOptions& options, const Shards& shards,
-                        Communicator& comm) {
+nn::Checkpoint gathered(nn::Module& model, const nn::SaveOptions& options, const Shards& shards, Communicator& comm) {
   nn::Checkpoint c;
   c.model = nn::module_state(model, /*copy=*/false);
   if (options.optimizer) c.optimizer = options.optimizer->state_dict();

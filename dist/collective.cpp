@@ -32,7 +32,8 @@ mtl::Collective::Columns MpiCollective::average_columns(std::span<float> values,
   for (int r = 0; r < W; ++r) {
     const std::int64_t begin = block_start(r, n), end = block_start(r + 1, n);
     counts[static_cast<std::size_t>(r)] = static_cast<int>(rows * (end - begin));
-    for (std::int64_t t = 0; t < rows; ++t) out = std::copy(values.data() + t * n + begin, values.data() + t * n + end, out);
+    for (std::int64_t t = 0; t < rows; ++t)
+      out = std::copy(values.data() + t * n + begin, values.data() + t * n + end, out);
   }
   const std::int64_t begin = block_start(me, n), end = block_start(me + 1, n), width = end - begin;
   std::vector<float> mine(static_cast<std::size_t>(rows * width));

@@ -198,9 +198,9 @@ std::vector<std::vector<std::int64_t>> Communicator::allgather(std::span<const s
   check_mpi(MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_), "MPI_Allgather");
   std::exclusive_scan(counts.begin(), counts.end(), offsets.begin(), 0);
   std::vector<std::int64_t> all(static_cast<std::size_t>(offsets.back() + counts.back()));
-  check_mpi(MPI_Allgatherv(values.data(), mine, MPI_INT64_T, all.data(), counts.data(), offsets.data(), MPI_INT64_T,
-                           comm_),
-            "MPI_Allgatherv");
+  check_mpi(
+      MPI_Allgatherv(values.data(), mine, MPI_INT64_T, all.data(), counts.data(), offsets.data(), MPI_INT64_T, comm_),
+      "MPI_Allgatherv");
   std::vector<std::vector<std::int64_t>> out(counts.size());
   for (std::size_t r = 0; r < counts.size(); ++r)
     out[r].assign(all.begin() + offsets[r], all.begin() + offsets[r] + counts[r]);

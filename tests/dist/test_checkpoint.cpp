@@ -38,8 +38,7 @@ struct MoENet : nn::Module {
   explicit MoENet(Generator& gen)
       : fc1(4, 6, {}, gen),
         fc2(6, 2, {}, gen),
-        moe({.in = 6, .experts = 6, .k = 2, .expert_hidden = {5}, .noisy_gating = false, .balance_weight = 0.01},
-            gen) {
+        moe({.in = 6, .experts = 6, .k = 2, .expert_hidden = {5}, .noisy_gating = false, .balance_weight = 0.01}, gen) {
     NoGradGuard no_grad;
     const Tensor w = randn({6, 6}, gen);  // a router away from zero: tokens disagree about experts
     std::copy_n(w.data<float>(), w.numel(), moe.gate_weight.data<float>());

@@ -76,7 +76,7 @@ TEST_CASE("ExpertParallel: each rank holds only its experts, so expert memory pe
   const std::int64_t experts = 8, in = 16, hidden = 64;
   Generator gen(3);
   mtl::SparseMoE moe({.in = in, .experts = experts, .k = 2, .expert_hidden = {hidden}}, gen);
-  const std::int64_t router = 2 * in * experts;                            // gate and noise weights
+  const std::int64_t router = 2 * in * experts;                             // gate and noise weights
   const std::int64_t per_expert = in * hidden + hidden + hidden * in + in;  // two Linears
   REQUIRE(moe.num_parameters() == router + experts * per_expert);
   dist::ExpertParallel ep(moe, world);
