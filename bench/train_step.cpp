@@ -17,8 +17,9 @@
 // --isa runs every kernel's variant for that instruction set (kernels/isa.h), to measure what the
 // SIMD variants buy; the default is the best the CPU supports. --balancer (mmoe models) combines the
 // three task losses with a balancer (equal, uncertainty, dwa, random, gradnorm, gls, imtl_l, stch,
-// pcgrad, mgda, mgda_ub, cagrad, upgrad, dualproj, imtl_g, aligned_mtl), so a method's step can be
-// compared with equal weighting's.
+// famo, pcgrad, mgda, mgda_ub, cagrad, upgrad, dualproj, imtl_g, aligned_mtl, nash_mtl, gradvac,
+// graddrop, db_mtl), so a method's step can be compared with equal weighting's. FAMO's step
+// includes its extra forward for the losses after the optimizer step (in the optimizer phase).
 // --bf16 1 runs every step under AutocastGuard(Precision::bf16) (core/autocast.h): the GEMMs of
 // forward and backward in bf16 with float32 sums, everything else float32; the memory line then
 // ends in "precision bf16".
@@ -117,6 +118,11 @@ std::unique_ptr<mtl::Balancer> make_balancer(const std::string& name, mtl::Multi
   if (name == "gls") return std::make_unique<mtl::GeometricLossStrategy>(tasks);
   if (name == "imtl_l") return std::make_unique<mtl::IMTLL>(tasks);
   if (name == "stch") return std::make_unique<mtl::STCH>(tasks, mtl::STCHOptions{.steps_per_epoch = 100});
+  if (name == "nash_mtl") return std::make_unique<mtl::NashMTL>(tasks);
+  if (name == "gradvac") return std::make_unique<mtl::GradVac>(tasks, mtl::GradVacOptions{}, 1);
+  if (name == "graddrop") return std::make_unique<mtl::GradDrop>(tasks, mtl::GradDropOptions{}, 1);
+  if (name == "db_mtl") return std::make_unique<mtl::DBMTL>(tasks);
+  if (name == "famo") return std::make_unique<mtl::FAMO>(tasks);
   throw Error("unknown balancer '" + name + "'");
 }
 
@@ -153,7 +159,15 @@ struct MmoeBench {
               opt->zero_grad();
               balancer->backward(losses, *model);
             },
-            [this] { opt->step(); }};
+            [this] {
+              opt->step();
+              if (!balancer->needs_losses_after_step()) return;
+              NoGradGuard no_grad;
+              const std::vector<Tensor> out = (*model)(x);
+              std::vector<Tensor> after;
+              for (std::size_t t = 0; t < out.size(); ++t) after.push_back(nn::mse_loss(out[t], targets[t]));
+              balancer->after_step(after);
+            }};
   }
 };
 

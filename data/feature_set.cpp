@@ -376,10 +376,16 @@ nn::StateDict FeatureSet::state_dict() const {
       s.set(key(i, "map." + std::to_string(k) + ".text"), c.label.map[k].first);
       s.set(key(i, "map." + std::to_string(k) + ".value"), c.label.map[k].second);
     }
+    // The entries concatenated, with their lengths: any byte, NUL too, may be in a category.
     std::string vocab;
-    for (std::size_t k = 0; k < c.vocabulary.size(); ++k) (vocab += k == 0 ? "" : std::string(1, '\0')) += c.vocabulary[k];
+    std::vector<std::int64_t> lengths;
+    for (const std::string& v : c.vocabulary) {
+      vocab += v;
+      lengths.push_back(static_cast<std::int64_t>(v.size()));
+    }
     s.set(key(i, "vocab_size"), c.vocabulary.size());
     s.set(key(i, "vocab"), vocab);
+    s.set(key(i, "vocab_lengths"), tensor(lengths, {static_cast<std::int64_t>(lengths.size())}));
     s.set(key(i, "mean"), c.mean);
     s.set(key(i, "std"), c.std);
     s.set(key(i, "boundaries"), c.boundaries.size());
@@ -421,18 +427,22 @@ std::vector<Column> columns_from(const nn::StateDict& s, bool& fitted) {
                                s.number(key(i, "map." + std::to_string(k) + ".value"), op));
     const std::int64_t vocab_size = s.integer(key(i, "vocab_size"), op);
     const std::string& vocab = s.string(key(i, "vocab"), op);
-    if (vocab_size > 0) {
-      std::size_t start = 0;
-      for (std::int64_t k = 0; k < vocab_size; ++k) {
-        std::size_t end = vocab.find('\0', start);
-        if (end == std::string::npos) end = vocab.size();
-        LADON_CHECK(start <= vocab.size(), op, "state entry '", key(i, "vocab"), "' holds fewer than ", vocab_size,
-                    " entries");
-        c.vocabulary.push_back(vocab.substr(start, end - start));
-        c.index.emplace(c.vocabulary.back(), k + 2);
-        start = end + 1;
-      }
+    const Tensor& lengths = s.tensor(key(i, "vocab_lengths"), op);
+    LADON_CHECK(lengths.dtype() == Dtype::int64 && lengths.dim() == 1 && lengths.numel() == vocab_size, op,
+                "state entry '", key(i, "vocab_lengths"), "' must be int64 [", vocab_size, "], got ",
+                dtype_name(lengths.dtype()), " ", shape_str(lengths.shape()));
+    std::size_t start = 0;
+    for (std::int64_t k = 0; k < vocab_size; ++k) {
+      const std::int64_t length = lengths.data<std::int64_t>()[k];
+      LADON_CHECK(length >= 0 && static_cast<std::uint64_t>(length) <= vocab.size() - start, op, "state entry '",
+                  key(i, "vocab_lengths"), "' runs past the ", vocab.size(), " bytes of '", key(i, "vocab"),
+                  "' at entry ", k);
+      c.vocabulary.push_back(vocab.substr(start, static_cast<std::size_t>(length)));
+      c.index.emplace(c.vocabulary.back(), k + 2);
+      start += static_cast<std::size_t>(length);
     }
+    LADON_CHECK(start == vocab.size(), op, "state entry '", key(i, "vocab"), "' has ", vocab.size() - start,
+                " bytes beyond its ", vocab_size, " entries");
     c.mean = s.number(key(i, "mean"), op);
     c.std = s.number(key(i, "std"), op);
     const std::int64_t nb = s.integer(key(i, "boundaries"), op);

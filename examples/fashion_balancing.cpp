@@ -5,7 +5,8 @@
 // one row per method.
 //
 //   build/examples/fashion_balancing [--epochs 3] [--methods equal,uncertainty,gradnorm,dwa,random,pcgrad,mgda,mgda_ub,cagrad]
-//   (also: gls, imtl_l, stch, upgrad, dualproj, imtl_g, aligned_mtl)
+//   (also: gls, imtl_l, stch, famo, upgrad, dualproj, imtl_g, aligned_mtl, nash_mtl, gradvac, graddrop,
+//   db_mtl)
 #include <cstdio>
 #include <sstream>
 
@@ -41,6 +42,11 @@ std::vector<mtl::TaskResult> run(const std::string& method, const data::FashionM
   else if (method == "imtl_l") balancer = std::make_unique<mtl::IMTLL>(2);
   else if (method == "stch")
     balancer = std::make_unique<mtl::STCH>(2, mtl::STCHOptions{.steps_per_epoch = loader.num_batches(), .warmup_epochs = 1});
+  else if (method == "famo") balancer = std::make_unique<mtl::FAMO>(2);
+  else if (method == "nash_mtl") balancer = std::make_unique<mtl::NashMTL>(2);
+  else if (method == "gradvac") balancer = std::make_unique<mtl::GradVac>(2, mtl::GradVacOptions{}, 3);
+  else if (method == "graddrop") balancer = std::make_unique<mtl::GradDrop>(2, mtl::GradDropOptions{}, 3);
+  else if (method == "db_mtl") balancer = std::make_unique<mtl::DBMTL>(2);
   else throw Error("fashion_balancing: unknown method '" + method + "'");
 
   nn::Adam optimizer(model.parameters(), {.lr = lr});
@@ -50,6 +56,11 @@ std::vector<mtl::TaskResult> run(const std::string& method, const data::FashionM
       optimizer.zero_grad();
       balancer->backward({nn::cross_entropy(out[0], batch.y[0]), nn::cross_entropy(out[1], batch.y[1])}, model);
       optimizer.step();
+      if (balancer->needs_losses_after_step()) {  // FAMO: the batch's losses after the step
+        NoGradGuard no_grad;
+        const auto after = model(batch.x);
+        balancer->after_step({nn::cross_entropy(after[0], batch.y[0]), nn::cross_entropy(after[1], batch.y[1])});
+      }
     }
   return examples::evaluate(model, fm.test);
 }

@@ -46,6 +46,25 @@ void Balancer::gather_columns(std::span<float> values, Collective::Columns mine)
   if (collective_) collective_->gather_columns(values, mine);
 }
 
+void Balancer::after_step(const std::vector<Tensor>& task_losses) {
+  const char* op = name_.c_str();
+  LADON_CHECK(needs_losses_after_step(), op, "after_step() was called, but this balancer does not use the losses "
+              "after the step");
+  LADON_CHECK(task_losses.size() == num_tasks(), op, task_losses.size(), " task losses after the step for ",
+              num_tasks(), " tasks");
+  std::vector<double> values(task_losses.size());
+  for (std::size_t t = 0; t < task_losses.size(); ++t) {
+    const Tensor& loss = task_losses[t];
+    LADON_CHECK(loss.defined() && loss.numel() == 1 && loss.dtype() == Dtype::float32, op, "task ", t,
+                " loss after the step has shape ", loss.defined() ? shape_str(loss.shape()) : "undefined",
+                "; expected a scalar");
+    values[t] = loss.item();
+    LADON_CHECK(std::isfinite(values[t]), op, "task ", t, " loss after the step is ", values[t]);
+  }
+  average(values);
+  update_after_step(values);
+}
+
 void Balancer::average(std::span<float> values) const {
   if (collective_) collective_->average(values);
 }
@@ -67,6 +86,17 @@ double Balancer::weighted_value(const std::vector<double>& values, const std::ve
   double total = 0;
   for (std::size_t t = 0; t < values.size(); ++t) total += weights[t] * values[t];
   return total;
+}
+
+std::vector<double> Balancer::numbers(const nn::StateDict& state, const std::string& key, std::size_t n,
+                                      const char* op) {
+  std::vector<double> out(n);
+  for (std::size_t i = 0; i < n; ++i) out[i] = state.number(key + "." + std::to_string(i), op);
+  return out;
+}
+
+void Balancer::set_numbers(nn::StateDict& state, const std::string& key, const std::vector<double>& values) {
+  for (std::size_t i = 0; i < values.size(); ++i) state.set(key + "." + std::to_string(i), values[i]);
 }
 
 nn::StateDict Balancer::state_dict() const {

@@ -56,6 +56,23 @@ class Balancer : public nn::Stateful {
   // loss per task the balancer was built for.
   Tensor backward(const std::vector<Tensor>& task_losses, MultiTaskModel& model);
 
+  // FAMO learns from what the optimizer step did to the losses of the batch it was computed on: a
+  // balancer for which needs_losses_after_step() is true must be given, after every
+  // optimizer.step(), the task losses of the same batch recomputed (no graph needed) by
+  // after_step(). train::Trainer does that (one extra forward per step, in train mode as the
+  // references do); a hand-written loop does it so:
+  //
+  //   opt.step();
+  //   if (balancer.needs_losses_after_step()) {
+  //     NoGradGuard no_grad;
+  //     balancer.after_step(losses_of(model(batch.x)));
+  //   }
+  //
+  // after_step checks the losses as backward does and averages them over the ranks; calling it on
+  // any other balancer is an error.
+  virtual bool needs_losses_after_step() const { return false; }
+  void after_step(const std::vector<Tensor>& task_losses);
+
   // The weight on each task's loss (or gradient) the last backward applied.
   const std::vector<double>& weights() const { return weights_; }
   std::size_t num_tasks() const { return weights_.size(); }
@@ -78,6 +95,8 @@ class Balancer : public nn::Stateful {
   virtual Tensor step(const std::vector<Tensor>& losses, const std::vector<double>& values,
                       MultiTaskModel& model) = 0;
   // The method's state beyond the weights, under keys of its own.
+  // after_step's update from the checked (and rank-averaged) loss values after the step.
+  virtual void update_after_step(const std::vector<double>& values) { (void)values; }
   virtual void save_state(nn::StateDict& state) const { (void)state; }
   virtual void check_state(const nn::StateDict& state) const { (void)state; }
   virtual void load_state(const nn::StateDict& state) { (void)state; }
@@ -90,6 +109,9 @@ class Balancer : public nn::Stateful {
   // sum_t w_t L_t on the graph, and its value.
   static Tensor weighted_sum(const std::vector<Tensor>& losses, const std::vector<double>& weights);
   static double weighted_value(const std::vector<double>& values, const std::vector<double>& weights);
+  // n numbers under key.0 .. key.(n-1) of a state, checked, and back.
+  static std::vector<double> numbers(const nn::StateDict& state, const std::string& key, std::size_t n, const char* op);
+  static void set_numbers(nn::StateDict& state, const std::string& key, const std::vector<double>& values);
 
   std::vector<double> weights_;
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
 
 #include "../core/autograd.h"
 #include "../core/ops.h"
@@ -65,6 +66,139 @@ std::int64_t total_numel(const std::vector<Tensor>& tensors) {
   return n;
 }
 
+
+// The model's parameters: the shared ones, and each task's own.
+struct SplitParameters {
+  std::vector<Tensor> shared;
+  std::vector<std::vector<Tensor>> own;
+  std::int64_t shared_numel = 0;
+};
+
+SplitParameters split_parameters(const char* op, MultiTaskModel& model, std::size_t tasks) {
+  SplitParameters p;
+  p.own.resize(tasks);
+  for (MultiTaskModel::OwnedParameter& o : model.owned_parameters())
+    (o.task < 0 ? p.shared : p.own[static_cast<std::size_t>(o.task)]).push_back(o.parameter);
+  LADON_CHECK(!p.shared.empty(), op, "the model has no shared parameters to balance");
+  p.shared_numel = total_numel(p.shared);
+  return p;
+}
+
+// One gradient per task, for the shared parameters and the task's own together: the graph between
+// them runs once per task, and nothing else does. The shared parts become the rows of `rows`
+// ([T, P] float32, reallocated only when the shape changes); the own parts are returned.
+std::vector<std::vector<Tensor>> task_gradients(const std::vector<Tensor>& losses, const SplitParameters& p,
+                                                Tensor& rows) {
+  const std::size_t tasks = p.own.size();
+  const Shape shape{static_cast<std::int64_t>(tasks), p.shared_numel};
+  if (!rows.defined() || rows.shape() != shape) rows = empty(shape);
+  std::vector<std::vector<Tensor>> own(tasks);
+  for (std::size_t t = 0; t < tasks; ++t) {
+    std::vector<Tensor> inputs = p.shared;
+    inputs.insert(inputs.end(), p.own[t].begin(), p.own[t].end());
+    const std::vector<Tensor> g = grad({losses[t]}, inputs, {.retain_graph = t + 1 < tasks});
+    std::int64_t at = 0;
+    for (std::size_t k = 0; k < p.shared.size(); ++k) at = append_row(rows, t, at, g[k]);
+    own[t].assign(g.begin() + static_cast<std::ptrdiff_t>(p.shared.size()), g.end());
+  }
+  return own;
+}
+
+// Adds scale[t] times task t's own gradients to its parameters' .grad().
+void add_own(const SplitParameters& p, const std::vector<std::vector<Tensor>>& grads, const std::vector<double>& scale) {
+  NoGradGuard no_grad;
+  for (std::size_t t = 0; t < p.own.size(); ++t)
+    for (std::size_t k = 0; k < p.own[t].size(); ++k)
+      accumulate_grad(p.own[t][k], scale[t] == 1.0 ? grads[t][k] : grads[t][k] * scale[t]);
+}
+
+// Adds the flat d ([P]) to the shared parameters' .grad(), cut back into their shapes.
+void add_shared(const SplitParameters& p, const Tensor& d) {
+  NoGradGuard no_grad;
+  std::int64_t at = 0;
+  for (const Tensor& s : p.shared) {
+    accumulate_grad(s, d.narrow(0, at, s.numel()).reshape(s.shape()));
+    at += s.numel();
+  }
+}
+
+// d = w^T rows, one GEMM: [P].
+Tensor combination(const Tensor& rows, const std::vector<double>& w) {
+  NoGradGuard no_grad;
+  const std::vector<float> wf(w.begin(), w.end());
+  return matmul(tensor(wf, {1, rows.shape()[0]}), rows).reshape({rows.shape()[1]});
+}
+
+// The tasks other than i, shuffled (Fisher-Yates): PCGrad's and GradVac's visiting order.
+std::vector<std::size_t> others_in_random_order(std::size_t i, std::size_t tasks, Generator& gen) {
+  std::vector<std::size_t> order;
+  for (std::size_t j = 0; j < tasks; ++j)
+    if (j != i) order.push_back(j);
+  for (std::size_t k = order.size(); k > 1; --k) std::swap(order[k - 1], order[gen.below(k)]);
+  return order;
+}
+
+void check_drop_inputs(const Tensor& h, const std::vector<Tensor>& r, std::size_t tasks) {
+  LADON_CHECK(h.defined() && h.dim() >= 2 && h.dtype() == Dtype::float32, "GradDrop", "the representation has shape ",
+              h.defined() ? shape_str(h.shape()) : "undefined", "; expected float32 [batch, features...]");
+  LADON_CHECK(r.size() == tasks, "GradDrop", r.size(), " task gradients for ", tasks, " tasks");
+  for (std::size_t t = 0; t < r.size(); ++t)
+    LADON_CHECK(r[t].defined() && r[t].shape() == h.shape() && r[t].dtype() == Dtype::float32, "GradDrop",
+                "task ", t, "'s gradient has shape ", r[t].defined() ? shape_str(r[t].shape()) : "undefined",
+                ", the representation ", shape_str(h.shape()));
+}
+
+// GradDrop's s_t = sum over the batch of sign(h) r_t, one per feature: [t * F + f].
+std::vector<double> sign_sums(const Tensor& h, const std::vector<Tensor>& r) {
+  const Tensor hc = h.contiguous();
+  const std::int64_t batch = h.shape()[0], features = h.numel() / std::max<std::int64_t>(batch, 1);
+  const float* hv = hc.data<float>();
+  std::vector<double> s(r.size() * static_cast<std::size_t>(features), 0.0);
+  for (std::size_t t = 0; t < r.size(); ++t) {
+    const Tensor rc = r[t].contiguous();
+    const float* rv = rc.data<float>();
+    double* st = s.data() + t * static_cast<std::size_t>(features);
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t f = 0; f < features; ++f) {
+        const float x = hv[b * features + f];
+        st[f] += static_cast<double>((x > 0) - (x < 0)) * rv[b * features + f];
+      }
+  }
+  return s;
+}
+
+// sum_t r_t (leak + (1 - leak) M_t), the masks from the sign sums s and one draw u per feature.
+Tensor masked_sum(const std::vector<Tensor>& r, const std::vector<double>& s, const std::vector<double>& u,
+                  double leak) {
+  const std::size_t tasks = r.size(), features = u.size();
+  std::vector<double> purity(features);  // P = (1 + sum_t s_t / (sum_t |s_t| + 1e-7)) / 2
+  for (std::size_t f = 0; f < features; ++f) {
+    double total = 0, mass = 0;
+    for (std::size_t t = 0; t < tasks; ++t) total += s[t * features + f], mass += std::fabs(s[t * features + f]);
+    purity[f] = 0.5 * (1 + total / (mass + 1e-7));
+  }
+  std::vector<float> factor(tasks * features);  // leak + (1 - leak) M_t, per task and feature
+  for (std::size_t t = 0; t < tasks; ++t)
+    for (std::size_t f = 0; f < features; ++f) {
+      const double st = s[t * features + f];
+      const bool keep = (purity[f] > u[f] && st > 0) || (purity[f] < u[f] && st < 0);
+      factor[t * features + f] = static_cast<float>(leak + (1 - leak) * (keep ? 1.0 : 0.0));
+    }
+  Tensor out = zeros(r[0].shape());
+  float* o = out.data<float>();
+  const std::int64_t rows = r[0].numel() / static_cast<std::int64_t>(features);
+  for (std::size_t t = 0; t < tasks; ++t) {  // row by row: contiguous in memory
+    const Tensor rc = r[t].contiguous();
+    const float* rv = rc.data<float>();
+    const float* ft = factor.data() + t * features;
+    for (std::int64_t b = 0; b < rows; ++b) {
+      float* ob = o + b * static_cast<std::int64_t>(features);
+      const float* rb = rv + b * static_cast<std::int64_t>(features);
+      for (std::size_t f = 0; f < features; ++f) ob[f] += ft[f] * rb[f];
+    }
+  }
+  return out;
+}
 
 // Solves A x = b (small, dense) by Gaussian elimination with partial pivoting.
 std::vector<double> solve_small(const char* op, Gramian A, std::vector<double> b) {
@@ -209,28 +343,12 @@ Gramian gramian(const std::vector<std::vector<double>>& vectors) {
 
 Tensor GradientBalancer::step(const std::vector<Tensor>& losses, const std::vector<double>& values,
                               MultiTaskModel& model) {
-  const char* op = name().c_str();
-  const std::size_t tasks = num_tasks();
-  std::vector<Tensor> shared;
-  std::vector<std::vector<Tensor>> own(tasks);
-  for (MultiTaskModel::OwnedParameter& p : model.owned_parameters())
-    (p.task < 0 ? shared : own[static_cast<std::size_t>(p.task)]).push_back(p.parameter);
-  LADON_CHECK(!shared.empty(), op, "the model has no shared parameters to balance");
-  const std::int64_t n = total_numel(shared);
-  if (!task_grads_.defined() || task_grads_.shape() != Shape{static_cast<std::int64_t>(tasks), n})
-    task_grads_ = empty({static_cast<std::int64_t>(tasks), n});
-
-  // One gradient per task, for the shared parameters and the task's own together: the graph
-  // between them runs once per task, and nothing else does.
-  for (std::size_t t = 0; t < tasks; ++t) {
-    std::vector<Tensor> inputs = shared;
-    inputs.insert(inputs.end(), own[t].begin(), own[t].end());
-    const std::vector<Tensor> g = grad({losses[t]}, inputs, {.retain_graph = t + 1 < tasks});
-    std::int64_t at = 0;
-    for (std::size_t k = 0; k < shared.size(); ++k) at = append_row(task_grads_, t, at, g[k]);
-    for (std::size_t k = 0; k < own[t].size(); ++k) accumulate_grad(own[t][k], g[shared.size() + k]);
-  }
+  const SplitParameters p = split_parameters(name().c_str(), model, num_tasks());
+  const std::vector<std::vector<Tensor>> own = task_gradients(losses, p, task_grads_);
+  add_own(p, own, std::vector<double>(num_tasks(), 1.0));
   // The global task gradients: all of them, or (reduce-scatter) this rank's block of columns.
+  const std::size_t tasks = num_tasks();
+  const std::int64_t n = task_grads_.shape()[1];
   const Collective::Columns mine = average_columns(
       std::span<float>(task_grads_.data<float>(), static_cast<std::size_t>(task_grads_.numel())),
       static_cast<std::int64_t>(tasks));
@@ -245,21 +363,16 @@ Tensor GradientBalancer::step(const std::vector<Tensor>& losses, const std::vect
       for (std::size_t j = 0; j < tasks; ++j) G[i][j] = flat[i * tasks + j] * ranks();
   }
   weights_ = combine(G, values);
-
-  // d = w^T [g_1; ...; g_T], one GEMM (on this rank's block, the rest gathered from the others),
-  // then cut back into the shared parameters' shapes.
-  NoGradGuard no_grad;
-  const std::vector<float> w(weights_.begin(), weights_.end());
-  Tensor d = empty({n});
-  if (width > 0) {
-    const Tensor part = matmul(tensor(w, {1, static_cast<std::int64_t>(tasks)}), block).contiguous();
-    std::copy_n(part.data<float>(), width, d.data<float>() + mine.begin);
-  }
-  gather_columns(std::span<float>(d.data<float>(), static_cast<std::size_t>(n)), mine);
-  std::int64_t at = 0;
-  for (const Tensor& p : shared) {
-    accumulate_grad(p, d.narrow(0, at, p.numel()).reshape(p.shape()));
-    at += p.numel();
+  if (!mine.sharded) {
+    add_shared(p, combination(task_grads_, weights_));
+  } else {  // this rank's block of the combination, the rest gathered from the other ranks
+    Tensor d = empty({n});
+    if (width > 0) {
+      const Tensor part = combination(block, weights_).contiguous();
+      std::copy_n(part.data<float>(), width, d.data<float>() + mine.begin);
+    }
+    gather_columns(std::span<float>(d.data<float>(), static_cast<std::size_t>(n)), mine);
+    add_shared(p, d);
   }
   return scalar(static_cast<float>(weighted_value(values, weights_)));
 }
@@ -274,11 +387,7 @@ std::vector<double> PCGrad::combine(const Gramian& G, const std::vector<double>&
   for (std::size_t i = 0; i < tasks; ++i) {
     std::vector<double> c(tasks, 0.0);  // g_i^PC = sum_k c_k g_k
     c[i] = 1.0;
-    std::vector<std::size_t> order;
-    for (std::size_t j = 0; j < tasks; ++j)
-      if (j != i) order.push_back(j);
-    for (std::size_t k = order.size(); k > 1; --k) std::swap(order[k - 1], order[gen_.below(k)]);
-    for (std::size_t j : order) {
+    for (std::size_t j : others_in_random_order(i, tasks, gen_)) {
       double d = 0;  // g_i^PC . g_j
       for (std::size_t k = 0; k < tasks; ++k) d += c[k] * G[k][j];
       if (d < 0) {
@@ -477,6 +586,290 @@ std::vector<double> AlignedMTL::combine(const Gramian& G, const std::vector<doub
     for (std::size_t t = 0; t < tasks; ++t) w[t] += std::sqrt(smallest / values[k]) * vectors[t][k] * along;
   }
   return w;
+}
+
+NashMTL::NashMTL(std::size_t tasks, NashMTLOptions options) : GradientBalancer("NashMTL", tasks), options_(options) {
+  LADON_CHECK(options.update_every >= 1, "NashMTL", "update_every must be at least 1, got ", options.update_every);
+  LADON_CHECK(options.max_norm >= 0 && std::isfinite(options.max_norm), "NashMTL",
+              "max_norm must be non-negative (0: no clipping), got ", options.max_norm);
+}
+
+std::vector<double> NashMTL::combine(const Gramian& G, const std::vector<double>& losses) {
+  check_gramian("NashMTL", G, losses);
+  const std::size_t n = G.size();
+  LADON_CHECK(n == num_tasks(), "NashMTL", "a ", n, "-task Gramian for ", num_tasks(), " tasks");
+  double frobenius = 0;
+  for (const std::vector<double>& row : G)
+    for (double v : row) frobenius += v * v;
+  frobenius = std::sqrt(frobenius);
+  newton_steps_ = 0;
+  if (!(frobenius > 0)) return weights_;  // no gradient at all: keep the last alpha
+  // Solve G^ b = 1 / b on G^ = G / |G|_F (+ 1e-8 I against a singular G); alpha = b / sqrt(|G|_F).
+  Gramian Gn = G;
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < n; ++j) Gn[i][j] = G[i][j] / frobenius + (i == j ? 1e-8 : 0.0);
+  const double root = std::sqrt(frobenius);
+  std::vector<double> b(n, 1.0);
+  if (solved_)
+    for (std::size_t t = 0; t < n; ++t) b[t] = root * weights_[t];
+  auto phi = [&](const std::vector<double>& x) {
+    double f = 0.5 * quadratic(Gn, x, x);
+    for (double v : x) f -= std::log(v);
+    return f;
+  };
+  for (int iteration = 0; iteration < 50; ++iteration) {
+    std::vector<double> gradient(n);  // G^ b - 1 / b
+    double largest = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      double Gb = 0;
+      for (std::size_t j = 0; j < n; ++j) Gb += Gn[i][j] * b[j];
+      gradient[i] = Gb - 1.0 / b[i];
+      largest = std::max(largest, std::fabs(gradient[i]));
+    }
+    if (largest < 1e-10) break;
+    Gramian hessian = Gn;  // G^ + diag(1 / b^2): positive definite
+    for (std::size_t i = 0; i < n; ++i) hessian[i][i] += 1.0 / (b[i] * b[i]);
+    const std::vector<double> s = solve_small("NashMTL", hessian, gradient);
+    double t = 1.0;  // stay inside b > 0
+    for (std::size_t i = 0; i < n; ++i)
+      if (s[i] > 0) t = std::min(t, 0.99 * b[i] / s[i]);
+    // Phi is self-concordant (a quadratic plus -log terms), so once the Newton decrement
+    // lambda^2 = s . gradient is below 1/16 full steps converge quadratically; before that, backtrack
+    // to Armijo's sufficient decrease. (Armijo alone stalls near the solution, where the decrease
+    // is below the rounding of Phi.)
+    const double f0 = phi(b), slope = std::inner_product(s.begin(), s.end(), gradient.begin(), 0.0);
+    std::vector<double> next(n);
+    for (;;) {
+      for (std::size_t i = 0; i < n; ++i) next[i] = b[i] - t * s[i];
+      if (slope < 1.0 / 16 || phi(next) <= f0 - 1e-4 * t * slope || t < 1e-12) break;
+      t *= 0.5;
+    }
+    b = next;
+    ++newton_steps_;
+  }
+  for (std::size_t t = 0; t < n; ++t) weights_[t] = b[t] / root;
+  solved_ = true;
+  return weights_;
+}
+
+Tensor NashMTL::step(const std::vector<Tensor>& losses, const std::vector<double>& values, MultiTaskModel& model) {
+  const SplitParameters p = split_parameters("NashMTL", model, num_tasks());
+  Tensor d;
+  if (calls_ % options_.update_every == 0) {
+    const std::vector<std::vector<Tensor>> own = task_gradients(losses, p, task_grads_);
+    average(std::span<float>(task_grads_.data<float>(), static_cast<std::size_t>(task_grads_.numel())));
+    weights_ = combine(gramian_of_rows(task_grads_), values);
+    add_own(p, own, weights_);
+    d = combination(task_grads_, weights_);
+  } else {  // reuse alpha: one backward of sum_t alpha_t L_t, no per-task gradient
+    std::vector<Tensor> inputs = p.shared;
+    for (const std::vector<Tensor>& own : p.own) inputs.insert(inputs.end(), own.begin(), own.end());
+    const std::vector<Tensor> g = grad({weighted_sum(losses, weights_)}, inputs);
+    Tensor flat = empty({1, p.shared_numel});
+    std::int64_t at = 0;
+    for (std::size_t k = 0; k < p.shared.size(); ++k) at = append_row(flat, 0, at, g[k]);
+    average(std::span<float>(flat.data<float>(), static_cast<std::size_t>(flat.numel())));
+    d = flat.reshape({p.shared_numel});
+    std::size_t k = p.shared.size();
+    for (const std::vector<Tensor>& own : p.own)
+      for (const Tensor& param : own) accumulate_grad(param, g[k++]);
+  }
+  ++calls_;
+  if (options_.max_norm > 0) {  // clip_grad_norm of the shared update, as NashRef
+    const float* v = d.data<float>();
+    double squared = 0;
+    for (std::int64_t i = 0; i < d.numel(); ++i) squared += static_cast<double>(v[i]) * v[i];
+    const double norm = std::sqrt(squared);
+    if (norm > options_.max_norm) {
+      NoGradGuard no_grad;
+      d = d * (options_.max_norm / (norm + 1e-6));
+    }
+  }
+  add_shared(p, d);
+  return scalar(static_cast<float>(weighted_value(values, weights_)));
+}
+
+void NashMTL::save_state(nn::StateDict& state) const {
+  state.set("update_every", options_.update_every);
+  state.set("calls", calls_);
+  state.set("solved", static_cast<std::int64_t>(solved_));
+}
+
+void NashMTL::check_state(const nn::StateDict& state) const {
+  const std::int64_t every = state.integer("update_every", "NashMTL");
+  LADON_CHECK(every == options_.update_every, "NashMTL", "the state updates every ", every,
+              " calls, the balancer every ", options_.update_every);
+  LADON_CHECK(state.integer("calls", "NashMTL") >= 0, "NashMTL", "the state has a negative call count");
+  state.integer("solved", "NashMTL");
+}
+
+void NashMTL::load_state(const nn::StateDict& state) {
+  calls_ = state.integer("calls");
+  solved_ = state.integer("solved") != 0;
+}
+
+GradVac::GradVac(std::size_t tasks, GradVacOptions options, std::uint64_t seed)
+    : GradientBalancer("GradVac", tasks), options_(options), targets_(tasks * tasks, 0.0), gen_(seed) {
+  LADON_CHECK(options.beta > 0 && options.beta <= 1, "GradVac", "beta must be in (0, 1], got ", options.beta);
+}
+
+std::vector<double> GradVac::combine(const Gramian& G, const std::vector<double>& losses) {
+  check_gramian("GradVac", G, losses);
+  const std::size_t tasks = G.size();
+  LADON_CHECK(tasks == num_tasks(), "GradVac", "a ", tasks, "-task Gramian for ", num_tasks(), " tasks");
+  const double beta = options_.beta;
+  std::vector<double> total(tasks, 0.0);
+  for (std::size_t i = 0; i < tasks; ++i) {
+    std::vector<double> c(tasks, 0.0);  // g'_i = sum_k c_k g_k
+    c[i] = 1.0;
+    for (std::size_t j : others_in_random_order(i, tasks, gen_)) {
+      double along = 0;  // g'_i . g_j
+      for (std::size_t k = 0; k < tasks; ++k) along += c[k] * G[k][j];
+      const double norm_i = std::sqrt(std::max(quadratic(G, c, c), 0.0)), norm_j = std::sqrt(std::max(G[j][j], 0.0));
+      const double rho = along / (norm_i * norm_j + 1e-8);
+      double& target = targets_[i * tasks + j];
+      if (rho < target) {
+        const double off = std::sqrt(std::max(1 - target * target, 0.0));
+        c[j] += norm_i * (target * std::sqrt(std::max(1 - rho * rho, 0.0)) - rho * off) / (norm_j * off + 1e-8);
+      }
+      target = (1 - beta) * target + beta * rho;
+    }
+    for (std::size_t k = 0; k < tasks; ++k) total[k] += c[k];
+  }
+  return total;
+}
+
+void GradVac::save_state(nn::StateDict& state) const {
+  set_numbers(state, "targets", targets_);
+  nn::save_generator(state, "generator", gen_);
+}
+
+void GradVac::check_state(const nn::StateDict& state) const {
+  numbers(state, "targets", targets_.size(), "GradVac");
+  nn::generator_state(state, "generator", "GradVac");
+}
+
+void GradVac::load_state(const nn::StateDict& state) {
+  targets_ = numbers(state, "targets", targets_.size(), "GradVac");
+  gen_.set_state(nn::generator_state(state, "generator", "GradVac"));
+}
+
+GradDrop::GradDrop(std::size_t tasks, GradDropOptions options, std::uint64_t seed)
+    : Balancer("GradDrop", tasks), options_(options), gen_(seed) {
+  LADON_CHECK(options.leak >= 0 && options.leak <= 1, "GradDrop", "leak must be in [0, 1], got ", options.leak);
+}
+
+Tensor GradDrop::drop(const Tensor& h, const std::vector<Tensor>& r, const std::vector<double>& u) const {
+  check_drop_inputs(h, r, num_tasks());
+  const std::vector<double> s = sign_sums(h, r);
+  LADON_CHECK(u.size() == s.size() / r.size(), "GradDrop", u.size(), " uniform draws for ", s.size() / r.size(),
+              " features");
+  return masked_sum(r, s, u, options_.leak);
+}
+
+Tensor GradDrop::step(const std::vector<Tensor>& losses, const std::vector<double>& values, MultiTaskModel& model) {
+  const std::vector<Tensor>& z = model.representation();
+  const std::size_t tasks = num_tasks();
+  for (std::size_t k = 0; k < z.size(); ++k)
+    LADON_CHECK(z[k].dim() >= 2, "GradDrop", "representation ", k, " has shape ", shape_str(z[k].shape()),
+                "; expected [batch, features...]");
+  const SplitParameters p = split_parameters("GradDrop", model, tasks);
+  // Per task: its gradient at the representation and its own parameters' gradient, one grad().
+  std::vector<std::vector<Tensor>> r(z.size(), std::vector<Tensor>(tasks)), own(tasks);
+  for (std::size_t t = 0; t < tasks; ++t) {
+    std::vector<Tensor> inputs = z;
+    inputs.insert(inputs.end(), p.own[t].begin(), p.own[t].end());
+    const std::vector<Tensor> g = grad({losses[t]}, inputs, {.retain_graph = true});
+    for (std::size_t k = 0; k < z.size(); ++k) r[k][t] = g[k].contiguous();
+    own[t].assign(g.begin() + static_cast<std::ptrdiff_t>(z.size()), g.end());
+  }
+  add_own(p, own, std::vector<double>(tasks, 1.0));
+  std::vector<Tensor> seeds;
+  for (std::size_t k = 0; k < z.size(); ++k) {
+    std::vector<double> s = sign_sums(z[k], r[k]);
+    average(s);  // the global batch's sums, up to a factor P ignores: the same masks on every rank
+    std::vector<double> u(s.size() / tasks);
+    for (double& v : u) v = gen_.uniform();
+    seeds.push_back(masked_sum(r[k], s, u, options_.leak));
+  }
+  const std::vector<Tensor> g = grad(z, p.shared, {.seeds = seeds});
+  NoGradGuard no_grad;
+  for (std::size_t k = 0; k < p.shared.size(); ++k) accumulate_grad(p.shared[k], g[k]);
+  return scalar(static_cast<float>(weighted_value(values, weights_)));
+}
+
+void GradDrop::save_state(nn::StateDict& state) const { nn::save_generator(state, "generator", gen_); }
+
+void GradDrop::check_state(const nn::StateDict& state) const { nn::generator_state(state, "generator", "GradDrop"); }
+
+void GradDrop::load_state(const nn::StateDict& state) {
+  gen_.set_state(nn::generator_state(state, "generator", "GradDrop"));
+}
+
+DBMTL::DBMTL(std::size_t tasks, DBMTLOptions options) : Balancer("DBMTL", tasks), options_(options) {
+  LADON_CHECK(options.beta >= 0 && options.beta < 1, "DBMTL", "beta must be in [0, 1), got ", options.beta);
+  LADON_CHECK(options.sigma >= 0 && std::isfinite(options.sigma), "DBMTL", "sigma must be non-negative, got ",
+              options.sigma);
+}
+
+Tensor DBMTL::step(const std::vector<Tensor>& losses, const std::vector<double>& values, MultiTaskModel& model) {
+  const std::size_t tasks = num_tasks();
+  for (std::size_t t = 0; t < tasks; ++t)
+    LADON_CHECK(values[t] >= 0, "DBMTL", "task ", t, " ('", model.tasks()[t].name, "') loss is ", values[t],
+                "; the log-loss balance needs non-negative losses");
+  const SplitParameters p = split_parameters("DBMTL", model, tasks);
+  const std::vector<std::vector<Tensor>> own = task_gradients(losses, p, task_grads_);
+  average(std::span<float>(task_grads_.data<float>(), static_cast<std::size_t>(task_grads_.numel())));
+  std::vector<double> inverse(tasks);  // grad log(L + 1e-8) = grad L / (L + 1e-8)
+  for (std::size_t t = 0; t < tasks; ++t) inverse[t] = 1.0 / (values[t] + 1e-8);
+  if (!averages_.defined()) averages_ = zeros(task_grads_.shape());
+  LADON_CHECK(averages_.shape() == task_grads_.shape(), "DBMTL", "its gradient averages are ",
+              shape_str(averages_.shape()), " but the model's task gradients are ", shape_str(task_grads_.shape()));
+  add_own(p, own, inverse);
+  ++step_;
+  const double b = options_.beta / std::pow(static_cast<double>(step_), options_.sigma);
+  const std::int64_t n = p.shared_numel;
+  const float* h = task_grads_.data<float>();
+  float* m = averages_.data<float>();
+  std::vector<double> norms(tasks, 0.0);
+  for (std::size_t t = 0; t < tasks; ++t) {
+    const std::int64_t row = static_cast<std::int64_t>(t) * n;
+    const double scale = (1 - b) * inverse[t];
+    double squared = 0;
+    for (std::int64_t i = row; i < row + n; ++i) {
+      m[i] = static_cast<float>(scale * h[i] + b * m[i]);
+      squared += static_cast<double>(m[i]) * m[i];
+    }
+    norms[t] = std::sqrt(squared);
+  }
+  const double largest = *std::max_element(norms.begin(), norms.end());
+  for (std::size_t t = 0; t < tasks; ++t) weights_[t] = largest / (norms[t] + 1e-8);
+  add_shared(p, combination(averages_, weights_));
+  double objective = 0;
+  for (double v : values) objective += std::log(v + 1e-8);
+  return scalar(static_cast<float>(objective));
+}
+
+void DBMTL::save_state(nn::StateDict& state) const {
+  state.set("step", step_);
+  if (averages_.defined()) state.set("averages", averages_.clone());
+}
+
+void DBMTL::check_state(const nn::StateDict& state) const {
+  const std::int64_t step = state.integer("step", "DBMTL");
+  LADON_CHECK(step >= 0, "DBMTL", "the state has a negative step");
+  LADON_CHECK((step > 0) == state.contains("averages"), "DBMTL", "the state at step ", step,
+              (step > 0 ? " has no gradient averages" : " has gradient averages"));
+  if (step == 0) return;
+  const Tensor& m = state.tensor("averages", "DBMTL");
+  LADON_CHECK(m.dtype() == Dtype::float32 && m.dim() == 2 && m.shape()[0] == static_cast<std::int64_t>(num_tasks()),
+              "DBMTL", "the state's gradient averages are ", shape_str(m.shape()), "; expected [", num_tasks(),
+              ", shared parameters]");
+}
+
+void DBMTL::load_state(const nn::StateDict& state) {
+  step_ = state.integer("step");
+  averages_ = step_ > 0 ? state.tensor("averages").contiguous().clone() : Tensor();
 }
 
 }  // namespace ladon::mtl

@@ -31,8 +31,7 @@ class GradientBalancer : public Balancer {
   using Balancer::Balancer;
   Tensor step(const std::vector<Tensor>& losses, const std::vector<double>& values, MultiTaskModel& model) override;
 
- private:
-  Tensor task_grads_;  // [T, shared parameter count], reused between steps
+  Tensor task_grads_;  // [T, shared parameter count], reused between steps (Nash-MTL's step too)
 };
 
 // Yu et al. 2020: each g_i is projected off every g_j it conflicts with (g_i . g_j < 0), visiting
@@ -143,6 +142,116 @@ class AlignedMTL : public GradientBalancer {
 
  private:
   AlignedMTLOptions options_;
+};
+
+// Nash-MTL (Navon et al., ICML 2022, "Multi-Task Learning as a Bargaining Game"): the weights
+// alpha > 0 with alpha_t (G alpha)_t = 1 for every t (the Nash bargaining solution), found by damped
+// Newton on the strictly convex Phi(b) = b^T G^ b / 2 - sum log b_t over the normalised G^ = G / |G|_F
+// (+ 1e-8 I), warm-started from the last alpha (../shared/reference/mtl-methods-2.md section 4; it
+// reaches the fixed point NashRef's sequence of convex programs converges to). As NashRef and
+// LibMTL: the heads get alpha-weighted gradients, and the shared gradient d = sum_t alpha_t g_t is
+// clipped to max_norm (|d| = sqrt(T) at the solution, so it usually is). The weights are recomputed
+// on calls 0, E, 2E, ... (E = update_every); the calls between reuse them and take no per-task
+// gradient at all: one backward of sum_t alpha_t L_t, whose shared part is then clipped (averaged
+// over ranks first, so every rank clips the same vector). When G = 0 the last alpha is kept.
+struct NashMTLOptions {
+  std::int64_t update_every = 1;
+  double max_norm = 1.0;  // 0: no clipping
+};
+class NashMTL : public GradientBalancer {
+ public:
+  explicit NashMTL(std::size_t tasks, NashMTLOptions options = {});
+  std::vector<double> combine(const Gramian& G, const std::vector<double>& losses) override;
+  int last_newton_steps() const { return newton_steps_; }  // of the last combine()
+
+ private:
+  Tensor step(const std::vector<Tensor>& losses, const std::vector<double>& values, MultiTaskModel& model) override;
+  void save_state(nn::StateDict& state) const override;
+  void check_state(const nn::StateDict& state) const override;
+  void load_state(const nn::StateDict& state) override;
+
+  NashMTLOptions options_;
+  std::int64_t calls_ = 0;
+  bool solved_ = false;  // weights_ hold a solution to warm-start from
+  int newton_steps_ = 0;
+};
+
+// GradVac (Wang et al., ICLR 2021, "Gradient Vaccine"), as LibMTL: for each ordered task pair an
+// EMA target rho^_ij of their cosine; visiting the other tasks in random order, whenever
+// cos(g'_i, g_j) < rho^_ij, enough of g_j is added to g'_i to lift the cosine to the target, and
+// rho^_ij <- (1 - beta) rho^_ij + beta cos (the cosine before the correction, corrected or not).
+// The update is sum_i g'_i. Granularity: the whole shared parameter vector (LibMTL's default,
+// group_type 0), so every g'_i stays in the span of the g_t and GradVac is a stateful, random
+// Gramian weighting; the per-layer variants are not offered. With rho^ = 0 it is PCGrad.
+struct GradVacOptions {
+  double beta = 0.5;  // LibMTL's default; the paper's (about 1e-2) is unconfirmed
+};
+class GradVac : public GradientBalancer {
+ public:
+  explicit GradVac(std::size_t tasks, GradVacOptions options = {}, std::uint64_t seed = 0);
+  std::vector<double> combine(const Gramian& G, const std::vector<double>& losses) override;
+  double target(std::size_t i, std::size_t j) const { return targets_[i * num_tasks() + j]; }  // rho^_ij
+
+ private:
+  void save_state(nn::StateDict& state) const override;
+  void check_state(const nn::StateDict& state) const override;
+  void load_state(const nn::StateDict& state) override;
+  GradVacOptions options_;
+  std::vector<double> targets_;  // T x T, row-major; 0 before the first step
+  Generator gen_;
+};
+
+// GradDrop (Chen et al., NeurIPS 2020, "Just Pick a Sign"), as LibMTL, at the model's shared
+// representation (MultiTaskModel::representation(), each tensor [batch, features...]): with r_t the
+// task gradients there and H the representation, s_t = sum over the batch of sign(H) r_t, the
+// positive-sign purity P = (1 + sum_t s_t / (sum_t |s_t| + 1e-7)) / 2 per feature, one uniform draw
+// U per feature (shared by the batch and the tasks), and the masks M_t = [P > U][s_t > 0] +
+// [P < U][s_t < 0]. The representation gets sum_t r_t (leak + (1 - leak) M_t), backpropagated
+// through the shared part; each task's own parameters get its own gradient. Data-parallel: the s_t
+// are averaged over the ranks and every rank draws U from the same seeded stream, so the masks are
+// the same everywhere. The weights stay 1.
+struct GradDropOptions {
+  double leak = 0.0;  // in [0, 1]: 1 keeps every gradient (the plain sum)
+};
+class GradDrop : public Balancer {
+ public:
+  explicit GradDrop(std::size_t tasks, GradDropOptions options = {}, std::uint64_t seed = 0);
+  // The combination itself, for one representation tensor h ([batch, features...]) with task
+  // gradients r[t] (h's shape) and draws u (one per feature): what step() applies, without ranks.
+  Tensor drop(const Tensor& h, const std::vector<Tensor>& r, const std::vector<double>& u) const;
+
+ private:
+  Tensor step(const std::vector<Tensor>& losses, const std::vector<double>& values, MultiTaskModel& model) override;
+  void save_state(nn::StateDict& state) const override;
+  void check_state(const nn::StateDict& state) const override;
+  void load_state(const nn::StateDict& state) override;
+  GradDropOptions options_;
+  Generator gen_;
+};
+
+// DB-MTL (Lin et al. 2023, "Dual-Balancing for Multi-Task Learning"), as the authors' LibMTL code:
+// losses balanced by taking logs, h_t = grad log(L_t + 1e-8); gradients balanced in magnitude:
+// m_t <- (1 - b_k) h_t + b_k m_t with b_k = beta / k^sigma at step k = 1, 2, ... (m starts at 0, no
+// bias correction), and the shared update sum_t a_t m_t with a_t = max_s |m_s| / (|m_t| + 1e-8), so
+// every task contributes with the largest norm. Heads get their own grad log(L_t + 1e-8). weights()
+// are the a_t; backward() returns sum_t log(L_t + 1e-8). The m_t (T x P floats) are state.
+struct DBMTLOptions {
+  double beta = 0.9;
+  double sigma = 0.0;
+};
+class DBMTL : public Balancer {
+ public:
+  explicit DBMTL(std::size_t tasks, DBMTLOptions options = {});
+
+ private:
+  Tensor step(const std::vector<Tensor>& losses, const std::vector<double>& values, MultiTaskModel& model) override;
+  void save_state(nn::StateDict& state) const override;
+  void check_state(const nn::StateDict& state) const override;
+  void load_state(const nn::StateDict& state) override;
+  DBMTLOptions options_;
+  std::int64_t step_ = 0;
+  Tensor task_grads_;  // [T, P], the h_t of this step
+  Tensor averages_;    // [T, P], the m_t (undefined before the first step)
 };
 
 }  // namespace ladon::mtl

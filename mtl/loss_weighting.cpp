@@ -20,30 +20,6 @@ std::vector<double> softmax(const std::vector<double>& z, double scale) {
   return e;
 }
 
-std::vector<double> numbers(const nn::StateDict& state, const std::string& key, std::size_t n, const char* op) {
-  std::vector<double> out(n);
-  for (std::size_t i = 0; i < n; ++i) out[i] = state.number(key + "." + std::to_string(i), op);
-  return out;
-}
-
-void set_numbers(nn::StateDict& state, const std::string& key, const std::vector<double>& values) {
-  for (std::size_t i = 0; i < values.size(); ++i) state.set(key + "." + std::to_string(i), values[i]);
-}
-
-// A [T] float32 tensor of the state, checked.
-const Tensor& task_tensor(const nn::StateDict& state, const std::string& key, std::size_t tasks, const char* op) {
-  const Tensor& t = state.tensor(key, op);
-  LADON_CHECK(t.dtype() == Dtype::float32 && t.dim() == 1 && t.numel() == static_cast<std::int64_t>(tasks), op,
-              "the state's ", key, " is ", shape_str(t.shape()), " for ", tasks, " tasks");
-  return t;
-}
-
-void copy_into(Tensor& target, const Tensor& source) {
-  NoGradGuard no_grad;
-  const Tensor c = source.contiguous();
-  std::copy(c.data<float>(), c.data<float>() + c.numel(), target.data<float>());
-}
-
 }  // namespace
 
 StaticWeighting::StaticWeighting(std::vector<double> alphas) : LossBalancer("StaticWeighting", alphas.size()) {
@@ -53,39 +29,29 @@ StaticWeighting::StaticWeighting(std::vector<double> alphas) : LossBalancer("Sta
 }
 
 UncertaintyWeighting::UncertaintyWeighting(const std::vector<TaskSpec>& tasks, UncertaintyOptions options)
-    : LossBalancer("UncertaintyWeighting", tasks.size()),
-      log_vars_(zeros({static_cast<std::int64_t>(tasks.size())}).requires_grad_()),
-      optimizer_(std::make_unique<nn::Adam>(std::vector<Tensor>{log_vars_}, nn::AdamOptions{.lr = options.lr})) {
+    : LossBalancer("UncertaintyWeighting", tasks.size()), log_vars_(tasks.size(), 0.0f, {.lr = options.lr}) {
   for (const TaskSpec& t : tasks) factors_.push_back(t.kind == TaskKind::regression ? 0.5 : 1.0);
 }
 
 void UncertaintyWeighting::decide(const std::vector<double>&, MultiTaskModel&, const std::vector<Tensor>&) {
-  const std::vector<float> s = log_vars_.to_vector<float>();
-  for (std::size_t t = 0; t < factors_.size(); ++t) weights_[t] = factors_[t] * std::exp(-static_cast<double>(s[t]));
+  const std::vector<double> s = log_vars_.values();
+  for (std::size_t t = 0; t < factors_.size(); ++t) weights_[t] = factors_[t] * std::exp(-s[t]);
 }
 
 void UncertaintyWeighting::after_backward(const std::vector<double>& values) {
   // d/ds_t [f_t exp(-s_t) L_t + s_t / 2] = 1/2 - w_t L_t, from the (rank-averaged) loss values.
-  std::vector<float> g(factors_.size());
-  for (std::size_t t = 0; t < g.size(); ++t) g[t] = static_cast<float>(0.5 - weights_[t] * values[t]);
-  log_vars_.set_grad(tensor(g, {static_cast<std::int64_t>(g.size())}));
-  optimizer_->step();
+  std::vector<double> g(factors_.size());
+  for (std::size_t t = 0; t < g.size(); ++t) g[t] = 0.5 - weights_[t] * values[t];
+  log_vars_.step(g);
 }
 
-void UncertaintyWeighting::save_state(nn::StateDict& state) const {
-  state.set("log_vars", log_vars_.detach().clone());
-  nn::save_nested(state, "adam", optimizer_->state_dict());
-}
+void UncertaintyWeighting::save_state(nn::StateDict& state) const { log_vars_.save(state, "log_vars"); }
 
 void UncertaintyWeighting::check_state(const nn::StateDict& state) const {
-  task_tensor(state, "log_vars", num_tasks(), "UncertaintyWeighting");
-  optimizer_->check_state_dict(nn::nested(state, "adam"));
+  log_vars_.check(state, "log_vars", "UncertaintyWeighting");
 }
 
-void UncertaintyWeighting::load_state(const nn::StateDict& state) {
-  copy_into(log_vars_, state.tensor("log_vars"));
-  optimizer_->load_state_dict(nn::nested(state, "adam"));
-}
+void UncertaintyWeighting::load_state(const nn::StateDict& state) { log_vars_.load(state, "log_vars"); }
 
 DynamicWeightAverage::DynamicWeightAverage(std::size_t tasks, DWAOptions options)
     : LossBalancer("DynamicWeightAverage", tasks), options_(options), epoch_sums_(tasks, 0.0) {
@@ -167,8 +133,7 @@ GradNorm::GradNorm(std::size_t tasks, std::vector<Tensor> shared_layer, GradNorm
     : LossBalancer("GradNorm", tasks),
       options_(options),
       shared_layer_(std::move(shared_layer)),
-      task_weights_(ones({static_cast<std::int64_t>(tasks)}).requires_grad_()),
-      optimizer_(std::make_unique<nn::Adam>(std::vector<Tensor>{task_weights_}, nn::AdamOptions{.lr = options.lr})) {
+      task_weights_(tasks, 1.0f, {.lr = options.lr}) {
   LADON_CHECK(!shared_layer_.empty(), "GradNorm", "needs the shared layer's parameters (W)");
   for (const Tensor& p : shared_layer_)
     LADON_CHECK(p.defined() && p.requires_grad(), "GradNorm", "every tensor of the shared layer must be a parameter");
@@ -176,8 +141,7 @@ GradNorm::GradNorm(std::size_t tasks, std::vector<Tensor> shared_layer, GradNorm
 
 void GradNorm::decide(const std::vector<double>& values, MultiTaskModel&, const std::vector<Tensor>& losses) {
   const std::size_t tasks = num_tasks();
-  const std::vector<float> w = task_weights_.to_vector<float>();
-  weights_.assign(w.begin(), w.end());
+  weights_ = task_weights_.values();
   if (initial_losses_.empty()) {
     for (std::size_t t = 0; t < tasks; ++t)
       LADON_CHECK(values[t] > 0, "GradNorm", "task ", t, "'s first loss is ", values[t],
@@ -217,39 +181,35 @@ void GradNorm::after_backward(const std::vector<double>& values) {
 
   // L_grad = sum_t |w_t * norm_t - target_t|, differentiated with respect to the weights only:
   // d/dw_t = sign(w_t norm_t - target_t) * norm_t.
-  std::vector<float> g(tasks);
+  std::vector<double> g(tasks);
   for (std::size_t t = 0; t < tasks; ++t) {
     const double target = mean_norm * std::pow(inverse_rate[t] / mean_rate, options_.alpha);
     const double d = weights_[t] * norms_[t] - target;
-    g[t] = static_cast<float>((d > 0) - (d < 0)) * static_cast<float>(norms_[t]);
+    g[t] = ((d > 0) - (d < 0)) * norms_[t];
   }
-  task_weights_.set_grad(tensor(g, {static_cast<std::int64_t>(tasks)}));
-  optimizer_->step();
+  task_weights_.step(g);
   NoGradGuard no_grad;  // renormalise so the weights sum to T (and stay positive)
-  float* p = task_weights_.data<float>();
+  float* p = task_weights_.data();
   double total = 0;
   for (std::size_t t = 0; t < tasks; ++t) total += p[t] = std::max(p[t], 1e-4f);
   for (std::size_t t = 0; t < tasks; ++t) p[t] = static_cast<float>(p[t] * static_cast<double>(tasks) / total);
 }
 
 void GradNorm::save_state(nn::StateDict& state) const {
-  state.set("task_weights", task_weights_.detach().clone());
+  task_weights_.save(state, "task_weights");
   state.set("started", static_cast<std::int64_t>(!initial_losses_.empty()));
   if (!initial_losses_.empty()) set_numbers(state, "initial_losses", initial_losses_);
-  nn::save_nested(state, "adam", optimizer_->state_dict());
 }
 
 void GradNorm::check_state(const nn::StateDict& state) const {
-  task_tensor(state, "task_weights", num_tasks(), "GradNorm");
+  task_weights_.check(state, "task_weights", "GradNorm");
   if (state.integer("started", "GradNorm")) numbers(state, "initial_losses", num_tasks(), "GradNorm");
-  optimizer_->check_state_dict(nn::nested(state, "adam"));
 }
 
 void GradNorm::load_state(const nn::StateDict& state) {
-  copy_into(task_weights_, state.tensor("task_weights"));
+  task_weights_.load(state, "task_weights");
   initial_losses_ = state.integer("started") ? numbers(state, "initial_losses", num_tasks(), "GradNorm")
                                              : std::vector<double>();
-  optimizer_->load_state_dict(nn::nested(state, "adam"));
 }
 
 GeometricLossStrategy::GeometricLossStrategy(std::size_t tasks) : LossBalancer("GeometricLossStrategy", tasks) {}
@@ -263,36 +223,24 @@ void GeometricLossStrategy::decide(const std::vector<double>& values, MultiTaskM
 }
 
 IMTLL::IMTLL(std::size_t tasks, IMTLLOptions options)
-    : LossBalancer("IMTLL", tasks),
-      scales_(zeros({static_cast<std::int64_t>(tasks)}).requires_grad_()),
-      optimizer_(std::make_unique<nn::Adam>(std::vector<Tensor>{scales_}, nn::AdamOptions{.lr = options.lr})) {}
+    : LossBalancer("IMTLL", tasks), scales_(tasks, 0.0f, {.lr = options.lr}) {}
 
 void IMTLL::decide(const std::vector<double>&, MultiTaskModel&, const std::vector<Tensor>&) {
-  const std::vector<float> s = scales_.to_vector<float>();
-  for (std::size_t t = 0; t < s.size(); ++t) weights_[t] = std::exp(static_cast<double>(s[t]));
+  const std::vector<double> s = scales_.values();
+  for (std::size_t t = 0; t < s.size(); ++t) weights_[t] = std::exp(s[t]);
 }
 
 void IMTLL::after_backward(const std::vector<double>& values) {
-  std::vector<float> g(num_tasks());  // d/ds_t (e^s L - s) = e^s L - 1
-  for (std::size_t t = 0; t < g.size(); ++t) g[t] = static_cast<float>(weights_[t] * values[t] - 1.0);
-  scales_.set_grad(tensor(g, {static_cast<std::int64_t>(g.size())}));
-  optimizer_->step();
+  std::vector<double> g(num_tasks());  // d/ds_t (e^s L - s) = e^s L - 1
+  for (std::size_t t = 0; t < g.size(); ++t) g[t] = weights_[t] * values[t] - 1.0;
+  scales_.step(g);
 }
 
-void IMTLL::save_state(nn::StateDict& state) const {
-  state.set("scales", scales_.detach().clone());
-  nn::save_nested(state, "adam", optimizer_->state_dict());
-}
+void IMTLL::save_state(nn::StateDict& state) const { scales_.save(state, "scales"); }
 
-void IMTLL::check_state(const nn::StateDict& state) const {
-  task_tensor(state, "scales", num_tasks(), "IMTLL");
-  optimizer_->check_state_dict(nn::nested(state, "adam"));
-}
+void IMTLL::check_state(const nn::StateDict& state) const { scales_.check(state, "scales", "IMTLL"); }
 
-void IMTLL::load_state(const nn::StateDict& state) {
-  copy_into(scales_, state.tensor("scales"));
-  optimizer_->load_state_dict(nn::nested(state, "adam"));
-}
+void IMTLL::load_state(const nn::StateDict& state) { scales_.load(state, "scales"); }
 
 STCH::STCH(std::size_t tasks, STCHOptions options)
     : LossBalancer("STCH", tasks), options_(options), nadir_sums_(tasks, 0.0) {
@@ -350,6 +298,61 @@ void STCH::load_state(const nn::StateDict& state) {
   step_ = state.integer("step");
   nadir_sums_ = numbers(state, "nadir_sums", num_tasks(), "STCH");
   nadir_ = state.integer("has_nadir") ? numbers(state, "nadir", num_tasks(), "STCH") : std::vector<double>();
+}
+
+FAMO::FAMO(std::size_t tasks, FAMOOptions options)
+    : LossBalancer("FAMO", tasks),
+      min_losses_(options.min_losses.empty() ? std::vector<double>(tasks, 0.0) : options.min_losses),
+      logits_(tasks, 0.0f, {.lr = options.lr, .weight_decay = options.gamma}) {
+  LADON_CHECK(options.lr > 0 && std::isfinite(options.lr), "FAMO", "lr must be positive, got ", options.lr);
+  LADON_CHECK(options.gamma >= 0 && std::isfinite(options.gamma), "FAMO", "gamma must be non-negative, got ",
+              options.gamma);
+  LADON_CHECK(min_losses_.size() == tasks, "FAMO", options.min_losses.size(), " min_losses for ", tasks, " tasks");
+  for (double m : min_losses_) LADON_CHECK(std::isfinite(m), "FAMO", "min_losses must be finite, got ", m);
+}
+
+std::vector<double> FAMO::log_gaps(const std::vector<double>& values, const char* when) const {
+  std::vector<double> out(values.size());
+  for (std::size_t t = 0; t < values.size(); ++t) {
+    const double gap = values[t] - min_losses_[t] + 1e-8;
+    LADON_CHECK(gap > 0, "FAMO", "task ", t, " loss", when, " is ", values[t], ", not above its lower bound ",
+                min_losses_[t], " (set min_losses to a true lower bound)");
+    out[t] = std::log(gap);
+  }
+  return out;
+}
+
+void FAMO::decide(const std::vector<double>& values, MultiTaskModel&, const std::vector<Tensor>&) {
+  LADON_CHECK(before_.empty(), "FAMO", "backward() was called again without after_step(): FAMO needs the losses "
+              "of each batch after its optimizer step (the Trainer passes them; see Balancer::after_step)");
+  std::vector<double> logs = log_gaps(values, "");
+  softmax_ = softmax(logits_.values(), 1.0);
+  double c = 0;  // sum_t z_t / D_t, held constant
+  for (std::size_t t = 0; t < values.size(); ++t) c += softmax_[t] / std::exp(logs[t]);
+  for (std::size_t t = 0; t < values.size(); ++t) weights_[t] = softmax_[t] / (c * std::exp(logs[t]));
+  before_ = std::move(logs);
+}
+
+void FAMO::update_after_step(const std::vector<double>& values) {
+  LADON_CHECK(!before_.empty(), "FAMO", "after_step() was called without a backward() before it");
+  const std::vector<double> after = log_gaps(values, " after the step");
+  const std::size_t tasks = num_tasks();
+  std::vector<double> delta(tasks);
+  double mean = 0;  // z . delta
+  for (std::size_t t = 0; t < tasks; ++t) mean += softmax_[t] * (delta[t] = before_[t] - after[t]);
+  std::vector<double> g(tasks);  // the softmax Jacobian's transpose times delta
+  for (std::size_t t = 0; t < tasks; ++t) g[t] = softmax_[t] * (delta[t] - mean);
+  logits_.step(g);
+  before_.clear();
+}
+
+void FAMO::save_state(nn::StateDict& state) const { logits_.save(state, "logits"); }
+
+void FAMO::check_state(const nn::StateDict& state) const { logits_.check(state, "logits", "FAMO"); }
+
+void FAMO::load_state(const nn::StateDict& state) {
+  logits_.load(state, "logits");
+  before_.clear();
 }
 
 }  // namespace ladon::mtl

@@ -12,6 +12,7 @@
 #include "../core/random.h"
 #include "../nn/optim.h"
 #include "balancer.h"
+#include "task_scalars.h"
 
 namespace ladon::mtl {
 
@@ -36,7 +37,7 @@ struct UncertaintyOptions {
 class UncertaintyWeighting : public LossBalancer {
  public:
   explicit UncertaintyWeighting(const std::vector<TaskSpec>& tasks, UncertaintyOptions options = {});
-  Tensor log_vars() const { return log_vars_; }  // [T]
+  Tensor log_vars() const { return log_vars_.tensor(); }  // [T]
 
  private:
   void decide(const std::vector<double>& values, MultiTaskModel& model, const std::vector<Tensor>& losses) override;
@@ -46,8 +47,7 @@ class UncertaintyWeighting : public LossBalancer {
   void load_state(const nn::StateDict& state) override;
 
   std::vector<double> factors_;  // 0.5 for regression, 1 for classification
-  Tensor log_vars_;              // [T], starts at 0 (sigma = 1)
-  std::unique_ptr<nn::Adam> optimizer_;
+  TaskScalars log_vars_;         // start at 0 (sigma = 1)
 };
 
 // Liu et al. 2019 (MTAN): lambda_k = K softmax_k(w_k / T), w_k = L_k(t-1) / L_k(t-2) from epoch-mean
@@ -108,8 +108,7 @@ class GradNorm : public LossBalancer {
 
   GradNormOptions options_;
   std::vector<Tensor> shared_layer_;
-  Tensor task_weights_;  // [T], trained by its own optimizer, not the network's
-  std::unique_ptr<nn::Adam> optimizer_;
+  TaskScalars task_weights_;  // start at 1
   std::vector<double> initial_losses_, norms_;
 };
 
@@ -133,7 +132,7 @@ struct IMTLLOptions {
 class IMTLL : public LossBalancer {
  public:
   explicit IMTLL(std::size_t tasks, IMTLLOptions options = {});
-  Tensor scales() const { return scales_; }  // [T], the s_t
+  Tensor scales() const { return scales_.tensor(); }  // [T], the s_t
 
  private:
   void decide(const std::vector<double>& values, MultiTaskModel& model, const std::vector<Tensor>& losses) override;
@@ -142,8 +141,7 @@ class IMTLL : public LossBalancer {
   void check_state(const nn::StateDict& state) const override;
   void load_state(const nn::StateDict& state) override;
 
-  Tensor scales_;
-  std::unique_ptr<nn::Adam> optimizer_;
+  TaskScalars scales_;  // start at 0
 };
 
 // STCH (Lin et al., ICML 2024), as LibMTL and the official code: for the first warmup_epochs epochs
@@ -170,6 +168,39 @@ class STCH : public LossBalancer {
   std::int64_t step_ = 0;           // steps taken, over all epochs
   std::vector<double> nadir_sums_;  // over the last warm-up epoch
   std::vector<double> nadir_;       // empty until warm-up ends
+};
+
+// FAMO (Liu et al., NeurIPS 2023, "Fast Adaptive Multitask Optimization"), as FAMORef and LibMTL:
+// O(1) in the task count, no per-task gradient. With z = softmax(xi) and D_t = L_t - l*_t + 1e-8,
+// the network trains on sum_t (z_t / c) log D_t, c = sum_t z_t / D_t (held constant): weights
+// z_t / (c D_t) on the losses, summing to 1 over their D's. After the optimizer step, the losses
+// of the same batch again (after_step(), balancer.h: one extra forward) give
+// delta_t = log D_t - log D'_t, and xi takes one Adam step (L2 decay gamma, PyTorch-style) along
+// z o (delta - (z . delta) 1), toward the tasks whose log-loss fell least. No clipping (the
+// reference's recommendation). Every backward must be followed by after_step() before the next.
+struct FAMOOptions {
+  double lr = 0.025;                    // Adam step size for the logits xi
+  double gamma = 1e-3;                  // their L2 decay (LibMTL; FAMORef's famo.py: 0.01)
+  std::vector<double> min_losses = {};  // the lower bounds l*_t; empty: all 0
+};
+class FAMO : public LossBalancer {
+ public:
+  FAMO(std::size_t tasks, FAMOOptions options = {});
+  bool needs_losses_after_step() const override { return true; }
+  Tensor logits() const { return logits_.tensor(); }  // [T], the xi
+
+ private:
+  void decide(const std::vector<double>& values, MultiTaskModel& model, const std::vector<Tensor>& losses) override;
+  void update_after_step(const std::vector<double>& values) override;
+  void save_state(nn::StateDict& state) const override;
+  void check_state(const nn::StateDict& state) const override;
+  void load_state(const nn::StateDict& state) override;
+  std::vector<double> log_gaps(const std::vector<double>& values, const char* when) const;  // log D_t
+
+  std::vector<double> min_losses_;
+  TaskScalars logits_;             // start at 0
+  std::vector<double> before_;     // log D_t of the last backward, until after_step uses it
+  std::vector<double> softmax_;    // z of the last backward
 };
 
 }  // namespace ladon::mtl

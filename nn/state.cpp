@@ -1,6 +1,8 @@
 #include "state.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 #include <map>
 #include <sstream>
 
@@ -86,6 +88,22 @@ const std::string& StateDict::string(const std::string& key, const char* op) con
   return std::get<std::string>(v);
 }
 
+namespace {
+
+// Same shape, dtype and bytes: the identity of saved state, under which a NaN equals itself.
+bool same_bits(const Tensor& a, const Tensor& b) {
+  if (a.defined() != b.defined()) return false;
+  if (!a.defined()) return true;
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  if (a.numel() == 0) return true;
+  const Tensor ca = a.contiguous(), cb = b.contiguous();
+  const auto bytes = static_cast<std::size_t>(ca.numel()) * dtype_size(ca.dtype());
+  if (ca.dtype() == Dtype::float32) return std::memcmp(ca.data<float>(), cb.data<float>(), bytes) == 0;
+  return std::memcmp(ca.data<std::int64_t>(), cb.data<std::int64_t>(), bytes) == 0;
+}
+
+}  // namespace
+
 bool operator==(const StateDict& a, const StateDict& b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -93,10 +111,9 @@ bool operator==(const StateDict& a, const StateDict& b) {
     const auto& [kb, vb] = b.items()[i];
     if (ka != kb || va.index() != vb.index()) return false;
     if (const auto* t = std::get_if<Tensor>(&va)) {
-      const Tensor& u = std::get<Tensor>(vb);
-      if (t->defined() != u.defined() || (t->defined() && !equal(*t, u))) return false;
+      if (!same_bits(*t, std::get<Tensor>(vb))) return false;
     } else if (const auto* x = std::get_if<double>(&va)) {
-      if (*x != std::get<double>(vb)) return false;
+      if (std::bit_cast<std::uint64_t>(*x) != std::bit_cast<std::uint64_t>(std::get<double>(vb))) return false;
     } else if (const auto* i = std::get_if<std::int64_t>(&va)) {
       if (*i != std::get<std::int64_t>(vb)) return false;
     } else if (std::get<std::string>(va) != std::get<std::string>(vb)) {

@@ -59,7 +59,9 @@ class StateDict {
   std::vector<std::pair<std::string, StateValue>> items_;
 };
 
-// Equal keys in equal order, equal kinds, and equal values (tensors: same shape, dtype, elements).
+// The same state: equal keys in equal order, equal kinds, and identical values. Tensors (same shape
+// and dtype) and numbers compare by their bits, so a NaN equals the same NaN (a model holding NaN
+// still equals its snapshot) and 0.0 differs from -0.0.
 bool operator==(const StateDict& a, const StateDict& b);
 
 // Something whose state can be saved and restored: optimizers, schedulers, early stopping.

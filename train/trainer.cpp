@@ -132,6 +132,13 @@ void Trainer::train_step(const data::Batch& batch) {
   if (extra_loss_) extra_loss_().backward(Tensor(), /*retain_graph=*/true);
   balancer_.backward(losses, model_);
   optimizer_.step();
+  if (balancer_.needs_losses_after_step()) {  // FAMO: the same batch again, one forward without a graph
+    NoGradGuard no_grad;
+    const std::vector<Tensor> after = model_(batch.x);
+    std::vector<Tensor> losses_after;
+    for (std::size_t t = 0; t < tasks.size(); ++t) losses_after.push_back(mtl::task_loss(tasks[t], after[t], batch.y[t]));
+    balancer_.after_step(losses_after);
+  }
   for (std::size_t t = 0; t < tasks.size(); ++t) {
     last_losses_[t] = losses[t].item();
     window_sums_[t] += last_losses_[t];
@@ -390,6 +397,15 @@ void Trainer::resume(const std::string& file) {
   const Generator::State global = nn::generator_state(random, "global", op),
                          loader = nn::generator_state(random, "loader", op),
                          epoch_start = nn::generator_state(meta, "loader_epoch_start", op);
+  // Every counter is read here too, so a damaged one fails before anything is applied.
+  const std::int64_t epoch_count = meta.integer("epoch", op), step = meta.integer("step", op);
+  const bool epoch_started = meta.integer("epoch_started", op) != 0;
+  const double best = meta.number("best", op);
+  const std::int64_t best_step = meta.integer("best_step", op), bad_validations = meta.integer("bad_validations", op);
+  const double monitored = meta.number("monitored", op);
+  const std::int64_t last_validation_step = meta.integer("last_validation_step", op);
+  const double wall_time = meta.number("wall_time", op);
+  const std::int64_t window_steps = meta.integer("window_steps", op);
   // Everything checked: apply. The model's streams go first (load_random_state checks them itself
   // and changes nothing when they do not match).
   try {
@@ -406,17 +422,17 @@ void Trainer::resume(const std::string& file) {
   default_generator().set_state(global);
   loader_.generator().set_state(loader);
   epoch_start_ = epoch_start;
-  epoch_ = meta.integer("epoch", op);
+  epoch_ = epoch_count;
   batch_ = batch;
-  step_ = meta.integer("step", op);
-  epoch_started_ = meta.integer("epoch_started", op) != 0;
-  best_ = meta.number("best", op);
-  best_step_ = meta.integer("best_step", op);
-  bad_validations_ = meta.integer("bad_validations", op);
-  monitored_ = meta.number("monitored", op);
-  last_validation_step_ = meta.integer("last_validation_step", op);
-  start_time_ = meta.number("wall_time", op) - progress_.elapsed();
-  window_steps_ = meta.integer("window_steps", op);
+  step_ = step;
+  epoch_started_ = epoch_started;
+  best_ = best;
+  best_step_ = best_step;
+  bad_validations_ = bad_validations;
+  monitored_ = monitored;
+  last_validation_step_ = last_validation_step;
+  start_time_ = wall_time - progress_.elapsed();
+  window_steps_ = window_steps;
   window_sums_ = window;
   epoch_sums_ = epoch;
   improved_ = false;

@@ -13,6 +13,10 @@
 // Every piece works alone in a hand-written loop too: Progress (progress.h), History and its
 // files (history.h), plot_history (plots.h), evaluate() below, and nn::save_checkpoint.
 //
+// A balancer that learns from the step's effect (FAMO: Balancer::needs_losses_after_step()) gets the
+// batch's task losses after each optimizer step: one more forward of the batch, without a graph, in
+// train mode (as the references do), which costs about a forward per step; other balancers none.
+//
 // Resuming restores the model, optimizer, scheduler, balancer, the states added with add_state(),
 // the history, the early-stopping counters and every random stream (the global generator, the
 // model's own streams such as Dropout's, the loader's shuffle) and the position in the epoch, so

@@ -111,6 +111,26 @@ TEST_CASE("data/feature_set: a set rebuilt from its state (through a checkpoint)
   CHECK(fs.state_dict() == loaded.state_dict());
 }
 
+// Found by fuzz_csv: the vocabulary was saved joined by NUL, so a category holding a NUL byte came
+// back as two and shifted every id after it.
+TEST_CASE("data/feature_set: categories holding a NUL byte survive the state round trip") {
+  TempDir dir;
+  using namespace std::string_literals;
+  const std::string path = write_text(dir, "nul.csv", "k,tags\na\0b,x\0y|z\na\0b,z\nc,x\0y\n"s);
+  FeatureSet fs;
+  fs.categorical("k").multi_categorical("tags");
+  const CsvChunk chunk = read_csv(path);
+  fs.fit(chunk);
+  CHECK(fs.vocabulary("k") == std::vector<std::string>{"a\0b"s, "c"});
+  const FeatureSet loaded = FeatureSet::from_state(fs.state_dict());
+  CHECK(loaded.vocabulary("k") == fs.vocabulary("k"));
+  CHECK(loaded.vocabulary("tags") == fs.vocabulary("tags"));
+  const TabularDataset a = fs.transform(chunk), b = loaded.transform(chunk);
+  CHECK(field(a, "k").ids.to_vector<std::int64_t>() == std::vector<std::int64_t>{2, 2, 3});
+  CHECK(field(b, "k").ids.to_vector<std::int64_t>() == std::vector<std::int64_t>{2, 2, 3});
+  CHECK(field(b, "tags").ids.to_vector<std::int64_t>() == field(a, "tags").ids.to_vector<std::int64_t>());
+}
+
 TEST_CASE("data/feature_set: bad input names the file, the line and the column") {
   TempDir dir;
   const std::string path = write_text(dir, "t.csv", kTrain);  // 'e' in the numeric column gain

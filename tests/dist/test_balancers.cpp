@@ -79,6 +79,11 @@ void check_matches_one_process(const std::string& name, const Make& make, dist::
     ref_opt.zero_grad();
     const double ref_joint = ref_balancer->backward(losses_of(reference, b), reference).item();
     ref_opt.step();
+    if (balancer->needs_losses_after_step()) {  // FAMO: the losses of the same batch after the step
+      NoGradGuard no_grad;
+      balancer->after_step(losses_of(model, rows_of(b, world)));
+      ref_balancer->after_step(losses_of(reference, b));
+    }
 
     CHECK(joint == doctest::Approx(ref_joint).epsilon(1e-5));
     const std::vector<double>& w = balancer->weights();
@@ -192,6 +197,17 @@ TEST_CASE("balancers under data parallelism match one process on the whole batch
   });
   check_matches_one_process("pcgrad", [](mtl::MMoE& m) { return std::make_unique<mtl::PCGrad>(m.num_tasks(), 9); });
   check_matches_one_process("cagrad", [](mtl::MMoE& m) { return std::make_unique<mtl::CAGrad>(m.num_tasks(), 0.5); });
+  check_matches_one_process("nash_mtl", [](mtl::MMoE& m) {
+    return std::make_unique<mtl::NashMTL>(m.num_tasks(), mtl::NashMTLOptions{.update_every = 2});
+  });
+  check_matches_one_process("gradvac", [](mtl::MMoE& m) {
+    return std::make_unique<mtl::GradVac>(m.num_tasks(), mtl::GradVacOptions{}, 9);
+  });
+  check_matches_one_process("graddrop", [](mtl::MMoE& m) {
+    return std::make_unique<mtl::GradDrop>(m.num_tasks(), mtl::GradDropOptions{}, 9);  // one seed for all ranks
+  });
+  check_matches_one_process("db_mtl", [](mtl::MMoE& m) { return std::make_unique<mtl::DBMTL>(m.num_tasks()); });
+  check_matches_one_process("famo", [](mtl::MMoE& m) { return std::make_unique<mtl::FAMO>(m.num_tasks()); });
   for (auto normalization : {mtl::GradNormalization::none, mtl::GradNormalization::l2, mtl::GradNormalization::loss,
                              mtl::GradNormalization::loss_plus}) {
     CAPTURE(static_cast<int>(normalization));

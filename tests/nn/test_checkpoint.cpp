@@ -6,11 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 
 #include "ladon.h"
 #include "nn/checkpoint.h"
@@ -376,4 +378,47 @@ TEST_CASE("a writer killed mid-save leaves the previous checkpoint intact") {
     ::close(fds[0]);
     CHECK(dir.entries() == 1);
   }
+}
+
+// The fuzzer's report on 2026-12-02 ("a failed load changed the model") came from here: the model
+// held a NaN from an earlier load, and StateDict's == said NaN != NaN, so an unchanged model looked
+// changed. State compares by its bits now.
+TEST_CASE("state holding NaN equals itself, and a failed load leaves it bit for bit unchanged") {
+  TempDir dir;
+  const std::string path = dir.file("nan.ckpt");
+  Net net(1);
+  nn::Adam adam(net.parameters(), {.lr = 0.1});
+  nn::StepLR sched(adam, {.step_size = 1});
+  train_steps(net, adam, 1);
+  {
+    NoGradGuard no_grad;
+    net.fc1.weight.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+  }
+  train_steps(net, adam, 1);  // the NaN reaches Adam's moments too
+  const nn::StateDict model_before = nn::module_state(net), opt_before = adam.state_dict();
+  CHECK(std::isnan(model_before.tensor("fc1.weight").data<float>()[0]));
+  CHECK(nn::module_state(net) == model_before);
+  CHECK(adam.state_dict() == opt_before);
+
+  nn::save_checkpoint(path, net, {.optimizer = &adam});
+  Net other(2);
+  nn::Adam adam2(other.parameters(), {.lr = 0.1});
+  nn::load_checkpoint(path, other, {.optimizer = &adam2});
+  CHECK(nn::module_state(other) == model_before);  // a round trip keeps the NaN
+  CHECK(adam2.state_dict() == opt_before);
+
+  CHECK(error_of([&] { nn::load_checkpoint(path, net, {.optimizer = &adam, .scheduler = &sched}); }) ==
+        "load_checkpoint '" + path + "': the file has no scheduler state");
+  CHECK(nn::module_state(net) == model_before);
+  CHECK(adam.state_dict() == opt_before);
+
+  // Bits, not values: 0.0 and -0.0 are different states.
+  nn::StateDict zero, negative_zero;
+  zero.set("x", 0.0);
+  negative_zero.set("x", -0.0);
+  CHECK_FALSE(zero == negative_zero);
+  zero.set("t", tensor({0.0f}));
+  negative_zero.set("x", 0.0);
+  negative_zero.set("t", tensor({-0.0f}));
+  CHECK_FALSE(zero == negative_zero);
 }

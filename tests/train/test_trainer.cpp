@@ -121,6 +121,41 @@ TEST_CASE("Trainer: a run stopped mid-epoch resumes at the same batch, bit for b
   CHECK(second.parameters() == expected);
 }
 
+TEST_CASE("Trainer: a balancer that needs the losses after the step (FAMO) gets them, as a hand loop gives them") {
+  // The Trainer's FAMO run and a hand-written loop doing forward, backward, step, and the batch's
+  // losses again (train mode: the dropout draws too) end with the same parameters and logits.
+  const data::Dataset train_set = make_data(40, 1);
+  auto make_model = [](Generator& gen) {
+    return mtl::SharedBottom(nn::Sequential(nn::Linear(4, 8, {}, gen), nn::ReLU(), nn::Dropout(0.25, 9)), 8, kTasks,
+                             gen);
+  };
+  Generator g1(5), g2(5);
+  mtl::SharedBottom a = make_model(g1), b = make_model(g2);
+  mtl::FAMO famo_a(2, {.lr = 0.05}), famo_b(2, {.lr = 0.05});
+  nn::Adam opt_a(a.parameters(), {.lr = 0.01}), opt_b(b.parameters(), {.lr = 0.01});
+  data::Loader loader_a(train_set, {.batch = 10}), loader_b(train_set, {.batch = 10});
+  train::Trainer trainer(a, famo_a, opt_a, loader_a, {.epochs = 2, .progress = {.quiet = true}});
+  trainer.fit();
+  auto losses_of = [&](const std::vector<Tensor>& out, const data::Batch& batch) {
+    std::vector<Tensor> losses;
+    for (std::size_t t = 0; t < out.size(); ++t) losses.push_back(mtl::task_loss(kTasks[t], out[t], batch.y[t]));
+    return losses;
+  };
+  for (int epoch = 0; epoch < 2; ++epoch)
+    for (const data::Batch& batch : loader_b) {
+      const std::vector<Tensor> losses = losses_of(b(batch.x), batch);
+      opt_b.zero_grad();
+      famo_b.backward(losses, b);
+      opt_b.step();
+      NoGradGuard no_grad;
+      famo_b.after_step(losses_of(b(batch.x), batch));
+    }
+  CHECK(famo_a.logits().to_vector<float>() == famo_b.logits().to_vector<float>());
+  CHECK(famo_a.logits().to_vector<float>() != std::vector<float>{0, 0});  // the logits did move
+  for (std::size_t k = 0; k < a.parameters().size(); ++k)
+    CHECK(a.parameters()[k].to_vector<float>() == b.parameters()[k].to_vector<float>());
+}
+
 TEST_CASE("Trainer: early stopping on a task metric; improved() and stop(); callbacks at steps and epochs") {
   // lr 0: nothing changes, so only the first validation improves.
   Run run({.epochs = 10, .monitor = {.task = "reg", .metric = "mse"}, .patience = 2}, 5, /*lr=*/0.0);
@@ -237,4 +272,20 @@ TEST_CASE("Trainer: bad monitors, splits, resume files and folders are clear err
   CHECK(error_of([&] { run.trainer.resume(dir.file("cut.ckpt")); }).find("cut.ckpt") != std::string::npos);
   CHECK(run.parameters() == trained);
   CHECK(run.trainer.step() == 4);
+  // A checkpoint whose counters are damaged (a valid file, written by hand): every part is checked
+  // before any is applied, so a fresh run's model and counters are untouched.
+  Run fresh({.epochs = 1, .out = dir.file("fresh")}, /*init_seed=*/77);
+  const auto untrained = fresh.parameters();
+  REQUIRE(untrained != trained);
+  for (const char* key : {"step", "best", "wall_time"}) {
+    nn::Checkpoint c = nn::read_checkpoint(dir.file("run/last.ckpt"));
+    c.metadata.set(key, "damaged");
+    nn::write_checkpoint(dir.file("damaged.ckpt"), c);
+    INFO(std::string(key));
+    CHECK(error_of([&] { fresh.trainer.resume(dir.file("damaged.ckpt")); }) ==
+          "Trainer::resume: '" + dir.file("damaged.ckpt") + "': entry '" + key + "' is a string, not " +
+              (std::string(key) == "step" ? "an integer" : "a number"));
+    CHECK(fresh.parameters() == untrained);
+    CHECK(fresh.trainer.step() == 0);
+  }
 }
