@@ -353,16 +353,14 @@ nn::StateDict optimizer_shard(const nn::StateDict& state, const OptimizerMap& m,
   return out;
 }
 
-// nn::load_checkpoint's checks and loads, on the file's contents cut down to this rank's shard.
+// nn::load_checkpoint on the file's contents cut down to this rank's shard.
 nn::LoadedCheckpoint load_shard(const std::string& path, nn::Module& model, const nn::LoadOptions& options,
                                 const Shards& shards, const nn::Optimizer* opt, const OptimizerMap& m) {
   nn::LoadedCheckpoint out;
   out.checkpoint = nn::read_checkpoint(path);
   nn::Checkpoint c = out.checkpoint;
-  const nn::StateDict* early = nullptr;
-  if (const auto it = c.extra.find("early_stopping"); it != c.extra.end()) early = &it->second;
-  try {
-    if (shards.any()) {
+  if (shards.any()) {
+    try {
       // The other ranks' experts are theirs to load.
       std::unordered_set<std::string> keys;
       const nn::StateDict own = nn::module_state(model, /*copy=*/false);
@@ -372,28 +370,11 @@ nn::LoadedCheckpoint load_shard(const std::string& path, nn::Module& model, cons
         if (!shards.expert_key(key) || keys.count(key)) kept.set(key, value);
       c.model = std::move(kept);
       if (opt && !c.optimizer.empty()) c.optimizer = optimizer_shard(c.optimizer, m, *opt);
+    } catch (const Error& e) {
+      throw Error("load_checkpoint '" + path + "': " + e.what());
     }
-    // Every part is checked before anything changes.
-    out.report = nn::check_module_state(model, c.model, options.strict);
-    if (options.optimizer) {
-      if (c.optimizer.empty()) throw Error("the file has no optimizer state");
-      options.optimizer->check_state_dict(c.optimizer);
-    }
-    if (options.scheduler) {
-      if (c.scheduler.empty()) throw Error("the file has no scheduler state");
-      options.scheduler->check_state_dict(c.scheduler);
-    }
-    if (options.early_stopping) {
-      if (early == nullptr) throw Error("the file has no early-stopping state");
-      options.early_stopping->check_state_dict(*early);
-    }
-  } catch (const Error& e) {
-    throw Error("load_checkpoint '" + path + "': " + e.what());
   }
-  nn::load_module_state(model, c.model, options.strict);
-  if (options.optimizer) options.optimizer->load_state_dict(c.optimizer);
-  if (options.scheduler) options.scheduler->load_state_dict(c.scheduler);
-  if (options.early_stopping) options.early_stopping->load_state_dict(*early);
+  out.report = nn::apply_checkpoint(c, path, model, options);
   out.metadata = c.metadata;
   return out;
 }

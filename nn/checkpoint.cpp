@@ -444,15 +444,13 @@ void save_checkpoint(const std::string& path, Module& model, const SaveOptions& 
   write_checkpoint(path, c);
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, const LoadOptions& options) {
-  LoadedCheckpoint out;
-  out.checkpoint = read_checkpoint(path);
-  const Checkpoint& c = out.checkpoint;
+LoadReport apply_checkpoint(const Checkpoint& c, const std::string& source, Module& model, const LoadOptions& options) {
   const StateDict* early = nullptr;
   if (const auto it = c.extra.find("early_stopping"); it != c.extra.end()) early = &it->second;
   // Validate every part first, so a failure leaves everything as it was.
+  LoadReport report;
   try {
-    out.report = check_module_state(model, c.model, options.strict);
+    report = check_module_state(model, c.model, options.strict);
     if (options.optimizer) {
       if (c.optimizer.empty()) throw Error("the file has no optimizer state");
       options.optimizer->check_state_dict(c.optimizer);
@@ -466,13 +464,20 @@ LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, const L
       options.early_stopping->check_state_dict(*early);
     }
   } catch (const Error& e) {
-    throw Error("load_checkpoint '" + path + "': " + e.what());
+    throw Error("load_checkpoint '" + source + "': " + e.what());
   }
   load_module_state(model, c.model, options.strict);
   if (options.optimizer) options.optimizer->load_state_dict(c.optimizer);
   if (options.scheduler) options.scheduler->load_state_dict(c.scheduler);
   if (options.early_stopping) options.early_stopping->load_state_dict(*early);
-  out.metadata = c.metadata;
+  return report;
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, const LoadOptions& options) {
+  LoadedCheckpoint out;
+  out.checkpoint = read_checkpoint(path);
+  out.report = apply_checkpoint(out.checkpoint, path, model, options);
+  out.metadata = out.checkpoint.metadata;
   return out;
 }
 

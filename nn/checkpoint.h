@@ -72,6 +72,12 @@ struct LoadedCheckpoint {
   Checkpoint checkpoint;  // everything read, including sections not loaded into anything
 };
 LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, const LoadOptions& options = {});
+// load_checkpoint's second half, for a checkpoint already read (dist/ cuts it down to one rank's
+// shard first): checks every part given in `options`, and only then applies them all, so an error
+// (prefixed with "load_checkpoint '<source>': ") changes nothing. Returns the model's missing and
+// unexpected keys.
+LoadReport apply_checkpoint(const Checkpoint& checkpoint, const std::string& source, Module& model,
+                            const LoadOptions& options);
 
 namespace detail {
 // Testing only: called after each chunk written to the temporary file with the bytes written so
