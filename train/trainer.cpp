@@ -44,8 +44,9 @@ Trainer::Trainer(mtl::MultiTaskModel& model, mtl::Balancer& balancer, nn::Optimi
       monitored_(kNaN) {
   const char* op = "Trainer";
   LADON_CHECK(options_.epochs >= 1, op, "epochs must be >= 1, got ", options_.epochs);
-  for (auto [name, v] : {std::pair{"eval_every", options_.eval_every}, std::pair{"log_every", options_.log_every},
-                         std::pair{"patience", options_.patience}, std::pair{"checkpoint_every", options_.checkpoint_every}})
+  for (auto [name, v] :
+       {std::pair{"eval_every", options_.eval_every}, std::pair{"log_every", options_.log_every},
+        std::pair{"patience", options_.patience}, std::pair{"checkpoint_every", options_.checkpoint_every}})
     LADON_CHECK(v >= 0, op, name, " must be >= 0, got ", v);
   LADON_CHECK(options_.eval_batch >= 1, op, "eval_batch must be >= 1, got ", options_.eval_batch);
   LADON_CHECK(options_.min_delta >= 0, op, "min_delta must be >= 0, got ", options_.min_delta);
@@ -66,7 +67,8 @@ Trainer::Trainer(mtl::MultiTaskModel& model, mtl::Balancer& balancer, nn::Optimi
     const mtl::TaskSpec* spec = nullptr;
     std::string known;
     for (const mtl::TaskSpec& t : model.tasks()) {
-      known += (known.empty() ? "" : ", ") + t.name + " (loss" + (t.auxiliary ? "" : std::string(", ") + metric_of(t)) + ")";
+      known +=
+          (known.empty() ? "" : ", ") + t.name + " (loss" + (t.auxiliary ? "" : std::string(", ") + metric_of(t)) + ")";
       if (t.name == m.task) spec = &t;
     }
     LADON_CHECK(spec != nullptr, op, "no task '", m.task, "' to monitor; tasks: ", known);
@@ -89,8 +91,8 @@ void Trainer::set_validation(const data::Dataset& validation) {
     std::string theirs, ours;
     for (const std::string& n : validation.task_names) theirs += (theirs.empty() ? "" : ", ") + n;
     for (const std::string& n : names) ours += (ours.empty() ? "" : ", ") + n;
-    LADON_CHECK(validation.task_names == names, op, "the validation split's tasks are [", theirs,
-                "], the model's [", ours, "]");
+    LADON_CHECK(validation.task_names == names, op, "the validation split's tasks are [", theirs, "], the model's [",
+                ours, "]");
   }
   LADON_CHECK(validation.size() > 0, op, "the validation split is empty");
   validation_ = validation;
@@ -99,8 +101,7 @@ void Trainer::set_validation(const data::Dataset& validation) {
 void Trainer::set_scheduler(nn::LRScheduler& scheduler) { scheduler_ = &scheduler; }
 
 void Trainer::add_state(const std::string& name, nn::Stateful& state) {
-  LADON_CHECK(!name.empty() && !states_.count(name), "Trainer::add_state", "state name '", name,
-              "' is empty or taken");
+  LADON_CHECK(!name.empty() && !states_.count(name), "Trainer::add_state", "state name '", name, "' is empty or taken");
   states_[name] = &state;
 }
 
@@ -136,7 +137,8 @@ void Trainer::train_step(const data::Batch& batch) {
     NoGradGuard no_grad;
     const std::vector<Tensor> after = model_(batch.x);
     std::vector<Tensor> losses_after;
-    for (std::size_t t = 0; t < tasks.size(); ++t) losses_after.push_back(mtl::task_loss(tasks[t], after[t], batch.y[t]));
+    for (std::size_t t = 0; t < tasks.size(); ++t)
+      losses_after.push_back(mtl::task_loss(tasks[t], after[t], batch.y[t]));
     balancer_.after_step(losses_after);
   }
   for (std::size_t t = 0; t < tasks.size(); ++t) {
@@ -152,9 +154,15 @@ void Trainer::log_train() {
   if (window_steps_ == 0) return;
   const std::vector<std::string>& names = history_.tasks();
   for (std::size_t t = 0; t < names.size(); ++t)
-    history_.add({.step = step_, .epoch = epoch_, .split = "train", .task = names[t], .metric = "loss",
-                  .value = window_sums_[t] / static_cast<double>(window_steps_), .weights = balancer_.weights(),
-                  .lr = lr(), .wall_time = wall_offset()});
+    history_.add({.step = step_,
+                  .epoch = epoch_,
+                  .split = "train",
+                  .task = names[t],
+                  .metric = "loss",
+                  .value = window_sums_[t] / static_cast<double>(window_steps_),
+                  .weights = balancer_.weights(),
+                  .lr = lr(),
+                  .wall_time = wall_offset()});
   window_sums_.assign(names.size(), 0.0);
   window_steps_ = 0;
 }
@@ -237,8 +245,13 @@ void Trainer::record_report(const data::Batch& batch) {
   for (std::size_t i = 0; i < tasks.size(); ++i)
     for (std::size_t j = 0; j < tasks.size(); ++j)
       if (i != j)
-        history_.add({.step = step_, .epoch = epoch_, .split = "train", .task = tasks[i].name,
-                      .metric = "cosine." + tasks[j].name, .value = c.cosine[i][j], .wall_time = wall_offset()});
+        history_.add({.step = step_,
+                      .epoch = epoch_,
+                      .split = "train",
+                      .task = tasks[i].name,
+                      .metric = "cosine." + tasks[j].name,
+                      .value = c.cosine[i][j],
+                      .wall_time = wall_offset()});
 }
 
 void Trainer::validate() {
@@ -248,14 +261,26 @@ void Trainer::validate() {
   const std::vector<mtl::TaskResult> results = evaluate(*validation_);
   for (const mtl::TaskResult& r : results) {
     if (!options_.report && r.metric.rfind("gate.", 0) == 0) continue;
-    history_.add({.step = step_, .epoch = epoch_, .split = "val", .task = r.task, .metric = r.metric,
-                  .value = r.value, .lr = lr(), .wall_time = wall_offset()});
+    history_.add({.step = step_,
+                  .epoch = epoch_,
+                  .split = "val",
+                  .task = r.task,
+                  .metric = r.metric,
+                  .value = r.value,
+                  .lr = lr(),
+                  .wall_time = wall_offset()});
   }
   const Monitor& m = options_.monitor;
   monitored_ = monitor_value(results);
   if (m.task.empty())
-    history_.add({.step = step_, .epoch = epoch_, .split = "val", .task = "", .metric = m.metric,
-                  .value = monitored_, .lr = lr(), .wall_time = wall_offset()});
+    history_.add({.step = step_,
+                  .epoch = epoch_,
+                  .split = "val",
+                  .task = "",
+                  .metric = m.metric,
+                  .value = monitored_,
+                  .lr = lr(),
+                  .wall_time = wall_offset()});
   if (options_.report) record_report(last_batch_);
   const double delta = options_.min_delta;
   improved_ = !std::isnan(monitored_) &&
@@ -373,6 +398,7 @@ void Trainer::resume(const std::string& file) {
   // Check every part against this run before changing anything.
   try {
     nn::check_module_state(model_, c.model, /*strict=*/true);
+    nn::check_random_state(model_, nn::nested(random, "model"));
     optimizer_.check_state_dict(c.optimizer);
     if (scheduler_) {
       LADON_CHECK(!c.scheduler.empty(), op, "has no scheduler state, but this run has a scheduler");
@@ -406,13 +432,8 @@ void Trainer::resume(const std::string& file) {
   const std::int64_t last_validation_step = meta.integer("last_validation_step", op);
   const double wall_time = meta.number("wall_time", op);
   const std::int64_t window_steps = meta.integer("window_steps", op);
-  // Everything checked: apply. The model's streams go first (load_random_state checks them itself
-  // and changes nothing when they do not match).
-  try {
-    nn::load_random_state(model_, nn::nested(random, "model"));
-  } catch (const Error& e) {
-    throw Error(op_text + ": " + e.what());
-  }
+  // Everything checked: apply.
+  nn::load_random_state(model_, nn::nested(random, "model"));
   nn::load_module_state(model_, c.model, /*strict=*/true);
   optimizer_.load_state_dict(c.optimizer);
   if (scheduler_) scheduler_->load_state_dict(c.scheduler);
