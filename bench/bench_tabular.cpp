@@ -1,11 +1,18 @@
-// Two measurements for tabular / recommendation training (issue 12):
-//  1. CSV into columns: CsvReader (libcsv) over a generated census-like file, text columns only
-//     and with every numeric column converted (CsvChunk::number), in MB/s on one core.
-//  2. One training step of a single embedding table with 2,048 lookups (dim 16, sum loss, Adam):
-//     dense gradients against row-sparse ones (EmbeddingOptions::sparse), tables of 1k, 1M, 4M rows.
+// Three measurements for tabular / recommendation training (issue 12):
+//  1. csv: CsvReader (libcsv) over a generated census-like file into text columns, and with every
+//     numeric column converted too (CsvChunk::number), in MB/s on one core.
+//  2. embedding: one training step of a single embedding table with 2,048 lookups (dim 16, sum
+//     loss, Adam): dense gradients against row-sparse ones (EmbeddingOptions::sparse), tables of
+//     1k, 1M and 4M rows, and the forward / backward / optimizer split of the sparse step.
+//  3. mmoe: training throughput on the 1M-row synthetic impression log (data::impression_log:
+//     100k users, 20k items): FeatureEmbedding with 16-wide sparse "user" and "item" tables, an
+//     MMoE of 4 experts (32 -> 64, ReLU) with click and purchase towers (32), BCE per task summed,
+//     Adam, batch 2048, shuffled by TabularLoader: samples per second over whole epochs (batch
+//     gathering included) on 1 and 2 threads.
 // Each figure is the median of --repeats runs; compare ratios within one run (a shared machine).
 //
-//   build/bench/bench_tabular [--mb 200] [--repeats 3] [--steps 20]
+//   build/bench/bench_tabular [--only csv,embedding,mmoe] [--mb 200] [--repeats 3] [--steps 20]
+//                             [--rows 1000000] [--epochs 1]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -29,10 +36,15 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-long flag(int argc, char** argv, const std::string& name, long fallback) {
+const char* flag_text(int argc, char** argv, const std::string& name) {
   for (int i = 1; i + 1 < argc; ++i)
-    if (argv[i][0] == '-' && argv[i][1] == '-' && name == argv[i] + 2) return std::stol(argv[i + 1]);
-  return fallback;
+    if (argv[i][0] == '-' && argv[i][1] == '-' && name == argv[i] + 2) return argv[i + 1];
+  return nullptr;
+}
+
+long flag(int argc, char** argv, const std::string& name, long fallback) {
+  const char* text = flag_text(argc, argv, name);
+  return text ? std::stol(text) : fallback;
 }
 
 // Rows like adult.data: 6 numeric and 8 text fields, ", " between them, some quoted, some "?".
@@ -95,8 +107,12 @@ void bench_csv(long megabytes, long repeats) {
               mb, median(text_rate), median(number_rate), repeats, checksum);
 }
 
+struct StepTimes {
+  double total = 0, forward = 0, backward = 0, optimizer = 0;  // ms per step
+};
+
 // Milliseconds per step: zero_grad, lookup 2,048 rows, sum, backward, Adam.
-double embedding_step_ms(std::int64_t rows, bool sparse, long steps) {
+StepTimes embedding_step_ms(std::int64_t rows, bool sparse, long steps) {
   Generator gen(1);
   nn::Embedding table(rows, 16, {.sparse = sparse}, gen);
   nn::Adam opt(table.parameters(), {.lr = 1e-3});
@@ -104,32 +120,88 @@ double embedding_step_ms(std::int64_t rows, bool sparse, long steps) {
   for (float u : rand({2048}, gen).to_vector<float>())
     picks.push_back(std::min(rows - 1, static_cast<std::int64_t>(u * static_cast<float>(rows))));
   const Tensor ids = tensor(picks, {2048});
+  StepTimes t;
   auto step = [&] {
+    auto at = clock_type::now();
     opt.zero_grad();
-    sum(table(ids)).backward();
+    Tensor loss = sum(table(ids));
+    t.forward += seconds_since(at), at = clock_type::now();
+    loss.backward();
+    t.backward += seconds_since(at), at = clock_type::now();
     opt.step();
+    t.optimizer += seconds_since(at);
   };
   step();  // first step allocates Adam's moments
+  t = {};
   const auto start = clock_type::now();
   for (long s = 0; s < steps; ++s) step();
-  return seconds_since(start) * 1000 / static_cast<double>(steps);
+  const double per = 1000 / static_cast<double>(steps);
+  return {seconds_since(start) * per, t.forward * per, t.backward * per, t.optimizer * per};
 }
 
 void bench_embedding(long repeats, long steps) {
   std::printf("embedding step (2,048 lookups, dim 16, Adam), ms, median of %ld:\n", repeats);
-  std::printf("  %-9s %10s %10s %8s\n", "rows", "dense", "sparse", "ratio");
+  std::printf("  %-9s %10s %10s %8s   sparse: %8s %8s %8s\n", "rows", "dense", "sparse", "ratio", "forward",
+              "backward", "optim");
   std::vector<double> sparse_small;
   for (std::int64_t rows : {std::int64_t{1000}, std::int64_t{1000000}, std::int64_t{4000000}}) {
-    std::vector<double> dense, sparse;
+    std::vector<double> dense, sparse, fw, bw, op;
     for (long r = 0; r < repeats; ++r) {
-      dense.push_back(embedding_step_ms(rows, false, rows > 1000 ? std::max(1L, steps / 10) : steps));
-      sparse.push_back(embedding_step_ms(rows, true, steps));
+      dense.push_back(embedding_step_ms(rows, false, rows > 1000 ? std::max(1L, steps / 10) : steps).total);
+      const StepTimes t = embedding_step_ms(rows, true, steps);
+      sparse.push_back(t.total), fw.push_back(t.forward), bw.push_back(t.backward), op.push_back(t.optimizer);
     }
-    std::printf("  %-9lld %10.3f %10.3f %7.1fx\n", static_cast<long long>(rows), median(dense), median(sparse),
-                median(dense) / median(sparse));
+    std::printf("  %-9lld %10.3f %10.3f %7.1fx           %8.3f %8.3f %8.3f\n", static_cast<long long>(rows),
+                median(dense), median(sparse), median(dense) / median(sparse), median(fw), median(bw), median(op));
     sparse_small.push_back(median(sparse));
   }
   std::printf("  sparse step, 4M rows over 1k rows: %.2fx (target <= 1.2x)\n", sparse_small[2] / sparse_small[0]);
+}
+
+// Samples per second of `epochs` whole epochs of the MMoE on the impression log.
+double mmoe_samples_per_s(const data::ImpressionLog& log, long epochs, std::uint64_t seed) {
+  Generator gen(seed);
+  std::vector<nn::FieldSpec> fields;
+  for (const auto& f : log.data.fields) fields.push_back(f.spec);
+  nn::FeatureEmbedding front({.fields = fields, .dim = 16, .sparse = true}, gen);
+  const std::int64_t in = front.out_dim();
+  mtl::FeatureModel model(
+      std::move(front),
+      mtl::MMoE({.in = in,
+                 .experts = 4,
+                 .expert_hidden = {64},
+                 .tasks = {{.name = "click", .out = 1, .tower_hidden = {32}, .kind = mtl::TaskKind::binary},
+                           {.name = "purchase", .out = 1, .tower_hidden = {32}, .kind = mtl::TaskKind::binary}}},
+                gen));
+  nn::Adam opt(model.parameters(), {.lr = 1e-3});
+  data::TabularLoader loader(log.data, {.batch = 2048, .shuffle = true, .seed = seed});
+  std::int64_t samples = 0;
+  const auto start = clock_type::now();
+  for (long e = 0; e < epochs; ++e)
+    for (auto& batch : loader) {
+      const std::vector<Tensor> out = model(batch.features);
+      Tensor loss = nn::binary_cross_entropy_with_logits(out[0], batch.y[0]) +
+                    nn::binary_cross_entropy_with_logits(out[1], batch.y[1]);
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+      samples += batch.rows;
+    }
+  return static_cast<double>(samples) / seconds_since(start);
+}
+
+void bench_mmoe(long rows, long epochs, long repeats) {
+  const data::ImpressionLog log = data::impression_log({.rows = rows, .seed = 1});
+  std::printf("mmoe on the impression log (%ld rows, user/item tables 16 wide, sparse; 4 experts of 64; batch 2048; "
+              "Adam), %ld epoch(s), median of %ld:\n",
+              rows, epochs, repeats);
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    std::vector<double> rate;
+    for (long r = 0; r < repeats; ++r) rate.push_back(mmoe_samples_per_s(log, epochs, static_cast<std::uint64_t>(r + 1)));
+    std::printf("  threads %d: %9.0f samples/s%s\n", threads, median(rate), threads == 2 ? "  (target >= 500000)" : "");
+  }
+  set_num_threads(1);
 }
 
 }  // namespace
@@ -137,8 +209,11 @@ void bench_embedding(long repeats, long steps) {
 int main(int argc, char** argv) try {
   set_num_threads(1);
   const long repeats = flag(argc, argv, "repeats", 3);
-  bench_csv(flag(argc, argv, "mb", 200), repeats);
-  bench_embedding(repeats, flag(argc, argv, "steps", 20));
+  const std::string only = flag_text(argc, argv, "only") ? flag_text(argc, argv, "only") : "csv,embedding,mmoe";
+  auto wanted = [&](const char* section) { return ("," + only + ",").find(std::string(",") + section + ",") != std::string::npos; };
+  if (wanted("csv")) bench_csv(flag(argc, argv, "mb", 200), repeats);
+  if (wanted("embedding")) bench_embedding(repeats, flag(argc, argv, "steps", 20));
+  if (wanted("mmoe")) bench_mmoe(flag(argc, argv, "rows", 1000000), flag(argc, argv, "epochs", 1), repeats);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_tabular: %s\n", e.what());

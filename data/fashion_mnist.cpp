@@ -13,19 +13,9 @@ constexpr const char* kHowToGet =
     "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or pass the "
     "path of a directory holding the four Fashion-MNIST IDX files";
 
-// `name`.gz if present, else `name`; throws naming both when neither exists.
-std::string find_file(const std::filesystem::path& dir, const std::string& name) {
-  std::error_code ec;
-  const std::filesystem::path gz = dir / (name + ".gz");
-  if (std::filesystem::exists(gz, ec)) return gz.string();
-  const std::filesystem::path plain = dir / name;
-  if (std::filesystem::exists(plain, ec)) return plain.string();
-  detail::fail(kOp, "neither '", gz.string(), "' nor '", plain.string(), "' exists; ", kHowToGet);
-}
-
-Dataset load_split(const std::filesystem::path& dir, const std::string& prefix) {
-  const std::string images_path = find_file(dir, prefix + "-images-idx3-ubyte");
-  const std::string labels_path = find_file(dir, prefix + "-labels-idx1-ubyte");
+Dataset load_split(const std::string& dir, const std::string& prefix) {
+  const std::string images_path = fashion_mnist_file(dir, prefix + "-images-idx3-ubyte");
+  const std::string labels_path = fashion_mnist_file(dir, prefix + "-labels-idx1-ubyte");
   const IdxArray images = read_idx(images_path);
   const IdxArray labels = read_idx(labels_path);
   LADON_CHECK(images.shape.size() == 3 && images.shape[1] == 28 && images.shape[2] == 28, kOp, "'", images_path,
@@ -64,9 +54,17 @@ Dataset load_split(const std::filesystem::path& dir, const std::string& prefix) 
 }  // namespace
 
 FashionMnist fashion_mnist(const std::string& dir) {
+  return FashionMnist{load_split(dir, "train"), load_split(dir, "t10k")};
+}
+
+std::string fashion_mnist_file(const std::string& dir, const std::string& name) {
   std::error_code ec;
   LADON_CHECK(std::filesystem::is_directory(dir, ec), kOp, "directory '", dir, "' does not exist; ", kHowToGet);
-  return FashionMnist{load_split(dir, "train"), load_split(dir, "t10k")};
+  const std::filesystem::path gz = std::filesystem::path(dir) / (name + ".gz");
+  if (std::filesystem::exists(gz, ec)) return gz.string();
+  const std::filesystem::path plain = std::filesystem::path(dir) / name;
+  if (std::filesystem::exists(plain, ec)) return plain.string();
+  detail::fail(kOp, "neither '", gz.string(), "' nor '", plain.string(), "' exists; ", kHowToGet);
 }
 
 }  // namespace ladon::data

@@ -27,4 +27,8 @@ inline constexpr std::array<std::int64_t, 10> kFashionMnistGroup = {0, 1, 0, 0, 
 // a file is malformed, when image and label counts differ, or when a label is not below 10.
 FashionMnist fashion_mnist(const std::string& dir = "/usr/share/datasets/fashion-mnist");
 
+// The path of the Fashion-MNIST file `name` (e.g. "train-images-idx3-ubyte") in `dir`: name.gz if
+// present, else name. Throws ladon::Error, saying how to get the data, when `dir` or both are missing.
+std::string fashion_mnist_file(const std::string& dir, const std::string& name);
+
 }  // namespace ladon::data

@@ -23,6 +23,40 @@ Tensor gather_rows(const Tensor& src, const std::vector<std::int64_t>& rows) {
 
 }  // namespace
 
+TabularDataset take_rows(const TabularDataset& dataset, const std::vector<std::int64_t>& rows) {
+  for (std::int64_t r : rows)
+    LADON_CHECK(r >= 0 && r < dataset.rows, "take_rows", "row ", r, " is out of range for ", dataset.rows, " rows");
+  TabularDataset out;
+  out.rows = static_cast<std::int64_t>(rows.size());
+  out.task_names = dataset.task_names;
+  for (const TabularDataset::Field& f : dataset.fields) {
+    TabularDataset::Field g;
+    g.spec = f.spec;
+    if (f.offsets.defined()) {
+      const Tensor ids = f.ids.contiguous(), offsets = f.offsets.contiguous();
+      const std::int64_t* off = offsets.data<std::int64_t>();
+      const std::int64_t* id = ids.data<std::int64_t>();
+      std::vector<std::int64_t> bag_ids, starts = {0};
+      for (std::int64_t r : rows) {
+        bag_ids.insert(bag_ids.end(), id + off[r], id + off[r + 1]);
+        starts.push_back(static_cast<std::int64_t>(bag_ids.size()));
+      }
+      g.ids = tensor(bag_ids, {static_cast<std::int64_t>(bag_ids.size())});
+      g.offsets = tensor(starts, {out.rows + 1});
+    } else if (f.values.defined()) {
+      g.values = gather_rows<float>(f.values.contiguous(), rows);
+    } else {
+      g.ids = gather_rows<std::int64_t>(f.ids.contiguous(), rows);
+    }
+    out.fields.push_back(std::move(g));
+  }
+  for (std::size_t t = 0; t < dataset.labels.size(); ++t) {
+    out.labels.push_back(gather_rows<float>(dataset.labels[t].contiguous(), rows));
+    out.masks.push_back(gather_rows<float>(dataset.masks[t].contiguous(), rows));
+  }
+  return out;
+}
+
 TabularLoader::TabularLoader(const TabularDataset& dataset, LoaderOptions options)
     : dataset_(dataset), options_(options), gen_(options.seed) {
   const char* op = "TabularLoader";

@@ -76,4 +76,9 @@ class TabularLoader {
   Generator gen_;
 };
 
+// The rows `rows` of a dataset (in that order, repeats allowed) as a dataset of their own: a
+// validation split carved from training rows, or the clicked rows of a log. Throws naming the
+// first row out of range.
+TabularDataset take_rows(const TabularDataset& dataset, const std::vector<std::int64_t>& rows);
+
 }  // namespace ladon::data

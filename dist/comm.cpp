@@ -168,6 +168,61 @@ void Communicator::alltoall(std::span<const std::int64_t> send, std::span<std::i
   check_mpi(MPI_Alltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm_), "MPI_Alltoall");
 }
 
+void Communicator::reduce_scatter_sum(std::span<const float> send, std::span<float> recv,
+                                      const std::vector<int>& counts) {
+  LADON_CHECK(counts.size() == static_cast<std::size_t>(size_), "reduce_scatter_sum", counts.size(), " counts for ",
+              size_, " ranks");
+  LADON_CHECK(std::accumulate(counts.begin(), counts.end(), std::size_t{0}) == send.size() &&
+                  static_cast<std::size_t>(counts[static_cast<std::size_t>(rank_)]) == recv.size(),
+              "reduce_scatter_sum", "counts do not match the buffers (", send.size(), " to send, ", recv.size(),
+              " to receive)");
+  check_mpi(MPI_Reduce_scatter(send.data(), recv.data(), counts.data(), MPI_FLOAT, MPI_SUM, comm_),
+            "MPI_Reduce_scatter");
+}
+
+void Communicator::allgather_blocks(std::span<float> values, const std::vector<int>& counts) {
+  LADON_CHECK(counts.size() == static_cast<std::size_t>(size_) &&
+                  std::accumulate(counts.begin(), counts.end(), std::size_t{0}) == values.size(),
+              "allgather_blocks", counts.size(), " counts for ", size_, " ranks do not add up to ", values.size(),
+              " values");
+  std::vector<int> offsets(counts.size(), 0);
+  std::exclusive_scan(counts.begin(), counts.end(), offsets.begin(), 0);
+  check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, values.data(), counts.data(), offsets.data(), MPI_FLOAT,
+                           comm_),
+            "MPI_Allgatherv");
+}
+
+std::vector<std::vector<std::int64_t>> Communicator::allgather(std::span<const std::int64_t> values) {
+  int mine = to_int(values.size(), "allgather");
+  std::vector<int> counts(static_cast<std::size_t>(size_)), offsets(counts.size(), 0);
+  check_mpi(MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_), "MPI_Allgather");
+  std::exclusive_scan(counts.begin(), counts.end(), offsets.begin(), 0);
+  std::vector<std::int64_t> all(static_cast<std::size_t>(offsets.back() + counts.back()));
+  check_mpi(
+      MPI_Allgatherv(values.data(), mine, MPI_INT64_T, all.data(), counts.data(), offsets.data(), MPI_INT64_T, comm_),
+      "MPI_Allgatherv");
+  std::vector<std::vector<std::int64_t>> out(counts.size());
+  for (std::size_t r = 0; r < counts.size(); ++r)
+    out[r].assign(all.begin() + offsets[r], all.begin() + offsets[r] + counts[r]);
+  return out;
+}
+
+std::vector<std::vector<char>> Communicator::gather(const std::vector<char>& bytes, int root) {
+  int mine = to_int(bytes.size(), "gather");
+  std::vector<int> counts(static_cast<std::size_t>(size_), 0), offsets(counts.size(), 0);
+  check_mpi(MPI_Gather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, root, comm_), "MPI_Gather");
+  std::exclusive_scan(counts.begin(), counts.end(), offsets.begin(), 0);
+  std::vector<char> all(rank_ == root ? static_cast<std::size_t>(offsets.back() + counts.back()) : 0);
+  check_mpi(MPI_Gatherv(bytes.data(), mine, MPI_CHAR, all.data(), counts.data(), offsets.data(), MPI_CHAR, root, comm_),
+            "MPI_Gatherv");
+  std::vector<std::vector<char>> out;
+  if (rank_ != root) return out;
+  out.resize(counts.size());
+  for (std::size_t r = 0; r < counts.size(); ++r)
+    out[r].assign(all.begin() + offsets[r], all.begin() + offsets[r] + counts[r]);
+  return out;
+}
+
 std::vector<float> Communicator::allgatherv(std::span<const float> values) {
   int mine = to_int(values.size(), "allgatherv");
   std::vector<int> counts(static_cast<std::size_t>(size_)), offsets(counts.size(), 0);

@@ -74,6 +74,16 @@ class Communicator {
   void alltoallv(std::span<const float> send, const std::vector<int>& send_counts, std::span<float> recv,
                  const std::vector<int>& recv_counts);
   void alltoall(std::span<const std::int64_t> send, std::span<std::int64_t> recv);  // one value per rank
+  // Sums send over every rank and leaves this rank block `rank()` of the sum: send holds the
+  // blocks of every rank in rank order, counts[r] values each; recv has counts[rank()].
+  void reduce_scatter_sum(std::span<const float> send, std::span<float> recv, const std::vector<int>& counts);
+  // In place: block r of values (counts[r] values, blocks in rank order) is copied from rank r to
+  // every rank.
+  void allgather_blocks(std::span<float> values, const std::vector<int>& counts);
+  // Every rank's list (of any length), on every rank: result[r] is rank r's.
+  std::vector<std::vector<std::int64_t>> allgather(std::span<const std::int64_t> values);
+  // Every rank's bytes on root (result[r] is rank r's); empty on the other ranks.
+  std::vector<std::vector<char>> gather(const std::vector<char>& bytes, int root);
   // The values of every rank, concatenated in rank order (counts may differ per rank).
   std::vector<float> allgatherv(std::span<const float> values);
 

@@ -7,6 +7,7 @@
 
 #include "../core/autograd.h"
 #include "../core/error.h"
+#include "expert_parallel.h"
 #include "ops.h"
 
 namespace ladon::dist {
@@ -24,20 +25,29 @@ void copy_out(const Tensor& t, float* dst) {
 }  // namespace
 
 DataParallel::DataParallel(nn::Module& model, Communicator& comm, DataParallelOptions options)
-    : comm_(comm.handle()), params_(model.parameters()), model_(model) {
+    : comm_(comm.handle()), local_(rank_local_parameters(model)), model_(model) {
   LADON_CHECK(options.bucket_mb > 0, "DataParallel", "bucket_mb must be positive, got ", options.bucket_mb);
+  LADON_CHECK(options.first_bucket_mb > 0, "DataParallel", "first_bucket_mb must be positive, got ",
+              options.first_bucket_mb);
+  const double first_mb = std::min(options.first_bucket_mb, options.bucket_mb);
+  {
+    std::unordered_set<TensorImpl*> local;
+    for (const Tensor& p : local_) local.insert(p.impl().get());
+    for (const Tensor& p : model.parameters())
+      if (!local.count(p.impl().get())) params_.push_back(p);
+  }
   for (std::size_t i = 0; i < params_.size(); ++i) {
     LADON_CHECK(params_[i].dtype() == Dtype::float32, "DataParallel", "parameter ", i, " is not float32");
     LADON_CHECK(index_.emplace(params_[i].impl().get(), i).second, "DataParallel", "parameter ", i,
                 " appears twice in the model's parameters");
   }
   // Reverse parameter order: roughly the order backward makes the gradients final.
-  const double bucket_bytes = options.bucket_mb * 1024 * 1024;
   bucket_index_.assign(params_.size(), 0);
   double bytes = 0;
   for (std::size_t k = params_.size(); k-- > 0;) {
     const double size = static_cast<double>(params_[k].numel()) * sizeof(float);
-    if (buckets_.empty() || (bytes > 0 && bytes + size > bucket_bytes)) {
+    const double cap = (buckets_.size() <= 1 ? first_mb : options.bucket_mb) * 1024 * 1024;
+    if (buckets_.empty() || (bytes > 0 && bytes + size > cap)) {
       buckets_.emplace_back();
       bytes = 0;
     }
@@ -184,6 +194,16 @@ void DataParallel::finish_pass() {
       }
       in += n;
     }
+  }
+  for (const Tensor& p : local_) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    if (!g.is_contiguous() || g.shape() != p.shape()) {
+      g = g.contiguous().clone();
+      p.set_grad(g);
+    }
+    float* dst = g.data<float>();
+    for (std::int64_t i = 0; i < g.numel(); ++i) dst[i] *= scale;
   }
 }
 

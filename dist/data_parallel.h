@@ -21,6 +21,14 @@
 // they never hold back the buckets behind them; their gradients are sent as zeros with a flag, and
 // a parameter with no gradient on any rank keeps no gradient, as in a single process.
 //
+// The first bucket is small (first_bucket_mb, 1 MB by default, as PyTorch's DDP does): the last
+// layers' gradients are ready first, and a small bucket of them starts communicating early in
+// backward instead of waiting for 25 MB, so a model whose gradients fit one bucket still overlaps.
+//
+// Expert-parallel layers (dist::ExpertParallel, found in the model at construction): their
+// experts' parameters live on one rank each, so they are neither broadcast nor averaged; their
+// gradients, already summed over every rank's tokens on the owner, are divided by the world size.
+//
 // When gradients are set by other means (a Balancer's backward), call synchronize() afterwards:
 // the same bucketed averaging, without the overlap.
 #pragma once
@@ -40,6 +48,7 @@ namespace ladon::dist {
 
 struct DataParallelOptions {
   double bucket_mb = 25;
+  double first_bucket_mb = 1;  // the first bucket filled (the last parameters); capped at bucket_mb
   bool broadcast = true;  // copy rank 0's parameters and buffers to every rank at construction
   // Every nn::BatchNorm in the model normalises, in training, by the mean and variance of the
   // global batch (all ranks' rows), and its running statistics follow them: the model then trains
@@ -78,7 +87,8 @@ class DataParallel {
   [[nodiscard]] NoSync no_sync() { return NoSync(*this); }
 
   std::size_t num_buckets() const { return buckets_.size(); }
-  // Which bucket each parameter (in model.parameters() order) went to.
+  std::size_t num_rank_local() const { return local_.size(); }  // expert-parallel parameters left out
+  // Which bucket each averaged parameter (model.parameters() order, expert shards left out) went to.
   std::vector<std::size_t> bucket_of_parameters() const;
 
   // Timing of the last synchronised backward, for benchmarks: wall time inside backward(), and
@@ -120,7 +130,8 @@ class DataParallel {
   };
   std::unique_ptr<SyncStatistics> sync_statistics_;
   std::vector<nn::BatchNorm*> synced_;
-  std::vector<Tensor> params_;
+  std::vector<Tensor> params_;  // the averaged ones: all but the expert-parallel shards
+  std::vector<Tensor> local_;   // this rank's expert shards: gradients only divided by the world size
   std::unordered_map<TensorImpl*, std::size_t> index_;  // parameter -> its index
   std::vector<std::size_t> bucket_index_;               // parameter -> its bucket
   std::vector<Bucket> buckets_;

@@ -16,6 +16,11 @@ Tensor int_tensor(std::vector<std::int64_t> values) {
 }  // namespace
 
 ExpertParallel::ExpertParallel(mtl::SparseMoE& layer, Communicator& comm) : layer_(layer), comm_(comm) {
+  LADON_CHECK(layer.dispatch() == nullptr, "ExpertParallel", "the layer already has an expert dispatch");
+  LADON_CHECK(layer.held_first() == 0 && layer.held_last() == layer.num_experts(), "ExpertParallel",
+              "the layer holds only experts [", layer.held_first(), ", ", layer.held_last(), ") of ",
+              layer.num_experts(), ": give it the whole layer (the same on every rank)");
+  layer_.hold_experts(first_expert(comm.rank()), first_expert(comm.rank() + 1));
   layer_.set_dispatch(this);
 }
 
@@ -31,6 +36,35 @@ int ExpertParallel::owner(std::int64_t expert) const {
   int r = 0;
   while (expert >= first_expert(r + 1)) ++r;
   return r;
+}
+
+std::vector<ShardedLayer> sharded_layers(nn::Module& model) {
+  struct Finder : nn::Module::Visitor {
+    std::vector<ShardedLayer> found;
+    std::string prefix;
+    void operator()(const std::string&, Tensor&) override {}
+    void buffer(const std::string&, Tensor&) override {}
+    void operator()(const std::string& name, nn::Module& child) override {
+      const std::string full = prefix.empty() ? name : name.empty() ? prefix : prefix + "." + name;
+      if (auto* moe = dynamic_cast<mtl::SparseMoE*>(&child);
+          moe && dynamic_cast<ExpertParallel*>(moe->dispatch()) != nullptr)
+        found.push_back({full, moe});
+      const std::string saved = prefix;
+      prefix = full;
+      child.visit(*this);
+      prefix = saved;
+    }
+  } finder;
+  finder("", model);
+  return finder.found;
+}
+
+std::vector<Tensor> rank_local_parameters(nn::Module& model) {
+  std::vector<Tensor> local;
+  for (const ShardedLayer& s : sharded_layers(model))
+    for (std::int64_t e = s.layer->held_first(); e < s.layer->held_last(); ++e)
+      for (const Tensor& p : s.layer->expert(e).parameters()) local.push_back(p);
+  return local;
 }
 
 Tensor ExpertParallel::sum_over_tokens(const Tensor& x) { return all_reduce_sum(x, comm_); }

@@ -11,20 +11,25 @@
 // and the balance losses are computed from the global routing (sums over every rank's tokens).
 //
 //   mtl::SparseMoE moe(options);              // same seed on every rank: same initial experts
-//   dist::ExpertParallel ep(moe, world);      // moe.set_dispatch(&ep) until ep is destroyed
+//   dist::ExpertParallel ep(moe, world);      // moe.set_dispatch(&ep); moe keeps only its experts
 //   dist::DataParallel dp(model, world);      // averages everything else, as data parallel
+//   nn::Adam opt(model.parameters(), ...);    // after ep: steps this rank's experts only
 //
-// Parameters: every rank keeps a copy of every expert. An expert's gradient is computed only on
-// its owner (from the tokens of every rank) and DataParallel's averaging then delivers it,
-// divided by the world size like every other gradient, to every rank, so all copies take the
-// same optimizer step and a checkpoint from rank 0 holds every expert, for any world size. What is
-// sharded is the expert computation and the tokens, not the parameter memory.
+// Parameters are sharded: the constructor calls moe.hold_experts on this rank's block, so each
+// rank keeps (and its optimizer steps) only its own experts, and the expert parameter memory per
+// rank falls as 1/W. Build the optimizer after the ExpertParallel. An expert's gradient is
+// computed on its owner alone, from the tokens of every rank; DataParallel finds the sharded
+// layers in the model, leaves their experts out of its allreduce, and divides those gradients by
+// the world size (each rank's loss is the mean over its share of the batch), so the owner takes
+// the step one process would. dist::save_checkpoint gathers the shards to rank 0 into the file one
+// process would write, and dist::load_checkpoint at any world size gives each rank its experts.
 //
 // Every rank must run every forward and backward of the layer (the exchanges are collective).
 #pragma once
 
 #include "layer_fence.h"
 
+#include <string>
 #include <vector>
 
 #include "../mtl/sparse_moe.h"
@@ -52,5 +57,16 @@ class ExpertParallel : public mtl::ExpertDispatch {
   Communicator& comm_;
   std::int64_t rows_ = 0;
 };
+
+// A SparseMoE of a model whose experts an ExpertParallel shards, under its dotted name in the
+// model ("" for the model itself).
+struct ShardedLayer {
+  std::string name;
+  mtl::SparseMoE* layer;
+};
+// Every such layer of model, in visit order.
+std::vector<ShardedLayer> sharded_layers(nn::Module& model);
+// The parameters of model only this rank holds: the experts of its sharded layers it owns.
+std::vector<Tensor> rank_local_parameters(nn::Module& model);
 
 }  // namespace ladon::dist

@@ -3,7 +3,10 @@
 // of everything (model, optimizer, schedule, random streams, position) is written after every
 // epoch by the Trainer; --resume 1 continues from it exactly.
 //
-//   build/examples/fashion_cnn_mtl [--epochs 10] [--out runs/fashion_cnn] [--resume 1]  (--help)
+//   build/examples/fashion_cnn_mtl [--epochs 10] [--out runs/fashion_cnn] [--resume 1] [--bf16 1]  (--help)
+//
+// --bf16 1 trains and evaluates under AutocastGuard(Precision::bf16): the convolutions' and dense
+// layers' products in bf16 with float32 sums, everything else (batch norm, losses, Adam) float32.
 #include <cstdio>
 
 #include <CLI/CLI.hpp>
@@ -33,7 +36,7 @@ int main(int argc, char** argv) try {
   std::int64_t epochs = 10, batch = 128, seed = 1, patience = 0;
   double lr = 0.002;
   int threads = 0;
-  bool resume = false, quiet = false;
+  bool resume = false, quiet = false, bf16 = false;
   app.add_option("--epochs", epochs, "passes over the training images")->check(CLI::PositiveNumber);
   app.add_option("--batch", batch, "images per step")->check(CLI::PositiveNumber);
   app.add_option("--lr", lr, "Adam learning rate (cosine decay over the epochs)");
@@ -43,10 +46,12 @@ int main(int argc, char** argv) try {
   app.add_option("--out", out, "folder for the history, pictures and checkpoints (last.ckpt, best.ckpt)");
   app.add_option("--resume", resume, "continue from OUT/last.ckpt (0 or 1)");
   app.add_option("--data", data_dir, "folder with the Fashion-MNIST IDX files");
+  app.add_option("--bf16", bf16, "matrix products in bf16 with float32 sums (0 or 1)");
   app.add_flag("--quiet", quiet, "no progress line");
   CLI11_PARSE(app, argc, argv);
 
   set_num_threads(threads);
+  const AutocastGuard precision(bf16 ? Precision::bf16 : Precision::fp32);
   Generator gen(static_cast<std::uint64_t>(seed));
   const data::FashionMnist fm = data::fashion_mnist(data_dir);
   const std::vector<mtl::TaskSpec> tasks = {{"item", 10, {}}, {"group", 4, {}}};
@@ -54,7 +59,8 @@ int main(int argc, char** argv) try {
   nn::Adam optimizer(model.parameters(), {.lr = lr});
   nn::WarmupCosineLR schedule(optimizer, {.total_steps = epochs});  // cosine decay over the epochs
   mtl::StaticWeighting balancer({1.0, 0.5});
-  std::printf("CNN trunk, %lld parameters, %d threads\n", static_cast<long long>(model.num_parameters()), num_threads());
+  std::printf("CNN trunk, %lld parameters, %d threads, %s\n", static_cast<long long>(model.num_parameters()),
+              num_threads(), precision_name(autocast_precision()));
 
   // Validation on the first 2000 test images picks the best checkpoint (OUT/best.ckpt).
   data::Loader loader(fm.train, {.batch = batch, .shuffle = true, .seed = 3});

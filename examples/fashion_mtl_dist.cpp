@@ -6,8 +6,9 @@
 //
 // --batch is the global batch (split evenly across ranks; must divide by the number of ranks).
 // Rank 0 prints the progress, the time, how much of the allreduce time backward hid, and the test
-// accuracy. --steps N stops after N steps (for timing). --bucket_mb sets the gradient bucket size
-// (this model's 3.8 MB of gradients fit one 25 MB bucket, which starts only when backward ends).
+// accuracy. --steps N stops after N steps (for timing). --bucket_mb and --first_bucket_mb set the
+// gradient buckets (this model's 3.8 MB of gradients: a 1 MB first bucket, whose allreduce starts
+// while backward goes on, and the rest in one).
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
                                {"seed", "1"},
                                {"steps", "0"},
                                {"bucket_mb", "25"},
+                               {"first_bucket_mb", "1"},
                                {"data", "/usr/share/datasets/fashion-mnist"}},
                               "fashion_mtl_dist: data-parallel multi-task training on Fashion-MNIST over MPI");
   set_num_threads(static_cast<int>(flags.integer("threads")));
@@ -41,7 +43,8 @@ int main(int argc, char** argv) {
   const data::FashionMnist fm = data::fashion_mnist(flags.str("data"));
   const std::vector<mtl::TaskSpec> tasks = {{"item", 10, {64}}, {"group", 4, {64}}};
   mtl::MMoE model(mtl::MoEOptions{784, 6, {192}, tasks});
-  dist::DataParallel dp(model, world, {.bucket_mb = flags.real("bucket_mb")});
+  dist::DataParallel dp(model, world,
+                        {.bucket_mb = flags.real("bucket_mb"), .first_bucket_mb = flags.real("first_bucket_mb")});
   nn::Adam optimizer(model.parameters(), {.lr = flags.real("lr")});
   dist::DistributedSampler sampler(fm.train.size(), world, {.seed = 7, .uneven = dist::Uneven::drop});
   if (lead)

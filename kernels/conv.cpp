@@ -121,6 +121,35 @@ LADON_INLINE void conv_gather_body(std::int64_t images, std::int64_t rows, std::
 
 }  // namespace
 
+namespace {
+LADON_INLINE void conv_pad_body(std::int64_t channels, std::int64_t height, std::int64_t width, std::int64_t pad_h,
+                                std::int64_t pad_w, const float* src, const float* mask, float* dst) {
+  const std::int64_t pw = width + 2 * pad_w, ph = height + 2 * pad_h;
+  for (std::int64_t c = 0; c < channels; ++c) {
+    float* plane = dst + c * ph * pw;
+    std::fill(plane, plane + pad_h * pw, 0.0f);
+    for (std::int64_t y = 0; y < height; ++y) {
+      float* __restrict row = plane + (y + pad_h) * pw;
+      const float* __restrict in = src + (c * height + y) * width;
+      for (std::int64_t x = 0; x < pad_w; ++x) row[x] = 0.0f;
+      if (mask) {
+        const float* __restrict m = mask + (c * height + y) * width;
+        for (std::int64_t x = 0; x < width; ++x) row[pad_w + x] = m[x] > 0.0f ? in[x] : 0.0f;
+      } else {
+        for (std::int64_t x = 0; x < width; ++x) row[pad_w + x] = in[x];
+      }
+      for (std::int64_t x = pad_w + width; x < pw; ++x) row[x] = 0.0f;
+    }
+    std::fill(plane + (pad_h + height) * pw, plane + ph * pw, 0.0f);
+  }
+}
+}  // namespace
+
+void conv_pad(std::int64_t channels, std::int64_t height, std::int64_t width, std::int64_t pad_h, std::int64_t pad_w,
+              const float* src, const float* mask, float* dst) {
+  Multiversion<conv_pad_body>::run(channels, height, width, pad_h, pad_w, src, mask, dst);
+}
+
 void conv_store(std::int64_t images, std::int64_t rows, std::int64_t plane, const float* c, std::int64_t ld,
                 const float* bias, Activation activation, float* out) {
   Multiversion<conv_store_body>::run(images, rows, plane, c, ld, bias, activation, out);

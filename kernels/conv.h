@@ -37,6 +37,30 @@ void conv_store(std::int64_t images, std::int64_t rows, std::int64_t plane, cons
 void conv_gather(std::int64_t images, std::int64_t rows, std::int64_t plane, const float* grad, const float* y,
                  float* c, std::int64_t ld);
 
+// A zero-padded copy of `channels` planes of height x width: dst[c, y + pad_h, x + pad_w] = src[c, y, x],
+// zero in the border; dst is [channels, height + 2 pad_h, width + 2 pad_w]. With mask (same shape
+// as src), entries whose mask is <= 0 become 0 (the ReLU's mask in a backward).
+void conv_pad(std::int64_t channels, std::int64_t height, std::int64_t width, std::int64_t pad_h, std::int64_t pad_w,
+              const float* src, const float* mask, float* dst);
+
+// Direct convolution of one image, stride 1, dilation 1, one group (conv_direct.cpp): out[o, y, x] =
+// activation(bias[o] + sum_{c,i,j} w[o, c, i, j] padded[c, y + i, x + j]) for y < padded_h - kh + 1,
+// x < padded_w - kw + 1, with the padding already in `padded` (conv_pad). The weights come packed
+// by conv2d_direct_pack (conv2d_direct_packed_size floats). AVX-512 only: callers check
+// conv2d_direct_available() and use im2col + GEMM otherwise.
+struct DirectConv {
+  std::int64_t channels = 1, out_channels = 1, kernel_h = 1, kernel_w = 1;
+  std::int64_t padded_h = 1, padded_w = 1;  // the padded input plane
+};
+bool conv2d_direct_available();
+std::int64_t conv2d_direct_packed_size(const DirectConv& g);
+// transpose_flip = false: weight is [out_channels, channels, kh, kw]. true (the input gradient as
+// a convolution of the padded output gradient): weight is the forward's [channels, out_channels,
+// kh, kw], used with its two channel roles swapped and its taps reversed.
+void conv2d_direct_pack(const DirectConv& g, const float* weight, bool transpose_flip, float* packed);
+void conv2d_direct(const DirectConv& g, const float* padded, const float* packed, const float* bias,
+                   Activation activation, float* out);
+
 // Max pooling over `planes` planes of height x width (channels in w is ignored). Padding counts as
 // -infinity. argmax holds the winning element's offset within its plane (y * width + x); the first
 // maximum wins ties.

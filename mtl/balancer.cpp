@@ -27,6 +27,25 @@ Tensor Balancer::backward(const std::vector<Tensor>& task_losses, MultiTaskModel
   return step(task_losses, values, model);
 }
 
+Collective::Columns Collective::average_columns(std::span<float> values, std::int64_t rows) {
+  average(values);
+  return {0, rows > 0 ? static_cast<std::int64_t>(values.size()) / rows : 0, false};
+}
+
+void Collective::gather_columns(std::span<float> values, Columns mine) {
+  (void)values;
+  (void)mine;
+}
+
+Collective::Columns Balancer::average_columns(std::span<float> values, std::int64_t rows) const {
+  if (collective_) return collective_->average_columns(values, rows);
+  return {0, rows > 0 ? static_cast<std::int64_t>(values.size()) / rows : 0, false};
+}
+
+void Balancer::gather_columns(std::span<float> values, Collective::Columns mine) const {
+  if (collective_) collective_->gather_columns(values, mine);
+}
+
 void Balancer::after_step(const std::vector<Tensor>& task_losses) {
   const char* op = name_.c_str();
   LADON_CHECK(needs_losses_after_step(), op, "after_step() was called, but this balancer does not use the losses "

@@ -34,6 +34,18 @@ class Collective {
   // How many ranks take part. MGDA-UB needs it: each rank's representation holds other samples,
   // so the global Gramian is the sum of the ranks' Gramians, not the Gramian of averaged rows.
   virtual int ranks() const = 0;
+
+  // The reduce-scatter variant of the gradient methods. average_columns averages `values`, `rows`
+  // rows of equal length n (row-major), across the ranks, but need leave the result only in this
+  // rank's block of columns [begin, end); sharded says the blocks are split across ranks (their
+  // Gramians must then be summed). gather_columns fills every rank's block of a vector of n
+  // values from that block's rank. The defaults average everything and shard nothing.
+  struct Columns {
+    std::int64_t begin = 0, end = 0;
+    bool sharded = false;
+  };
+  virtual Columns average_columns(std::span<float> values, std::int64_t rows);
+  virtual void gather_columns(std::span<float> values, Columns mine);
 };
 
 class Balancer : public nn::Stateful {
@@ -91,6 +103,8 @@ class Balancer : public nn::Stateful {
 
   void average(std::span<float> values) const;
   void average(std::span<double> values) const;
+  Collective::Columns average_columns(std::span<float> values, std::int64_t rows) const;
+  void gather_columns(std::span<float> values, Collective::Columns mine) const;
   int ranks() const { return collective_ ? collective_->ranks() : 1; }
   // sum_t w_t L_t on the graph, and its value.
   static Tensor weighted_sum(const std::vector<Tensor>& losses, const std::vector<double>& weights);

@@ -346,9 +346,34 @@ Tensor GradientBalancer::step(const std::vector<Tensor>& losses, const std::vect
   const SplitParameters p = split_parameters(name().c_str(), model, num_tasks());
   const std::vector<std::vector<Tensor>> own = task_gradients(losses, p, task_grads_);
   add_own(p, own, std::vector<double>(num_tasks(), 1.0));
-  average(std::span<float>(task_grads_.data<float>(), static_cast<std::size_t>(task_grads_.numel())));
-  weights_ = combine(gramian_of_rows(task_grads_), values);
-  add_shared(p, combination(task_grads_, weights_));
+  // The global task gradients: all of them, or (reduce-scatter) this rank's block of columns.
+  const std::size_t tasks = num_tasks();
+  const std::int64_t n = task_grads_.shape()[1];
+  const Collective::Columns mine = average_columns(
+      std::span<float>(task_grads_.data<float>(), static_cast<std::size_t>(task_grads_.numel())),
+      static_cast<std::int64_t>(tasks));
+  const std::int64_t width = mine.end - mine.begin;
+  const Tensor block = task_grads_.narrow(1, mine.begin, width);
+  Gramian G = gramian_of_rows(block);
+  if (mine.sharded) {  // the blocks' Gramians add up to the whole one
+    std::vector<double> flat;
+    for (const std::vector<double>& row : G) flat.insert(flat.end(), row.begin(), row.end());
+    average(flat);
+    for (std::size_t i = 0; i < tasks; ++i)
+      for (std::size_t j = 0; j < tasks; ++j) G[i][j] = flat[i * tasks + j] * ranks();
+  }
+  weights_ = combine(G, values);
+  if (!mine.sharded) {
+    add_shared(p, combination(task_grads_, weights_));
+  } else {  // this rank's block of the combination, the rest gathered from the other ranks
+    Tensor d = empty({n});
+    if (width > 0) {
+      const Tensor part = combination(block, weights_).contiguous();
+      std::copy_n(part.data<float>(), width, d.data<float>() + mine.begin);
+    }
+    gather_columns(std::span<float>(d.data<float>(), static_cast<std::size_t>(n)), mine);
+    add_shared(p, d);
+  }
   return scalar(static_cast<float>(weighted_value(values, weights_)));
 }
 

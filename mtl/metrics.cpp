@@ -1,14 +1,31 @@
 #include "metrics.h"
 
+#include <cmath>
 #include <cstdio>
 #include <limits>
 
 #include "../core/autograd.h"
+#include "binary_metrics.h"
 
 namespace ladon::mtl {
 
+std::vector<std::string> task_metric_names(const TaskSpec& task) {
+  switch (task.kind) {
+    case TaskKind::binary: return {"accuracy", "auc", "log_loss"};
+    case TaskKind::regression: return {"mse"};
+    case TaskKind::multiclass: break;
+  }
+  return {"accuracy"};
+}
+
+bool higher_is_better(const std::string& metric) { return metric == "accuracy" || metric == "auc"; }
+
 TaskMetrics::TaskMetrics(std::vector<TaskSpec> tasks)
-    : tasks_(std::move(tasks)), sums_(tasks_.size(), 0.0), counts_(tasks_.size(), 0) {
+    : tasks_(std::move(tasks)),
+      sums_(tasks_.size(), 0.0),
+      counts_(tasks_.size(), 0),
+      logits_(tasks_.size()),
+      labels_(tasks_.size()) {
   check_tasks("TaskMetrics", tasks_);
 }
 
@@ -59,6 +76,8 @@ void TaskMetrics::add(const std::vector<Tensor>& outputs, const std::vector<Tens
         LADON_CHECK(label == 0.0f || label == 1.0f, "TaskMetrics", "binary task '", spec.name, "' target ", label,
                     " is not 0 or 1");
         sums_[t] += (row[0] > 0.0f) == (label == 1.0f) ? 1.0 : 0.0;
+        logits_[t].push_back(row[0]);
+        labels_[t].push_back(label);
       } else {
         double squared = 0;  // mean over the task's outputs, as mse_loss
         for (std::int64_t c = 0; c < classes; ++c) {
@@ -76,8 +95,16 @@ std::vector<TaskResult> TaskMetrics::results() const {
   std::vector<TaskResult> out;
   for (std::size_t t = 0; t < tasks_.size(); ++t) {
     if (tasks_[t].auxiliary) continue;
-    const double value = counts_[t] ? sums_[t] / static_cast<double>(counts_[t]) : std::numeric_limits<double>::quiet_NaN();
-    out.push_back({tasks_[t].name, tasks_[t].kind == TaskKind::regression ? "mse" : "accuracy", value, counts_[t]});
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const std::vector<std::string> names = task_metric_names(tasks_[t]);
+    out.push_back({tasks_[t].name, names[0], counts_[t] ? sums_[t] / static_cast<double>(counts_[t]) : nan, counts_[t]});
+    if (tasks_[t].kind != TaskKind::binary) continue;
+    // AUC ranks the logits (sigmoid is monotone, and two large logits stay apart where their
+    // probabilities would round to the same double).
+    std::vector<double> probs(logits_[t].size());
+    for (std::size_t i = 0; i < probs.size(); ++i) probs[i] = 1.0 / (1.0 + std::exp(-logits_[t][i]));
+    out.push_back({tasks_[t].name, "auc", auc(logits_[t], labels_[t]), counts_[t]});
+    out.push_back({tasks_[t].name, "log_loss", counts_[t] ? log_loss(probs, labels_[t]) : nan, counts_[t]});
   }
   return out;
 }
@@ -98,6 +125,8 @@ std::string TaskMetrics::format_table() const {
 void TaskMetrics::reset() {
   sums_.assign(tasks_.size(), 0.0);
   counts_.assign(tasks_.size(), 0);
+  logits_.assign(tasks_.size(), {});
+  labels_.assign(tasks_.size(), {});
 }
 
 }  // namespace ladon::mtl

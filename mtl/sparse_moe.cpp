@@ -47,11 +47,23 @@ SparseMoE::SparseMoE(const SparseMoEOptions& options, Generator& gen) : options_
   noise_weight = zeros({o.in, o.experts}).requires_grad_();
   for (std::int64_t e = 0; e < o.experts; ++e) experts_.push_back(mlp(o.in, o.expert_hidden, o.out, false, gen));
   if (o.shared_expert) shared_ = mlp(o.in, o.expert_hidden, o.out, false, gen);
+  held_last_ = o.experts;
 }
 
 nn::Sequential& SparseMoE::expert(std::int64_t e) {
   LADON_CHECK(e >= 0 && e < num_experts(), kOp, "expert ", e, " out of range for ", num_experts(), " experts");
+  LADON_CHECK(holds(e), kOp, "expert ", e, " is not held by this process (it holds experts [", held_first_, ", ",
+              held_last_, "))");
   return experts_[static_cast<std::size_t>(e)];
+}
+
+void SparseMoE::hold_experts(std::int64_t first, std::int64_t last) {
+  LADON_CHECK(first >= held_first_ && first <= last && last <= held_last_, kOp, "hold_experts(", first, ", ", last,
+              "): not a range within the held experts [", held_first_, ", ", held_last_, ")");
+  for (std::int64_t e = 0; e < num_experts(); ++e)
+    if (e < first || e >= last) experts_[static_cast<std::size_t>(e)] = nn::Sequential();  // frees its tensors
+  held_first_ = first;
+  held_last_ = last;
 }
 
 nn::Sequential& SparseMoE::shared() {
@@ -73,7 +85,8 @@ void SparseMoE::visit(Visitor& v) {
   v("gate_weight", gate_weight);
   v("noise_weight", noise_weight);
   v.generator("noise", noise_gen_);
-  for (std::size_t e = 0; e < experts_.size(); ++e) v("experts." + std::to_string(e), experts_[e]);
+  for (std::int64_t e = held_first_; e < held_last_; ++e)
+    v("experts." + std::to_string(e), experts_[static_cast<std::size_t>(e)]);
   if (options_.shared_expert) v("shared", shared_);
 }
 
@@ -84,6 +97,8 @@ Tensor SparseMoE::forward(const Tensor& input) {
   const Tensor x = input.reshape({-1, o.in});
   const std::int64_t T = x.shape()[0], E = o.experts, K = o.k;
   LADON_CHECK(T > 0, kOp, "needs at least one token, got ", shape_str(input.shape()));
+  LADON_CHECK(dispatch_ || (held_first_ == 0 && held_last_ == E), kOp, "holds only experts [", held_first_, ", ",
+              held_last_, ") of ", E, " and has no dispatch to run the others");
 
   // ---- Router: H = x W_g (+ noise), top k by value (ties go to the lower expert index).
   const Tensor clean = matmul(x, gate_weight);  // [T, E]

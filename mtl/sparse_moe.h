@@ -28,6 +28,12 @@
 // CV² is the population variance over the mean squared (as in Shazeer's code), 0 for one expert.
 // With an ExpertDispatch (below) every sum and mean over tokens in these losses runs over every
 // rank's tokens; stats() stays this process's own. Capacity is per process (GShard's groups).
+//
+// Expert sharding (hold_experts): a process can keep only a range of the experts, as
+// dist::ExpertParallel does on each rank; the others' parameters are freed and visit() lists only
+// the held experts (under their global names "experts.<e>.*"), so parameters(), optimizers and
+// state dicts see this process's shard. Such a layer needs a dispatch that runs the other experts
+// elsewhere.
 #pragma once
 
 #include "layer_fence.h"
@@ -115,11 +121,20 @@ class SparseMoE : public nn::Layer {
   void seed_noise(std::uint64_t seed) { noise_gen_.seed_(seed); }  // restarts the routing noise
   // Not owned; nullptr (the default) runs every expert here. Must outlive the layer's use.
   void set_dispatch(ExpertDispatch* dispatch) { dispatch_ = dispatch; }
+  ExpertDispatch* dispatch() const { return dispatch_; }
+
+  // Keeps experts [first, last) only and frees the others' parameters, for good (narrowing an
+  // already narrowed range is allowed; widening is not). Call it before building an optimizer.
+  void hold_experts(std::int64_t first, std::int64_t last);
+  bool holds(std::int64_t e) const { return e >= held_first_ && e < held_last_; }
+  std::int64_t held_first() const { return held_first_; }
+  std::int64_t held_last() const { return held_last_; }
 
   // Router parameters, [in, experts], zero-initialised. Public so they can be set or inspected.
   Tensor gate_weight;
   Tensor noise_weight;
-  nn::Sequential& expert(std::int64_t e);  // expert e's MLP: parameters "experts.<e>.<layer>.weight"
+  // Expert e's MLP: parameters "experts.<e>.<layer>.weight"; throws unless this process holds it.
+  nn::Sequential& expert(std::int64_t e);
   nn::Sequential& shared();                // the always-on expert ("shared.*"); throws unless enabled
 
  private:
@@ -131,6 +146,7 @@ class SparseMoE : public nn::Layer {
   SparseMoEStats stats_;
   bool ran_ = false;
   ExpertDispatch* dispatch_ = nullptr;
+  std::int64_t held_first_ = 0, held_last_ = 0;  // [first, last): the experts this process keeps
 };
 
 }  // namespace ladon::mtl

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <unordered_set>
 
 #include "../core/autograd.h"
@@ -124,17 +125,44 @@ void Optimizer::step() {
     Tensor& p = params_[i];
     if (row_updates())
       if (const RowGrad rg = sparse_gradient(i); rg.defined()) {
-        const std::int64_t dim = p.shape()[1], step = ++state_[i].step;
-        const std::int64_t* rows = rg.rows.data<std::int64_t>();
-        const float* v = rg.values.data<float>();
-        for (std::int64_t k = 0; k < rg.rows.numel(); ++k)
-          update({i, dim, p.data<float>() + rows[k] * dim, v + k * dim, group.lr, 0.0, step, rows[k] * dim, true});
+        update_rows(i, rg, group.lr);
         continue;
       }
     const Tensor g = gradient(i);
     if (!g.defined()) continue;  // no part in the last backward
     update({i, p.numel(), p.data<float>(), g.data<float>(), group.lr, group.weight_decay, ++state_[i].step, 0, false});
   }
+}
+
+// The touched rows of the parameter and of the buffers the update uses are gathered into one
+// contiguous block, updated by a single update() call (one kernel call, whatever the row count),
+// and scattered back: the cost follows the rows touched, never the table's size. The gathers
+// prefetch a few rows ahead, since in a large table every row is a cache miss.
+void Optimizer::update_rows(std::size_t i, const RowGrad& rg, double lr) {
+  Tensor& p = params_[i];
+  const std::int64_t dim = p.shape()[1], n = rg.rows.numel(), step = ++state_[i].step;
+  const std::int64_t* rows = rg.rows.data<std::int64_t>();
+  const std::size_t tables = 1 + row_buffers();
+  std::vector<float*> full(tables);
+  full[0] = p.data<float>();
+  for (std::size_t b = 1; b < tables; ++b) full[b] = buffer(i, b - 1).data<float>();
+  std::vector<float> staged(tables * static_cast<std::size_t>(n * dim));
+  std::vector<float*> parts(tables);
+  for (std::size_t b = 0; b < tables; ++b) parts[b] = staged.data() + b * static_cast<std::size_t>(n * dim);
+  constexpr std::int64_t kAhead = 8;
+  const auto row_bytes = static_cast<std::size_t>(dim) * sizeof(float);
+  for (std::int64_t k = 0; k < n; ++k) {
+    if (k + kAhead < n)
+      for (float* t : full) __builtin_prefetch(t + rows[k + kAhead] * dim);
+    for (std::size_t b = 0; b < tables; ++b) std::memcpy(parts[b] + k * dim, full[b] + rows[k] * dim, row_bytes);
+  }
+  update({i, n * dim, parts[0], rg.values.data<float>(), lr, 0.0, step, 0, true, parts.data() + 1});
+  for (std::int64_t k = 0; k < n; ++k)
+    for (std::size_t b = 0; b < tables; ++b) std::memcpy(full[b] + rows[k] * dim, parts[b] + k * dim, row_bytes);
+}
+
+float* Optimizer::buffer_at(const Update& u, std::size_t b) {
+  return u.staged ? u.staged[b] : buffer(u.index, b).data<float>() + u.offset;
 }
 
 RowGrad Optimizer::sparse_gradient(std::size_t i) const {
@@ -146,15 +174,18 @@ RowGrad Optimizer::sparse_gradient(std::size_t i) const {
               " has a row-sparse gradient; its weight decay must be 0 (got ", wd, "): decay would touch every row");
   const std::int64_t n = g.rows.numel(), dim = p.shape()[1];
   const std::int64_t* rows = g.rows.data<std::int64_t>();
-  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
-  for (std::int64_t k = 0; k < n; ++k) order[static_cast<std::size_t>(k)] = k;
-  std::sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return rows[a] < rows[b]; });
+  // (row, position) pairs sorted directly: no indirect loads in the comparisons.
+  std::vector<std::pair<std::int64_t, std::int64_t>> order(static_cast<std::size_t>(n));
+  for (std::int64_t k = 0; k < n; ++k) order[static_cast<std::size_t>(k)] = {rows[k], k};
+  std::sort(order.begin(), order.end());
   std::vector<std::int64_t> unique;
   std::vector<float> sums;
+  unique.reserve(order.size());
+  sums.reserve(order.size() * static_cast<std::size_t>(dim));
   const float* v = g.values.data<float>();
-  for (std::int64_t k : order) {
-    if (unique.empty() || unique.back() != rows[k]) {
-      unique.push_back(rows[k]);
+  for (const auto& [row, k] : order) {
+    if (unique.empty() || unique.back() != row) {
+      unique.push_back(row);
       sums.resize(sums.size() + static_cast<std::size_t>(dim), 0.0f);
     }
     float* dst = sums.data() + sums.size() - static_cast<std::size_t>(dim);
@@ -175,9 +206,9 @@ Tensor Optimizer::gradient(std::size_t i) const {
   return g.contiguous();
 }
 
-Tensor& Optimizer::buffer(std::size_t i, std::size_t b, double fill) {
+Tensor& Optimizer::buffer(std::size_t i, std::size_t b) {
   Tensor& t = state_[i].buffers[b];
-  if (!t.defined()) t = full(params_[i].shape(), fill);
+  if (!t.defined()) t = full(params_[i].shape(), initial_value(b));
   return t;
 }
 
@@ -376,8 +407,8 @@ void Adam::validate_hyperparameters() const {
 AdamOptions Adam::options(std::size_t group) const { return group_options(options_, group); }
 
 void Adam::update(const Update& u) {
-  float* m = buffer(u.index, 0).data<float>() + u.offset;
-  float* v = buffer(u.index, 1).data<float>() + u.offset;
+  float* m = buffer_at(u, 0);
+  float* v = buffer_at(u, 1);
   kernels::adam_update(u.numel, u.param, u.grad, m, v, static_cast<float>(u.lr), static_cast<float>(options_.beta1),
                        static_cast<float>(options_.beta2), static_cast<float>(options_.eps),
                        static_cast<float>(u.weight_decay), decoupled_, u.step);
@@ -456,7 +487,7 @@ void Adagrad::validate_hyperparameters() const {
 AdagradOptions Adagrad::options(std::size_t group) const { return group_options(options_, group); }
 
 void Adagrad::update(const Update& u) {
-  float* sum = buffer(u.index, 0, options_.initial_accumulator_value).data<float>() + u.offset;
+  float* sum = buffer_at(u, 0);
   const double clr = u.lr / (1.0 + static_cast<double>(u.step - 1) * options_.lr_decay);
   kernels::adagrad_update(u.numel, u.param, u.grad, sum, static_cast<float>(clr), static_cast<float>(options_.eps),
                           static_cast<float>(u.weight_decay));

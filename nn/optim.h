@@ -113,17 +113,23 @@ class Optimizer : public Stateful {
     const float* grad;
     double lr, weight_decay;
     std::int64_t step;
-    // A row-sparse gradient is applied row by row: param and grad are one row, `offset` is the
-    // row's first element within the parameter (for the per-parameter buffers), rows is true.
+    // A row-sparse gradient is applied to its rows only, gathered: param and grad hold the touched
+    // rows one after another (numel = rows x dim), `staged` the same rows of each buffer, and
+    // rows is true; update() reads its buffers through buffer_at, and step() writes the rows back.
     std::int64_t offset;
     bool rows;
+    float* const* staged = nullptr;
   };
   virtual void update(const Update& u) = 0;
-  // Whether update() may be called row by row for a row-sparse gradient (else it is made dense).
+  // Whether update() may be given the rows of a row-sparse gradient (else it is made dense), and
+  // how many of the leading buffers such an update uses (they are staged for it).
   virtual bool row_updates() const { return false; }
+  virtual std::size_t row_buffers() const { return 0; }
   // Parameter i's row-sparse gradient with every row once (ascending, values summed), or undefined
   // when its gradient is dense or absent. Throws when the group's weight decay is not 0.
   RowGrad sparse_gradient(std::size_t i) const;
+  // Applies parameter i's coalesced row-sparse gradient to its rows (one update() on them).
+  void update_rows(std::size_t i, const RowGrad& rg, double lr);
 
   // Options as a group sees them: the optimizer's own with the group's lr and weight decay.
   template <class Options>
@@ -133,8 +139,13 @@ class Optimizer : public Stateful {
     return options;
   }
   ParamState& state(std::size_t i) { return state_[i]; }
-  // Buffer b of parameter i, created with `fill` (zeros by default) on first use.
-  Tensor& buffer(std::size_t i, std::size_t b, double fill = 0.0);
+  // Buffer b of parameter i, created with initial_value(b) on first use.
+  Tensor& buffer(std::size_t i, std::size_t b);
+  // Buffer b's floats for this update: the staged rows of a row-sparse update, else the buffer
+  // from offset.
+  float* buffer_at(const Update& u, std::size_t b);
+  // What buffer b holds before a parameter's first update (zeros unless an optimizer says).
+  virtual double initial_value(std::size_t /*b*/) const { return 0.0; }
 
   const char* name_;
 
@@ -199,6 +210,7 @@ class Adam : public Optimizer {
 
  protected:
   bool row_updates() const override { return !decoupled_; }  // AdamW decays every row
+  std::size_t row_buffers() const override { return 2; }
   Adam(std::vector<ParamGroup> groups, AdamOptions options, bool decoupled, const char* name);
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
@@ -271,6 +283,8 @@ class Adagrad : public Optimizer {
 
  protected:
   bool row_updates() const override { return true; }
+  std::size_t row_buffers() const override { return 1; }
+  double initial_value(std::size_t) const override { return options_.initial_accumulator_value; }
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
   void update(const Update& u) override;

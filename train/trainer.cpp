@@ -1,5 +1,6 @@
 #include "trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -21,7 +22,8 @@ std::vector<std::string> task_names(const mtl::MultiTaskModel& model) {
   return names;
 }
 
-const char* metric_of(const mtl::TaskSpec& t) { return t.kind == mtl::TaskKind::regression ? "mse" : "accuracy"; }
+// The task's main metric, which delta-m compares with its baseline.
+std::string metric_of(const mtl::TaskSpec& t) { return mtl::task_metric_names(t).front(); }
 
 std::size_t reported_tasks(const mtl::MultiTaskModel& model) {
   std::size_t n = 0;
@@ -44,9 +46,8 @@ Trainer::Trainer(mtl::MultiTaskModel& model, mtl::Balancer& balancer, nn::Optimi
       monitored_(kNaN) {
   const char* op = "Trainer";
   LADON_CHECK(options_.epochs >= 1, op, "epochs must be >= 1, got ", options_.epochs);
-  for (auto [name, v] :
-       {std::pair{"eval_every", options_.eval_every}, std::pair{"log_every", options_.log_every},
-        std::pair{"patience", options_.patience}, std::pair{"checkpoint_every", options_.checkpoint_every}})
+  for (auto [name, v] : {std::pair{"eval_every", options_.eval_every}, std::pair{"log_every", options_.log_every},
+                         std::pair{"patience", options_.patience}, std::pair{"checkpoint_every", options_.checkpoint_every}})
     LADON_CHECK(v >= 0, op, name, " must be >= 0, got ", v);
   LADON_CHECK(options_.eval_batch >= 1, op, "eval_batch must be >= 1, got ", options_.eval_batch);
   LADON_CHECK(options_.min_delta >= 0, op, "min_delta must be >= 0, got ", options_.min_delta);
@@ -67,14 +68,17 @@ Trainer::Trainer(mtl::MultiTaskModel& model, mtl::Balancer& balancer, nn::Optimi
     const mtl::TaskSpec* spec = nullptr;
     std::string known;
     for (const mtl::TaskSpec& t : model.tasks()) {
-      known +=
-          (known.empty() ? "" : ", ") + t.name + " (loss" + (t.auxiliary ? "" : std::string(", ") + metric_of(t)) + ")";
+      known += (known.empty() ? "" : ", ") + t.name + " (loss";
+      if (!t.auxiliary)
+        for (const std::string& name : mtl::task_metric_names(t)) known += ", " + name;
+      known += ")";
       if (t.name == m.task) spec = &t;
     }
     LADON_CHECK(spec != nullptr, op, "no task '", m.task, "' to monitor; tasks: ", known);
-    LADON_CHECK(m.metric == "loss" || (!spec->auxiliary && m.metric == metric_of(*spec)), op, "task '", m.task,
-                "' has no metric '", m.metric, "'; tasks: ", known);
-    maximise_ = m.metric == "accuracy";
+    const std::vector<std::string> metrics = mtl::task_metric_names(*spec);
+    LADON_CHECK(m.metric == "loss" || (!spec->auxiliary && std::find(metrics.begin(), metrics.end(), m.metric) != metrics.end()),
+                op, "task '", m.task, "' has no metric '", m.metric, "'; tasks: ", known);
+    maximise_ = mtl::higher_is_better(m.metric);
   }
   if (!options_.out.empty()) ensure_writable_dir(options_.out, op);
   epoch_sums_.assign(model.num_tasks(), 0.0);
@@ -91,8 +95,8 @@ void Trainer::set_validation(const data::Dataset& validation) {
     std::string theirs, ours;
     for (const std::string& n : validation.task_names) theirs += (theirs.empty() ? "" : ", ") + n;
     for (const std::string& n : names) ours += (ours.empty() ? "" : ", ") + n;
-    LADON_CHECK(validation.task_names == names, op, "the validation split's tasks are [", theirs, "], the model's [",
-                ours, "]");
+    LADON_CHECK(validation.task_names == names, op, "the validation split's tasks are [", theirs,
+                "], the model's [", ours, "]");
   }
   LADON_CHECK(validation.size() > 0, op, "the validation split is empty");
   validation_ = validation;
@@ -101,7 +105,8 @@ void Trainer::set_validation(const data::Dataset& validation) {
 void Trainer::set_scheduler(nn::LRScheduler& scheduler) { scheduler_ = &scheduler; }
 
 void Trainer::add_state(const std::string& name, nn::Stateful& state) {
-  LADON_CHECK(!name.empty() && !states_.count(name), "Trainer::add_state", "state name '", name, "' is empty or taken");
+  LADON_CHECK(!name.empty() && !states_.count(name), "Trainer::add_state", "state name '", name,
+              "' is empty or taken");
   states_[name] = &state;
 }
 
@@ -137,8 +142,7 @@ void Trainer::train_step(const data::Batch& batch) {
     NoGradGuard no_grad;
     const std::vector<Tensor> after = model_(batch.x);
     std::vector<Tensor> losses_after;
-    for (std::size_t t = 0; t < tasks.size(); ++t)
-      losses_after.push_back(mtl::task_loss(tasks[t], after[t], batch.y[t]));
+    for (std::size_t t = 0; t < tasks.size(); ++t) losses_after.push_back(mtl::task_loss(tasks[t], after[t], batch.y[t]));
     balancer_.after_step(losses_after);
   }
   for (std::size_t t = 0; t < tasks.size(); ++t) {
@@ -154,15 +158,9 @@ void Trainer::log_train() {
   if (window_steps_ == 0) return;
   const std::vector<std::string>& names = history_.tasks();
   for (std::size_t t = 0; t < names.size(); ++t)
-    history_.add({.step = step_,
-                  .epoch = epoch_,
-                  .split = "train",
-                  .task = names[t],
-                  .metric = "loss",
-                  .value = window_sums_[t] / static_cast<double>(window_steps_),
-                  .weights = balancer_.weights(),
-                  .lr = lr(),
-                  .wall_time = wall_offset()});
+    history_.add({.step = step_, .epoch = epoch_, .split = "train", .task = names[t], .metric = "loss",
+                  .value = window_sums_[t] / static_cast<double>(window_steps_), .weights = balancer_.weights(),
+                  .lr = lr(), .wall_time = wall_offset()});
   window_sums_.assign(names.size(), 0.0);
   window_steps_ = 0;
 }
@@ -217,7 +215,7 @@ double Trainer::monitor_value(const std::vector<mtl::TaskResult>& results) const
       if (r.task != t.name) continue;
       if (m.metric == "loss" && r.metric == "loss") sum += r.value;
       if (m.metric == "delta_m" && r.metric == metric_of(t)) {
-        const double b = m.baselines[n], sign = r.metric == "accuracy" ? 1.0 : -1.0;
+        const double b = m.baselines[n], sign = mtl::higher_is_better(r.metric) ? 1.0 : -1.0;
         sum += sign * (r.value - b) / b * 100.0;
       }
     }
@@ -245,13 +243,8 @@ void Trainer::record_report(const data::Batch& batch) {
   for (std::size_t i = 0; i < tasks.size(); ++i)
     for (std::size_t j = 0; j < tasks.size(); ++j)
       if (i != j)
-        history_.add({.step = step_,
-                      .epoch = epoch_,
-                      .split = "train",
-                      .task = tasks[i].name,
-                      .metric = "cosine." + tasks[j].name,
-                      .value = c.cosine[i][j],
-                      .wall_time = wall_offset()});
+        history_.add({.step = step_, .epoch = epoch_, .split = "train", .task = tasks[i].name,
+                      .metric = "cosine." + tasks[j].name, .value = c.cosine[i][j], .wall_time = wall_offset()});
 }
 
 void Trainer::validate() {
@@ -261,26 +254,14 @@ void Trainer::validate() {
   const std::vector<mtl::TaskResult> results = evaluate(*validation_);
   for (const mtl::TaskResult& r : results) {
     if (!options_.report && r.metric.rfind("gate.", 0) == 0) continue;
-    history_.add({.step = step_,
-                  .epoch = epoch_,
-                  .split = "val",
-                  .task = r.task,
-                  .metric = r.metric,
-                  .value = r.value,
-                  .lr = lr(),
-                  .wall_time = wall_offset()});
+    history_.add({.step = step_, .epoch = epoch_, .split = "val", .task = r.task, .metric = r.metric,
+                  .value = r.value, .lr = lr(), .wall_time = wall_offset()});
   }
   const Monitor& m = options_.monitor;
   monitored_ = monitor_value(results);
   if (m.task.empty())
-    history_.add({.step = step_,
-                  .epoch = epoch_,
-                  .split = "val",
-                  .task = "",
-                  .metric = m.metric,
-                  .value = monitored_,
-                  .lr = lr(),
-                  .wall_time = wall_offset()});
+    history_.add({.step = step_, .epoch = epoch_, .split = "val", .task = "", .metric = m.metric,
+                  .value = monitored_, .lr = lr(), .wall_time = wall_offset()});
   if (options_.report) record_report(last_batch_);
   const double delta = options_.min_delta;
   improved_ = !std::isnan(monitored_) &&

@@ -46,12 +46,14 @@
 namespace ladon::train {
 
 // What "better" means for early stopping and the best checkpoint, on the validation split:
-//   {.task = "item", .metric = "accuracy"}   a task's metric ("accuracy", "mse" or "loss")
+//   {.task = "item", .metric = "accuracy"}   a task's metric (mtl::task_metric_names: "accuracy",
+//                                            "mse", for binary tasks also "auc" and "log_loss") or "loss"
 //   {.metric = "loss"}                        the mean validation loss of the reported tasks (default)
 //   {.metric = "delta_m", .baselines = {0.91, 0.98}}
 //       LibMTL's delta-m: 100/T * sum_t s_t (M_t - B_t) / B_t over the reported tasks' metrics, with
-//       single-task baselines B_t and s_t = +1 where higher is better (accuracy), -1 otherwise (mse)
-// Loss and mse improve downwards; accuracy and delta-m upwards.
+//       single-task baselines B_t and s_t = +1 where higher is better (accuracy), -1 otherwise (mse);
+//       M_t is each task's main metric (the first of task_metric_names: accuracy or mse)
+// Loss, log loss and mse improve downwards; accuracy, AUC and delta-m upwards.
 struct Monitor {
   std::string task = {};
   std::string metric = "loss";

@@ -189,3 +189,87 @@ TEST_CASE("autocast: native and emulated bf16 give the same linear layer") {
   const kernels::IsaOverride emulate(kernels::Isa::avx512);
   CHECK(values(linear(x, w, b)) == values(native));  // same sums in the same order (kernels test)
 }
+
+TEST_CASE("autocast: conv2d multiplies bf16-rounded operands, and its gradients follow the forward") {
+  // A 1 x 2 image [kTie, 3] under a 1 x 2 kernel [1, kStep]: one output, kTie + 3 kStep in float32,
+  // 1 + 3 kStep with bf16 operands; the bias is added in float32.
+  const Tensor x = tensor({kTie, 3.0f}, {1, 1, 1, 2});
+  const Tensor w = tensor({1.0f, kStep}, {1, 1, 1, 2});
+  const Tensor bias = tensor({0.5f + 1.0f / 512.0f}, {1});
+  CHECK(values(conv2d(x, w, bias)) == std::vector<float>{kTie + 3.0f * kStep + 0.5f + 1.0f / 512.0f});
+  {
+    const AutocastGuard bf16(Precision::bf16);
+    const Tensor y = conv2d(x, w, bias);
+    CHECK(y.dtype() == Dtype::float32);
+    CHECK(values(y) == std::vector<float>{1.0f + 3.0f * kStep + 0.5f + 1.0f / 512.0f});
+    CHECK(values(conv2d(x, w * -1.0, Tensor(), {}, Activation::relu)) == std::vector<float>{0.0f});
+  }
+  // loss = sum(conv2d(x, W) * kTie): dW = kTie x and dX = kTie W, which bf16 rounds to [1, 3] and
+  // [1, kStep]; float32 keeps kTie [kTie, 3]. Backward inside or outside the scope: the same.
+  for (const bool backward_inside : {true, false}) {
+    CAPTURE(backward_inside);
+    Tensor xg = x.detach().requires_grad_(), wg = w.detach().requires_grad_();
+    Tensor loss;
+    {
+      const AutocastGuard bf16(Precision::bf16);
+      loss = sum(conv2d(xg, wg, Tensor()) * tensor({kTie}, {1, 1, 1, 1}));
+      if (backward_inside) loss.backward();
+    }
+    if (!backward_inside) loss.backward();
+    CHECK(wg.grad().dtype() == Dtype::float32);
+    CHECK(values(wg.grad()) == std::vector<float>{1.0f, 3.0f});
+    CHECK(values(xg.grad()) == std::vector<float>{1.0f, kStep});
+  }
+  Tensor wf = w.detach().requires_grad_();
+  const Tensor loss = sum(conv2d(x, wf, Tensor()) * tensor({kTie}, {1, 1, 1, 1}));
+  {
+    const AutocastGuard bf16(Precision::bf16);  // a float32 forward keeps a float32 backward
+    loss.backward();
+  }
+  CHECK(values(wf.grad()) == std::vector<float>{kTie * kTie, kTie * 3.0f});
+}
+
+TEST_CASE("autocast: conv2d forward and gradients within the bf16 bound of float32, native and emulated") {
+  // The CNN's second layer at a small batch, with bias and the fused ReLU. Each product's error
+  // against float32 is at most (2^-8 + 2^-8 + k 2^-24) sum |a||b| (gemm_bf16.h), k = 32 * 9 for
+  // the forward and the input gradient, 2 * 14 * 14 (batch x positions) for the weight gradient:
+  // the sums of |a||b| are the same convolution and gradients on absolute values, in float32.
+  Generator gen(6);
+  const Tensor x = randn({2, 32, 14, 14}, gen), w = randn({64, 32, 3, 3}, gen) * 0.2, b = randn({64}, gen);
+  const Tensor g = randn({2, 64, 14, 14}, gen);
+  struct Result {
+    Tensor y, gx, gw, gb;
+  };
+  const auto run = [&](Precision precision, bool absolute) {
+    Tensor xi = (absolute ? abs(x) : x).detach().requires_grad_(), wi = (absolute ? abs(w) : w).detach().requires_grad_();
+    Tensor bi = b.detach().requires_grad_();
+    const AutocastGuard scope(precision);
+    // No ReLU: its mask could differ between the runs where an output is near 0 (the hand-worked
+    // test above covers the fused ReLU under bf16).
+    Tensor y = conv2d(xi, wi, absolute ? Tensor() : bi, {.padding = 1});
+    y.backward(absolute ? abs(g) : g);
+    return Result{y.detach(), xi.grad(), wi.grad(), absolute ? Tensor() : bi.grad()};
+  };
+  const Result fp32 = run(Precision::fp32, false), bf16 = run(Precision::bf16, false);
+  const Result mag = run(Precision::fp32, true);
+  const auto within = [](const Tensor& got, const Tensor& want, const Tensor& magnitude, double k) {
+    const double rel = 2.0 / 256.0 + k / 16777216.0;
+    const Tensor excess = abs(got - want) - magnitude * rel;
+    CHECK(max(excess).item() <= 1e-6 * max(magnitude).item());  // float32 slack for the bias add
+    CHECK(max(abs(got - want)).item() > 0.0);  // the products really ran in bf16
+  };
+  within(bf16.y, fp32.y, mag.y, 288);
+  within(bf16.gx, fp32.gx, mag.gx, 576);  // 64 output channels x 9 taps
+  within(bf16.gw, fp32.gw, mag.gw, 392);
+  CHECK(bf16.gw.dtype() == Dtype::float32);
+  CHECK(values(bf16.gb) == values(fp32.gb));  // the bias gradient is a float32 sum, not a product
+  if (kernels::isa_supported(kernels::Isa::avx512_bf16)) {
+    const kernels::IsaOverride emulate(kernels::Isa::avx512);
+    const Result emulated = run(Precision::bf16, false);
+    CHECK(values(emulated.y) == values(bf16.y));  // same sums in the same order (kernels test)
+    CHECK(values(emulated.gx) == values(bf16.gx));
+    CHECK(values(emulated.gw) == values(bf16.gw));
+  } else {
+    MESSAGE("no AVX512_BF16 on this CPU: only the emulation ran");
+  }
+}

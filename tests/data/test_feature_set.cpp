@@ -196,3 +196,24 @@ TEST_CASE("data/tabular_loader: fields, labels and masks shuffled together; bags
   CHECK(sorted == std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
   CHECK(seen != sorted);  // shuffled
 }
+
+TEST_CASE("data/take_rows: the chosen rows of every field, label and mask, bags re-based") {
+  TempDir dir;
+  const CsvChunk chunk = read_csv(write_text(dir, "t.csv", "x,tags,y\n1,a|b,0\n2,,?\n3,b,1\n"));
+  FeatureSet fs;
+  fs.numeric("x", {.standardize = false}).multi_categorical("tags").label("y", "y");
+  fs.fit(chunk);
+  const TabularDataset ds = fs.transform(chunk);
+  const TabularDataset sub = take_rows(ds, {2, 0, 0});
+  CHECK(sub.rows == 3);
+  CHECK(sub.task_names == std::vector<std::string>{"y"});
+  CHECK(sub.fields[0].values.to_vector<float>() == std::vector<float>{3, 1, 1});
+  // Vocabulary by falling count: "b" (2) is id 2, "a" is 3. Row 2 is [b], row 0 is [a, b].
+  CHECK(sub.fields[1].ids.to_vector<std::int64_t>() == std::vector<std::int64_t>{2, 3, 2, 3, 2});
+  CHECK(sub.fields[1].offsets.to_vector<std::int64_t>() == std::vector<std::int64_t>{0, 1, 3, 5});
+  CHECK(sub.labels[0].to_vector<float>() == std::vector<float>{1, 0, 0});
+  CHECK(sub.masks[0].to_vector<float>() == std::vector<float>{1, 1, 1});
+  CHECK(take_rows(ds, {1}).masks[0].to_vector<float>() == std::vector<float>{0});
+  CHECK(take_rows(ds, {}).rows == 0);
+  CHECK(error_message([&] { take_rows(ds, {0, 3}); }) == "take_rows: row 3 is out of range for 3 rows");
+}

@@ -36,6 +36,19 @@ inline double max_abs_diff(const std::vector<float>& a, const std::vector<float>
   return d;
 }
 
+// The largest difference between model's parameters and reference's of the same names (model may
+// hold a shard of them: an expert-parallel rank's own experts).
+inline double max_abs_diff_by_name(nn::Module& model, nn::Module& reference) {
+  const auto theirs = reference.named_parameters();
+  double d = 0;
+  for (const auto& [name, p] : model.named_parameters()) {
+    const auto it = std::find_if(theirs.begin(), theirs.end(), [&](const auto& e) { return e.first == name; });
+    REQUIRE(it != theirs.end());
+    d = std::max(d, max_abs_diff(p.to_vector<float>(), it->second.to_vector<float>()));
+  }
+  return d;
+}
+
 // True when every rank passed the same values, bit for bit.
 inline bool same_on_every_rank(const std::vector<float>& values, dist::Communicator& comm) {
   const std::vector<float> all = comm.allgatherv(values);

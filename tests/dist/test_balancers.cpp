@@ -59,12 +59,13 @@ std::vector<Tensor> losses_of(mtl::MMoE& model, const Batch& b) {
 
 using Make = std::function<std::unique_ptr<mtl::Balancer>(mtl::MMoE&)>;
 
-void check_matches_one_process(const std::string& name, const Make& make) {
+void check_matches_one_process(const std::string& name, const Make& make, dist::MpiCollectiveOptions options = {}) {
   CAPTURE(name);
+  CAPTURE(options.reduce_scatter);
   dist::Communicator& world = dist::world();
   mtl::MMoE model = make_model(), reference = make_model();
   std::unique_ptr<mtl::Balancer> balancer = make(model), ref_balancer = make(reference);
-  dist::MpiCollective collective(world);
+  dist::MpiCollective collective(world, options);
   balancer->set_collective(&collective);
   dist::DataParallel dp(model, world);
   nn::SGD opt(model.parameters(), {.lr = 0.1});
@@ -97,7 +98,86 @@ void check_matches_one_process(const std::string& name, const Make& make) {
   CHECK(same_on_every_rank(flat_parameters(model), world));
 }
 
+// The reduce-scatter variant against the allreduce path, both on these ranks, step by step.
+void check_reduce_scatter_matches_allreduce(const std::string& name, const Make& make) {
+  CAPTURE(name);
+  dist::Communicator& world = dist::world();
+  mtl::MMoE a = make_model(), b = make_model();
+  std::unique_ptr<mtl::Balancer> ba = make(a), bb = make(b);
+  dist::MpiCollective allreduce(world), scattered(world, {.reduce_scatter = true});
+  ba->set_collective(&allreduce);
+  bb->set_collective(&scattered);
+  dist::DataParallel dpa(a, world), dpb(b, world);
+  nn::SGD opta(a.parameters(), {.lr = 0.1}), optb(b.parameters(), {.lr = 0.1});
+  double weights = 0, grads = 0;
+  for (int step = 0; step < 4; ++step) {
+    const Batch batch = rows_of(global_batch(step), world);
+    opta.zero_grad();
+    optb.zero_grad();
+    ba->backward(losses_of(a, batch), a);
+    bb->backward(losses_of(b, batch), b);
+    // The combined shared gradient, before the data-parallel averaging of the task-specific ones.
+    const auto sa = a.shared_parameters(), sb = b.shared_parameters();
+    for (std::size_t k = 0; k < sa.size(); ++k)
+      grads = std::max(grads, max_abs_diff(sa[k].grad().to_vector<float>(), sb[k].grad().to_vector<float>()));
+    for (std::size_t t = 0; t < ba->weights().size(); ++t)
+      weights = std::max(weights, std::fabs(ba->weights()[t] - bb->weights()[t]) / std::max(1.0, std::fabs(ba->weights()[t])));
+    CHECK(same_on_every_rank(std::vector<float>(bb->weights().begin(), bb->weights().end()), world));
+    dpa.synchronize();
+    dpb.synchronize();
+    opta.step();
+    optb.step();
+  }
+  // Bound: the Gramian's entries are sums of the same float32 products in another order (blocks
+  // per rank, then across ranks), a relative 1e-6 or so; the weights follow it, and the gradients
+  // (|g| < 1) differ by float32 rounding of the combination.
+  CHECK(weights < 1e-5);
+  CHECK(grads < 1e-6);
+  CHECK(max_abs_diff(flat_parameters(a), flat_parameters(b)) < 1e-6);
+  CHECK(same_on_every_rank(flat_parameters(b), world));
+}
+
 }  // namespace
+
+TEST_CASE("MpiCollective reduce-scatter: each rank's columns averaged, by hand; blocks gathered back") {
+  dist::Communicator& world = dist::world();
+  const int W = world.size(), r = world.rank();
+  dist::MpiCollective collective(world, {.reduce_scatter = true});
+  // 2 rows of 5 columns; rank r holds r + 10 t + j at row t, column j.
+  std::vector<float> values;
+  for (int t = 0; t < 2; ++t)
+    for (int j = 0; j < 5; ++j) values.push_back(static_cast<float>(r + 10 * t + j));
+  const mtl::Collective::Columns mine = collective.average_columns(values, 2);
+  CHECK(mine.sharded);
+  CHECK(mine.begin == r * 5 / W);
+  CHECK(mine.end == (r + 1) * 5 / W);
+  const float mean_rank = static_cast<float>(W - 1) / 2;
+  for (int t = 0; t < 2; ++t)
+    for (std::int64_t j = mine.begin; j < mine.end; ++j)
+      CHECK(values[static_cast<std::size_t>(t * 5 + j)] == mean_rank + static_cast<float>(10 * t + j));
+  std::vector<float> v(5, -1.0f);
+  for (std::int64_t j = mine.begin; j < mine.end; ++j) v[static_cast<std::size_t>(j)] = static_cast<float>(100 * j);
+  collective.gather_columns(v, mine);
+  CHECK(v == std::vector<float>{0, 100, 200, 300, 400});
+  CHECK_THROWS_WITH_AS(collective.average_columns(values, 3), "MpiCollective::average_columns: 10 values are not 3 rows",
+                       Error);
+}
+
+TEST_CASE("balancers: the reduce-scatter variant matches the allreduce path and one process") {
+  std::vector<std::pair<std::string, Make>> methods = {
+      {"pcgrad", [](mtl::MMoE& m) { return std::make_unique<mtl::PCGrad>(m.num_tasks(), 9); }},
+      {"cagrad", [](mtl::MMoE& m) { return std::make_unique<mtl::CAGrad>(m.num_tasks(), 0.5); }},
+      {"upgrad", [](mtl::MMoE& m) { return std::make_unique<mtl::UPGrad>(m.num_tasks()); }},
+  };
+  for (auto normalization : {mtl::GradNormalization::none, mtl::GradNormalization::l2, mtl::GradNormalization::loss_plus})
+    methods.emplace_back("mgda " + std::to_string(static_cast<int>(normalization)), [normalization](mtl::MMoE& m) {
+      return std::make_unique<mtl::MGDA>(m.num_tasks(), mtl::MGDAOptions{.normalization = normalization});
+    });
+  for (const auto& [name, make] : methods) {
+    check_matches_one_process(name, make, {.reduce_scatter = true});
+    check_reduce_scatter_matches_allreduce(name, make);
+  }
+}
 
 TEST_CASE("balancers under data parallelism match one process on the whole batch") {
   check_matches_one_process("equal", [](mtl::MMoE& m) {

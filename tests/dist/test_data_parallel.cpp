@@ -106,9 +106,22 @@ TEST_CASE("DataParallel: inside no_sync nothing is exchanged") {
   CHECK(same_on_every_rank(model.fc2.weight.grad().to_vector<float>(), world));
 }
 
+TEST_CASE("DataParallel: a small first bucket holds the last parameters alone") {
+  Generator init(5);
+  Mlp model(init);
+  // Reverse order: unused.bias (8 bytes), unused.weight (16), fc2.bias, ...; a 20-byte first
+  // bucket takes unused.bias only, the 25 MB second one everything else.
+  dist::DataParallel dp(model, dist::world(), {.first_bucket_mb = 20.0 / (1024 * 1024)});
+  CHECK(dp.num_buckets() == 2);
+  CHECK(dp.bucket_of_parameters() == std::vector<std::size_t>{1, 1, 1, 1, 1, 0});
+  CHECK(dp.num_rank_local() == 0);
+}
+
 TEST_CASE("DataParallel: bad options name the problem") {
   Generator init(5);
   Mlp model(init);
+  CHECK_THROWS_WITH_AS(dist::DataParallel(model, dist::world(), {.first_bucket_mb = -1}),
+                       "DataParallel: first_bucket_mb must be positive, got -1", Error);
   CHECK_THROWS_WITH_AS(dist::DataParallel(model, dist::world(), {.bucket_mb = 0}),
                        "DataParallel: bucket_mb must be positive, got 0", Error);
 }

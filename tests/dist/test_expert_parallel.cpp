@@ -64,9 +64,44 @@ TEST_CASE("ExpertParallel: experts on their owners give the steps one process ta
       CHECK(moe.losses().z.item() == doctest::Approx(reference.losses().z.item()).epsilon(1e-5));
       CHECK(max_abs_diff(out.to_vector<float>(), my_rows(ref_out, world).to_vector<float>()) < 1e-5);
     }
-    CHECK(max_abs_diff(flat_parameters(moe), flat_parameters(reference)) < 1e-5);
-    CHECK(same_on_every_rank(flat_parameters(moe), world));
+    // Each rank's experts (its shard) and the replicated router, against one process's.
+    CHECK(max_abs_diff_by_name(moe, reference) < 1e-5);
+    CHECK(same_on_every_rank(moe.gate_weight.to_vector<float>(), world));
+    CHECK(dp.num_rank_local() == static_cast<std::size_t>(2 * owned * 2));  // 2 Linears, weight and bias each
   }
+}
+
+TEST_CASE("ExpertParallel: each rank holds only its experts, so expert memory per rank falls as 1/W") {
+  dist::Communicator& world = dist::world();
+  const std::int64_t experts = 8, in = 16, hidden = 64;
+  Generator gen(3);
+  mtl::SparseMoE moe({.in = in, .experts = experts, .k = 2, .expert_hidden = {hidden}}, gen);
+  const std::int64_t router = 2 * in * experts;                             // gate and noise weights
+  const std::int64_t per_expert = in * hidden + hidden + hidden * in + in;  // two Linears
+  REQUIRE(moe.num_parameters() == router + experts * per_expert);
+  dist::ExpertParallel ep(moe, world);
+  const std::int64_t mine = ep.first_expert(world.rank() + 1) - ep.first_expert(world.rank());
+  // 8 experts over 1, 2 or 4 ranks: 8 / W each.
+  CHECK(mine == experts / world.size());
+  CHECK(moe.num_parameters() == router + mine * per_expert);
+  CHECK(static_cast<std::int64_t>(moe.parameters().size()) == 2 + mine * 4);
+  for (std::int64_t e = 0; e < experts; ++e) CHECK(moe.holds(e) == (ep.owner(e) == world.rank()));
+  // Every expert is held exactly once across the ranks.
+  std::int64_t expert_values = moe.num_parameters() - router;
+  world.allreduce_sum(std::span<std::int64_t>(&expert_values, 1));
+  CHECK(expert_values == experts * per_expert);
+  const std::int64_t other = (ep.first_expert(world.rank() + 1)) % experts;
+  if (!moe.holds(other))
+    CHECK_THROWS_WITH_AS(moe.expert(other), doctest::Contains("is not held by this process"), Error);
+  CHECK_THROWS_WITH_AS(dist::ExpertParallel(moe, world), "ExpertParallel: the layer already has an expert dispatch",
+                       Error);
+  Generator gen2(3);
+  mtl::SparseMoE part({.in = in, .experts = experts, .k = 2, .expert_hidden = {hidden}}, gen2);
+  part.hold_experts(0, 1);
+  CHECK_THROWS_WITH_AS(dist::ExpertParallel(part, world),
+                       "ExpertParallel: the layer holds only experts [0, 1) of 8: give it the whole layer (the same "
+                       "on every rank)",
+                       Error);
 }
 
 TEST_CASE("ExpertParallel: with capacity, each rank's tokens are dropped as one process would drop them") {
@@ -85,7 +120,9 @@ TEST_CASE("ExpertParallel: with capacity, each rank's tokens are dropped as one 
   // And backward runs the reverse exchange on every rank without a hang.
   dist::DataParallel dp(moe, world);
   dp.backward(sum(out) + moe.aux_loss());
-  CHECK(same_on_every_rank(moe.expert(0).parameters()[0].grad().to_vector<float>(), world));
+  CHECK(same_on_every_rank(moe.gate_weight.grad().to_vector<float>(), world));
+  const std::int64_t first = ep.first_expert(world.rank());
+  if (first < ep.first_expert(world.rank() + 1)) CHECK(moe.expert(first).parameters()[0].grad().defined());
 }
 
 TEST_CASE("dist::exchange and all_reduce_sum: values by hand, gradients by the reverse collective") {

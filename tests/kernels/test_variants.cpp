@@ -355,6 +355,14 @@ void conv_rows() {
       ladon::kernels::conv_gather(2, 3, n, g.data(), masked ? y.data() : nullptr, c.data(), ld);
       return c;
     });
+  // Two planes of 3 x n padded by (1, 2), with and without the ReLU mask.
+  for (const bool masked : {false, true})
+    check_variants("conv_pad", std::string("conv_pad") + (masked ? " relu mask" : ""), [masked](i64 n) {
+      const std::vector<float> x = values(6 * n, 25), y = values(6 * n, 26);
+      std::vector<float> padded(static_cast<std::size_t>(2 * 5 * (n + 4)), -1.0f);
+      ladon::kernels::conv_pad(2, 3, n, 1, 2, x.data(), masked ? y.data() : nullptr, padded.data());
+      return padded;
+    });
   // The 2x2 stride-2 max pool on three planes of 2 x n (rows of n / 2 outputs: every tile tail),
   // values and the winners' offsets.
   check_variants("max_pool2d_2x2", "max_pool2d 2x2 rows of n", [](i64 n) {

@@ -403,6 +403,30 @@ TEST_CASE("sparse moe: clear errors") {
   CHECK_THROWS_WITH_AS(moe.expert(4), "SparseMoE: expert 4 out of range for 4 experts", Error);
 }
 
+TEST_CASE("sparse moe: hold_experts keeps a range of experts, lists only those, and needs a dispatch") {
+  Generator gen(10);
+  mtl::SparseMoE moe({.in = 3, .experts = 4, .k = 2, .expert_hidden = {5}}, gen);
+  const std::int64_t router = 2 * 3 * 4, per_expert = 3 * 5 + 5 + 5 * 3 + 3;
+  CHECK(moe.num_parameters() == router + 4 * per_expert);
+  moe.hold_experts(1, 3);
+  CHECK(moe.num_parameters() == router + 2 * per_expert);
+  std::vector<std::string> names;
+  for (const auto& [name, p] : moe.named_parameters()) names.push_back(name);
+  CHECK(names == std::vector<std::string>{"gate_weight", "noise_weight", "experts.1.0.weight", "experts.1.0.bias",
+                                          "experts.1.2.weight", "experts.1.2.bias", "experts.2.0.weight",
+                                          "experts.2.0.bias", "experts.2.2.weight", "experts.2.2.bias"});
+  CHECK(moe.holds(2));
+  CHECK_FALSE(moe.holds(0));
+  CHECK_THROWS_WITH_AS(moe.expert(0), "SparseMoE: expert 0 is not held by this process (it holds experts [1, 3))",
+                       Error);
+  CHECK_THROWS_WITH_AS(moe(zeros({2, 3})),
+                       "SparseMoE: holds only experts [1, 3) of 4 and has no dispatch to run the others", Error);
+  CHECK_THROWS_WITH_AS(moe.hold_experts(0, 2),
+                       "SparseMoE: hold_experts(0, 2): not a range within the held experts [1, 3)", Error);
+  moe.hold_experts(2, 2);  // narrowing is fine, down to none
+  CHECK(moe.num_parameters() == router);
+}
+
 TEST_CASE("sparse moe: index_add scatters rows and accumulates repeats") {
   const Tensor base = tensor({1, 2, 3, 4, 5, 6}, {3, 2});
   const Tensor src = tensor({10, 20, 30, 40, 50, 60}, {3, 2});

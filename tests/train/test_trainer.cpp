@@ -178,6 +178,38 @@ TEST_CASE("Trainer: early stopping on a task metric; improved() and stop(); call
   CHECK(run.trainer.best() == mse);
 }
 
+TEST_CASE("Trainer: a binary task's validation AUC and log loss are in the history; monitoring AUC maximises it") {
+  Generator gen(3);
+  const std::vector<mtl::TaskSpec> tasks = {{.name = "hit", .out = 1, .tower_hidden = {4}, .kind = mtl::TaskKind::binary}};
+  mtl::SharedBottom model(nn::Sequential(nn::Linear(4, 8, {}, gen), nn::ReLU()), 8, tasks, gen);
+  auto split = [](std::int64_t rows, std::uint64_t seed) {
+    data::Dataset ds = make_data(rows, seed);
+    const std::vector<float> sum = ds.y[1].to_vector<float>();
+    std::vector<float> hit;
+    for (float v : sum) hit.push_back(v > 0 ? 1.0f : 0.0f);
+    ds.y = {tensor(hit, {rows})};
+    ds.task_names = {"hit"};
+    return ds;
+  };
+  const data::Dataset train_set = split(40, 1), val_set = split(24, 2);
+  nn::Adam optimizer(model.parameters(), {.lr = 0.01});
+  mtl::StaticWeighting balancer = mtl::StaticWeighting::equal(1);
+  data::Loader loader(train_set, {.batch = 10, .shuffle = true, .seed = 4});
+  train::Trainer trainer(model, balancer, optimizer, loader,
+                         Run::with_quiet({.epochs = 3, .monitor = {.task = "hit", .metric = "auc"}}));
+  trainer.set_validation(val_set);
+  trainer.fit();
+  const auto auc = trainer.history().series("val", "hit", "auc");
+  REQUIRE(auc.size() == 3);
+  CHECK(trainer.history().series("val", "hit", "log_loss").size() == 3);
+  double best = -1;
+  for (const auto& record : auc) best = std::max(best, record.value);
+  CHECK(trainer.best() == best);
+  CHECK(error_of([&] {
+          train::Trainer(model, balancer, optimizer, loader, Run::with_quiet({.monitor = {.task = "hit", .metric = "f1"}}));
+        }) == "Trainer: task 'hit' has no metric 'f1'; tasks: hit (loss, accuracy, auc, log_loss)");
+}
+
 TEST_CASE("Trainer: delta-m is LibMTL's mean relative improvement over the baselines, in percent") {
   Run run({.epochs = 1, .monitor = {.metric = "delta_m", .baselines = {0.5, 2.0}}});
   run.trainer.fit();

@@ -1,0 +1,123 @@
+// kernels::conv2d_direct (conv_direct.cpp) against a plain loop over the same padded image: every
+// register tile shape (output rows of 1 to 30 positions: 14-position tiles and every remainder),
+// 1 to 70 output channels (one or two vectors per 32-channel panel, partial last vectors), kernels
+// of 1 x 1 to 5 x 3, bias or none, ReLU or none, NaN passing through; and the packed weights of the
+// input gradient (transpose_flip) against the adjoint written out by hand.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/conv.h"
+#include "kernels/isa.h"
+
+namespace {
+
+using ladon::kernels::Activation;
+using ladon::kernels::DirectConv;
+using i64 = std::int64_t;
+
+std::vector<float> random_values(i64 n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+// out[o, y, x] = act(bias[o] + sum w[o, c, i, j] in[c, y + i, x + j]), in double.
+std::vector<float> reference(const DirectConv& g, const std::vector<float>& in, const std::vector<float>& w,
+                             const float* bias, Activation act) {
+  const i64 oh = g.padded_h - g.kernel_h + 1, ow = g.padded_w - g.kernel_w + 1;
+  std::vector<float> out(static_cast<std::size_t>(g.out_channels * oh * ow));
+  for (i64 o = 0; o < g.out_channels; ++o)
+    for (i64 y = 0; y < oh; ++y)
+      for (i64 x = 0; x < ow; ++x) {
+        double s = bias ? bias[o] : 0.0;
+        for (i64 c = 0; c < g.channels; ++c)
+          for (i64 i = 0; i < g.kernel_h; ++i)
+            for (i64 j = 0; j < g.kernel_w; ++j)
+              s += static_cast<double>(w[static_cast<std::size_t>(((o * g.channels + c) * g.kernel_h + i) * g.kernel_w + j)]) *
+                   in[static_cast<std::size_t>((c * g.padded_h + y + i) * g.padded_w + x + j)];
+        const float v = static_cast<float>(s);
+        out[static_cast<std::size_t>((o * oh + y) * ow + x)] = act == Activation::relu && !(v >= 0.0f) && !std::isnan(v) ? 0.0f : v;
+      }
+  return out;
+}
+
+std::vector<float> direct(const DirectConv& g, const std::vector<float>& in, const std::vector<float>& w,
+                          bool transpose_flip, const float* bias, Activation act) {
+  std::vector<float> packed(static_cast<std::size_t>(ladon::kernels::conv2d_direct_packed_size(g)), -7.0f);
+  ladon::kernels::conv2d_direct_pack(g, w.data(), transpose_flip, packed.data());
+  const i64 oh = g.padded_h - g.kernel_h + 1, ow = g.padded_w - g.kernel_w + 1;
+  std::vector<float> out(static_cast<std::size_t>(g.out_channels * oh * ow) + 16, -3.0f);  // 16 guard floats
+  ladon::kernels::conv2d_direct(g, in.data(), packed.data(), bias, act, out.data());
+  for (std::size_t i = out.size() - 16; i < out.size(); ++i) CHECK(out[i] == -3.0f);  // nothing past the end
+  out.resize(out.size() - 16);
+  return out;
+}
+
+void check_close(const std::vector<float>& got, const std::vector<float>& want, i64 k) {
+  REQUIRE(got.size() == want.size());
+  i64 bad = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (std::isnan(want[i])) {
+      bad += !std::isnan(got[i]);
+      continue;
+    }
+    bad += !(std::fabs(got[i] - want[i]) <= 2e-6 * static_cast<double>(k + 1));  // float32 sums of k terms in [-1, 1]
+  }
+  CHECK_MESSAGE(bad == 0, bad, " of ", got.size(), " outputs differ");
+}
+
+}  // namespace
+
+TEST_CASE("conv2d_direct: matches a plain loop for every tile shape") {
+  if (!ladon::kernels::conv2d_direct_available()) {
+    MESSAGE("no AVX-512 on this CPU: conv2d_direct is not used");
+    return;
+  }
+  struct Case {
+    i64 c, o, kh, kw, ph, pw;
+  };
+  const Case cases[] = {{1, 32, 3, 3, 30, 30}, {32, 64, 3, 3, 16, 16}, {3, 1, 1, 1, 4, 17},  {2, 17, 3, 3, 5, 16},
+                        {4, 70, 5, 3, 9, 32},  {5, 16, 3, 3, 3, 3},   {1, 33, 2, 2, 6, 15}};
+  for (const Case& t : cases)
+    for (const bool with_bias : {false, true})
+      for (const Activation act : {Activation::none, Activation::relu}) {
+        CAPTURE(t.c);
+        CAPTURE(t.o);
+        CAPTURE(t.kh);
+        CAPTURE(t.kw);
+        CAPTURE(t.ph);
+        CAPTURE(t.pw);
+        const DirectConv g{.channels = t.c, .out_channels = t.o, .kernel_h = t.kh, .kernel_w = t.kw, .padded_h = t.ph,
+                           .padded_w = t.pw};
+        std::vector<float> in = random_values(t.c * t.ph * t.pw, 1);
+        in[static_cast<std::size_t>(t.pw + 1)] = NAN;  // reaches some outputs of every channel, ReLU or not
+        const std::vector<float> w = random_values(t.o * t.c * t.kh * t.kw, 2), bias = random_values(t.o, 3);
+        const float* b = with_bias ? bias.data() : nullptr;
+        check_close(direct(g, in, w, false, b, act), reference(g, in, w, b, act), t.c * t.kh * t.kw);
+      }
+}
+
+TEST_CASE("conv2d_direct: transpose_flip packs the input gradient's weights") {
+  if (!ladon::kernels::conv2d_direct_available()) return;
+  // A forward convolution of fc = 5 channels in and fo = 3 out, weight [3, 5, 3, 2]: its input
+  // gradient is a convolution of 3 channels in and 5 out with w'[c][o][i][j] = w[o][c][2 - i][1 - j].
+  const i64 fc = 5, fo = 3, kh = 3, kw = 2;
+  const std::vector<float> w = random_values(fo * fc * kh * kw, 4);  // [fo, fc, kh, kw] as the forward holds it
+  std::vector<float> flipped(w.size());
+  for (i64 c = 0; c < fc; ++c)
+    for (i64 o = 0; o < fo; ++o)
+      for (i64 i = 0; i < kh; ++i)
+        for (i64 j = 0; j < kw; ++j)
+          flipped[static_cast<std::size_t>(((c * fo + o) * kh + i) * kw + j)] =
+              w[static_cast<std::size_t>(((o * fc + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j))];
+  const DirectConv g{.channels = fo, .out_channels = fc, .kernel_h = kh, .kernel_w = kw, .padded_h = 6, .padded_w = 19};
+  const std::vector<float> in = random_values(fo * 6 * 19, 5);
+  check_close(direct(g, in, w, true, nullptr, Activation::none), reference(g, in, flipped, nullptr, Activation::none),
+              fo * kh * kw);
+}
