@@ -61,7 +61,9 @@ StateDict EarlyStopping::state_dict() const {
 
 void EarlyStopping::check_state_dict(const StateDict& state) const {
   state.integer("early_stopping", kOp);
-  state.number("best", kOp);
+  // "No best yet" is +-inf; best only ever takes a metric that improved, so it is never NaN, and a
+  // NaN would make every later metric compare as not better.
+  LADON_CHECK(!std::isnan(state.number("best", kOp)), kOp, "best is NaN in the state");
   const std::int64_t best_epoch = state.integer("best_epoch", kOp);
   const std::int64_t epochs = state.integer("epochs", kOp);
   const std::int64_t bad = state.integer("bad_epochs", kOp);

@@ -12,13 +12,16 @@ namespace ladon::nn {
 
 namespace {
 
+// The rule for every rate and coefficient that has no upper bound: `v >= 0` alone is false for
+// NaN but lets +inf through, which turns the first step's parameters into inf or NaN.
+bool finite_nonnegative(double v) { return std::isfinite(v) && v >= 0.0; }
+
 void check_lr(const char* op, double lr) {
-  // lr >= 0 is false for NaN, so NaN is rejected too.
-  LADON_CHECK(lr >= 0.0, op, "lr must be >= 0, got ", lr);
+  LADON_CHECK(finite_nonnegative(lr), op, "lr must be finite and >= 0, got ", lr);
 }
 
 void check_weight_decay(const char* op, double wd) {
-  LADON_CHECK(wd >= 0.0, op, "weight_decay must be >= 0, got ", wd);
+  LADON_CHECK(finite_nonnegative(wd), op, "weight_decay must be finite and >= 0, got ", wd);
 }
 
 std::vector<ParamGroup> one_group(std::vector<Tensor> params) {
@@ -42,9 +45,10 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double default_lr, double d
     const GroupOptions& o = groups[g].options;
     Group group{params_.size(), params_.size(), o.lr.value_or(default_lr),
                 o.weight_decay.value_or(default_weight_decay)};
-    if (o.lr) LADON_CHECK(*o.lr >= 0.0, name_, "group ", g, ": lr must be >= 0, got ", *o.lr);
+    if (o.lr) LADON_CHECK(finite_nonnegative(*o.lr), name_, "group ", g, ": lr must be finite and >= 0, got ", *o.lr);
     if (o.weight_decay)
-      LADON_CHECK(*o.weight_decay >= 0.0, name_, "group ", g, ": weight_decay must be >= 0, got ", *o.weight_decay);
+      LADON_CHECK(finite_nonnegative(*o.weight_decay), name_, "group ", g,
+                  ": weight_decay must be finite and >= 0, got ", *o.weight_decay);
     for (Tensor& p : groups[g].params) {
       const std::size_t i = params_.size();
       LADON_CHECK(p.defined(), name_, "parameter ", i, " is an undefined tensor");
@@ -167,8 +171,7 @@ RowGrad Optimizer::sparse_gradient(std::size_t i) const {
   if (!g.defined()) return g;
   const double wd = groups_[group_of_[i]].weight_decay;
   LADON_CHECK(wd == 0.0, name_, "parameter ", i, " of shape ", shape_str(p.shape()),
-              " has a row-sparse gradient; its weight decay must be 0 (got ", wd,
-              "): decay would touch every row");
+              " has a row-sparse gradient; its weight decay must be 0 (got ", wd, "): decay would touch every row");
   const std::int64_t n = g.rows.numel(), dim = p.shape()[1];
   const std::int64_t* rows = g.rows.data<std::int64_t>();
   // (row, position) pairs sorted directly: no indirect loads in the comparisons.
@@ -247,9 +250,10 @@ void Optimizer::check_state_dict(const StateDict& state) const {
     LADON_CHECK(n == static_cast<std::int64_t>(have), op, "group ", g, " has ", n, " parameters in the state, ", have,
                 " in this optimizer");
     const double lr = state.number(group_key(g, "lr"), op);
-    LADON_CHECK(lr >= 0.0, op, "group ", g, ": lr must be >= 0, got ", lr, " in the state");
+    LADON_CHECK(finite_nonnegative(lr), op, "group ", g, ": lr must be finite and >= 0, got ", lr, " in the state");
     const double wd = state.number(group_key(g, "weight_decay"), op);
-    LADON_CHECK(wd >= 0.0, op, "group ", g, ": weight_decay must be >= 0, got ", wd, " in the state");
+    LADON_CHECK(finite_nonnegative(wd), op, "group ", g, ": weight_decay must be finite and >= 0, got ", wd,
+                " in the state");
   }
   // The saved hyperparameters are validated by the optimizer's own rules: tried in place, then
   // restored, so that load_checkpoint can reject a bad file before it changes anything.
@@ -351,7 +355,7 @@ std::vector<Optimizer::Hyper> SGD::hyperparameters() {
 
 void SGD::validate_hyperparameters() const {
   const SGDOptions& o = options_;
-  LADON_CHECK(o.momentum >= 0.0, "SGD", "momentum must be >= 0, got ", o.momentum);
+  LADON_CHECK(finite_nonnegative(o.momentum), "SGD", "momentum must be finite and >= 0, got ", o.momentum);
   LADON_CHECK(o.dampening >= 0.0 && o.dampening <= 1.0, "SGD", "dampening must be in [0, 1], got ", o.dampening);
   LADON_CHECK(!o.nesterov || (o.momentum > 0.0 && o.dampening == 0.0), "SGD",
               "nesterov needs momentum > 0 and dampening = 0, got momentum = ", o.momentum,
@@ -397,7 +401,7 @@ void Adam::validate_hyperparameters() const {
   const AdamOptions& o = options_;
   LADON_CHECK(o.beta1 >= 0.0 && o.beta1 < 1.0, name_, "beta1 must be in [0, 1), got ", o.beta1);
   LADON_CHECK(o.beta2 >= 0.0 && o.beta2 < 1.0, name_, "beta2 must be in [0, 1), got ", o.beta2);
-  LADON_CHECK(o.eps >= 0.0, name_, "eps must be >= 0, got ", o.eps);
+  LADON_CHECK(finite_nonnegative(o.eps), name_, "eps must be finite and >= 0, got ", o.eps);
 }
 
 AdamOptions Adam::options(std::size_t group) const { return group_options(options_, group); }
@@ -442,8 +446,8 @@ std::vector<Optimizer::Hyper> RMSprop::hyperparameters() {
 void RMSprop::validate_hyperparameters() const {
   const RMSpropOptions& o = options_;
   LADON_CHECK(o.alpha >= 0.0 && o.alpha <= 1.0, name_, "alpha must be in [0, 1], got ", o.alpha);
-  LADON_CHECK(o.eps >= 0.0, name_, "eps must be >= 0, got ", o.eps);
-  LADON_CHECK(o.momentum >= 0.0, name_, "momentum must be >= 0, got ", o.momentum);
+  LADON_CHECK(finite_nonnegative(o.eps), name_, "eps must be finite and >= 0, got ", o.eps);
+  LADON_CHECK(finite_nonnegative(o.momentum), name_, "momentum must be finite and >= 0, got ", o.momentum);
 }
 
 RMSpropOptions RMSprop::options(std::size_t group) const { return group_options(options_, group); }
@@ -474,10 +478,10 @@ std::vector<Optimizer::Hyper> Adagrad::hyperparameters() {
 
 void Adagrad::validate_hyperparameters() const {
   const AdagradOptions& o = options_;
-  LADON_CHECK(o.lr_decay >= 0.0, name_, "lr_decay must be >= 0, got ", o.lr_decay);
-  LADON_CHECK(o.initial_accumulator_value >= 0.0, name_, "initial_accumulator_value must be >= 0, got ",
-              o.initial_accumulator_value);
-  LADON_CHECK(o.eps >= 0.0, name_, "eps must be >= 0, got ", o.eps);
+  LADON_CHECK(finite_nonnegative(o.lr_decay), name_, "lr_decay must be finite and >= 0, got ", o.lr_decay);
+  LADON_CHECK(finite_nonnegative(o.initial_accumulator_value), name_,
+              "initial_accumulator_value must be finite and >= 0, got ", o.initial_accumulator_value);
+  LADON_CHECK(finite_nonnegative(o.eps), name_, "eps must be finite and >= 0, got ", o.eps);
 }
 
 AdagradOptions Adagrad::options(std::size_t group) const { return group_options(options_, group); }

@@ -137,7 +137,8 @@ ReduceLROnPlateau::ReduceLROnPlateau(Optimizer& optimizer, ReduceLROnPlateauOpti
   LADON_CHECK(o.patience >= 0, op, "patience must be >= 0, got ", o.patience);
   LADON_CHECK(o.threshold >= 0.0, op, "threshold must be >= 0, got ", o.threshold);
   LADON_CHECK(o.cooldown >= 0, op, "cooldown must be >= 0, got ", o.cooldown);
-  LADON_CHECK(o.min_lr >= 0.0, op, "min_lr must be >= 0, got ", o.min_lr);
+  // Finite: an infinite min_lr would set every group's lr to inf at the first reduction.
+  LADON_CHECK(std::isfinite(o.min_lr) && o.min_lr >= 0.0, op, "min_lr must be finite and >= 0, got ", o.min_lr);
   LADON_CHECK(o.eps >= 0.0, op, "eps must be >= 0, got ", o.eps);
   best_ =
       o.mode == MetricMode::min ? std::numeric_limits<double>::infinity() : -std::numeric_limits<double>::infinity();
@@ -188,7 +189,9 @@ void ReduceLROnPlateau::check_state_dict(const StateDict& state) const {
   const std::string kind = state.string("scheduler", op);
   LADON_CHECK(kind == "ReduceLROnPlateau", op, "the state was saved by ", kind, ", this is ReduceLROnPlateau");
   LADON_CHECK(state.integer("epoch", op) >= 0, op, "epoch must be >= 0 in the state");
-  state.number("best", op);
+  // "No best yet" is +-inf; best only ever takes a metric that compared better, so it is never
+  // NaN, and a NaN would make every later metric compare as not better.
+  LADON_CHECK(!std::isnan(state.number("best", op)), op, "best is NaN in the state");
   LADON_CHECK(state.integer("num_bad_epochs", op) >= 0, op, "num_bad_epochs must be >= 0 in the state");
   LADON_CHECK(state.integer("cooldown_counter", op) >= 0, op, "cooldown_counter must be >= 0 in the state");
 }

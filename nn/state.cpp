@@ -234,7 +234,10 @@ StateDict random_state(Module& model) {
   return out;
 }
 
-void load_random_state(Module& model, const StateDict& state) {
+namespace {
+// The saved state of each of the model's streams, in named_generators() order; throws when they
+// do not match the model's streams one for one.
+std::vector<Generator::State> parse_random_state(Module& model, const StateDict& state) {
   const char* op = "load_random_state";
   const auto generators = model.named_generators();
   std::vector<Generator::State> parsed;
@@ -245,6 +248,15 @@ void load_random_state(Module& model, const StateDict& state) {
   // Six entries per stream (save_generator): anything more is a stream this model does not have.
   LADON_CHECK(state.size() == 6 * generators.size(), op, "the saved state has ", state.size() / 6,
               " random streams, the model ", generators.size());
+  return parsed;
+}
+}  // namespace
+
+void check_random_state(Module& model, const StateDict& state) { parse_random_state(model, state); }
+
+void load_random_state(Module& model, const StateDict& state) {
+  const std::vector<Generator::State> parsed = parse_random_state(model, state);
+  const auto generators = model.named_generators();
   for (std::size_t i = 0; i < generators.size(); ++i) generators[i].second->set_state(parsed[i]);
 }
 

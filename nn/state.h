@@ -8,8 +8,6 @@
 //   nn::load_module_state(model, snapshot);                  // checks everything, then writes
 #pragma once
 
-#include "layer_fence.h"
-
 #include <concepts>
 #include <cstdint>
 #include <string>
@@ -19,6 +17,7 @@
 
 #include "../core/random.h"
 #include "../core/tensor.h"
+#include "layer_fence.h"
 #include "module.h"
 
 namespace ladon::nn {
@@ -91,9 +90,11 @@ StateDict nested(const StateDict& outer, const std::string& prefix);
 StateDict module_state(Module& model, bool copy = true);
 
 // Every random stream of `model` (Module::named_generators) under "<dotted name>.<key>", and back:
-// loading checks that the same streams are there before changing any.
+// loading checks that the same streams are there before changing any. check_random_state makes
+// the same checks without changing anything.
 StateDict random_state(Module& model);
 void load_random_state(Module& model, const StateDict& state);
+void check_random_state(Module& model, const StateDict& state);
 
 struct LoadReport {
   std::vector<std::string> missing;     // in the model, not in the state (left unchanged)

@@ -379,6 +379,7 @@ void Trainer::resume(const std::string& file) {
   // Check every part against this run before changing anything.
   try {
     nn::check_module_state(model_, c.model, /*strict=*/true);
+    nn::check_random_state(model_, nn::nested(random, "model"));
     optimizer_.check_state_dict(c.optimizer);
     if (scheduler_) {
       LADON_CHECK(!c.scheduler.empty(), op, "has no scheduler state, but this run has a scheduler");
@@ -412,13 +413,8 @@ void Trainer::resume(const std::string& file) {
   const std::int64_t last_validation_step = meta.integer("last_validation_step", op);
   const double wall_time = meta.number("wall_time", op);
   const std::int64_t window_steps = meta.integer("window_steps", op);
-  // Everything checked: apply. The model's streams go first (load_random_state checks them itself
-  // and changes nothing when they do not match).
-  try {
-    nn::load_random_state(model_, nn::nested(random, "model"));
-  } catch (const Error& e) {
-    throw Error(op_text + ": " + e.what());
-  }
+  // Everything checked: apply.
+  nn::load_random_state(model_, nn::nested(random, "model"));
   nn::load_module_state(model_, c.model, /*strict=*/true);
   optimizer_.load_state_dict(c.optimizer);
   if (scheduler_) scheduler_->load_state_dict(c.scheduler);

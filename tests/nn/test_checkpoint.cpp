@@ -422,3 +422,53 @@ TEST_CASE("state holding NaN equals itself, and a failed load leaves it bit for 
   negative_zero.set("t", tensor({-0.0f}));
   CHECK_FALSE(zero == negative_zero);
 }
+
+TEST_CASE("a saved optimizer hyperparameter of inf, NaN or below 0 is rejected, and nothing changes") {
+  TempDir dir;
+  const std::string path = dir.file("opt.ckpt"), bad = dir.file("bad.ckpt");
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  Net net(1);
+  // One optimizer of each kind whose hyperparameters are checked by ">= 0" rules; a step taken, so
+  // every part of the state (moments, steps) is there to stay unchanged.
+  nn::SGD sgd(net.parameters(), {.lr = 0.1, .momentum = 0.9});
+  nn::Adam adam(net.parameters(), {.lr = 0.1});
+  nn::RMSprop rmsprop(net.parameters(), {.lr = 0.1, .momentum = 0.5});
+  nn::Adagrad adagrad(net.parameters(), {.lr = 0.1, .lr_decay = 0.01});
+  struct Case {
+    nn::Optimizer* opt;
+    const char* key;
+    const char* name;  // as the error names it
+  };
+  const Case cases[] = {
+      {&sgd, "group.0.lr", "group 0: lr"},
+      {&sgd, "group.0.weight_decay", "group 0: weight_decay"},
+      {&sgd, "hyper.momentum", "momentum"},
+      {&adam, "group.0.lr", "group 0: lr"},
+      {&adam, "hyper.eps", "eps"},
+      {&rmsprop, "hyper.eps", "eps"},
+      {&rmsprop, "hyper.momentum", "momentum"},
+      {&adagrad, "hyper.lr_decay", "lr_decay"},
+      {&adagrad, "hyper.initial_accumulator_value", "initial_accumulator_value"},
+      {&adagrad, "hyper.eps", "eps"},
+  };
+  for (const Case& k : cases) {
+    train_steps(net, *k.opt, 1);
+    nn::save_checkpoint(path, net, {.optimizer = k.opt});
+    train_steps(net, *k.opt, 1);  // the live state now differs from the file's
+    const nn::StateDict model_before = nn::module_state(net), opt_before = k.opt->state_dict();
+    for (const double value : {inf, -inf, nan, -1.0}) {
+      nn::Checkpoint c = nn::read_checkpoint(path);
+      REQUIRE(c.optimizer.contains(k.key));
+      c.optimizer.set(k.key, value);
+      nn::write_checkpoint(bad, c);
+      const std::string shown = std::isnan(value) ? "nan" : value == inf ? "inf" : value == -inf ? "-inf" : "-1";
+      const std::string in_state = std::string(k.key).rfind("group.", 0) == 0 ? " in the state" : "";
+      INFO(k.opt->name(), " ", k.key, " = ", shown);
+      CHECK(error_of([&] { nn::load_checkpoint(bad, net, {.optimizer = k.opt}); }) ==
+            "load_checkpoint '" + bad + "': " + k.opt->name() + ": " + k.name + " must be finite and >= 0, got " +
+                shown + in_state);
+      CHECK(nn::module_state(net) == model_before);
+      CHECK(k.opt->state_dict() == opt_before);
+    }
+  }
+}

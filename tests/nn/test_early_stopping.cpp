@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "ladon.h"
 #include "nn/early_stopping.h"
@@ -89,6 +90,18 @@ TEST_CASE("EarlyStopping state round-trips, best weights included") {
   CHECK(resumed.state_dict() == s);
   resumed.restore_best();
   CHECK(first(other) == 1.0f);
+
+  // "No best yet" is +inf in min mode (-inf in max), never NaN: a NaN best would make every later
+  // metric compare as not better, so a state holding one is rejected and changes nothing.
+  nn::EarlyStopping fresh(other, {.mode = nn::MetricMode::max});
+  CHECK(fresh.best() == -std::numeric_limits<double>::infinity());
+  resumed.load_state_dict(fresh.state_dict());
+  CHECK_FALSE(resumed.has_best());
+  resumed.load_state_dict(s);
+  nn::StateDict nan_best = s;
+  nan_best.set("best", std::numeric_limits<double>::quiet_NaN());
+  CHECK_THROWS_WITH_AS(resumed.load_state_dict(nan_best), "EarlyStopping: best is NaN in the state", Error);
+  CHECK(resumed.state_dict() == s);
 
   nn::Linear wrong(3, 2);
   nn::EarlyStopping mismatched(wrong);

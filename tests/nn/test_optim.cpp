@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "approx.h"
 #include "ladon.h"
@@ -296,18 +297,33 @@ TEST_CASE("a non-contiguous gradient is read in the parameter's element order") 
 
 TEST_CASE("optimizer options and parameters are validated") {
   Tensor p = zeros({2}).requires_grad_();
-  CHECK_THROWS_WITH_AS(nn::SGD({p}, {.lr = -1}), "SGD: lr must be >= 0, got -1", Error);
+  CHECK_THROWS_WITH_AS(nn::SGD({p}, {.lr = -1}), "SGD: lr must be finite and >= 0, got -1", Error);
   CHECK_THROWS_WITH_AS(nn::SGD({p}, {.lr = 0.1, .nesterov = true}),
                        "SGD: nesterov needs momentum > 0 and dampening = 0, got momentum = 0, dampening = 0", Error);
   CHECK_THROWS_WITH_AS(nn::SGD({p}, {.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .nesterov = true}),
                        "SGD: nesterov needs momentum > 0 and dampening = 0, got momentum = 0.9, dampening = 0.1",
                        Error);
-  CHECK_THROWS_WITH_AS(nn::SGD({p}, {.momentum = -0.5}), "SGD: momentum must be >= 0, got -0.5", Error);
-  CHECK_THROWS_WITH_AS(nn::Adam({p}, {.lr = std::nan("")}), "Adam: lr must be >= 0, got nan", Error);
+  CHECK_THROWS_WITH_AS(nn::SGD({p}, {.momentum = -0.5}), "SGD: momentum must be finite and >= 0, got -0.5", Error);
+  CHECK_THROWS_WITH_AS(nn::Adam({p}, {.lr = std::nan("")}), "Adam: lr must be finite and >= 0, got nan", Error);
   CHECK_THROWS_WITH_AS(nn::Adam({p}, {.beta1 = 1.0}), "Adam: beta1 must be in [0, 1), got 1", Error);
   CHECK_THROWS_WITH_AS(nn::Adam({p}, {.beta2 = -0.1}), "Adam: beta2 must be in [0, 1), got -0.1", Error);
-  CHECK_THROWS_WITH_AS(nn::Adam({p}, {.eps = -1}), "Adam: eps must be >= 0, got -1", Error);
-  CHECK_THROWS_WITH_AS(nn::Adam({p}, {.weight_decay = -1}), "Adam: weight_decay must be >= 0, got -1", Error);
+  CHECK_THROWS_WITH_AS(nn::Adam({p}, {.eps = -1}), "Adam: eps must be finite and >= 0, got -1", Error);
+  CHECK_THROWS_WITH_AS(nn::Adam({p}, {.weight_decay = -1}), "Adam: weight_decay must be finite and >= 0, got -1",
+                       Error);
+  // ">= 0" alone lets +inf through: every such hyperparameter must also be finite.
+  const double inf = std::numeric_limits<double>::infinity();
+  CHECK_THROWS_WITH_AS(nn::SGD({p}, {.lr = inf}), "SGD: lr must be finite and >= 0, got inf", Error);
+  CHECK_THROWS_WITH_AS(nn::SGD({p}, {.momentum = inf}), "SGD: momentum must be finite and >= 0, got inf", Error);
+  CHECK_THROWS_WITH_AS(nn::Adam({p}, {.eps = inf}), "Adam: eps must be finite and >= 0, got inf", Error);
+  CHECK_THROWS_WITH_AS(nn::AdamW({p}, {.weight_decay = inf}), "AdamW: weight_decay must be finite and >= 0, got inf",
+                       Error);
+  CHECK_THROWS_WITH_AS(nn::RMSprop({p}, {.momentum = inf}), "RMSprop: momentum must be finite and >= 0, got inf",
+                       Error);
+  CHECK_THROWS_WITH_AS(nn::Adagrad({p}, {.lr_decay = inf}), "Adagrad: lr_decay must be finite and >= 0, got inf",
+                       Error);
+  CHECK_THROWS_WITH_AS(nn::Adagrad({p}, {.initial_accumulator_value = inf}),
+                       "Adagrad: initial_accumulator_value must be finite and >= 0, got inf", Error);
+  CHECK_THROWS_WITH_AS(nn::Adam({{{p}, {.lr = inf}}}), "Adam: group 0: lr must be finite and >= 0, got inf", Error);
 
   CHECK_THROWS_WITH_AS(nn::Adam(std::vector<Tensor>{}),
                        "Adam: got an empty parameter list (does every module's visit() list its parameters?)", Error);
@@ -325,7 +341,10 @@ TEST_CASE("optimizer options and parameters are validated") {
   CHECK(opt.lr() == 0.1);
   opt.set_lr(0.5);
   CHECK(opt.options().lr == 0.5);
-  CHECK_THROWS_WITH_AS(opt.set_lr(-2), "SGD: lr must be >= 0, got -2", Error);
+  CHECK_THROWS_WITH_AS(opt.set_lr(-2), "SGD: lr must be finite and >= 0, got -2", Error);
+  CHECK_THROWS_WITH_AS(opt.set_lr(inf), "SGD: lr must be finite and >= 0, got inf", Error);
+  CHECK_THROWS_WITH_AS(opt.set_weight_decay(0, inf), "SGD: weight_decay must be finite and >= 0, got inf", Error);
+  CHECK(opt.lr() == 0.5);
   CHECK(opt.params().size() == 1);
   CHECK(opt.params()[0].same(p));
 }

@@ -11,15 +11,14 @@
 #include "tests/helpers.h"
 
 using namespace ladon;
-using testing::values;
 using testing::rel;
+using testing::values;
 
 namespace {
 Tensor vec(std::vector<float> v) {
   const auto n = static_cast<std::int64_t>(v.size());
   return tensor(std::move(v), {n});
 }
-
 
 // A fixed gradient for step t of a parameter of n elements: varied signs and sizes.
 Tensor grad_at(int t, std::int64_t n, float scale = 1.0f) {
@@ -60,7 +59,7 @@ TEST_CASE("parameter groups take their own lr and weight decay, the rest from th
   opt.set_weight_decay(0, 0.125);
   CHECK(opt.weight_decay(0) == 0.125);
   CHECK_THROWS_WITH_AS(opt.lr(2), "SGD: group 2 does not exist (2 groups)", Error);
-  CHECK_THROWS_WITH_AS(opt.set_lr(0, -1), "SGD: lr must be >= 0, got -1", Error);
+  CHECK_THROWS_WITH_AS(opt.set_lr(0, -1), "SGD: lr must be finite and >= 0, got -1", Error);
 }
 
 TEST_CASE("Adam with two groups in the designated-initialiser style") {
@@ -82,9 +81,10 @@ TEST_CASE("Adam with two groups in the designated-initialiser style") {
 TEST_CASE("parameter groups are validated") {
   Tensor a = zeros({2}).requires_grad_();
   Tensor b = zeros({3}).requires_grad_();
-  CHECK_THROWS_WITH_AS(nn::Adam({{{a}, {}}, {{b}, {.lr = -1}}}), "Adam: group 1: lr must be >= 0, got -1", Error);
+  CHECK_THROWS_WITH_AS(nn::Adam({{{a}, {}}, {{b}, {.lr = -1}}}), "Adam: group 1: lr must be finite and >= 0, got -1",
+                       Error);
   CHECK_THROWS_WITH_AS(nn::RMSprop({{{a}, {.weight_decay = -0.5}}}),
-                       "RMSprop: group 0: weight_decay must be >= 0, got -0.5", Error);
+                       "RMSprop: group 0: weight_decay must be finite and >= 0, got -0.5", Error);
   CHECK_THROWS_WITH_AS(nn::SGD({{{a, b}, {}}, {{b}, {}}}),
                        "SGD: parameter 2 of shape [3] is listed twice; it would be updated twice per step", Error);
   CHECK_THROWS_WITH_AS(nn::SGD(std::vector<nn::ParamGroup>{{{}, {}}}),

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <numbers>
 
 #include "approx.h"
@@ -181,6 +182,17 @@ TEST_CASE("scheduler state saves and loads") {
   CHECK(plateau2.state_dict() == plateau.state_dict());
   plateau2.step(5.0);  // second bad epoch > patience 1: reduce
   CHECK(one.lr() == rel(0.1, 1e-12));
+  // "No best yet" is +inf in min mode (-inf in max), never NaN; a NaN best would make every later
+  // metric compare as not better, so a state holding one is rejected and changes nothing.
+  nn::ReduceLROnPlateau fresh(one, {.patience = 1});
+  CHECK(fresh.best() == std::numeric_limits<double>::infinity());
+  plateau2.load_state_dict(fresh.state_dict());
+  CHECK(plateau2.best() == std::numeric_limits<double>::infinity());
+  plateau2.load_state_dict(plateau.state_dict());
+  nn::StateDict nan_best = plateau.state_dict();
+  nan_best.set("best", std::numeric_limits<double>::quiet_NaN());
+  CHECK_THROWS_WITH_AS(plateau2.load_state_dict(nan_best), "ReduceLROnPlateau: best is NaN in the state", Error);
+  CHECK(plateau2.state_dict() == plateau.state_dict());
   CHECK_THROWS_WITH_AS(plateau2.load_state_dict(s),
                        "ReduceLROnPlateau: the state was saved by StepLR, this is ReduceLROnPlateau", Error);
 }
@@ -195,5 +207,8 @@ TEST_CASE("scheduler options are validated") {
                        "WarmupCosineLR: total_steps (5) must be greater than warmup_steps (5)", Error);
   CHECK_THROWS_WITH_AS(nn::ReduceLROnPlateau(opt, {.factor = 1.0}),
                        "ReduceLROnPlateau: factor must be in (0, 1), got 1", Error);
+  // An infinite min_lr would set every group's lr to inf at the first reduction.
+  CHECK_THROWS_WITH_AS(nn::ReduceLROnPlateau(opt, {.min_lr = std::numeric_limits<double>::infinity()}),
+                       "ReduceLROnPlateau: min_lr must be finite and >= 0, got inf", Error);
   CHECK(opt.lr() == 1.0);  // failed constructions did not touch the lr
 }

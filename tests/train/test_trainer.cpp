@@ -1,6 +1,7 @@
 // The Trainer: resume is exact, early stopping follows the monitor, callbacks run, bad input is a
 // clear error that leaves files and the run untouched.
 #include <cmath>
+#include <limits>
 
 #include "util.h"
 
@@ -10,8 +11,9 @@ using ladon::testing::TempDir;
 
 namespace {
 
-const std::vector<mtl::TaskSpec> kTasks = {{.name = "cls", .out = 3, .tower_hidden = {6}},
-                                           {.name = "reg", .out = 1, .tower_hidden = {}, .kind = mtl::TaskKind::regression}};
+const std::vector<mtl::TaskSpec> kTasks = {
+    {.name = "cls", .out = 3, .tower_hidden = {6}},
+    {.name = "reg", .out = 1, .tower_hidden = {}, .kind = mtl::TaskKind::regression}};
 
 // 40 rows of 4 features: class = argmax of the first three, target = sum of all.
 data::Dataset make_data(std::int64_t rows, std::uint64_t seed) {
@@ -89,7 +91,8 @@ TEST_CASE("Trainer: 4 epochs straight and 2 + resume + 2 give bitwise-identical 
   CHECK(second.parameters() == expected);
   // The history carries on as if nothing happened (only the wall times differ).
   CHECK(second.trainer.history().records().size() == straight.trainer.history().records().size());
-  CHECK(second.trainer.history().series("val", "cls", "accuracy").size() == 4 + 4);  // every 3 steps mid-epoch, and at the 4 epoch ends
+  CHECK(second.trainer.history().series("val", "cls", "accuracy").size() ==
+        4 + 4);  // every 3 steps mid-epoch, and at the 4 epoch ends
   CHECK(std::filesystem::exists(dir.file("a/metrics.csv")));
   CHECK(std::filesystem::exists(dir.file("a/metrics.jsonl")));
   CHECK(std::filesystem::exists(dir.file("a/best.ckpt")));
@@ -320,4 +323,41 @@ TEST_CASE("Trainer: bad monitors, splits, resume files and folders are clear err
     CHECK(fresh.parameters() == untrained);
     CHECK(fresh.trainer.step() == 0);
   }
+  // The random state is checked with everything else, before any of it is applied: a file with a
+  // valid random state and a bad later part (an infinite lr), or a bad random state and valid
+  // rest, leaves the global generator, the model's streams, the weights and the step unchanged.
+  const auto words = [](const Generator& g) {
+    const Generator::State s = g.state();
+    return std::vector<std::uint64_t>{s.words[0], s.words[1], s.words[2], s.words[3], s.has_spare_normal};
+  };
+  default_generator().seed_(1234);
+  const auto global_before = words(default_generator());
+  const nn::StateDict streams_before = nn::random_state(fresh.model);
+  {
+    nn::Checkpoint c = nn::read_checkpoint(dir.file("run/last.ckpt"));
+    Generator saved;  // the file's global state differs, so applying it would show
+    saved.set_state(nn::generator_state(c.extra["random"], "global", "test"));
+    REQUIRE(words(saved) != global_before);
+    c.optimizer.set("group.0.lr", std::numeric_limits<double>::infinity());
+    nn::write_checkpoint(dir.file("inf_lr.ckpt"), c);
+  }
+  CHECK(error_of([&] { fresh.trainer.resume(dir.file("inf_lr.ckpt")); }) ==
+        "Trainer::resume: '" + dir.file("inf_lr.ckpt") +
+            "': Adam: group 0: lr must be finite and >= 0, got inf in the state");
+  {
+    nn::Checkpoint c = nn::read_checkpoint(dir.file("run/last.ckpt"));
+    nn::StateDict random;
+    for (const auto& [key, value] : c.extra["random"].items())
+      if (key.rfind("model.", 0) != 0) random.set(key, value);  // the Dropout's stream left out
+    c.extra["random"] = random;
+    nn::write_checkpoint(dir.file("no_stream.ckpt"), c);
+  }
+  const std::string e = error_of([&] { fresh.trainer.resume(dir.file("no_stream.ckpt")); });
+  CHECK(e.rfind("Trainer::resume: '" + dir.file("no_stream.ckpt") +
+                    "': load_random_state: no saved state for the model's random stream '",
+                0) == 0);
+  CHECK(words(default_generator()) == global_before);
+  CHECK(nn::random_state(fresh.model) == streams_before);
+  CHECK(fresh.parameters() == untrained);
+  CHECK(fresh.trainer.step() == 0);
 }
