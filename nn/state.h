@@ -8,6 +8,8 @@
 //   nn::load_module_state(model, snapshot);                  // checks everything, then writes
 #pragma once
 
+#include "layer_fence.h"
+
 #include <concepts>
 #include <cstdint>
 #include <string>
@@ -17,7 +19,6 @@
 
 #include "../core/random.h"
 #include "../core/tensor.h"
-#include "layer_fence.h"
 #include "module.h"
 
 namespace ladon::nn {
