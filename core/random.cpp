@@ -39,6 +39,8 @@ Generator::State Generator::state() const {
 }
 
 void Generator::set_state(const State& state) {
+  LADON_CHECK((state.words[0] | state.words[1] | state.words[2] | state.words[3]) != 0, "Generator::set_state",
+              "the all-zero state is not a state of xoshiro256 (it would draw 0 forever)");
   const Guard hold(*this);
   for (int i = 0; i < 4; ++i) state_[i] = state.words[i];
   has_spare_normal_ = state.has_spare_normal;

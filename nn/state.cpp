@@ -210,6 +210,9 @@ Generator::State generator_state(const StateDict& state, const std::string& key,
   for (int i = 0; i < 4; ++i) g.words[i] = static_cast<std::uint64_t>(state.integer(key + "." + std::to_string(i), op));
   g.has_spare_normal = state.integer(key + ".has_spare", op) != 0;
   g.spare_normal = state.number(key + ".spare", op);
+  // Checked here, with the rest of the state, so a loader can validate every stream before it sets one.
+  LADON_CHECK((g.words[0] | g.words[1] | g.words[2] | g.words[3]) != 0, op, "random stream '", key,
+              "' is all zeros, which is not a state of xoshiro256");
   return g;
 }
 

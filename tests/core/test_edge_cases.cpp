@@ -168,6 +168,12 @@ TEST_CASE("random draws reject impossible parameters") {
   CHECK_THROWS_WITH_AS(normal({2}, 0.0, -1.0, gen), "normal: needs a finite mean and a finite std >= 0, got mean 0, std -1",
                        Error);
   CHECK(values(uniform({1}, 2.0, 2.0, gen))[0] == 2.0f);  // low == high is a constant
+  // xoshiro256 never leaves the all-zero state: a generator set to it would return 0 forever.
+  const Generator::State before = gen.state();
+  CHECK_THROWS_WITH_AS(gen.set_state(Generator::State{}),
+                       "Generator::set_state: the all-zero state is not a state of xoshiro256 (it would draw 0 forever)",
+                       Error);
+  for (int i = 0; i < 4; ++i) CHECK(gen.state().words[i] == before.words[i]);
 }
 
 // ---- threads ------------------------------------------------------------------------------------

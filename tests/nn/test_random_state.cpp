@@ -26,4 +26,8 @@ TEST_CASE("random_state: every Dropout's stream, by dotted name, restored exactl
   broken.erase("3.generator.spare");
   CHECK_THROWS_WITH_AS(nn::load_random_state(net, broken), doctest::Contains("3.generator.spare"), Error);
   CHECK(nn::random_state(net) == now);  // the failed call changed nothing
+  nn::StateDict zeroed = saved;
+  for (int i = 0; i < 4; ++i) zeroed.set("1.generator." + std::to_string(i), std::int64_t{0});
+  CHECK_THROWS_WITH_AS(nn::load_random_state(net, zeroed), doctest::Contains("'1.generator' is all zeros"), Error);
+  CHECK(nn::random_state(net) == now);
 }
