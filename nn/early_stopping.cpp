@@ -22,7 +22,9 @@ StateDict best_part(const StateDict& state) {
 
 EarlyStopping::EarlyStopping(Module& model, EarlyStoppingOptions options) : model_(&model), options_(options) {
   LADON_CHECK(options_.patience >= 1, kOp, "patience must be >= 1, got ", options_.patience);
-  LADON_CHECK(options_.min_delta >= 0.0, kOp, "min_delta must be >= 0, got ", options_.min_delta);
+  // Finite: with an infinite min_delta no epoch could ever improve.
+  LADON_CHECK(std::isfinite(options_.min_delta) && options_.min_delta >= 0.0, kOp,
+              "min_delta must be finite and >= 0, got ", options_.min_delta);
   best_ = options_.mode == MetricMode::min ? std::numeric_limits<double>::infinity()
                                            : -std::numeric_limits<double>::infinity();
 }

@@ -135,11 +135,13 @@ ReduceLROnPlateau::ReduceLROnPlateau(Optimizer& optimizer, ReduceLROnPlateauOpti
   const auto& o = options_;
   LADON_CHECK(o.factor > 0.0 && o.factor < 1.0, op, "factor must be in (0, 1), got ", o.factor);
   LADON_CHECK(o.patience >= 0, op, "patience must be >= 0, got ", o.patience);
-  LADON_CHECK(o.threshold >= 0.0, op, "threshold must be >= 0, got ", o.threshold);
+  // Finite: an infinite threshold makes no metric an improvement, an infinite eps no reduction big enough.
+  LADON_CHECK(std::isfinite(o.threshold) && o.threshold >= 0.0, op, "threshold must be finite and >= 0, got ",
+              o.threshold);
   LADON_CHECK(o.cooldown >= 0, op, "cooldown must be >= 0, got ", o.cooldown);
   // Finite: an infinite min_lr would set every group's lr to inf at the first reduction.
   LADON_CHECK(std::isfinite(o.min_lr) && o.min_lr >= 0.0, op, "min_lr must be finite and >= 0, got ", o.min_lr);
-  LADON_CHECK(o.eps >= 0.0, op, "eps must be >= 0, got ", o.eps);
+  LADON_CHECK(std::isfinite(o.eps) && o.eps >= 0.0, op, "eps must be finite and >= 0, got ", o.eps);
   best_ =
       o.mode == MetricMode::min ? std::numeric_limits<double>::infinity() : -std::numeric_limits<double>::infinity();
 }

@@ -50,7 +50,9 @@ Trainer::Trainer(mtl::MultiTaskModel& model, mtl::Balancer& balancer, nn::Optimi
                          std::pair{"patience", options_.patience}, std::pair{"checkpoint_every", options_.checkpoint_every}})
     LADON_CHECK(v >= 0, op, name, " must be >= 0, got ", v);
   LADON_CHECK(options_.eval_batch >= 1, op, "eval_batch must be >= 1, got ", options_.eval_batch);
-  LADON_CHECK(options_.min_delta >= 0, op, "min_delta must be >= 0, got ", options_.min_delta);
+  // Finite: with an infinite min_delta no evaluation could ever improve.
+  LADON_CHECK(std::isfinite(options_.min_delta) && options_.min_delta >= 0, op, "min_delta must be finite and >= 0, got ",
+              options_.min_delta);
   LADON_CHECK(balancer.num_tasks() == model.num_tasks(), op, "the balancer is for ", balancer.num_tasks(),
               " tasks, the model has ", model.num_tasks());
   const Monitor& m = options_.monitor;

@@ -113,8 +113,11 @@ TEST_CASE("EarlyStopping state round-trips, best weights included") {
 TEST_CASE("EarlyStopping errors") {
   nn::Linear model(1, 1);
   CHECK_THROWS_WITH_AS(nn::EarlyStopping(model, {.patience = 0}), "EarlyStopping: patience must be >= 1, got 0", Error);
-  CHECK_THROWS_WITH_AS(nn::EarlyStopping(model, {.min_delta = -1}), "EarlyStopping: min_delta must be >= 0, got -1",
-                       Error);
+  CHECK_THROWS_WITH_AS(nn::EarlyStopping(model, {.min_delta = -1}),
+                       "EarlyStopping: min_delta must be finite and >= 0, got -1", Error);
+  // An infinite min_delta means no epoch ever improves: a silent stop after `patience` epochs.
+  CHECK_THROWS_WITH_AS(nn::EarlyStopping(model, {.min_delta = std::numeric_limits<double>::infinity()}),
+                       "EarlyStopping: min_delta must be finite and >= 0, got inf", Error);
   nn::EarlyStopping stop(model);
   stop.step(std::nan(""));
   CHECK_THROWS_WITH_AS(stop.restore_best(), "EarlyStopping: restore_best: no epoch has improved yet (1 epochs seen)",

@@ -210,5 +210,10 @@ TEST_CASE("scheduler options are validated") {
   // An infinite min_lr would set every group's lr to inf at the first reduction.
   CHECK_THROWS_WITH_AS(nn::ReduceLROnPlateau(opt, {.min_lr = std::numeric_limits<double>::infinity()}),
                        "ReduceLROnPlateau: min_lr must be finite and >= 0, got inf", Error);
+  // An infinite threshold makes no metric an improvement; an infinite eps makes no reduction big enough.
+  CHECK_THROWS_WITH_AS(nn::ReduceLROnPlateau(opt, {.threshold = std::numeric_limits<double>::infinity()}),
+                       "ReduceLROnPlateau: threshold must be finite and >= 0, got inf", Error);
+  CHECK_THROWS_WITH_AS(nn::ReduceLROnPlateau(opt, {.eps = std::numeric_limits<double>::infinity()}),
+                       "ReduceLROnPlateau: eps must be finite and >= 0, got inf", Error);
   CHECK(opt.lr() == 1.0);  // failed constructions did not touch the lr
 }

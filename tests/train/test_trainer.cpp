@@ -264,6 +264,9 @@ TEST_CASE("Trainer: bad monitors, splits, resume files and folders are clear err
         "'delta_m'");
   CHECK(error_of([] { Run({.monitor = {.metric = "delta_m", .baselines = {1}}}); }) ==
         "Trainer: delta_m needs one baseline per reported task (2), got 1");
+  // An infinite min_delta would make every evaluation a non-improvement: the run would stop after patience.
+  CHECK(error_of([] { Run({.min_delta = std::numeric_limits<double>::infinity()}); }) ==
+        "Trainer: min_delta must be finite and >= 0, got inf");
   { std::ofstream(dir.file("file")) << "keep"; }
   CHECK(error_of([&] { Run({.out = dir.file("file/run")}); }) ==
         "History: cannot create output folder '" + dir.file("file/run") + "': Not a directory");
