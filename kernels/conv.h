@@ -61,6 +61,21 @@ void conv2d_direct_pack(const DirectConv& g, const float* weight, bool transpose
 void conv2d_direct(const DirectConv& g, const float* padded, const float* packed, const float* bias,
                    Activation activation, float* out);
 
+// The weight gradient of the same convolution, direct (no im2col): for one image,
+//   dw[o, c, i, j] += sum_{y, x} grad[o, y, x] padded[c, y + i, x + j],
+// accumulated in the packed layout of conv2d_direct_pack (conv2d_direct_packed_size floats, zeroed
+// by the caller before the first image) and added into a [out_channels, channels, kh, kw] weight
+// gradient by conv2d_direct_unpack_add. The output gradient goes in position-major:
+// conv2d_direct_grad_transpose writes grad_t[p * ld + o] = grad[o, p] (p = y * out_w + x;
+// ld = conv2d_direct_grad_ld(g), a multiple of 32, channels past out_channels zero), zeroed where
+// mask[o, p] <= 0 when mask (the ReLU's output) is given, and adds each channel's sum of those
+// values into bias_sum[o] when bias_sum is not null.
+std::int64_t conv2d_direct_grad_ld(const DirectConv& g);
+void conv2d_direct_grad_transpose(const DirectConv& g, const float* grad, const float* mask, float* grad_t,
+                                  float* bias_sum);
+void conv2d_direct_weight_grad(const DirectConv& g, const float* padded, const float* grad_t, float* packed_grad);
+void conv2d_direct_unpack_add(const DirectConv& g, const float* packed_grad, float* weight_grad);
+
 // Max pooling over `planes` planes of height x width (channels in w is ignored). Padding counts as
 // -infinity. argmax holds the winning element's offset within its plane (y * width + x); the first
 // maximum wins ties.

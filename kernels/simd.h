@@ -24,7 +24,9 @@ inline constexpr const char* kMultiversioned[] = {
 // dispatch on active_isa() themselves, with their own micro-kernels per set; their tests
 // (tests/kernels/test_gemm*.cpp) run every set of kIsas the CPU supports against the reference.
 // Nor conv2d_direct (conv_direct.cpp): AVX-512 only, hand-written like the GEMM micro-kernels;
-// tests/kernels/test_conv_direct.cpp checks it against a plain loop.
+// tests/kernels/test_conv_direct.cpp checks it against a plain loop. conv_pad is listed: its
+// baseline and avx2 variants run through Multiversion, its avx512 one is hand-written (conv.cpp),
+// and the variants test holds that one to the baseline like the others.
 
 template <auto Body>
 struct Multiversion {

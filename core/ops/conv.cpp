@@ -1,4 +1,5 @@
-// conv2d (im2col + GEMM), max/avg/adaptive-avg pooling, with their backwards.
+// conv2d (direct on AVX-512 where it applies, im2col + GEMM otherwise), max/avg/adaptive-avg
+// pooling, with their backwards.
 #include <algorithm>
 #include <mutex>
 #include <sstream>
@@ -81,8 +82,8 @@ struct ConvPlan {
   std::int64_t l = 0;           // output positions per image
   std::int64_t image = 0;       // input floats per image
   std::int64_t block = 1;       // images per column block
-  // Direct convolution (kernels/conv_direct.cpp) for the forward and, where its padding allows, the
-  // input gradient; im2col + GEMM otherwise (and always for the weight gradient).
+  // Direct convolution (kernels/conv_direct.cpp) for the forward and the weight gradient and, where
+  // its padding allows, the input gradient; im2col + GEMM otherwise.
   bool direct = false, direct_input_grad = false;
 
   ConvPlan(const kernels::Window2d& w_, std::int64_t groups_, std::int64_t n_, std::int64_t o_)
@@ -212,45 +213,67 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
         const float* pw = wc.data<float>();
         const float* py = activation == Activation::relu ? y.data<float>() : nullptr;
         const bool direct_x = need_x && p.direct_input_grad;
+        // The direct weight gradient (with the bias gradient from its transposed output gradient).
+        const bool direct_w = (need_w || need_b) && p.direct;
+        // The output gradient gathered into the GEMMs' [o, ld] column block, for what im2col serves.
+        const bool gather = (!direct_w && (need_w || need_b)) || (need_x && !direct_x);
         // The direct kernel writes every element of gx; col2im adds into it.
         Tensor gx = need_x ? (direct_x ? empty(xc.shape()) : zeros(xc.shape())) : Tensor();
         Tensor gw = need_w ? zeros(wc.shape()) : Tensor();
         Tensor gb = need_b ? zeros({p.o}) : Tensor();
         float* pgx = need_x ? gx.data<float>() : nullptr;
-        const kernels::DirectConv gd = p.input_grad_direct();
+        const kernels::DirectConv gf = p.forward_direct(), gd = p.input_grad_direct();
         Tensor packed;
         if (direct_x) {
           packed = empty({kernels::conv2d_direct_packed_size(gd)});
           kernels::conv2d_direct_pack(gd, pw, true, packed.data<float>());
         }
         std::mutex merge;
-        // Per thread: its blocks' weight gradient (transposed, [k, og] per group: the long
-        // dimension, the block's positions, is the GEMM's inner one) and bias gradient, added up
-        // into gw and gb at the end.
+        // Per thread: its images' weight gradient (im2col: transposed, [k, og] per group, as the
+        // long dimension, the block's positions, is the GEMM's inner one; direct: packed as
+        // conv2d_direct_pack's weights) and bias gradient, added up into gw and gb at the end.
         parallel_for(0, p.n, 1, [&](std::int64_t begin, std::int64_t end) {
           const std::int64_t cols = std::min(p.block, end - begin) * p.l;
-          Tensor col = empty({p.rows * cols}), gblock = empty({p.o * cols});
-          Tensor wpart = need_w ? zeros({p.groups * p.k * p.og}) : Tensor();
-          Tensor bpart = need_b ? zeros({p.o}) : Tensor(), bsum = need_b ? empty({p.o}) : Tensor();
+          const bool columns = (need_w && !direct_w) || (need_x && !direct_x);
+          Tensor col = columns ? empty({p.rows * cols}) : Tensor(), gblock = gather ? empty({p.o * cols}) : Tensor();
+          Tensor wpart;
+          if (need_w) wpart = zeros({direct_w ? kernels::conv2d_direct_packed_size(gf) : p.groups * p.k * p.og});
+          Tensor bpart = need_b ? zeros({p.o}) : Tensor(), bsum = need_b && !direct_w ? empty({p.o}) : Tensor();
           Tensor padded = direct_x ? empty({gd.channels * gd.padded_h * gd.padded_w}) : Tensor();
-          float* pc = col.data<float>();
-          float* pgb = gblock.data<float>();
+          Tensor grad_t = direct_w ? empty({p.l * kernels::conv2d_direct_grad_ld(gf)}) : Tensor();
+          Tensor padded_x = direct_w && need_w ? empty({gf.channels * gf.padded_h * gf.padded_w}) : Tensor();
+          float* pc = columns ? col.data<float>() : nullptr;
+          float* pgb = gather ? gblock.data<float>() : nullptr;
           for (std::int64_t first = begin; first < end; first += p.block) {
             const std::int64_t count = std::min(p.block, end - first), ld = count * p.l;
             // The output gradient as [o, ld], the ReLU's mask applied on the way.
-            if (need_w || need_b || (need_x && !direct_x))
+            if (gather)
               kernels::conv_gather(count, p.o, p.l, pg + first * p.o * p.l, py ? py + first * p.o * p.l : nullptr,
                                    pgb, ld);
-            if (need_b) {
-              kernels::sum_reduce(p.o, ld, 1, pgb, bsum.data<float>());
-              float* acc = bpart.data<float>();
-              for (std::int64_t r = 0; r < p.o; ++r) acc[r] += bsum.data<float>()[r];
-            }
-            if (need_w) {
-              p.fill_columns(px, first, count, pc);
-              for (std::int64_t g = 0; g < p.groups; ++g)
-                gemm(false, true, p.k, p.og, ld, 1.0f, pc + g * p.k * ld, ld, pgb + g * p.og * ld, ld, 1.0f,
-                     wpart.data<float>() + g * p.k * p.og, p.og, {});
+            if (direct_w) {
+              // Per image: the output gradient, masked and position-major (its channel sums are the
+              // bias gradient), against the padded image.
+              for (std::int64_t i = first; i < first + count; ++i) {
+                kernels::conv2d_direct_grad_transpose(gf, pg + i * p.o * p.l, py ? py + i * p.o * p.l : nullptr,
+                                                      grad_t.data<float>(), need_b ? bpart.data<float>() : nullptr);
+                if (!need_w) continue;
+                kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, px + i * p.image, nullptr,
+                                  padded_x.data<float>());
+                kernels::conv2d_direct_weight_grad(gf, padded_x.data<float>(), grad_t.data<float>(),
+                                                   wpart.data<float>());
+              }
+            } else {
+              if (need_b) {
+                kernels::sum_reduce(p.o, ld, 1, pgb, bsum.data<float>());
+                float* acc = bpart.data<float>();
+                for (std::int64_t r = 0; r < p.o; ++r) acc[r] += bsum.data<float>()[r];
+              }
+              if (need_w) {
+                p.fill_columns(px, first, count, pc);
+                for (std::int64_t g = 0; g < p.groups; ++g)
+                  gemm(false, true, p.k, p.og, ld, 1.0f, pc + g * p.k * ld, ld, pgb + g * p.og * ld, ld, 1.0f,
+                       wpart.data<float>() + g * p.k * p.og, p.og, {});
+              }
             }
             if (direct_x) {
               // The output gradient, masked and padded, convolved with the flipped weights.
@@ -270,7 +293,9 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
             }
           }
           std::lock_guard<std::mutex> lock(merge);
-          if (need_w) {
+          if (need_w && direct_w) {
+            kernels::conv2d_direct_unpack_add(gf, wpart.data<float>(), gw.data<float>());
+          } else if (need_w) {
             float* dst = gw.data<float>();
             const float* src = wpart.data<float>();
             for (std::int64_t g = 0; g < p.groups; ++g)

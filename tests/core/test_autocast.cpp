@@ -262,7 +262,10 @@ TEST_CASE("autocast: conv2d forward and gradients within the bf16 bound of float
   within(bf16.gx, fp32.gx, mag.gx, 576);  // 64 output channels x 9 taps
   within(bf16.gw, fp32.gw, mag.gw, 392);
   CHECK(bf16.gw.dtype() == Dtype::float32);
-  CHECK(values(bf16.gb) == values(fp32.gb));  // the bias gradient is a float32 sum, not a product
+  // The bias gradient is a float32 sum, not a product: float32 rounding apart (the float32 path sums
+  // it in another order, in the direct kernel's transpose), far inside bf16's 2^-8.
+  const Tensor bias_bound = sum(abs(g), {0, 2, 3}) * (392.0 / 16777216.0);
+  CHECK(max(abs(bf16.gb - fp32.gb) - bias_bound).item() <= 0.0);
   if (kernels::isa_supported(kernels::Isa::avx512_bf16)) {
     const kernels::IsaOverride emulate(kernels::Isa::avx512);
     const Result emulated = run(Precision::bf16, false);
