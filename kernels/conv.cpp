@@ -336,7 +336,8 @@ LADON_TARGET_AVX512 void max_pool2d_2x2_avx512(const Window2d& w, std::int64_t p
         const __m512i dy = _mm512_mullo_epi32(_mm512_srli_epi32(tap, 1), width);
         const __m512i at = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(top + 2 * ox0)),
                                             _mm512_add_epi32(even, _mm512_add_epi32(dx, dy)));  // even: 2 * lane
-        _mm512_mask_storeu_epi64(a + ox0, static_cast<__mmask8>(outs), _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at)));
+        _mm512_mask_storeu_epi64(a + ox0, static_cast<__mmask8>(outs),
+                                 _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at)));
         _mm512_mask_storeu_epi64(a + ox0 + 8, static_cast<__mmask8>(outs >> 8),
                                  _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(at, 1)));
       }
@@ -372,7 +373,8 @@ LADON_TARGET_AVX512 void max_pool2d_2x2_backward_avx512(const Window2d& w, std::
           const __m512 o =
               _mm512_mask_mov_ps(zero, _mm512_cmpeq_epi32_mask(at, _mm512_add_epi32(left, _mm512_set1_epi32(1))), gv);
           _mm512_mask_storeu_ps(gx + row, static_cast<__mmask16>(cols), _mm512_permutex2var_ps(e, mix_lo, o));
-          _mm512_mask_storeu_ps(gx + row + 16, static_cast<__mmask16>(cols >> 16), _mm512_permutex2var_ps(e, mix_hi, o));
+          _mm512_mask_storeu_ps(gx + row + 16, static_cast<__mmask16>(cols >> 16),
+                                _mm512_permutex2var_ps(e, mix_hi, o));
         }
       }
       for (std::int64_t r = 0; r < 2; ++r) {

@@ -162,8 +162,8 @@ constexpr auto kGradTiles = grad_tile_table(std::make_index_sequence<kRows>{});
 // grad_t[p * ldg + o] = grad[o * plane + p], zeroed where mask[o * plane + p] <= 0 (as conv_gather)
 // and for the padding channels o >= channels; sums[o] += the row's masked sum. 16 x 16 blocks,
 // transposed in registers.
-LADON_TARGET_AVX512 void grad_transpose_avx512(i64 channels, i64 plane, const float* grad, const float* mask,
-                                               i64 ldg, float* grad_t, float* sums) {
+LADON_TARGET_AVX512 void grad_transpose_avx512(i64 channels, i64 plane, const float* grad, const float* mask, i64 ldg,
+                                               float* grad_t, float* sums) {
   const __m512 zero = _mm512_setzero_ps();
   for (i64 o0 = 0; o0 < ldg; o0 += 16) {
     __m512 total = zero;  // lane l: channel o0 + l
@@ -194,7 +194,8 @@ LADON_TARGET_AVX512 void grad_transpose_avx512(i64 channels, i64 plane, const fl
     const i64 count = std::min<i64>(16, channels - o0);
     if (sums && count > 0) {
       const auto channel_mask = static_cast<__mmask16>((1u << count) - 1u);
-      _mm512_mask_storeu_ps(sums + o0, channel_mask, _mm512_add_ps(_mm512_maskz_loadu_ps(channel_mask, sums + o0), total));
+      _mm512_mask_storeu_ps(sums + o0, channel_mask,
+                            _mm512_add_ps(_mm512_maskz_loadu_ps(channel_mask, sums + o0), total));
     }
   }
 }

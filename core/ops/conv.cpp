@@ -357,25 +357,26 @@ ValuesIndices max_pool2d_with_indices(const Tensor& input, Size2 kernel, const P
       kernels::max_pool2d(w, end - begin, px + begin * in_plane, po + begin * out_plane, pi + begin * out_plane);
     });
   }
-  out = record(out, op, {s.x}, [indices, w, shape = s.x.shape(), planes = s.planes, in_plane, out_plane](
-                                   const Tensor& grad, const std::vector<bool>&) {
-    const Tensor gc = grad.contiguous();
-    // The 2x2 kernel writes every element of gx; the general one adds at the argmaxes.
-    const bool two_by_two = kernels::max_pool2d_is_2x2(w);
-    Tensor gx = two_by_two ? empty(shape) : zeros(shape);
-    const float* pg = gc.data<float>();
-    const std::int64_t* pi = indices.data<std::int64_t>();
-    float* pgx = gx.data<float>();
-    parallel_for(0, planes, plane_grain(w), [&](std::int64_t begin, std::int64_t end) {
-      if (two_by_two)
-        kernels::max_pool2d_2x2_backward(w, end - begin, pg + begin * out_plane, pi + begin * out_plane,
-                                         pgx + begin * in_plane);
-      else
-        kernels::max_pool2d_backward(end - begin, in_plane, out_plane, pg + begin * out_plane, pi + begin * out_plane,
-                                     pgx + begin * in_plane);
-    });
-    return Grads{gx};
-  });
+  out = record(out, op, {s.x},
+               [indices, w, shape = s.x.shape(), planes = s.planes, in_plane, out_plane](const Tensor& grad,
+                                                                                         const std::vector<bool>&) {
+                 const Tensor gc = grad.contiguous();
+                 // The 2x2 kernel writes every element of gx; the general one adds at the argmaxes.
+                 const bool two_by_two = kernels::max_pool2d_is_2x2(w);
+                 Tensor gx = two_by_two ? empty(shape) : zeros(shape);
+                 const float* pg = gc.data<float>();
+                 const std::int64_t* pi = indices.data<std::int64_t>();
+                 float* pgx = gx.data<float>();
+                 parallel_for(0, planes, plane_grain(w), [&](std::int64_t begin, std::int64_t end) {
+                   if (two_by_two)
+                     kernels::max_pool2d_2x2_backward(w, end - begin, pg + begin * out_plane, pi + begin * out_plane,
+                                                      pgx + begin * in_plane);
+                   else
+                     kernels::max_pool2d_backward(end - begin, in_plane, out_plane, pg + begin * out_plane,
+                                                  pi + begin * out_plane, pgx + begin * in_plane);
+                 });
+                 return Grads{gx};
+               });
   return {unbatch(input, out), unbatch(input, indices)};
 }
 

@@ -132,9 +132,9 @@ TEST_CASE("conv2d_direct_weight_grad: matches a plain loop for every tile shape,
   // kernels, 1, 2, 5, 6, 7, 10, 11, 12, 13: a last tile of every height from 1 to 14. 1 to 70 channels;
   // output planes from 1 x 1 to 28 x 28, whose positions run past every 16-position transpose block.
   const Case cases[] = {{1, 32, 3, 3, 30, 30}, {32, 64, 3, 3, 16, 16}, {3, 1, 1, 1, 4, 17},  {2, 17, 3, 3, 5, 16},
-                        {4, 70, 5, 3, 9, 32},  {5, 16, 3, 3, 3, 3},   {1, 33, 2, 2, 6, 15}, {2, 20, 1, 1, 3, 5},
-                        {5, 20, 1, 1, 3, 5},   {6, 48, 1, 1, 2, 9},   {7, 20, 1, 1, 3, 5},  {10, 20, 1, 1, 3, 5},
-                        {11, 20, 1, 1, 3, 5},  {12, 20, 1, 1, 3, 5},  {13, 20, 1, 1, 3, 5}, {1, 5, 1, 1, 4, 4}};
+                        {4, 70, 5, 3, 9, 32},  {5, 16, 3, 3, 3, 3},    {1, 33, 2, 2, 6, 15}, {2, 20, 1, 1, 3, 5},
+                        {5, 20, 1, 1, 3, 5},   {6, 48, 1, 1, 2, 9},    {7, 20, 1, 1, 3, 5},  {10, 20, 1, 1, 3, 5},
+                        {11, 20, 1, 1, 3, 5},  {12, 20, 1, 1, 3, 5},   {13, 20, 1, 1, 3, 5}, {1, 5, 1, 1, 4, 4}};
   for (const Case& t : cases)
     for (const bool masked : {false, true}) {
       CAPTURE(t.c);
@@ -144,8 +144,8 @@ TEST_CASE("conv2d_direct_weight_grad: matches a plain loop for every tile shape,
       CAPTURE(t.ph);
       CAPTURE(t.pw);
       CAPTURE(masked);
-      const DirectConv g{.channels = t.c, .out_channels = t.o, .kernel_h = t.kh, .kernel_w = t.kw, .padded_h = t.ph,
-                         .padded_w = t.pw};
+      const DirectConv g{
+          .channels = t.c, .out_channels = t.o, .kernel_h = t.kh, .kernel_w = t.kw, .padded_h = t.ph, .padded_w = t.pw};
       const i64 oh = t.ph - t.kh + 1, ow = t.pw - t.kw + 1, plane = oh * ow, k = t.c * t.kh * t.kw;
       const i64 ld = ladon::kernels::conv2d_direct_grad_ld(g);
       REQUIRE(ld % 32 == 0);
@@ -181,7 +181,7 @@ TEST_CASE("conv2d_direct_weight_grad: matches a plain loop for every tile shape,
                         gv * in[static_cast<std::size_t>((c * t.ph + y + i) * t.pw + x + j)];
             }
       }
-      CHECK(sums.back() == 0.5f);  // nothing past out_channels
+      CHECK(sums.back() == 0.5f);                   // nothing past out_channels
       std::vector<float> got(want_w.size(), 1.0f);  // unpack_add adds: 1 + the gradient
       ladon::kernels::conv2d_direct_unpack_add(g, packed.data(), got.data());
       i64 bad = 0;
