@@ -482,6 +482,15 @@ Bf16Kernel pick_bf16_kernel() {
 
 }  // namespace
 
+namespace {
+// Vectorises as written: bf16_bits is integer operations and selects.
+LADON_INLINE void round_to_bf16_body(std::int64_t n, float* x) {
+  for (std::int64_t i = 0; i < n; ++i) x[i] = std::bit_cast<float>(bf16_of(x[i]) << 16);
+}
+}  // namespace
+
+void round_to_bf16(std::int64_t n, float* x) { Multiversion<round_to_bf16_body>::run(n, x); }
+
 std::uint16_t float_to_bf16(float x) { return static_cast<std::uint16_t>(bf16_of(x)); }
 
 float bf16_to_float(std::uint16_t bits) { return low_half(bits); }

@@ -35,6 +35,10 @@ namespace ladon::kernels {
 std::uint16_t float_to_bf16(float x);
 // bfloat16 bits -> float32, exact.
 float bf16_to_float(std::uint16_t bits);
+// x[i] = bf16_to_float(float_to_bf16(x[i])) in place: float32 operands that hold bf16 values, for
+// kernels that multiply them in float32 (the direct convolution under bf16 autocast: a product of
+// two bf16 values is exact in float32).
+void round_to_bf16(std::int64_t n, float* x);
 
 void gemm_bf16(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
                std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc,

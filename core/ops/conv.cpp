@@ -1,11 +1,13 @@
 // conv2d (direct on AVX-512 where it applies, im2col + GEMM otherwise), max/avg/adaptive-avg
 // pooling, with their backwards.
+#include "../../kernels/conv.h"
+
 #include <algorithm>
 #include <mutex>
 #include <sstream>
 
-#include "../../kernels/conv.h"
 #include "../../kernels/gemm.h"
+#include "../../kernels/gemm_bf16.h"  // round_to_bf16
 #include "../../kernels/reduce.h"
 #include "../autocast.h"
 #include "../autograd.h"
@@ -85,6 +87,7 @@ struct ConvPlan {
   // Direct convolution (kernels/conv_direct.cpp) for the forward and the weight gradient and, where
   // its padding allows, the input gradient; im2col + GEMM otherwise.
   bool direct = false, direct_input_grad = false;
+  bool bf16 = false;  // bf16 autocast: the direct kernel's operands rounded to bf16
 
   ConvPlan(const kernels::Window2d& w_, std::int64_t groups_, std::int64_t n_, std::int64_t o_)
       : w(w_), groups(groups_), n(n_), c(w_.channels), o(o_) {
@@ -97,16 +100,24 @@ struct ConvPlan {
     block = std::max<std::int64_t>(1, std::min(kBlockColumns / l, kBlockFloats / (rows * l)));
   }
 
-  // Where the direct kernel applies: float32 (bf16 products go through gemm_bf16), one group,
-  // stride and dilation 1, and a CPU with AVX-512. Measured on Zen 5, in one run against the im2col
-  // path (train_step cnn, batch 128, median of 3, a loaded machine): 1.04x per step on 1 thread,
-  // 1.23x on 2; bench_conv conv 32 -> 64 forward 74 -> 87 GFLOP/s.
+  // Where the direct kernel applies: one group, stride and dilation 1, and a CPU with AVX-512.
+  // Measured on Zen 5, in one run against the im2col path (train_step cnn, batch 128, median of 3,
+  // a loaded machine): 1.04x per step on 1 thread, 1.23x on 2; bench_conv conv 32 -> 64 forward
+  // 74 -> 87 GFLOP/s. Under bf16 autocast too: its operands (the padded images and gradients, the
+  // packed weights) are rounded to bf16 as they are made (to_precision), and their products, exact
+  // in float32, summed in float32 as gemm_bf16 sums them (in another order). On the Intel Xeon
+  // (AVX-512) that made the bf16 CNN step 1.5x faster than im2col + gemm_bf16.
   void choose_direct(Precision precision) {
-    direct = precision == Precision::fp32 && groups == 1 && w.stride_h == 1 && w.stride_w == 1 &&
-             w.dilation_h == 1 && w.dilation_w == 1 && kernels::conv2d_direct_available();
+    bf16 = precision == Precision::bf16;
+    direct = groups == 1 && w.stride_h == 1 && w.stride_w == 1 && w.dilation_h == 1 && w.dilation_w == 1 &&
+             kernels::conv2d_direct_available();
     // The input gradient of a stride-1 convolution is the convolution of the output gradient,
     // padded by kernel - 1 - padding, with the weights' channel roles swapped and taps reversed.
     direct_input_grad = direct && w.pad_h <= w.kernel_h - 1 && w.pad_w <= w.kernel_w - 1;
+  }
+  // A direct kernel's operand buffer of n floats, made: rounded to bf16 under bf16 autocast.
+  void to_precision(std::int64_t n, float* x) const {
+    if (bf16) kernels::round_to_bf16(n, x);
   }
   kernels::DirectConv forward_direct() const {
     return {.channels = c, .out_channels = o, .kernel_h = w.kernel_h, .kernel_w = w.kernel_w,
@@ -166,6 +177,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
     const kernels::DirectConv g = plan.forward_direct();
     Tensor packed = empty({kernels::conv2d_direct_packed_size(g)});
     kernels::conv2d_direct_pack(g, wc.data<float>(), false, packed.data<float>());
+    plan.to_precision(packed.numel(), packed.data<float>());
     const float* pk = packed.data<float>();
     const ConvPlan& p = plan;
     parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
@@ -173,6 +185,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
       for (std::int64_t i = begin; i < end; ++i) {
         kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, px + i * p.image, nullptr,
                           padded.data<float>());
+        p.to_precision(padded.numel(), padded.data<float>());
         kernels::conv2d_direct(g, padded.data<float>(), pk, pb, activation, po + i * p.o * p.l);
       }
     });
@@ -227,6 +240,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
         if (direct_x) {
           packed = empty({kernels::conv2d_direct_packed_size(gd)});
           kernels::conv2d_direct_pack(gd, pw, true, packed.data<float>());
+          p.to_precision(packed.numel(), packed.data<float>());
         }
         std::mutex merge;
         // Per thread: its images' weight gradient (im2col: transposed, [k, og] per group, as the
@@ -257,8 +271,10 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
                 kernels::conv2d_direct_grad_transpose(gf, pg + i * p.o * p.l, py ? py + i * p.o * p.l : nullptr,
                                                       grad_t.data<float>(), need_b ? bpart.data<float>() : nullptr);
                 if (!need_w) continue;
+                p.to_precision(grad_t.numel(), grad_t.data<float>());  // after the bias sums: float32
                 kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, px + i * p.image, nullptr,
                                   padded_x.data<float>());
+                p.to_precision(padded_x.numel(), padded_x.data<float>());
                 kernels::conv2d_direct_weight_grad(gf, padded_x.data<float>(), grad_t.data<float>(),
                                                    wpart.data<float>());
               }
@@ -280,6 +296,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
               for (std::int64_t i = first; i < first + count; ++i) {
                 kernels::conv_pad(p.o, p.w.out_h, p.w.out_w, p.grad_pad_h(), p.grad_pad_w(), pg + i * p.o * p.l,
                                   py ? py + i * p.o * p.l : nullptr, padded.data<float>());
+                p.to_precision(padded.numel(), padded.data<float>());
                 kernels::conv2d_direct(gd, padded.data<float>(), packed.data<float>(), nullptr,
                                        kernels::Activation::none, pgx + i * p.image);
               }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "helpers.h"
+#include "kernels/conv.h"  // conv2d_direct_available
 #include "kernels/isa.h"
 #include "ladon.h"
 
@@ -274,5 +275,17 @@ TEST_CASE("autocast: conv2d forward and gradients within the bf16 bound of float
     CHECK(values(emulated.gw) == values(bf16.gw));
   } else {
     MESSAGE("no AVX512_BF16 on this CPU: only the emulation ran");
+  }
+  if (kernels::conv2d_direct_available()) {
+    // With AVX-512 the bf16 products run in the direct convolution on rounded operands; under AVX2
+    // in im2col + gemm_bf16. Same products, float32 sums in another order: float32 rounding apart.
+    const kernels::IsaOverride avx2(kernels::Isa::avx2);
+    const Result gemm_path = run(Precision::bf16, false);
+    const auto close = [](const Tensor& got, const Tensor& want, const Tensor& magnitude, double k) {
+      CHECK(max(abs(got - want) - magnitude * (k / 16777216.0)).item() <= 1e-6 * max(magnitude).item());
+    };
+    close(gemm_path.y, bf16.y, mag.y, 288);
+    close(gemm_path.gx, bf16.gx, mag.gx, 576);
+    close(gemm_path.gw, bf16.gw, mag.gw, 392);
   }
 }

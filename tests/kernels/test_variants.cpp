@@ -1,13 +1,14 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <cmath>
 #include <cstdint>
-#include <functional>
-#include <limits>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <random>
 #include <set>
 #include <sstream>
@@ -17,6 +18,7 @@
 
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/isa.h"
 #include "kernels/norm.h"
 #include "kernels/optim.h"
@@ -404,6 +406,24 @@ void conv_rows() {
   });
 }
 
+void bf16_rows() {
+  // Rounding to bf16 in place: NaN, infinities, zeros, ties at every vector tail (values() has
+  // them), the same bits as the scalar float_to_bf16.
+  check_variants("round_to_bf16", "round_to_bf16", [](i64 n) {
+    std::vector<float> x = values(n, 37);
+    for (std::size_t i = 8; i < x.size(); i += 5)
+      x[i] = std::bit_cast<float>(static_cast<std::uint32_t>(0x3f808000u + (i & 1u) * 0x10000u));  // ties
+    std::vector<float> out = x;
+    ladon::kernels::round_to_bf16(static_cast<i64>(out.size()), out.data());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const float want = ladon::kernels::bf16_to_float(ladon::kernels::float_to_bf16(x[i]));
+      CHECK((std::isnan(want) ? std::isnan(out[i])
+                              : std::bit_cast<std::uint32_t>(out[i]) == std::bit_cast<std::uint32_t>(want)));
+    }
+    return out;
+  });
+}
+
 void layer_norm_variant_rows() {
   // Three rows of n values (n = 0 has no rows to normalise), with and without the affine.
   for (const bool affine : {false, true}) {
@@ -441,6 +461,7 @@ TEST_CASE("every multiversioned kernel: every instruction set matches the baseli
   pool_rows();
   conv_rows();
   layer_norm_variant_rows();
+  bf16_rows();
   for (const char* kernel : ladon::kernels::kMultiversioned) {
     CAPTURE(kernel);
     CHECK_MESSAGE(covered().count(kernel) == 1, "no variants row in tests/kernels/test_variants.cpp");
