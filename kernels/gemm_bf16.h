@@ -52,8 +52,9 @@ void gemm_bf16_with_isa(Isa isa, bool trans_a, bool trans_b, std::int64_t m, std
                         float* c, std::int64_t ldc, const Epilogue& epilogue = {});
 
 // The two micro-kernels of the Isa::avx512_bf16 level, which gemm_bf16 runs there (fma on Intel
-// CPUs, dot elsewhere), and one of them forced, for tests and benchmarks: dot needs AVX512_BF16,
-// fma AVX-512; std::invalid_argument when the CPU lacks it.
+// CPUs, dot elsewhere and for products under 14 x 16 x 16 on Intel too), and one of them forced,
+// for tests and benchmarks: dot needs AVX512_BF16, fma AVX-512; std::invalid_argument when the CPU
+// lacks it.
 enum class Bf16Kernel { dot, fma };
 Bf16Kernel gemm_bf16_kernel();
 void gemm_bf16_with_kernel(Bf16Kernel kernel, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,

@@ -327,6 +327,25 @@ TEST_CASE("gemm_bf16: k == 0 or alpha == 0 scales C by beta; an IsaOverride pick
   }
 }
 
+TEST_CASE("gemm_bf16: where both AVX512_BF16-level kernels run, they give the same bits") {
+  // gemm_bf16 mixes them by shape on Intel (thin products on vdpbf16ps, the rest on FMAs): that
+  // must never show in a result. Shapes on both sides of the rule (14 rows, 16 columns, 16 k).
+  if (supported_kernels().size() < 2) {
+    MESSAGE("this CPU runs one AVX512_BF16-level kernel at most");
+    return;
+  }
+  std::mt19937 rng(11);
+  const Case cases[] = {{200, 300, 1000, false, false}, {61, 95, 777, true, false}, {130, 47, 1601, false, true},
+                        {32, 8, 64, false, true},       {1, 16, 32, true, false},   {32, 16, 1, false, false},
+                        {13, 15, 15, true, true}};
+  for (const Case& c : cases) {
+    CAPTURE(describe(c));
+    const Problem p(c, rng);
+    CHECK(p.run(Bf16Kernel::dot) == p.run(Bf16Kernel::fma));
+    CHECK(p.run(Isa::avx512_bf16) == p.run(Bf16Kernel::fma));  // what gemm_bf16 picks for the shape
+  }
+}
+
 TEST_CASE("gemm_bf16: denormal sums flush to zero in every variant, as vdpbf16ps does") {
   // A = [[t, t], [s, 0]], B = [[t, s], [t, 0]] with t = 2^-70, s = 2^-60 (normal floats, exact in
   // bf16). C(0, 0) = t t + t t: each step's sum (2^-140) is a float32 denormal and flushes, so 0;
