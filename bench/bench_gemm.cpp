@@ -55,7 +55,7 @@ void run(benchmark::State& state, Impl impl, Shape s, bool trans_a, bool trans_b
         ladon::kernels::sgemm_with_isa(Isa::avx2, trans_a, trans_b, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb,
                                        0.0f, c.data(), s.n);
         break;
-      case Impl::bf16:  // bf16 inputs, float32 sums: native vdpbf16ps where the CPU has it, else emulated
+      case Impl::bf16:  // bf16 inputs, float32 sums: gemm_bf16's kernel for this CPU (gemm_bf16.h)
         ladon::kernels::gemm_bf16(trans_a, trans_b, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(),
                                   s.n);
         break;
@@ -145,7 +145,9 @@ int main(int argc, char** argv) {
   register_all();
   register_threaded();
   std::printf("ladon isa: %s (ours_bf16 %s); OpenBLAS core: %s\n", ladon::kernels::isa_name(ladon::kernels::best_isa()),
-              ladon::kernels::isa_supported(Isa::avx512_bf16) ? "native" : "emulated",
+              !ladon::kernels::isa_supported(Isa::avx512_bf16)                        ? "emulated"
+              : ladon::kernels::gemm_bf16_kernel() == ladon::kernels::Bf16Kernel::dot ? "vdpbf16ps"
+                                                                                      : "fma on bf16 halves",
               openblas_get_corename());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "gemm_internal.h"  // LADON_TARGET_AVX512, intrinsics
 #include "simd.h"
 
 namespace ladon::kernels {
@@ -145,8 +146,44 @@ LADON_INLINE void conv_pad_body(std::int64_t channels, std::int64_t height, std:
 }
 }  // namespace
 
+namespace {
+#if LADON_X86
+// conv_pad_body by hand for AVX-512, where the direct convolution (conv_direct.cpp) pads every image
+// of a forward and both gradients. Its rows are short (14 and 28 floats in the CNN of bench/): the
+// compiled body runs them through scalar remainder loops, at a third of the step's direct
+// convolution time; here each row is whole vectors, the last one masked, stored at its offset.
+LADON_TARGET_AVX512 void conv_pad_avx512(std::int64_t channels, std::int64_t height, std::int64_t width,
+                                         std::int64_t pad_h, std::int64_t pad_w, const float* src, const float* mask,
+                                         float* dst) {
+  const std::int64_t pw = width + 2 * pad_w, ph = height + 2 * pad_h;
+  const __m512 zero = _mm512_setzero_ps();
+  for (std::int64_t c = 0; c < channels; ++c) {
+    float* plane = dst + c * ph * pw;
+    std::fill(plane, plane + pad_h * pw, 0.0f);
+    for (std::int64_t y = 0; y < height; ++y) {
+      float* row = plane + (y + pad_h) * pw;
+      const float* in = src + (c * height + y) * width;
+      const float* m = mask ? mask + (c * height + y) * width : nullptr;
+      std::fill(row, row + pad_w, 0.0f);
+      for (std::int64_t x = 0; x < width; x += 16) {
+        const auto lanes = static_cast<__mmask16>(width - x >= 16 ? 0xffffu : (1u << (width - x)) - 1u);
+        __m512 v = _mm512_maskz_loadu_ps(lanes, in + x);
+        if (m) v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(lanes, m + x), zero, _CMP_GT_OQ), v);
+        _mm512_mask_storeu_ps(row + pad_w + x, lanes, v);
+      }
+      std::fill(row + pad_w + width, row + pw, 0.0f);
+    }
+    std::fill(plane + (pad_h + height) * pw, plane + ph * pw, 0.0f);
+  }
+}
+#endif
+}  // namespace
+
 void conv_pad(std::int64_t channels, std::int64_t height, std::int64_t width, std::int64_t pad_h, std::int64_t pad_w,
               const float* src, const float* mask, float* dst) {
+#if LADON_X86
+  if (active_isa() >= Isa::avx512) return conv_pad_avx512(channels, height, width, pad_h, pad_w, src, mask, dst);
+#endif
   Multiversion<conv_pad_body>::run(channels, height, width, pad_h, pad_w, src, mask, dst);
 }
 
@@ -214,11 +251,166 @@ LADON_INLINE void max_pool2d_2x2_body(const Window2d& w, std::int64_t planes, co
     }
 }
 
+// Its backward, writing every element of grad_x: the 2x2 windows do not overlap, so each input
+// element is the winner of its window (the output gradient) or not (0), and the elements past the
+// last window of an odd height or width are 0. No zeroed buffer, no scatter.
+LADON_INLINE void max_pool2d_2x2_backward_body(const Window2d& w, std::int64_t planes, const float* grad_out,
+                                               const std::int64_t* argmax, float* grad_x) {
+  const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
+  for (std::int64_t p = 0; p < planes; ++p) {
+    float* gx = grad_x + p * plane;
+    for (std::int64_t oy = 0; oy < w.out_h; ++oy) {
+      const float* __restrict g = grad_out + p * out_plane + oy * w.out_w;
+      const std::int64_t* __restrict a = argmax + p * out_plane + oy * w.out_w;
+      for (std::int64_t r = 0; r < 2; ++r) {
+        const std::int64_t row = (2 * oy + r) * w.width;
+        float* __restrict dst = gx + row;
+        for (std::int64_t ox = 0; ox < w.out_w; ++ox) {
+          dst[2 * ox] = a[ox] == row + 2 * ox ? g[ox] : 0.0f;
+          dst[2 * ox + 1] = a[ox] == row + 2 * ox + 1 ? g[ox] : 0.0f;
+        }
+        std::fill(dst + 2 * w.out_w, dst + w.width, 0.0f);
+      }
+    }
+    std::fill(gx + 2 * w.out_h * w.width, gx + plane, 0.0f);
+  }
+}
+
+#if LADON_X86
+// GCC 12 flags the placeholder inside _mm512_undefined_* (used by the conversions, shifts and
+// inserts) as uninitialized; a known false positive (as in gemm_internal.h).
+#if !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+// Both by hand for AVX-512 (the compiled bodies copy each tile through a local buffer, and the
+// backward's stride-2 stores do not vectorise): 16 windows at a time, their two input rows as 32
+// floats each, split into even and odd columns by a permute. Offsets are computed in int32
+// lanes, so only for planes below 2^31 elements (max_pool2d_2x2_fits).
+bool max_pool2d_2x2_fits(const Window2d& w) { return w.height * w.width < (std::int64_t{1} << 31); }
+
+LADON_TARGET_AVX512 __mmask32 first_lanes32(std::int64_t n) {
+  return n >= 32 ? 0xffffffffu : static_cast<__mmask32>((std::uint32_t{1} << n) - 1u);
+}
+LADON_TARGET_AVX512 __mmask16 first_lanes16(std::int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xffffu) : static_cast<__mmask16>((1u << n) - 1u);
+}
+
+LADON_TARGET_AVX512 void max_pool2d_2x2_avx512(const Window2d& w, std::int64_t planes, const float* x, float* out,
+                                               std::int64_t* argmax) {
+  const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i width = _mm512_set1_epi32(static_cast<int>(w.width));
+  for (std::int64_t p = 0; p < planes; ++p)
+    for (std::int64_t oy = 0; oy < w.out_h; ++oy) {
+      const std::int64_t top = 2 * oy * w.width;
+      const float* in = x + p * plane + top;
+      float* o = out + p * out_plane + oy * w.out_w;
+      std::int64_t* a = argmax + p * out_plane + oy * w.out_w;
+      for (std::int64_t ox0 = 0; ox0 < w.out_w; ox0 += 16) {
+        const std::int64_t count = std::min<std::int64_t>(16, w.out_w - ox0);
+        const __mmask32 cols = first_lanes32(2 * count);
+        __m512 cand[4];  // taps 0, 1: top row even, odd; 2, 3: bottom row
+        for (int r = 0; r < 2; ++r) {
+          const float* src = in + r * w.width + 2 * ox0;
+          const __m512 lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>(cols), src);
+          const __m512 hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>(cols >> 16), src + 16);
+          cand[2 * r] = _mm512_permutex2var_ps(lo, even, hi);
+          cand[2 * r + 1] = _mm512_permutex2var_ps(lo, odd, hi);
+        }
+        __m512 best = cand[0];
+        __m512i tap = _mm512_setzero_si512();
+        for (int t = 1; t < 4; ++t) {
+          // As take_max: a greater value or a NaN wins, so the first maximum wins ties.
+          const __mmask16 take =
+              _mm512_cmp_ps_mask(cand[t], best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(cand[t], cand[t], _CMP_UNORD_Q);
+          best = _mm512_mask_mov_ps(best, take, cand[t]);
+          tap = _mm512_mask_mov_epi32(tap, take, _mm512_set1_epi32(t));
+        }
+        const __mmask16 outs = first_lanes16(count);
+        _mm512_mask_storeu_ps(o + ox0, outs, best);
+        // top + 2 (ox0 + lane) + (tap & 1) + (tap >> 1) * width
+        const __m512i dx = _mm512_and_si512(tap, _mm512_set1_epi32(1));
+        const __m512i dy = _mm512_mullo_epi32(_mm512_srli_epi32(tap, 1), width);
+        const __m512i at = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(top + 2 * ox0)),
+                                            _mm512_add_epi32(even, _mm512_add_epi32(dx, dy)));  // even: 2 * lane
+        _mm512_mask_storeu_epi64(a + ox0, static_cast<__mmask8>(outs),
+                                 _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at)));
+        _mm512_mask_storeu_epi64(a + ox0 + 8, static_cast<__mmask8>(outs >> 8),
+                                 _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(at, 1)));
+      }
+    }
+}
+
+LADON_TARGET_AVX512 void max_pool2d_2x2_backward_avx512(const Window2d& w, std::int64_t planes, const float* grad_out,
+                                                        const std::int64_t* argmax, float* grad_x) {
+  const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
+  // Interleaves the even-column values e and the odd-column values o of 16 windows into 32 floats.
+  const __m512i mix_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i mix_hi = _mm512_add_epi32(mix_lo, _mm512_set1_epi32(8));
+  const __m512i lane2 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512 zero = _mm512_setzero_ps();
+  for (std::int64_t p = 0; p < planes; ++p) {
+    float* gx = grad_x + p * plane;
+    for (std::int64_t oy = 0; oy < w.out_h; ++oy) {
+      const float* g = grad_out + p * out_plane + oy * w.out_w;
+      const std::int64_t* a = argmax + p * out_plane + oy * w.out_w;
+      for (std::int64_t ox0 = 0; ox0 < w.out_w; ox0 += 16) {
+        const std::int64_t count = std::min<std::int64_t>(16, w.out_w - ox0);
+        const __mmask16 outs = first_lanes16(count);
+        const __m512 gv = _mm512_maskz_loadu_ps(outs, g + ox0);
+        const __m256i a_lo = _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(static_cast<__mmask8>(outs), a + ox0));
+        const __m256i a_hi =
+            _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(static_cast<__mmask8>(outs >> 8), a + ox0 + 8));
+        const __m512i at = _mm512_inserti64x4(_mm512_castsi256_si512(a_lo), a_hi, 1);
+        const __mmask32 cols = first_lanes32(2 * count);
+        for (std::int64_t r = 0; r < 2; ++r) {
+          const std::int64_t row = (2 * oy + r) * w.width + 2 * ox0;
+          const __m512i left = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(row)), lane2);
+          const __m512 e = _mm512_mask_mov_ps(zero, _mm512_cmpeq_epi32_mask(at, left), gv);
+          const __m512 o =
+              _mm512_mask_mov_ps(zero, _mm512_cmpeq_epi32_mask(at, _mm512_add_epi32(left, _mm512_set1_epi32(1))), gv);
+          _mm512_mask_storeu_ps(gx + row, static_cast<__mmask16>(cols), _mm512_permutex2var_ps(e, mix_lo, o));
+          _mm512_mask_storeu_ps(gx + row + 16, static_cast<__mmask16>(cols >> 16),
+                                _mm512_permutex2var_ps(e, mix_hi, o));
+        }
+      }
+      for (std::int64_t r = 0; r < 2; ++r) {
+        float* row = gx + (2 * oy + r) * w.width;
+        std::fill(row + 2 * w.out_w, row + w.width, 0.0f);
+      }
+    }
+    std::fill(gx + 2 * w.out_h * w.width, gx + plane, 0.0f);
+  }
+}
+#if !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif  // LADON_X86
+
 }  // namespace
 
+bool max_pool2d_is_2x2(const Window2d& w) {
+  return w.kernel_h == 2 && w.kernel_w == 2 && w.stride_h == 2 && w.stride_w == 2 && w.pad_h == 0 && w.pad_w == 0 &&
+         w.dilation_h == 1 && w.dilation_w == 1;
+}
+
+void max_pool2d_2x2_backward(const Window2d& w, std::int64_t planes, const float* grad_out, const std::int64_t* argmax,
+                             float* grad_x) {
+#if LADON_X86
+  if (active_isa() >= Isa::avx512 && max_pool2d_2x2_fits(w))
+    return max_pool2d_2x2_backward_avx512(w, planes, grad_out, argmax, grad_x);
+#endif
+  Multiversion<max_pool2d_2x2_backward_body>::run(w, planes, grad_out, argmax, grad_x);
+}
+
 void max_pool2d(const Window2d& w, std::int64_t planes, const float* x, float* out, std::int64_t* argmax) {
-  if (w.kernel_h == 2 && w.kernel_w == 2 && w.stride_h == 2 && w.stride_w == 2 && w.pad_h == 0 && w.pad_w == 0 &&
-      w.dilation_h == 1 && w.dilation_w == 1) {
+  if (max_pool2d_is_2x2(w)) {
+#if LADON_X86
+    if (active_isa() >= Isa::avx512 && max_pool2d_2x2_fits(w)) return max_pool2d_2x2_avx512(w, planes, x, out, argmax);
+#endif
     Multiversion<max_pool2d_2x2_body>::run(w, planes, x, out, argmax);
     return;
   }

@@ -61,6 +61,21 @@ void conv2d_direct_pack(const DirectConv& g, const float* weight, bool transpose
 void conv2d_direct(const DirectConv& g, const float* padded, const float* packed, const float* bias,
                    Activation activation, float* out);
 
+// The weight gradient of the same convolution, direct (no im2col): for one image,
+//   dw[o, c, i, j] += sum_{y, x} grad[o, y, x] padded[c, y + i, x + j],
+// accumulated in the packed layout of conv2d_direct_pack (conv2d_direct_packed_size floats, zeroed
+// by the caller before the first image) and added into a [out_channels, channels, kh, kw] weight
+// gradient by conv2d_direct_unpack_add. The output gradient goes in position-major:
+// conv2d_direct_grad_transpose writes grad_t[p * ld + o] = grad[o, p] (p = y * out_w + x;
+// ld = conv2d_direct_grad_ld(g), a multiple of 32, channels past out_channels zero), zeroed where
+// mask[o, p] <= 0 when mask (the ReLU's output) is given, and adds each channel's sum of those
+// values into bias_sum[o] when bias_sum is not null.
+std::int64_t conv2d_direct_grad_ld(const DirectConv& g);
+void conv2d_direct_grad_transpose(const DirectConv& g, const float* grad, const float* mask, float* grad_t,
+                                  float* bias_sum);
+void conv2d_direct_weight_grad(const DirectConv& g, const float* padded, const float* grad_t, float* packed_grad);
+void conv2d_direct_unpack_add(const DirectConv& g, const float* packed_grad, float* weight_grad);
+
 // Max pooling over `planes` planes of height x width (channels in w is ignored). Padding counts as
 // -infinity. argmax holds the winning element's offset within its plane (y * width + x); the first
 // maximum wins ties.
@@ -68,6 +83,13 @@ void max_pool2d(const Window2d& w, std::int64_t planes, const float* x, float* o
 // grad_x[plane, argmax] += grad_out; grad_x must be zeroed by the caller.
 void max_pool2d_backward(std::int64_t planes, std::int64_t in_plane, std::int64_t out_plane, const float* grad_out,
                          const std::int64_t* argmax, float* grad_x);
+// The 2x2 window of stride 2 without padding or dilation, max_pool2d's fast case: its windows do
+// not overlap, so max_pool2d_2x2_backward writes every element of grad_x (the output gradient at
+// each window's argmax, 0 elsewhere and past the last window of an odd height or width), into an
+// uninitialised grad_x. Only for a window where max_pool2d_is_2x2.
+bool max_pool2d_is_2x2(const Window2d& w);
+void max_pool2d_2x2_backward(const Window2d& w, std::int64_t planes, const float* grad_out, const std::int64_t* argmax,
+                             float* grad_x);
 
 // Average pooling. count_include_pad: divide by kh * kw (padding counts as zeros); otherwise by the
 // number of real elements under the window.

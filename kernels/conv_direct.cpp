@@ -107,6 +107,110 @@ constexpr auto tile_table(std::index_sequence<I...>) {
 }
 constexpr auto kTiles = tile_table(std::make_index_sequence<kRows>{});
 
+// The weight gradient's tile: MR consecutive steps t = (c, i, j) of the forward's sum x 16 NV output
+// channels, summed over every output position (y, x) of one image:
+//   dw[t][o] += sum_{y, x} padded[offsets[t] + y * padded_w + x] * grad_t[(y * out_w + x) * ldg + o].
+// The forward's tile with the roles of positions and steps exchanged: per position, NV gradient
+// vectors (the output gradient transposed to position-major by conv2d_direct_grad_transpose) and MR
+// broadcasts of the input. The accumulators live across the image's whole position loop, and are
+// added into the packed weight gradient (the layout of conv2d_direct_pack) once per image.
+template <int MR, int NV>
+LADON_TARGET_AVX512 void weight_grad_tile(i64 out_h, i64 out_w, i64 padded_w, const i64* __restrict offsets,
+                                          const float* __restrict in, const float* __restrict grad_t, i64 ldg,
+                                          float* __restrict dw) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_ps();
+  i64 off[MR];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m) off[m] = offsets[m];
+  for (i64 y = 0; y < out_h; ++y) {
+    const float* row = in + y * padded_w;
+    const float* g = grad_t + y * out_w * ldg;
+    for (i64 x = 0; x < out_w; ++x) {
+      __m512 gv[NV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) gv[v] = _mm512_loadu_ps(g + x * ldg + 16 * v);
+#pragma GCC unroll 16
+      for (int m = 0; m < MR; ++m) {
+        const __m512 av = _mm512_set1_ps(row[off[m] + x]);
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_fmadd_ps(av, gv[v], acc[m][v]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      float* d = dw + m * kPanel + 16 * v;
+      _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), acc[m][v]));
+    }
+}
+
+using GradTileFn = void (*)(i64, i64, i64, const i64*, const float*, const float*, i64, float*);
+
+template <std::size_t... I>
+constexpr auto grad_tile_table(std::index_sequence<I...>) {
+  return std::array<std::array<GradTileFn, 2>, sizeof...(I)>{
+      {{&weight_grad_tile<static_cast<int>(I) + 1, 1>, &weight_grad_tile<static_cast<int>(I) + 1, 2>}...}};
+}
+constexpr auto kGradTiles = grad_tile_table(std::make_index_sequence<kRows>{});
+
+// grad_t[p * ldg + o] = grad[o * plane + p], zeroed where mask[o * plane + p] <= 0 (as conv_gather)
+// and for the padding channels o >= channels; sums[o] += the row's masked sum. 16 x 16 blocks,
+// transposed in registers.
+LADON_TARGET_AVX512 void grad_transpose_avx512(i64 channels, i64 plane, const float* grad, const float* mask, i64 ldg,
+                                               float* grad_t, float* sums) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (i64 o0 = 0; o0 < ldg; o0 += 16) {
+    __m512 total = zero;  // lane l: channel o0 + l
+    for (i64 p0 = 0; p0 < plane; p0 += 16) {
+      const i64 count = std::min<i64>(16, plane - p0);
+      const auto position_mask = static_cast<__mmask16>((1u << count) - 1u);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int l = 0; l < 16; ++l) {
+        const i64 o = o0 + l;
+        if (o < channels) {
+          r[l] = _mm512_maskz_loadu_ps(position_mask, grad + o * plane + p0);
+          if (mask) {
+            const __mmask16 live =
+                _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(position_mask, mask + o * plane + p0), zero, _CMP_GT_OQ);
+            r[l] = _mm512_maskz_mov_ps(live, r[l]);
+          }
+        } else {
+          r[l] = zero;
+        }
+      }
+      detail::transpose16x16(r);
+      for (i64 q = 0; q < count; ++q) {
+        _mm512_storeu_ps(grad_t + (p0 + q) * ldg + o0, r[q]);
+        total = _mm512_add_ps(total, r[q]);
+      }
+    }
+    const i64 count = std::min<i64>(16, channels - o0);
+    if (sums && count > 0) {
+      const auto channel_mask = static_cast<__mmask16>((1u << count) - 1u);
+      _mm512_mask_storeu_ps(sums + o0, channel_mask,
+                            _mm512_add_ps(_mm512_maskz_loadu_ps(channel_mask, sums + o0), total));
+    }
+  }
+}
+
+// offsets[t]: where step t = (c, i, j) of the sum over (channel, tap) reads in the padded image,
+// relative to the output position: c * plane + i * padded_w + j.
+std::vector<i64> step_offsets(const DirectConv& g) {
+  std::vector<i64> offsets;
+  offsets.reserve(static_cast<std::size_t>(g.channels * g.kernel_h * g.kernel_w));
+  for (i64 c = 0; c < g.channels; ++c)
+    for (i64 i = 0; i < g.kernel_h; ++i)
+      for (i64 j = 0; j < g.kernel_w; ++j) offsets.push_back((c * g.padded_h + i) * g.padded_w + j);
+  return offsets;
+}
+
 #endif  // LADON_X86
 
 }  // namespace
@@ -150,11 +254,7 @@ void conv2d_direct(const DirectConv& g, const float* padded, const float* packed
   if (!conv2d_direct_available()) throw std::logic_error("conv2d_direct: needs AVX-512 (conv2d_direct_available)");
   const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1;
   const i64 k = g.channels * g.kernel_h * g.kernel_w, out_plane = out_h * out_w;
-  std::vector<i64> offsets;
-  offsets.reserve(static_cast<std::size_t>(k));
-  for (i64 c = 0; c < g.channels; ++c)
-    for (i64 i = 0; i < g.kernel_h; ++i)
-      for (i64 j = 0; j < g.kernel_w; ++j) offsets.push_back((c * g.padded_h + i) * g.padded_w + j);
+  const std::vector<i64> offsets = step_offsets(g);
   for (i64 o0 = 0; o0 < g.out_channels; o0 += kPanel) {
     const float* panel = packed + o0 * k;
     const i64 nv = std::min<i64>(2, detail::ceil_div(g.out_channels - o0, 16));
@@ -169,6 +269,48 @@ void conv2d_direct(const DirectConv& g, const float* padded, const float* packed
   (void)g, (void)padded, (void)packed, (void)bias, (void)activation, (void)out;
   throw std::logic_error("conv2d_direct: needs AVX-512 (conv2d_direct_available)");
 #endif
+}
+
+std::int64_t conv2d_direct_grad_ld(const DirectConv& g) { return detail::round_up(g.out_channels, kPanel); }
+
+void conv2d_direct_grad_transpose(const DirectConv& g, const float* grad, const float* mask, float* grad_t,
+                                  float* bias_sum) {
+#if LADON_X86
+  if (!conv2d_direct_available()) throw std::logic_error("conv2d_direct: needs AVX-512 (conv2d_direct_available)");
+  const i64 plane = (g.padded_h - g.kernel_h + 1) * (g.padded_w - g.kernel_w + 1);
+  grad_transpose_avx512(g.out_channels, plane, grad, mask, conv2d_direct_grad_ld(g), grad_t, bias_sum);
+#else
+  (void)g, (void)grad, (void)mask, (void)grad_t, (void)bias_sum;
+  throw std::logic_error("conv2d_direct: needs AVX-512 (conv2d_direct_available)");
+#endif
+}
+
+void conv2d_direct_weight_grad(const DirectConv& g, const float* padded, const float* grad_t, float* packed_grad) {
+#if LADON_X86
+  if (!conv2d_direct_available()) throw std::logic_error("conv2d_direct: needs AVX-512 (conv2d_direct_available)");
+  const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1;
+  const i64 k = g.channels * g.kernel_h * g.kernel_w, ldg = conv2d_direct_grad_ld(g);
+  const std::vector<i64> offsets = step_offsets(g);
+  for (i64 o0 = 0; o0 < g.out_channels; o0 += kPanel) {
+    const i64 nv = std::min<i64>(2, detail::ceil_div(g.out_channels - o0, 16));
+    for (i64 t0 = 0; t0 < k; t0 += kRows) {
+      const i64 mr = std::min<i64>(kRows, k - t0);
+      kGradTiles[mr - 1][nv - 1](out_h, out_w, g.padded_w, offsets.data() + t0, padded, grad_t + o0, ldg,
+                                 packed_grad + (o0 * k + t0 * kPanel));
+    }
+  }
+#else
+  (void)g, (void)padded, (void)grad_t, (void)packed_grad;
+  throw std::logic_error("conv2d_direct: needs AVX-512 (conv2d_direct_available)");
+#endif
+}
+
+void conv2d_direct_unpack_add(const DirectConv& g, const float* packed, float* weight) {
+  const i64 taps = g.kernel_h * g.kernel_w, k = g.channels * taps;
+  for (i64 o = 0; o < g.out_channels; ++o) {
+    const float* src = packed + (o / kPanel) * k * kPanel + o % kPanel;
+    for (i64 t = 0; t < k; ++t) weight[o * k + t] += src[t * kPanel];
+  }
 }
 
 }  // namespace ladon::kernels

@@ -9,10 +9,17 @@
 // so the only error beyond float32 is the input rounding: |C - A B| <= (2^-8 + 2^-8 + k 2^-24) sum
 // |A||B| roughly, i.e. about 3 significant decimal digits per input and float32 sums.
 //
-// Variants (isa.h): under Isa::avx512_bf16 a packed micro-kernel on vdpbf16ps (14 x 32 tile, 28
-// accumulators); under any lower level the same numerics emulated in float32 multiply-adds, so
-// every program and test runs on every x86-64. The two agree to the bound in test_gemm_bf16.cpp
-// (on Zen 5 they agree bit for bit). Single-threaded, like sgemm: callers split the work.
+// Variants (isa.h): under Isa::avx512_bf16 one of two packed 14 x 32 micro-kernels (Bf16Kernel):
+// `dot` on vdpbf16ps, or `fma`, the same sums in float32 FMAs on the bf16 halves split in
+// registers, with flush-to-zero on for the k loop. `fma` is for the CPUs whose vdpbf16ps is slower
+// than their FMAs: on the Intel Xeon of this project's machine (AVX-512, AVX512_BF16) vdpbf16ps
+// issues at 0.5 per cycle against 2 FMAs, so its 64 flops per instruction peak at half the FP32
+// GEMM's roof (measured: 117 against 234 GFLOP/s in one core's register-only loop). gemm_bf16
+// picks `fma` on Intel CPUs and `dot` on others (Zen 4/5: two vdpbf16ps per cycle on Zen 5). Under
+// any lower level the same numerics emulated in float32 multiply-adds, so every program and test
+// runs on every x86-64. The three agree to the bound in test_gemm_bf16.cpp (bit for bit on normal
+// inputs: same products, same order, same flushing). Single-threaded, like sgemm: callers split the
+// work.
 #pragma once
 
 #include <cstdint>
@@ -28,16 +35,30 @@ namespace ladon::kernels {
 std::uint16_t float_to_bf16(float x);
 // bfloat16 bits -> float32, exact.
 float bf16_to_float(std::uint16_t bits);
+// x[i] = bf16_to_float(float_to_bf16(x[i])) in place: float32 operands that hold bf16 values, for
+// kernels that multiply them in float32 (the direct convolution under bf16 autocast: a product of
+// two bf16 values is exact in float32).
+void round_to_bf16(std::int64_t n, float* x);
 
 void gemm_bf16(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
                std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc,
                const Epilogue& epilogue = {});
 
-// gemm_bf16 forced onto one variant (avx512_bf16: native; lower: emulated), for tests and benchmarks.
-// The ISA must be supported by the CPU (gemm_bf16 itself follows active_isa(), so an IsaOverride
-// forces it too).
+// gemm_bf16 forced onto one variant (avx512_bf16: gemm_bf16_kernel(); lower: emulated), for tests
+// and benchmarks. The ISA must be supported by the CPU (gemm_bf16 itself follows active_isa(), so
+// an IsaOverride forces it too).
 void gemm_bf16_with_isa(Isa isa, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
                         float alpha, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta,
                         float* c, std::int64_t ldc, const Epilogue& epilogue = {});
+
+// The two micro-kernels of the Isa::avx512_bf16 level, which gemm_bf16 runs there (fma on Intel
+// CPUs, dot elsewhere and for products under 14 x 16 x 16 on Intel too), and one of them forced,
+// for tests and benchmarks: dot needs AVX512_BF16, fma AVX-512; std::invalid_argument when the CPU
+// lacks it.
+enum class Bf16Kernel { dot, fma };
+Bf16Kernel gemm_bf16_kernel();
+void gemm_bf16_with_kernel(Bf16Kernel kernel, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
+                           std::int64_t k, float alpha, const float* a, std::int64_t lda, const float* b,
+                           std::int64_t ldb, float beta, float* c, std::int64_t ldc, const Epilogue& epilogue = {});
 
 }  // namespace ladon::kernels

@@ -1,10 +1,13 @@
-// conv2d (im2col + GEMM), max/avg/adaptive-avg pooling, with their backwards.
+// conv2d (direct on AVX-512 where it applies, im2col + GEMM otherwise), max/avg/adaptive-avg
+// pooling, with their backwards.
+#include "../../kernels/conv.h"
+
 #include <algorithm>
 #include <mutex>
 #include <sstream>
 
-#include "../../kernels/conv.h"
 #include "../../kernels/gemm.h"
+#include "../../kernels/gemm_bf16.h"  // round_to_bf16
 #include "../../kernels/reduce.h"
 #include "../autocast.h"
 #include "../autograd.h"
@@ -81,9 +84,10 @@ struct ConvPlan {
   std::int64_t l = 0;           // output positions per image
   std::int64_t image = 0;       // input floats per image
   std::int64_t block = 1;       // images per column block
-  // Direct convolution (kernels/conv_direct.cpp) for the forward and, where its padding allows, the
-  // input gradient; im2col + GEMM otherwise (and always for the weight gradient).
+  // Direct convolution (kernels/conv_direct.cpp) for the forward and the weight gradient and, where
+  // its padding allows, the input gradient; im2col + GEMM otherwise.
   bool direct = false, direct_input_grad = false;
+  bool bf16 = false;  // bf16 autocast: the direct kernel's operands rounded to bf16
 
   ConvPlan(const kernels::Window2d& w_, std::int64_t groups_, std::int64_t n_, std::int64_t o_)
       : w(w_), groups(groups_), n(n_), c(w_.channels), o(o_) {
@@ -96,16 +100,24 @@ struct ConvPlan {
     block = std::max<std::int64_t>(1, std::min(kBlockColumns / l, kBlockFloats / (rows * l)));
   }
 
-  // Where the direct kernel applies: float32 (bf16 products go through gemm_bf16), one group,
-  // stride and dilation 1, and a CPU with AVX-512. Measured on Zen 5, in one run against the im2col
-  // path (train_step cnn, batch 128, median of 3, a loaded machine): 1.04x per step on 1 thread,
-  // 1.23x on 2; bench_conv conv 32 -> 64 forward 74 -> 87 GFLOP/s.
+  // Where the direct kernel applies: one group, stride and dilation 1, and a CPU with AVX-512.
+  // Measured on Zen 5, in one run against the im2col path (train_step cnn, batch 128, median of 3,
+  // a loaded machine): 1.04x per step on 1 thread, 1.23x on 2; bench_conv conv 32 -> 64 forward
+  // 74 -> 87 GFLOP/s. Under bf16 autocast too: its operands (the padded images and gradients, the
+  // packed weights) are rounded to bf16 as they are made (to_precision), and their products, exact
+  // in float32, summed in float32 as gemm_bf16 sums them (in another order). On the Intel Xeon
+  // (AVX-512) that made the bf16 CNN step 1.5x faster than im2col + gemm_bf16.
   void choose_direct(Precision precision) {
-    direct = precision == Precision::fp32 && groups == 1 && w.stride_h == 1 && w.stride_w == 1 &&
-             w.dilation_h == 1 && w.dilation_w == 1 && kernels::conv2d_direct_available();
+    bf16 = precision == Precision::bf16;
+    direct = groups == 1 && w.stride_h == 1 && w.stride_w == 1 && w.dilation_h == 1 && w.dilation_w == 1 &&
+             kernels::conv2d_direct_available();
     // The input gradient of a stride-1 convolution is the convolution of the output gradient,
     // padded by kernel - 1 - padding, with the weights' channel roles swapped and taps reversed.
     direct_input_grad = direct && w.pad_h <= w.kernel_h - 1 && w.pad_w <= w.kernel_w - 1;
+  }
+  // A direct kernel's operand buffer of n floats, made: rounded to bf16 under bf16 autocast.
+  void to_precision(std::int64_t n, float* x) const {
+    if (bf16) kernels::round_to_bf16(n, x);
   }
   kernels::DirectConv forward_direct() const {
     return {.channels = c, .out_channels = o, .kernel_h = w.kernel_h, .kernel_w = w.kernel_w,
@@ -165,6 +177,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
     const kernels::DirectConv g = plan.forward_direct();
     Tensor packed = empty({kernels::conv2d_direct_packed_size(g)});
     kernels::conv2d_direct_pack(g, wc.data<float>(), false, packed.data<float>());
+    plan.to_precision(packed.numel(), packed.data<float>());
     const float* pk = packed.data<float>();
     const ConvPlan& p = plan;
     parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
@@ -172,6 +185,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
       for (std::int64_t i = begin; i < end; ++i) {
         kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, px + i * p.image, nullptr,
                           padded.data<float>());
+        p.to_precision(padded.numel(), padded.data<float>());
         kernels::conv2d_direct(g, padded.data<float>(), pk, pb, activation, po + i * p.o * p.l);
       }
     });
@@ -212,51 +226,77 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
         const float* pw = wc.data<float>();
         const float* py = activation == Activation::relu ? y.data<float>() : nullptr;
         const bool direct_x = need_x && p.direct_input_grad;
+        // The direct weight gradient (with the bias gradient from its transposed output gradient).
+        const bool direct_w = (need_w || need_b) && p.direct;
+        // The output gradient gathered into the GEMMs' [o, ld] column block, for what im2col serves.
+        const bool gather = (!direct_w && (need_w || need_b)) || (need_x && !direct_x);
         // The direct kernel writes every element of gx; col2im adds into it.
         Tensor gx = need_x ? (direct_x ? empty(xc.shape()) : zeros(xc.shape())) : Tensor();
         Tensor gw = need_w ? zeros(wc.shape()) : Tensor();
         Tensor gb = need_b ? zeros({p.o}) : Tensor();
         float* pgx = need_x ? gx.data<float>() : nullptr;
-        const kernels::DirectConv gd = p.input_grad_direct();
+        const kernels::DirectConv gf = p.forward_direct(), gd = p.input_grad_direct();
         Tensor packed;
         if (direct_x) {
           packed = empty({kernels::conv2d_direct_packed_size(gd)});
           kernels::conv2d_direct_pack(gd, pw, true, packed.data<float>());
+          p.to_precision(packed.numel(), packed.data<float>());
         }
         std::mutex merge;
-        // Per thread: its blocks' weight gradient (transposed, [k, og] per group: the long
-        // dimension, the block's positions, is the GEMM's inner one) and bias gradient, added up
-        // into gw and gb at the end.
+        // Per thread: its images' weight gradient (im2col: transposed, [k, og] per group, as the
+        // long dimension, the block's positions, is the GEMM's inner one; direct: packed as
+        // conv2d_direct_pack's weights) and bias gradient, added up into gw and gb at the end.
         parallel_for(0, p.n, 1, [&](std::int64_t begin, std::int64_t end) {
           const std::int64_t cols = std::min(p.block, end - begin) * p.l;
-          Tensor col = empty({p.rows * cols}), gblock = empty({p.o * cols});
-          Tensor wpart = need_w ? zeros({p.groups * p.k * p.og}) : Tensor();
-          Tensor bpart = need_b ? zeros({p.o}) : Tensor(), bsum = need_b ? empty({p.o}) : Tensor();
+          const bool columns = (need_w && !direct_w) || (need_x && !direct_x);
+          Tensor col = columns ? empty({p.rows * cols}) : Tensor(), gblock = gather ? empty({p.o * cols}) : Tensor();
+          Tensor wpart;
+          if (need_w) wpart = zeros({direct_w ? kernels::conv2d_direct_packed_size(gf) : p.groups * p.k * p.og});
+          Tensor bpart = need_b ? zeros({p.o}) : Tensor(), bsum = need_b && !direct_w ? empty({p.o}) : Tensor();
           Tensor padded = direct_x ? empty({gd.channels * gd.padded_h * gd.padded_w}) : Tensor();
-          float* pc = col.data<float>();
-          float* pgb = gblock.data<float>();
+          Tensor grad_t = direct_w ? empty({p.l * kernels::conv2d_direct_grad_ld(gf)}) : Tensor();
+          Tensor padded_x = direct_w && need_w ? empty({gf.channels * gf.padded_h * gf.padded_w}) : Tensor();
+          float* pc = columns ? col.data<float>() : nullptr;
+          float* pgb = gather ? gblock.data<float>() : nullptr;
           for (std::int64_t first = begin; first < end; first += p.block) {
             const std::int64_t count = std::min(p.block, end - first), ld = count * p.l;
             // The output gradient as [o, ld], the ReLU's mask applied on the way.
-            if (need_w || need_b || (need_x && !direct_x))
+            if (gather)
               kernels::conv_gather(count, p.o, p.l, pg + first * p.o * p.l, py ? py + first * p.o * p.l : nullptr,
                                    pgb, ld);
-            if (need_b) {
-              kernels::sum_reduce(p.o, ld, 1, pgb, bsum.data<float>());
-              float* acc = bpart.data<float>();
-              for (std::int64_t r = 0; r < p.o; ++r) acc[r] += bsum.data<float>()[r];
-            }
-            if (need_w) {
-              p.fill_columns(px, first, count, pc);
-              for (std::int64_t g = 0; g < p.groups; ++g)
-                gemm(false, true, p.k, p.og, ld, 1.0f, pc + g * p.k * ld, ld, pgb + g * p.og * ld, ld, 1.0f,
-                     wpart.data<float>() + g * p.k * p.og, p.og, {});
+            if (direct_w) {
+              // Per image: the output gradient, masked and position-major (its channel sums are the
+              // bias gradient), against the padded image.
+              for (std::int64_t i = first; i < first + count; ++i) {
+                kernels::conv2d_direct_grad_transpose(gf, pg + i * p.o * p.l, py ? py + i * p.o * p.l : nullptr,
+                                                      grad_t.data<float>(), need_b ? bpart.data<float>() : nullptr);
+                if (!need_w) continue;
+                p.to_precision(grad_t.numel(), grad_t.data<float>());  // after the bias sums: float32
+                kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, px + i * p.image, nullptr,
+                                  padded_x.data<float>());
+                p.to_precision(padded_x.numel(), padded_x.data<float>());
+                kernels::conv2d_direct_weight_grad(gf, padded_x.data<float>(), grad_t.data<float>(),
+                                                   wpart.data<float>());
+              }
+            } else {
+              if (need_b) {
+                kernels::sum_reduce(p.o, ld, 1, pgb, bsum.data<float>());
+                float* acc = bpart.data<float>();
+                for (std::int64_t r = 0; r < p.o; ++r) acc[r] += bsum.data<float>()[r];
+              }
+              if (need_w) {
+                p.fill_columns(px, first, count, pc);
+                for (std::int64_t g = 0; g < p.groups; ++g)
+                  gemm(false, true, p.k, p.og, ld, 1.0f, pc + g * p.k * ld, ld, pgb + g * p.og * ld, ld, 1.0f,
+                       wpart.data<float>() + g * p.k * p.og, p.og, {});
+              }
             }
             if (direct_x) {
               // The output gradient, masked and padded, convolved with the flipped weights.
               for (std::int64_t i = first; i < first + count; ++i) {
                 kernels::conv_pad(p.o, p.w.out_h, p.w.out_w, p.grad_pad_h(), p.grad_pad_w(), pg + i * p.o * p.l,
                                   py ? py + i * p.o * p.l : nullptr, padded.data<float>());
+                p.to_precision(padded.numel(), padded.data<float>());
                 kernels::conv2d_direct(gd, padded.data<float>(), packed.data<float>(), nullptr,
                                        kernels::Activation::none, pgx + i * p.image);
               }
@@ -270,7 +310,9 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
             }
           }
           std::lock_guard<std::mutex> lock(merge);
-          if (need_w) {
+          if (need_w && direct_w) {
+            kernels::conv2d_direct_unpack_add(gf, wpart.data<float>(), gw.data<float>());
+          } else if (need_w) {
             float* dst = gw.data<float>();
             const float* src = wpart.data<float>();
             for (std::int64_t g = 0; g < p.groups; ++g)
@@ -332,20 +374,26 @@ ValuesIndices max_pool2d_with_indices(const Tensor& input, Size2 kernel, const P
       kernels::max_pool2d(w, end - begin, px + begin * in_plane, po + begin * out_plane, pi + begin * out_plane);
     });
   }
-  out = record(out, op, {s.x}, [indices, shape = s.x.shape(), planes = s.planes, in_plane, out_plane](
-                                   const Tensor& grad, const std::vector<bool>&) {
-    const Tensor gc = grad.contiguous();
-    Tensor gx = zeros(shape);
-    const float* pg = gc.data<float>();
-    const std::int64_t* pi = indices.data<std::int64_t>();
-    float* pgx = gx.data<float>();
-    parallel_for(0, planes, std::max<std::int64_t>(1, kPoolGrain / std::max<std::int64_t>(1, in_plane)),
-                 [&](std::int64_t begin, std::int64_t end) {
-                   kernels::max_pool2d_backward(end - begin, in_plane, out_plane, pg + begin * out_plane,
-                                                pi + begin * out_plane, pgx + begin * in_plane);
+  out = record(out, op, {s.x},
+               [indices, w, shape = s.x.shape(), planes = s.planes, in_plane, out_plane](const Tensor& grad,
+                                                                                         const std::vector<bool>&) {
+                 const Tensor gc = grad.contiguous();
+                 // The 2x2 kernel writes every element of gx; the general one adds at the argmaxes.
+                 const bool two_by_two = kernels::max_pool2d_is_2x2(w);
+                 Tensor gx = two_by_two ? empty(shape) : zeros(shape);
+                 const float* pg = gc.data<float>();
+                 const std::int64_t* pi = indices.data<std::int64_t>();
+                 float* pgx = gx.data<float>();
+                 parallel_for(0, planes, plane_grain(w), [&](std::int64_t begin, std::int64_t end) {
+                   if (two_by_two)
+                     kernels::max_pool2d_2x2_backward(w, end - begin, pg + begin * out_plane, pi + begin * out_plane,
+                                                      pgx + begin * in_plane);
+                   else
+                     kernels::max_pool2d_backward(end - begin, in_plane, out_plane, pg + begin * out_plane,
+                                                  pi + begin * out_plane, pgx + begin * in_plane);
                  });
-    return Grads{gx};
-  });
+                 return Grads{gx};
+               });
   return {unbatch(input, out), unbatch(input, indices)};
 }
 

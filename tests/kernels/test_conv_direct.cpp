@@ -2,7 +2,8 @@
 // register tile shape (output rows of 1 to 30 positions: 14-position tiles and every remainder),
 // 1 to 70 output channels (one or two vectors per 32-channel panel, partial last vectors), kernels
 // of 1 x 1 to 5 x 3, bias or none, ReLU or none, NaN passing through; and the packed weights of the
-// input gradient (transpose_flip) against the adjoint written out by hand.
+// input gradient (transpose_flip) against the adjoint written out by hand; the weight gradient
+// (conv2d_direct_weight_grad, with its transposed and masked output gradient) at the same shapes.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -120,4 +121,75 @@ TEST_CASE("conv2d_direct: transpose_flip packs the input gradient's weights") {
   const std::vector<float> in = random_values(fo * 6 * 19, 5);
   check_close(direct(g, in, w, true, nullptr, Activation::none), reference(g, in, flipped, nullptr, Activation::none),
               fo * kh * kw);
+}
+
+TEST_CASE("conv2d_direct_weight_grad: matches a plain loop for every tile shape, over two images") {
+  if (!ladon::kernels::conv2d_direct_available()) return;
+  struct Case {
+    i64 c, o, kh, kw, ph, pw;
+  };
+  // Steps k = c kh kw of 9, 288 (20 tiles of 14 and one of 8), 3, 18, 60, 45, 4 and, with 1 x 1
+  // kernels, 1, 2, 5, 6, 7, 10, 11, 12, 13: a last tile of every height from 1 to 14. 1 to 70 channels;
+  // output planes from 1 x 1 to 28 x 28, whose positions run past every 16-position transpose block.
+  const Case cases[] = {{1, 32, 3, 3, 30, 30}, {32, 64, 3, 3, 16, 16}, {3, 1, 1, 1, 4, 17},  {2, 17, 3, 3, 5, 16},
+                        {4, 70, 5, 3, 9, 32},  {5, 16, 3, 3, 3, 3},    {1, 33, 2, 2, 6, 15}, {2, 20, 1, 1, 3, 5},
+                        {5, 20, 1, 1, 3, 5},   {6, 48, 1, 1, 2, 9},    {7, 20, 1, 1, 3, 5},  {10, 20, 1, 1, 3, 5},
+                        {11, 20, 1, 1, 3, 5},  {12, 20, 1, 1, 3, 5},   {13, 20, 1, 1, 3, 5}, {1, 5, 1, 1, 4, 4}};
+  for (const Case& t : cases)
+    for (const bool masked : {false, true}) {
+      CAPTURE(t.c);
+      CAPTURE(t.o);
+      CAPTURE(t.kh);
+      CAPTURE(t.kw);
+      CAPTURE(t.ph);
+      CAPTURE(t.pw);
+      CAPTURE(masked);
+      const DirectConv g{
+          .channels = t.c, .out_channels = t.o, .kernel_h = t.kh, .kernel_w = t.kw, .padded_h = t.ph, .padded_w = t.pw};
+      const i64 oh = t.ph - t.kh + 1, ow = t.pw - t.kw + 1, plane = oh * ow, k = t.c * t.kh * t.kw;
+      const i64 ld = ladon::kernels::conv2d_direct_grad_ld(g);
+      REQUIRE(ld % 32 == 0);
+      REQUIRE(ld >= t.o);
+      // Two images: the packed gradient and the bias sums accumulate over both.
+      std::vector<float> packed(static_cast<std::size_t>(ladon::kernels::conv2d_direct_packed_size(g)), 0.0f);
+      std::vector<float> sums(static_cast<std::size_t>(t.o) + 1, 0.5f);  // one guard float, and a start of 0.5
+      std::vector<double> want_w(static_cast<std::size_t>(t.o * k), 0.0), want_b(static_cast<std::size_t>(t.o), 0.5);
+      for (unsigned image = 0; image < 2; ++image) {
+        const std::vector<float> in = random_values(t.c * t.ph * t.pw, 10 + image);
+        const std::vector<float> grad = random_values(t.o * plane, 20 + image);
+        const std::vector<float> mask = random_values(t.o * plane, 30 + image);  // about half <= 0
+        std::vector<float> grad_t(static_cast<std::size_t>(plane * ld), -5.0f);
+        ladon::kernels::conv2d_direct_grad_transpose(g, grad.data(), masked ? mask.data() : nullptr, grad_t.data(),
+                                                     sums.data());
+        for (i64 p = 0; p < plane; ++p)
+          for (i64 o = 0; o < ld; ++o) {
+            const std::size_t at = static_cast<std::size_t>(o * plane + p);
+            const float want = o >= t.o || (masked && !(mask[at] > 0.0f)) ? 0.0f : grad[at];
+            REQUIRE(grad_t[static_cast<std::size_t>(p * ld + o)] == want);
+          }
+        ladon::kernels::conv2d_direct_weight_grad(g, in.data(), grad_t.data(), packed.data());
+        for (i64 o = 0; o < t.o; ++o)
+          for (i64 y = 0; y < oh; ++y)
+            for (i64 x = 0; x < ow; ++x) {
+              const std::size_t at = static_cast<std::size_t>((o * oh + y) * ow + x);
+              const double gv = masked && !(mask[at] > 0.0f) ? 0.0 : grad[at];
+              want_b[static_cast<std::size_t>(o)] += gv;
+              for (i64 c = 0; c < t.c; ++c)
+                for (i64 i = 0; i < t.kh; ++i)
+                  for (i64 j = 0; j < t.kw; ++j)
+                    want_w[static_cast<std::size_t>(((o * t.c + c) * t.kh + i) * t.kw + j)] +=
+                        gv * in[static_cast<std::size_t>((c * t.ph + y + i) * t.pw + x + j)];
+            }
+      }
+      CHECK(sums.back() == 0.5f);                   // nothing past out_channels
+      std::vector<float> got(want_w.size(), 1.0f);  // unpack_add adds: 1 + the gradient
+      ladon::kernels::conv2d_direct_unpack_add(g, packed.data(), got.data());
+      i64 bad = 0;
+      for (std::size_t i = 0; i < got.size(); ++i)
+        bad += !(std::fabs(got[i] - (1.0 + want_w[i])) <= 4e-6 * static_cast<double>(2 * plane + 1));
+      CHECK_MESSAGE(bad == 0, bad, " of ", got.size(), " weight gradients differ");
+      for (i64 o = 0; o < t.o; ++o)
+        CHECK(std::fabs(sums[static_cast<std::size_t>(o)] - want_b[static_cast<std::size_t>(o)]) <=
+              4e-6 * static_cast<double>(2 * plane + 1));
+    }
 }

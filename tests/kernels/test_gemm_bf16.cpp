@@ -41,6 +41,16 @@ std::uint16_t bits_of(std::uint32_t u) { return float_to_bf16(std::bit_cast<floa
 float round_bf16(float x) { return bf16_to_float(float_to_bf16(x)); }
 
 constexpr const auto& kAllIsas = ladon::kernels::kIsas;  // every set, weakest first (isa.h)
+using ladon::kernels::Bf16Kernel;
+
+// The AVX512_BF16-level kernels this CPU can run (vdpbf16ps needs AVX512_BF16, the FMA one AVX-512).
+std::vector<Bf16Kernel> supported_kernels() {
+  std::vector<Bf16Kernel> kernels;
+  if (ladon::kernels::isa_supported(Isa::avx512_bf16)) kernels.push_back(Bf16Kernel::dot);
+  if (ladon::kernels::isa_supported(Isa::avx512)) kernels.push_back(Bf16Kernel::fma);
+  return kernels;
+}
+const char* kernel_name(Bf16Kernel k) { return k == Bf16Kernel::dot ? "dot (vdpbf16ps)" : "fma"; }
 
 struct Case {
   i64 m, n, k;
@@ -110,6 +120,12 @@ struct Problem {
     std::vector<float> c = c0;
     ladon::kernels::gemm_bf16_with_isa(isa, cs.ta, cs.tb, cs.m, cs.n, cs.k, cs.alpha, a.data(), lda, b.data(), ldb,
                                        cs.beta, c.data(), ldc, epilogue);
+    return c;
+  }
+  std::vector<float> run(Bf16Kernel kernel) const {
+    std::vector<float> c = c0;
+    ladon::kernels::gemm_bf16_with_kernel(kernel, cs.ta, cs.tb, cs.m, cs.n, cs.k, cs.alpha, a.data(), lda, b.data(),
+                                          ldb, cs.beta, c.data(), ldc, epilogue);
     return c;
   }
 
@@ -235,26 +251,27 @@ TEST_CASE("gemm_bf16: every variant matches a double product of bf16-rounded inp
       if (layout == 2) c.beta = 1.0f, c.bias = true;
       if (layout == 3) c.alpha = 2.0f, c.beta = 0.25f, c.bias = true, c.activation = Activation::relu;
       const Problem p(c, rng);
-      for (Isa isa : kAllIsas) {
-        if (!ladon::kernels::isa_supported(isa)) continue;
-        const std::vector<float> got = p.run(isa);
+      std::vector<std::pair<std::string, std::vector<float>>> results;
+      for (Isa isa : kAllIsas)
+        if (ladon::kernels::isa_supported(isa)) results.emplace_back(ladon::kernels::isa_name(isa), p.run(isa));
+      for (Bf16Kernel kernel : supported_kernels()) results.emplace_back(kernel_name(kernel), p.run(kernel));
+      for (const auto& [variant, got] : results) {
         double worst = 0.0;
         const i64 bad = p.misses(got, p.ref, worst);
-        CHECK_MESSAGE(bad == 0, std::string(ladon::kernels::isa_name(isa)), " ", describe(c), ": ", bad,
-                      " wrong elements, worst error/tolerance ", worst);
+        CHECK_MESSAGE(bad == 0, variant, " ", describe(c), ": ", bad, " wrong elements, worst error/tolerance ", worst);
         // The inputs really were rounded: against the unrounded product the error is of bf16 size.
         if (c.k >= 17 && c.m * c.n >= 16) {
           double unused = 0.0;
-          CHECK_MESSAGE(p.misses(got, p.ref_unrounded, unused) > 0, std::string(ladon::kernels::isa_name(isa)), " ",
-                        describe(c), ": matches the float32 product: the inputs were not rounded to bf16");
+          CHECK_MESSAGE(p.misses(got, p.ref_unrounded, unused) > 0, variant, " ", describe(c),
+                        ": matches the float32 product: the inputs were not rounded to bf16");
         }
       }
     }
 }
 
-TEST_CASE("gemm_bf16: the native AVX512_BF16 kernel matches the emulation") {
-  if (!ladon::kernels::isa_supported(Isa::avx512_bf16)) {
-    MESSAGE("no AVX512_BF16 on this CPU: only the emulation ran");
+TEST_CASE("gemm_bf16: the AVX512_BF16-level kernels (vdpbf16ps, FMA) match the emulation") {
+  if (supported_kernels().empty()) {
+    MESSAGE("no AVX-512 on this CPU: only the emulation ran");
     return;
   }
   std::mt19937 rng(9);
@@ -262,24 +279,29 @@ TEST_CASE("gemm_bf16: the native AVX512_BF16 kernel matches the emulation") {
                         {61, 95, 777, true, false},
                         {130, 47, 1601, false, true},
                         {33, 70, 255, true, true, 1.5f, 0.5f, true, Activation::relu}};
-  for (const Case& c : cases) {
-    const Problem p(c, rng);
-    const std::vector<float> native = p.run(Isa::avx512_bf16);
-    for (Isa emulated : {Isa::baseline, Isa::avx512}) {
-      const std::vector<float> emu = p.run(emulated);
-      i64 bad = 0, identical = 0;
-      const double bound = (static_cast<double>(c.k) / 2.0 + 1.0) * std::ldexp(1.0, -24);
-      for (i64 i = 0; i < c.m; ++i)
-        for (i64 j = 0; j < c.n; ++j) {
-          const float x = native[static_cast<std::size_t>(i * p.ldc + j)];
-          const float y = emu[static_cast<std::size_t>(i * p.ldc + j)];
-          identical += x == y;
-          bad += !(std::fabs(x - y) <= bound * p.mag[static_cast<std::size_t>(i * c.n + j)] + 1e-30);
-        }
-      CHECK_MESSAGE(bad == 0, describe(c), " vs ", std::string(ladon::kernels::isa_name(emulated)), ": ", bad,
-                    " elements apart (", identical, " of ", c.m * c.n, " bit-identical)");
+  for (const Case& c : cases)
+    for (Bf16Kernel kernel : supported_kernels()) {
+      INFO("kernel: " << kernel_name(kernel));
+      const Problem p(c, rng);
+      const std::vector<float> native = p.run(kernel);
+      for (Isa emulated : {Isa::baseline, Isa::avx512}) {
+        const std::vector<float> emu = p.run(emulated);
+        i64 bad = 0, identical = 0;
+        const double bound = (static_cast<double>(c.k) / 2.0 + 1.0) * std::ldexp(1.0, -24);
+        for (i64 i = 0; i < c.m; ++i)
+          for (i64 j = 0; j < c.n; ++j) {
+            const float x = native[static_cast<std::size_t>(i * p.ldc + j)];
+            const float y = emu[static_cast<std::size_t>(i * p.ldc + j)];
+            identical += x == y;
+            bad += !(std::fabs(x - y) <= bound * p.mag[static_cast<std::size_t>(i * c.n + j)] + 1e-30);
+          }
+        CHECK_MESSAGE(bad == 0, describe(c), " vs ", std::string(ladon::kernels::isa_name(emulated)), ": ", bad,
+                      " elements apart (", identical, " of ", c.m * c.n, " bit-identical)");
+        // The FMA kernel takes the emulation's steps: same products, order and flushing. (Not through
+        // beta * C + alpha * sum, which the vector store fuses into one rounding.)
+        if (kernel == Bf16Kernel::fma && (c.beta == 0.0f || c.beta == 1.0f)) CHECK(identical == c.m * c.n);
+      }
     }
-  }
 }
 
 TEST_CASE("gemm_bf16: k == 0 or alpha == 0 scales C by beta; an IsaOverride picks the variant") {
@@ -302,5 +324,49 @@ TEST_CASE("gemm_bf16: k == 0 or alpha == 0 scales C by beta; an IsaOverride pick
     ladon::kernels::gemm_bf16(false, false, 40, 40, 40, 1.0f, p.a.data(), p.lda, p.b.data(), p.ldb, 0.0f,
                               overridden.data(), p.ldc);
     CHECK(std::memcmp(forced.data(), overridden.data(), forced.size() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE("gemm_bf16: where both AVX512_BF16-level kernels run, they give the same bits") {
+  // gemm_bf16 mixes them by shape on Intel (thin products on vdpbf16ps, the rest on FMAs): that
+  // must never show in a result. Shapes on both sides of the rule (14 rows, 16 columns, 16 k).
+  if (supported_kernels().size() < 2) {
+    MESSAGE("this CPU runs one AVX512_BF16-level kernel at most");
+    return;
+  }
+  std::mt19937 rng(11);
+  const Case cases[] = {{200, 300, 1000, false, false}, {61, 95, 777, true, false}, {130, 47, 1601, false, true},
+                        {32, 8, 64, false, true},       {1, 16, 32, true, false},   {32, 16, 1, false, false},
+                        {13, 15, 15, true, true}};
+  for (const Case& c : cases) {
+    CAPTURE(describe(c));
+    const Problem p(c, rng);
+    CHECK(p.run(Bf16Kernel::dot) == p.run(Bf16Kernel::fma));
+    CHECK(p.run(Isa::avx512_bf16) == p.run(Bf16Kernel::fma));  // what gemm_bf16 picks for the shape
+  }
+}
+
+TEST_CASE("gemm_bf16: denormal sums flush to zero in every variant, as vdpbf16ps does") {
+  // A = [[t, t], [s, 0]], B = [[t, s], [t, 0]] with t = 2^-70, s = 2^-60 (normal floats, exact in
+  // bf16). C(0, 0) = t t + t t: each step's sum (2^-140) is a float32 denormal and flushes, so 0;
+  // C(0, 1) = t s = 2^-130 and C(1, 0) = s t flush too. C(1, 1) = s s = 2^-120 is normal and kept;
+  // alpha = 2^-10 then scales it to the denormal 2^-130 on the way out, which is not a sum and
+  // stays. Without the flushing C would be 2^-149, 2^-140, 2^-140 in the first three.
+  const float t = std::ldexp(1.0f, -70), s = std::ldexp(1.0f, -60), alpha = std::ldexp(1.0f, -10);
+  const std::vector<float> a = {t, t, s, 0.0f}, b = {t, s, t, 0.0f};
+  const std::vector<float> want = {0.0f, 0.0f, 0.0f, std::ldexp(1.0f, -130)};
+  for (Isa isa : kAllIsas) {
+    if (!ladon::kernels::isa_supported(isa)) continue;
+    CAPTURE(ladon::kernels::isa_name(isa));
+    std::vector<float> c(4, -1.0f);
+    ladon::kernels::gemm_bf16_with_isa(isa, false, false, 2, 2, 2, alpha, a.data(), 2, b.data(), 2, 0.0f, c.data(), 2);
+    CHECK(c == want);
+  }
+  for (Bf16Kernel kernel : supported_kernels()) {
+    CAPTURE(kernel_name(kernel));
+    std::vector<float> c(4, -1.0f);
+    ladon::kernels::gemm_bf16_with_kernel(kernel, false, false, 2, 2, 2, alpha, a.data(), 2, b.data(), 2, 0.0f,
+                                          c.data(), 2);
+    CHECK(c == want);
   }
 }

@@ -1,13 +1,14 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <cmath>
 #include <cstdint>
-#include <functional>
-#include <limits>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <random>
 #include <set>
 #include <sstream>
@@ -17,6 +18,7 @@
 
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/isa.h"
 #include "kernels/norm.h"
 #include "kernels/optim.h"
@@ -380,6 +382,46 @@ void conv_rows() {
     for (const std::int64_t a : at) out.push_back(static_cast<float>(a));
     return out;
   });
+  // Its backward on three planes of 5 x n (the last row, and for odd n the last column, in no
+  // window), from argmaxes with ties and NaNs: every element written, once, into a buffer of -7.
+  check_variants("max_pool2d_2x2_backward", "max_pool2d 2x2 backward rows of n", [](i64 n) {
+    ladon::kernels::Window2d w;
+    w.height = 5;
+    w.width = n;
+    w.kernel_h = w.kernel_w = w.stride_h = w.stride_w = 2;
+    w.out_h = 2;
+    w.out_w = n / 2;
+    std::vector<float> x = values(15 * n, 27);
+    for (std::size_t i = 0; i + 9 < x.size(); i += 11) x[i + 1] = x[i];  // ties
+    for (std::size_t i = 5; i < x.size(); i += 37) x[i] = NAN;
+    std::vector<float> pooled(static_cast<std::size_t>(6 * w.out_w)), grad = values(6 * w.out_w, 28);
+    std::vector<std::int64_t> at(pooled.size());
+    {
+      const ladon::kernels::IsaOverride baseline(Isa::baseline);  // the same argmaxes for every variant
+      ladon::kernels::max_pool2d(w, 3, x.data(), pooled.data(), at.data());
+    }
+    std::vector<float> gx(static_cast<std::size_t>(15 * n + 1), -7.0f);  // one guard float past the planes
+    ladon::kernels::max_pool2d_2x2_backward(w, 3, grad.data(), at.data(), gx.data());
+    return gx;
+  });
+}
+
+void bf16_rows() {
+  // Rounding to bf16 in place: NaN, infinities, zeros, ties at every vector tail (values() has
+  // them), the same bits as the scalar float_to_bf16.
+  check_variants("round_to_bf16", "round_to_bf16", [](i64 n) {
+    std::vector<float> x = values(n, 37);
+    for (std::size_t i = 8; i < x.size(); i += 5)
+      x[i] = std::bit_cast<float>(static_cast<std::uint32_t>(0x3f808000u + (i & 1u) * 0x10000u));  // ties
+    std::vector<float> out = x;
+    ladon::kernels::round_to_bf16(static_cast<i64>(out.size()), out.data());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const float want = ladon::kernels::bf16_to_float(ladon::kernels::float_to_bf16(x[i]));
+      CHECK((std::isnan(want) ? std::isnan(out[i])
+                              : std::bit_cast<std::uint32_t>(out[i]) == std::bit_cast<std::uint32_t>(want)));
+    }
+    return out;
+  });
 }
 
 void layer_norm_variant_rows() {
@@ -419,6 +461,7 @@ TEST_CASE("every multiversioned kernel: every instruction set matches the baseli
   pool_rows();
   conv_rows();
   layer_norm_variant_rows();
+  bf16_rows();
   for (const char* kernel : ladon::kernels::kMultiversioned) {
     CAPTURE(kernel);
     CHECK_MESSAGE(covered().count(kernel) == 1, "no variants row in tests/kernels/test_variants.cpp");
