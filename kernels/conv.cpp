@@ -166,7 +166,7 @@ LADON_TARGET_AVX512 void conv_pad_avx512(std::int64_t channels, std::int64_t hei
       const float* m = mask ? mask + (c * height + y) * width : nullptr;
       std::fill(row, row + pad_w, 0.0f);
       for (std::int64_t x = 0; x < width; x += 16) {
-        const auto lanes = static_cast<__mmask16>(width - x >= 16 ? 0xffffu : (1u << (width - x)) - 1u);
+        const __mmask16 lanes = detail::first_lanes16(width - x);
         __m512 v = _mm512_maskz_loadu_ps(lanes, in + x);
         if (m) v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(lanes, m + x), zero, _CMP_GT_OQ), v);
         _mm512_mask_storeu_ps(row + pad_w + x, lanes, v);
@@ -290,13 +290,6 @@ LADON_INLINE void max_pool2d_2x2_backward_body(const Window2d& w, std::int64_t p
 // lanes, so only for planes below 2^31 elements (max_pool2d_2x2_fits).
 bool max_pool2d_2x2_fits(const Window2d& w) { return w.height * w.width < (std::int64_t{1} << 31); }
 
-LADON_TARGET_AVX512 __mmask32 first_lanes32(std::int64_t n) {
-  return n >= 32 ? 0xffffffffu : static_cast<__mmask32>((std::uint32_t{1} << n) - 1u);
-}
-LADON_TARGET_AVX512 __mmask16 first_lanes16(std::int64_t n) {
-  return n >= 16 ? static_cast<__mmask16>(0xffffu) : static_cast<__mmask16>((1u << n) - 1u);
-}
-
 LADON_TARGET_AVX512 void max_pool2d_2x2_avx512(const Window2d& w, std::int64_t planes, const float* x, float* out,
                                                std::int64_t* argmax) {
   const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
@@ -311,7 +304,7 @@ LADON_TARGET_AVX512 void max_pool2d_2x2_avx512(const Window2d& w, std::int64_t p
       std::int64_t* a = argmax + p * out_plane + oy * w.out_w;
       for (std::int64_t ox0 = 0; ox0 < w.out_w; ox0 += 16) {
         const std::int64_t count = std::min<std::int64_t>(16, w.out_w - ox0);
-        const __mmask32 cols = first_lanes32(2 * count);
+        const __mmask32 cols = detail::first_lanes32(2 * count);
         __m512 cand[4];  // taps 0, 1: top row even, odd; 2, 3: bottom row
         for (int r = 0; r < 2; ++r) {
           const float* src = in + r * w.width + 2 * ox0;
@@ -329,7 +322,7 @@ LADON_TARGET_AVX512 void max_pool2d_2x2_avx512(const Window2d& w, std::int64_t p
           best = _mm512_mask_mov_ps(best, take, cand[t]);
           tap = _mm512_mask_mov_epi32(tap, take, _mm512_set1_epi32(t));
         }
-        const __mmask16 outs = first_lanes16(count);
+        const __mmask16 outs = detail::first_lanes16(count);
         _mm512_mask_storeu_ps(o + ox0, outs, best);
         // top + 2 (ox0 + lane) + (tap & 1) + (tap >> 1) * width
         const __m512i dx = _mm512_and_si512(tap, _mm512_set1_epi32(1));
@@ -359,13 +352,13 @@ LADON_TARGET_AVX512 void max_pool2d_2x2_backward_avx512(const Window2d& w, std::
       const std::int64_t* a = argmax + p * out_plane + oy * w.out_w;
       for (std::int64_t ox0 = 0; ox0 < w.out_w; ox0 += 16) {
         const std::int64_t count = std::min<std::int64_t>(16, w.out_w - ox0);
-        const __mmask16 outs = first_lanes16(count);
+        const __mmask16 outs = detail::first_lanes16(count);
         const __m512 gv = _mm512_maskz_loadu_ps(outs, g + ox0);
         const __m256i a_lo = _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(static_cast<__mmask8>(outs), a + ox0));
         const __m256i a_hi =
             _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(static_cast<__mmask8>(outs >> 8), a + ox0 + 8));
         const __m512i at = _mm512_inserti64x4(_mm512_castsi256_si512(a_lo), a_hi, 1);
-        const __mmask32 cols = first_lanes32(2 * count);
+        const __mmask32 cols = detail::first_lanes32(2 * count);
         for (std::int64_t r = 0; r < 2; ++r) {
           const std::int64_t row = (2 * oy + r) * w.width + 2 * ox0;
           const __m512i left = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(row)), lane2);

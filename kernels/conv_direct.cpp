@@ -35,6 +35,9 @@ namespace {
 using detail::i64;
 constexpr int kRows = 14, kPanel = 32;
 
+// The direct kernels are AVX-512 only; callers check conv2d_direct_available() first.
+[[noreturn]] void needs_avx512() { throw std::logic_error("conv2d_direct: needs AVX-512 (conv2d_direct_available)"); }
+
 #if LADON_X86
 // GCC 12 flags the placeholder inside _mm512_undefined_ps (used by max and the shuffles) as
 // uninitialized; a known false positive (as in gemm_internal.h).
@@ -169,7 +172,7 @@ LADON_TARGET_AVX512 void grad_transpose_avx512(i64 channels, i64 plane, const fl
     __m512 total = zero;  // lane l: channel o0 + l
     for (i64 p0 = 0; p0 < plane; p0 += 16) {
       const i64 count = std::min<i64>(16, plane - p0);
-      const auto position_mask = static_cast<__mmask16>((1u << count) - 1u);
+      const __mmask16 position_mask = detail::first_lanes16(count);
       __m512 r[16];
 #pragma GCC unroll 16
       for (int l = 0; l < 16; ++l) {
@@ -193,7 +196,7 @@ LADON_TARGET_AVX512 void grad_transpose_avx512(i64 channels, i64 plane, const fl
     }
     const i64 count = std::min<i64>(16, channels - o0);
     if (sums && count > 0) {
-      const auto channel_mask = static_cast<__mmask16>((1u << count) - 1u);
+      const __mmask16 channel_mask = detail::first_lanes16(count);
       _mm512_mask_storeu_ps(sums + o0, channel_mask,
                             _mm512_add_ps(_mm512_maskz_loadu_ps(channel_mask, sums + o0), total));
     }
@@ -251,7 +254,7 @@ void conv2d_direct_pack(const DirectConv& g, const float* weight, bool transpose
 void conv2d_direct(const DirectConv& g, const float* padded, const float* packed, const float* bias,
                    Activation activation, float* out) {
 #if LADON_X86
-  if (!conv2d_direct_available()) throw std::logic_error("conv2d_direct: needs AVX-512 (conv2d_direct_available)");
+  if (!conv2d_direct_available()) needs_avx512();
   const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1;
   const i64 k = g.channels * g.kernel_h * g.kernel_w, out_plane = out_h * out_w;
   const std::vector<i64> offsets = step_offsets(g);
@@ -267,7 +270,7 @@ void conv2d_direct(const DirectConv& g, const float* padded, const float* packed
   }
 #else
   (void)g, (void)padded, (void)packed, (void)bias, (void)activation, (void)out;
-  throw std::logic_error("conv2d_direct: needs AVX-512 (conv2d_direct_available)");
+  needs_avx512();
 #endif
 }
 
@@ -276,18 +279,18 @@ std::int64_t conv2d_direct_grad_ld(const DirectConv& g) { return detail::round_u
 void conv2d_direct_grad_transpose(const DirectConv& g, const float* grad, const float* mask, float* grad_t,
                                   float* bias_sum) {
 #if LADON_X86
-  if (!conv2d_direct_available()) throw std::logic_error("conv2d_direct: needs AVX-512 (conv2d_direct_available)");
+  if (!conv2d_direct_available()) needs_avx512();
   const i64 plane = (g.padded_h - g.kernel_h + 1) * (g.padded_w - g.kernel_w + 1);
   grad_transpose_avx512(g.out_channels, plane, grad, mask, conv2d_direct_grad_ld(g), grad_t, bias_sum);
 #else
   (void)g, (void)grad, (void)mask, (void)grad_t, (void)bias_sum;
-  throw std::logic_error("conv2d_direct: needs AVX-512 (conv2d_direct_available)");
+  needs_avx512();
 #endif
 }
 
 void conv2d_direct_weight_grad(const DirectConv& g, const float* padded, const float* grad_t, float* packed_grad) {
 #if LADON_X86
-  if (!conv2d_direct_available()) throw std::logic_error("conv2d_direct: needs AVX-512 (conv2d_direct_available)");
+  if (!conv2d_direct_available()) needs_avx512();
   const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1;
   const i64 k = g.channels * g.kernel_h * g.kernel_w, ldg = conv2d_direct_grad_ld(g);
   const std::vector<i64> offsets = step_offsets(g);
@@ -301,7 +304,7 @@ void conv2d_direct_weight_grad(const DirectConv& g, const float* padded, const f
   }
 #else
   (void)g, (void)padded, (void)grad_t, (void)packed_grad;
-  throw std::logic_error("conv2d_direct: needs AVX-512 (conv2d_direct_available)");
+  needs_avx512();
 #endif
 }
 

@@ -269,7 +269,7 @@ LADON_TARGET_AVX512 void split_panel(const u32* words, i64 kq, float* dst) {
   const __m512i high_mask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
   for (i64 q = 0; q < kq; ++q)
     for (int x0 = 0; x0 < W; x0 += 16) {
-      const auto lanes = static_cast<__mmask16>(W - x0 >= 16 ? 0xffffu : (1u << (W - x0)) - 1u);
+      const __mmask16 lanes = first_lanes16(W - x0);
       const __m512i w = _mm512_maskz_loadu_epi32(lanes, words + q * W + x0);
       _mm512_mask_storeu_ps(dst + q * 2 * W + x0, lanes, _mm512_castsi512_ps(_mm512_and_si512(w, high_mask)));
       _mm512_mask_storeu_ps(dst + q * 2 * W + W + x0, lanes, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
@@ -340,16 +340,21 @@ struct Packing {
 };
 
 #if LADON_X86
+// One mr x nr tile of C: the full 14 x 32 kernel, or the edge table's kernel for a partial tile
+// (its last vector column masked). A is the packed A panel's element type (words, or the FMA
+// kernel's split floats).
+template <auto Full, class Table, class A>
+void run_tile(const Table& edge, i64 kq, const A* pa, const u32* pb, float* c, i64 ldc, float alpha, float beta, i64 mr,
+              i64 nr) {
+  if (mr == kMR && nr == kNR) return Full(kq, pa, pb, c, ldc, alpha, beta, 0xffff);
+  const i64 nv = ceil_div(nr, 16);
+  edge[mr - 1][nv - 1](kq, pa, pb, c, ldc, alpha, beta, first_lanes16(nr - 16 * (nv - 1)));
+}
+
 struct KernelNative : Packing<true> {
   static constexpr auto edge = bf16_edge_table(std::make_index_sequence<kMR>{});
   static void tile(i64 kq, const u32* pa, const u32* pb, float* c, i64 ldc, float alpha, float beta, i64 mr, i64 nr) {
-    if (mr == kMR && nr == kNR) {
-      ukernel_bf16<kMR, 2, false>(kq, pa, pb, c, ldc, alpha, beta, 0xffff);
-    } else {
-      const i64 nv = (nr + 15) / 16;
-      const auto mask = static_cast<__mmask16>((1u << (nr - 16 * (nv - 1))) - 1u);
-      edge[mr - 1][nv - 1](kq, pa, pb, c, ldc, alpha, beta, mask);
-    }
+    run_tile<&ukernel_bf16<kMR, 2, false>>(edge, kq, pa, pb, c, ldc, alpha, beta, mr, nr);
   }
 };
 
@@ -371,14 +376,8 @@ struct KernelFma : Packing<true> {
     }
   }
   static void tile(i64 kq, const u32* pa, const u32* pb, float* c, i64 ldc, float alpha, float beta, i64 mr, i64 nr) {
-    const float* af = reinterpret_cast<const float*>(pa);
-    if (mr == kMR && nr == kNR) {
-      ukernel_fma<kMR, 2, false>(kq, af, pb, c, ldc, alpha, beta, 0xffff);
-    } else {
-      const i64 nv = (nr + 15) / 16;
-      const auto mask = static_cast<__mmask16>((1u << (nr - 16 * (nv - 1))) - 1u);
-      edge[mr - 1][nv - 1](kq, af, pb, c, ldc, alpha, beta, mask);
-    }
+    run_tile<&ukernel_fma<kMR, 2, false>>(edge, kq, reinterpret_cast<const float*>(pa), pb, c, ldc, alpha, beta, mr,
+                                          nr);
   }
 };
 #endif  // LADON_X86

@@ -24,6 +24,15 @@ using i64 = std::int64_t;
 
 #if LADON_X86
 
+// The mask of the first min(n, 16) (or 32) lanes, for a row's last, partial vector. Plain integer
+// operations: no target attribute needed.
+inline __mmask16 first_lanes16(i64 n) {
+  return n >= 16 ? static_cast<__mmask16>(0xffffu) : static_cast<__mmask16>((1u << n) - 1u);
+}
+inline __mmask32 first_lanes32(i64 n) {
+  return n >= 32 ? static_cast<__mmask32>(0xffffffffu) : static_cast<__mmask32>((std::uint32_t{1} << n) - 1u);
+}
+
 // Writes C = alpha * acc + beta * C for an MR_EFF x (16 * NV) tile; with MASKED only the lanes in
 // last_mask of the last vector column are touched. beta == 0 never reads C.
 template <int MR_EFF, int NV, bool MASKED>

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <ostream>
 #include <random>
 #include <vector>
 
@@ -73,6 +74,17 @@ void check_close(const std::vector<float>& got, const std::vector<float>& want, 
   CHECK_MESSAGE(bad == 0, bad, " of ", got.size(), " outputs differ");
 }
 
+// One convolution of the shape tables: channels, output channels, kernel, padded input plane.
+struct Case {
+  i64 c, o, kh, kw, ph, pw;
+  DirectConv conv() const {
+    return {.channels = c, .out_channels = o, .kernel_h = kh, .kernel_w = kw, .padded_h = ph, .padded_w = pw};
+  }
+};
+std::ostream& operator<<(std::ostream& os, const Case& t) {
+  return os << "c " << t.c << " o " << t.o << " kernel " << t.kh << "x" << t.kw << " padded " << t.ph << "x" << t.pw;
+}
+
 }  // namespace
 
 TEST_CASE("conv2d_direct: matches a plain loop for every tile shape") {
@@ -80,22 +92,13 @@ TEST_CASE("conv2d_direct: matches a plain loop for every tile shape") {
     MESSAGE("no AVX-512 on this CPU: conv2d_direct is not used");
     return;
   }
-  struct Case {
-    i64 c, o, kh, kw, ph, pw;
-  };
   const Case cases[] = {{1, 32, 3, 3, 30, 30}, {32, 64, 3, 3, 16, 16}, {3, 1, 1, 1, 4, 17},  {2, 17, 3, 3, 5, 16},
                         {4, 70, 5, 3, 9, 32},  {5, 16, 3, 3, 3, 3},   {1, 33, 2, 2, 6, 15}};
   for (const Case& t : cases)
     for (const bool with_bias : {false, true})
       for (const Activation act : {Activation::none, Activation::relu}) {
-        CAPTURE(t.c);
-        CAPTURE(t.o);
-        CAPTURE(t.kh);
-        CAPTURE(t.kw);
-        CAPTURE(t.ph);
-        CAPTURE(t.pw);
-        const DirectConv g{.channels = t.c, .out_channels = t.o, .kernel_h = t.kh, .kernel_w = t.kw, .padded_h = t.ph,
-                           .padded_w = t.pw};
+        CAPTURE(t);
+        const DirectConv g = t.conv();
         std::vector<float> in = random_values(t.c * t.ph * t.pw, 1);
         in[static_cast<std::size_t>(t.pw + 1)] = NAN;  // reaches some outputs of every channel, ReLU or not
         const std::vector<float> w = random_values(t.o * t.c * t.kh * t.kw, 2), bias = random_values(t.o, 3);
@@ -125,9 +128,6 @@ TEST_CASE("conv2d_direct: transpose_flip packs the input gradient's weights") {
 
 TEST_CASE("conv2d_direct_weight_grad: matches a plain loop for every tile shape, over two images") {
   if (!ladon::kernels::conv2d_direct_available()) return;
-  struct Case {
-    i64 c, o, kh, kw, ph, pw;
-  };
   // Steps k = c kh kw of 9, 288 (20 tiles of 14 and one of 8), 3, 18, 60, 45, 4 and, with 1 x 1
   // kernels, 1, 2, 5, 6, 7, 10, 11, 12, 13: a last tile of every height from 1 to 14. 1 to 70 channels;
   // output planes from 1 x 1 to 28 x 28, whose positions run past every 16-position transpose block.
@@ -137,15 +137,9 @@ TEST_CASE("conv2d_direct_weight_grad: matches a plain loop for every tile shape,
                         {11, 20, 1, 1, 3, 5},  {12, 20, 1, 1, 3, 5},   {13, 20, 1, 1, 3, 5}, {1, 5, 1, 1, 4, 4}};
   for (const Case& t : cases)
     for (const bool masked : {false, true}) {
-      CAPTURE(t.c);
-      CAPTURE(t.o);
-      CAPTURE(t.kh);
-      CAPTURE(t.kw);
-      CAPTURE(t.ph);
-      CAPTURE(t.pw);
+      CAPTURE(t);
       CAPTURE(masked);
-      const DirectConv g{
-          .channels = t.c, .out_channels = t.o, .kernel_h = t.kh, .kernel_w = t.kw, .padded_h = t.ph, .padded_w = t.pw};
+      const DirectConv g = t.conv();
       const i64 oh = t.ph - t.kh + 1, ow = t.pw - t.kw + 1, plane = oh * ow, k = t.c * t.kh * t.kw;
       const i64 ld = ladon::kernels::conv2d_direct_grad_ld(g);
       REQUIRE(ld % 32 == 0);

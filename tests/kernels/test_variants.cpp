@@ -316,15 +316,21 @@ void norm_rows() {
   }
 }
 
+// The 2x2 stride-2 window over planes of height x width: 2 rows of width / 2 outputs.
+ladon::kernels::Window2d pool_2x2_window(i64 height, i64 width) {
+  ladon::kernels::Window2d w;
+  w.height = height;
+  w.width = width;
+  w.kernel_h = w.kernel_w = w.stride_h = w.stride_w = 2;
+  w.out_h = 2;
+  w.out_w = width / 2;
+  return w;
+}
+
 void pool_rows() {
   // The 2x2 stride-2 fast path: 3 planes of 4 x 2n, ties and NaN included by values().
   check_variants("max_pool2d_2x2", "max_pool2d 2x2", [](i64 n) {
-    ladon::kernels::Window2d w;
-    w.height = 4;
-    w.width = 2 * n;
-    w.kernel_h = w.kernel_w = w.stride_h = w.stride_w = 2;
-    w.out_h = 2;
-    w.out_w = n;
+    const ladon::kernels::Window2d w = pool_2x2_window(4, 2 * n);
     std::vector<float> x = values(3 * 4 * n, 17);
     for (std::size_t i = 8; i + 1 < x.size(); i += 9) x[i + 1] = x[i];  // ties: the first must win
     std::vector<float> out(static_cast<std::size_t>(3 * 2 * n));
@@ -368,12 +374,7 @@ void conv_rows() {
   // The 2x2 stride-2 max pool on three planes of 2 x n (rows of n / 2 outputs: every tile tail),
   // values and the winners' offsets.
   check_variants("max_pool2d_2x2", "max_pool2d 2x2 rows of n", [](i64 n) {
-    ladon::kernels::Window2d w;
-    w.height = 4;
-    w.width = n;
-    w.kernel_h = w.kernel_w = w.stride_h = w.stride_w = 2;
-    w.out_h = 2;
-    w.out_w = n / 2;
+    const ladon::kernels::Window2d w = pool_2x2_window(4, n);
     std::vector<float> x = values(6 * n, 24);
     for (std::size_t i = 0; i + 9 < x.size(); i += 11) x[i + 1] = x[i];  // ties
     std::vector<float> out(static_cast<std::size_t>(6 * w.out_w));
@@ -385,12 +386,7 @@ void conv_rows() {
   // Its backward on three planes of 5 x n (the last row, and for odd n the last column, in no
   // window), from argmaxes with ties and NaNs: every element written, once, into a buffer of -7.
   check_variants("max_pool2d_2x2_backward", "max_pool2d 2x2 backward rows of n", [](i64 n) {
-    ladon::kernels::Window2d w;
-    w.height = 5;
-    w.width = n;
-    w.kernel_h = w.kernel_w = w.stride_h = w.stride_w = 2;
-    w.out_h = 2;
-    w.out_w = n / 2;
+    const ladon::kernels::Window2d w = pool_2x2_window(5, n);
     std::vector<float> x = values(15 * n, 27);
     for (std::size_t i = 0; i + 9 < x.size(); i += 11) x[i + 1] = x[i];  // ties
     for (std::size_t i = 5; i < x.size(); i += 37) x[i] = NAN;
