@@ -3,18 +3,15 @@
 #include <fstream>
 
 #include "data/csv_reader.h"
+#include "helpers.h"
 #include "test_util.h"
 
 using namespace ladon;
 using namespace ladon::data;
 using namespace ladon::data::test;
+using namespace ladon::testing;
 
 namespace {
-std::string write_text(const TempDir& dir, const std::string& name, const std::string& text) {
-  const std::string path = dir.file(name);
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
 std::vector<std::string> column_text(const CsvChunk& c, std::int64_t col) {
   std::vector<std::string> out;
   for (std::int64_t r = 0; r < c.rows(); ++r) out.emplace_back(c.text(col, r));

@@ -6,12 +6,14 @@
 #include "data/dataset.h"
 #include "data/idx.h"
 #include "data/loader.h"
+#include "helpers.h"
 #include "ladon.h"
 #include "test_util.h"
 
 using namespace ladon;
 using namespace ladon::data;
 using namespace ladon::data::test;
+using namespace ladon::testing;
 
 TEST_CASE("a Loader with a batch near INT64_MAX yields the one batch of every row") {
   Dataset ds;

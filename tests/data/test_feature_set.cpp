@@ -3,19 +3,14 @@
 #include <cmath>
 #include <fstream>
 
+#include "helpers.h"
 #include "ladon.h"
-#include "test_util.h"
 
 using namespace ladon;
 using namespace ladon::data;
-using namespace ladon::data::test;
+using namespace ladon::testing;
 
 namespace {
-std::string write_text(const TempDir& dir, const std::string& name, const std::string& text) {
-  const std::string path = dir.file(name);
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
 const TabularDataset::Field& field(const TabularDataset& ds, const std::string& name) {
   for (const auto& f : ds.fields)
     if (f.spec.name == name) return f;

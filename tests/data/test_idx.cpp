@@ -1,12 +1,14 @@
 #include <doctest/doctest.h>
 
 #include "data/idx.h"
+#include "helpers.h"
 #include "ladon.h"
 #include "test_util.h"
 
 using namespace ladon;
 using namespace ladon::data;
 using namespace ladon::data::test;
+using namespace ladon::testing;
 
 TEST_CASE("data/idx: round trip, plain and gzip, ranks 1..4") {
   TempDir dir;

@@ -2,12 +2,12 @@
 
 #include <cmath>
 
+#include "helpers.h"
 #include "ladon.h"
-#include "test_util.h"
 
 using namespace ladon;
 using namespace ladon::data;
-using ladon::data::test::error_message;
+using ladon::testing::error_message;
 
 namespace {
 std::vector<double> counts(const Tensor& ids, std::int64_t n) {

@@ -6,12 +6,14 @@
 #include <filesystem>
 
 #include "data/multi_fashion.h"
+#include "helpers.h"
 #include "ladon.h"
 #include "test_util.h"
 
 using namespace ladon;
 using namespace ladon::data;
 using namespace ladon::data::test;
+using namespace ladon::testing;
 
 namespace {
 

@@ -1,40 +1,17 @@
-// Helpers shared by the data tests: a self-deleting temporary directory and IDX file writers.
+// Helpers shared by the data tests: IDX files as bytes, written plain or gzipped, and read back.
 #pragma once
 
 #include <zlib.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "core/error.h"
 
 namespace ladon::data::test {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "ladon-data-test-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Header (magic with `type`, rank, big-endian sizes) followed by `data`, as raw bytes.
 inline std::vector<std::uint8_t> idx_bytes(const std::vector<std::uint32_t>& shape,
@@ -57,18 +34,6 @@ inline void write_gzip(const std::string& path, const std::vector<std::uint8_t>&
   if (f == nullptr) throw std::runtime_error("cannot open " + path);
   const int n = bytes.empty() ? 0 : gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
   if (gzclose(f) != Z_OK || n != static_cast<int>(bytes.size())) throw std::runtime_error("cannot write " + path);
-}
-
-// The message of the ladon::Error that fn throws, or "" when it throws none; for checks on part of
-// a message whose rest depends on the machine (temp paths, zlib wording).
-template <typename Fn>
-std::string error_message(Fn&& fn) {
-  try {
-    fn();
-  } catch (const ladon::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }

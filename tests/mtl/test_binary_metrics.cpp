@@ -2,11 +2,11 @@
 
 #include <cmath>
 
+#include "helpers.h"
 #include "ladon.h"
-#include "tests/data/test_util.h"
 
 using namespace ladon;
-using ladon::data::test::error_message;
+using ladon::testing::error_message;
 
 TEST_CASE("mtl/binary_metrics: AUC by hand, with ties, masks and one class") {
   // Positives 0.35, 0.8; negatives 0.1, 0.4: of the 4 pairs, 3 are ordered right.

@@ -4,10 +4,9 @@
 
 #include "helpers.h"
 #include "ladon.h"
-#include "tests/data/test_util.h"
 
 using namespace ladon;
-using ladon::data::test::error_message;
+using ladon::testing::error_message;
 
 TEST_CASE("mtl/funnel: ESMM loss and gradients match the worked example (pCTR 0.5, pCVR 0.2)") {
   // Three impressions: click without conversion, no click, click and conversion.

@@ -14,6 +14,7 @@
 #include <iterator>
 #include <limits>
 
+#include "helpers.h"
 #include "ladon.h"
 #include "nn/checkpoint.h"
 #include "nn/early_stopping.h"
@@ -22,6 +23,8 @@
 #include "nn/scheduler.h"
 
 using namespace ladon;
+using ladon::testing::TempDir;
+using ladon::testing::error_message;
 namespace fs = std::filesystem;
 
 namespace {
@@ -52,31 +55,6 @@ struct Net : nn::Module {
   }
 };
 
-// A fresh directory under /tmp, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char name[] = "/tmp/ladon_ckpt_XXXXXX";
-    REQUIRE(::mkdtemp(name) != nullptr);
-    path = name;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::size_t entries() const { return static_cast<std::size_t>(std::distance(fs::directory_iterator(path), {})); }
-};
-
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 std::vector<char> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -175,10 +153,10 @@ TEST_CASE("write_checkpoint and read_checkpoint keep every value kind and extra 
   CHECK(r.model.keys() == std::vector<std::string>{"w", "idx", "scalar", "empty"});
 
   c.model.set("undefined", Tensor());
-  CHECK(error_of([&] { nn::write_checkpoint(dir.file("b.ckpt"), c); }) ==
+  CHECK(error_message([&] { nn::write_checkpoint(dir.file("b.ckpt"), c); }) ==
         "save_checkpoint: section 'model', entry 'undefined' is an undefined tensor");
   CHECK_FALSE(fs::exists(dir.file("b.ckpt")));
-  CHECK(error_of([&] { nn::write_checkpoint(dir.file("no/such/dir/c.ckpt"), nn::Checkpoint{}); }) ==
+  CHECK(error_message([&] { nn::write_checkpoint(dir.file("no/such/dir/c.ckpt"), nn::Checkpoint{}); }) ==
         "save_checkpoint: cannot create '" + dir.file("no/such/dir/c.ckpt") + ".tmp." + std::to_string(::getpid()) +
             "': No such file or directory");
 }
@@ -196,25 +174,25 @@ TEST_CASE("a damaged file fails to load with a precise message and leaves the mo
   auto load = [&] { nn::load_checkpoint(path, net); };
 
   SUBCASE("missing") {
-    CHECK(error_of([&] { nn::load_checkpoint(dir.file("nope.ckpt"), net); }) ==
+    CHECK(error_message([&] { nn::load_checkpoint(dir.file("nope.ckpt"), net); }) ==
           "read_checkpoint: cannot open '" + dir.file("nope.ckpt") + "': No such file or directory");
   }
   SUBCASE("truncated in the payload") {
     write_bytes(path, std::vector<char>(good.begin(), good.begin() + 100));
-    CHECK(error_of(load) == "read_checkpoint: '" + path + "' is truncated: 100 bytes, the header promises " +
+    CHECK(error_message(load) == "read_checkpoint: '" + path + "' is truncated: 100 bytes, the header promises " +
                                 std::to_string(good.size()));
   }
   SUBCASE("truncated by one byte") {
     write_bytes(path, std::vector<char>(good.begin(), good.end() - 1));
-    CHECK(error_of(load).find("is truncated: " + std::to_string(good.size() - 1) + " bytes") != std::string::npos);
+    CHECK(error_message(load).find("is truncated: " + std::to_string(good.size() - 1) + " bytes") != std::string::npos);
   }
   SUBCASE("truncated in the header") {
     write_bytes(path, std::vector<char>(good.begin(), good.begin() + 5));
-    CHECK(error_of(load) == "read_checkpoint: '" + path + "' is truncated: 5 bytes, shorter than the header");
+    CHECK(error_message(load) == "read_checkpoint: '" + path + "' is truncated: 5 bytes, shorter than the header");
     write_bytes(path, std::vector<char>(good.begin(), good.begin() + 12));
-    CHECK(error_of(load) == "read_checkpoint: '" + path + "' is truncated: 12 bytes, shorter than the 24-byte header");
+    CHECK(error_message(load) == "read_checkpoint: '" + path + "' is truncated: 12 bytes, shorter than the 24-byte header");
     write_bytes(path, {});
-    CHECK(error_of(load) == "read_checkpoint: '" + path + "' is truncated: 0 bytes, shorter than the header");
+    CHECK(error_message(load) == "read_checkpoint: '" + path + "' is truncated: 0 bytes, shorter than the header");
   }
   SUBCASE("one flipped bit anywhere after the header") {
     for (std::size_t at : {std::size_t{30}, good.size() / 2, good.size() - 10, good.size() - 1}) {
@@ -222,7 +200,7 @@ TEST_CASE("a damaged file fails to load with a precise message and leaves the mo
       std::vector<char> bad = good;
       bad[at] = static_cast<char>(bad[at] ^ 0x10);
       write_bytes(path, bad);
-      const std::string msg = error_of(load);
+      const std::string msg = error_message(load);
       CHECK(msg.rfind("read_checkpoint: '" + path + "' is corrupt: checksum mismatch (stored ", 0) == 0);
     }
   }
@@ -230,7 +208,7 @@ TEST_CASE("a damaged file fails to load with a precise message and leaves the mo
     std::vector<char> bad = good;
     bad.push_back('x');
     write_bytes(path, bad);
-    CHECK(error_of(load) == "read_checkpoint: '" + path + "' is corrupt: " + std::to_string(good.size() + 1) +
+    CHECK(error_message(load) == "read_checkpoint: '" + path + "' is corrupt: " + std::to_string(good.size() + 1) +
                                 " bytes, the header promises " + std::to_string(good.size()));
   }
   SUBCASE("wrong magic") {
@@ -238,14 +216,14 @@ TEST_CASE("a damaged file fails to load with a precise message and leaves the mo
     bad[0] = 'P';
     bad[1] = 'K';
     write_bytes(path, bad);
-    CHECK(error_of(load) ==
+    CHECK(error_message(load) ==
           "read_checkpoint: '" + path + "' is not a ladon checkpoint (its first bytes are not \"LADONCKP\")");
   }
   SUBCASE("wrong version") {
     std::vector<char> bad = good;
     bad[8] = 2;
     write_bytes(path, bad);
-    CHECK(error_of(load) == "read_checkpoint: '" + path + "' has format version 2; this build reads version 1");
+    CHECK(error_message(load) == "read_checkpoint: '" + path + "' has format version 2; this build reads version 1");
   }
   CHECK(nn::module_state(net) == before);
 }
@@ -261,7 +239,7 @@ TEST_CASE("a mismatched model or optimizer fails before anything is written") {
   SUBCASE("shape mismatch in a later tensor: the earlier ones are not written either") {
     Net net(2, 4, 3);  // fc2 is [3, 4] here, [2, 4] in the file
     const nn::StateDict before = nn::module_state(net);
-    CHECK(error_of([&] { nn::load_checkpoint(path, net); }) ==
+    CHECK(error_message([&] { nn::load_checkpoint(path, net); }) ==
           "load_checkpoint '" + path +
               "': load_module_state: tensor 'fc2.weight': shape mismatch, the model has [3, 4], the state has [2, 4]");
     CHECK(nn::module_state(net) == before);
@@ -276,7 +254,7 @@ TEST_CASE("a mismatched model or optimizer fails before anything is written") {
       }
     } net;
     const nn::StateDict before = nn::module_state(net);
-    CHECK(error_of([&] { nn::load_checkpoint(path, net); }) ==
+    CHECK(error_message([&] { nn::load_checkpoint(path, net); }) ==
           "load_checkpoint '" + path +
               "': load_module_state: missing keys (in the model, not in the state): extra; unexpected keys (in the "
               "state, not in the model): fc2.weight, fc2.bias, running, counter");
@@ -291,7 +269,7 @@ TEST_CASE("a mismatched model or optimizer fails before anything is written") {
     struct Floaty : Net {
       Floaty() : Net(2) { counter = zeros({1}); }
     } net;
-    CHECK(error_of([&] { nn::load_checkpoint(path, net); }) ==
+    CHECK(error_message([&] { nn::load_checkpoint(path, net); }) ==
           "load_checkpoint '" + path +
               "': load_module_state: tensor 'counter' [1]: dtype mismatch, the model has float32, the state has int64");
   }
@@ -299,12 +277,12 @@ TEST_CASE("a mismatched model or optimizer fails before anything is written") {
     Net net(2);
     const nn::StateDict before = nn::module_state(net);
     nn::SGD sgd(net.parameters(), {.lr = 0.1});
-    CHECK(error_of([&] { nn::load_checkpoint(path, net, {.optimizer = &sgd}); }) ==
+    CHECK(error_message([&] { nn::load_checkpoint(path, net, {.optimizer = &sgd}); }) ==
           "load_checkpoint '" + path + "': SGD: the state was saved by Adam, this is SGD");
     CHECK(nn::module_state(net) == before);
     nn::Adam adam2(net.parameters());
     nn::StepLR sched(adam2, {.step_size = 1});
-    CHECK(error_of([&] { nn::load_checkpoint(path, net, {.optimizer = &adam2, .scheduler = &sched}); }) ==
+    CHECK(error_message([&] { nn::load_checkpoint(path, net, {.optimizer = &adam2, .scheduler = &sched}); }) ==
           "load_checkpoint '" + path + "': the file has no scheduler state");
     CHECK(nn::module_state(net) == before);
     CHECK(adam2.param_steps(0) == 0);
@@ -365,7 +343,7 @@ TEST_CASE("a writer killed mid-save leaves the previous checkpoint intact") {
       nn::load_checkpoint(path, fresh);
       CHECK(nn::module_state(fresh) == nn::module_state(old_model));
       // The partial file itself is recognisably incomplete.
-      CHECK(error_of([&] { nn::read_checkpoint(tmp); }).find("is truncated") != std::string::npos);
+      CHECK(error_message([&] { nn::read_checkpoint(tmp); }).find("is truncated") != std::string::npos);
       fs::remove(tmp);
     } else {
       REQUIRE(::waitpid(child, &status, 0) == child);
@@ -407,7 +385,7 @@ TEST_CASE("state holding NaN equals itself, and a failed load leaves it bit for 
   CHECK(nn::module_state(other) == model_before);  // a round trip keeps the NaN
   CHECK(adam2.state_dict() == opt_before);
 
-  CHECK(error_of([&] { nn::load_checkpoint(path, net, {.optimizer = &adam, .scheduler = &sched}); }) ==
+  CHECK(error_message([&] { nn::load_checkpoint(path, net, {.optimizer = &adam, .scheduler = &sched}); }) ==
         "load_checkpoint '" + path + "': the file has no scheduler state");
   CHECK(nn::module_state(net) == model_before);
   CHECK(adam.state_dict() == opt_before);
@@ -464,7 +442,7 @@ TEST_CASE("a saved optimizer hyperparameter of inf, NaN or below 0 is rejected, 
       const std::string shown = std::isnan(value) ? "nan" : value == inf ? "inf" : value == -inf ? "-inf" : "-1";
       const std::string in_state = std::string(k.key).rfind("group.", 0) == 0 ? " in the state" : "";
       INFO(k.opt->name(), " ", k.key, " = ", shown);
-      CHECK(error_of([&] { nn::load_checkpoint(bad, net, {.optimizer = k.opt}); }) ==
+      CHECK(error_message([&] { nn::load_checkpoint(bad, net, {.optimizer = k.opt}); }) ==
             "load_checkpoint '" + bad + "': " + k.opt->name() + ": " + k.name + " must be finite and >= 0, got " +
                 shown + in_state);
       CHECK(nn::module_state(net) == model_before);

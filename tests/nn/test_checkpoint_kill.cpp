@@ -12,33 +12,23 @@
 #include <fstream>
 #include <thread>
 
+#include "helpers.h"
 #include "ladon.h"
 #include "nn/checkpoint.h"
 #include "nn/linear.h"
 #include "nn/optim.h"
 
 using namespace ladon;
+using ladon::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char name[] = "/tmp/ladon_kill_XXXXXX";
-    REQUIRE(::mkdtemp(name) != nullptr);
-    path = name;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  int temporaries() const {
-    int n = 0;
-    for (const auto& e : fs::directory_iterator(path)) n += e.path().filename().string().find(".tmp.") != std::string::npos;
-    return n;
-  }
-};
+// The temporaries a checkpoint writer left in `dir`.
+int temporaries(const TempDir& dir) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(dir.path())) n += e.path().filename().string().find(".tmp.") != std::string::npos;
+  return n;
+}
 std::vector<float> weights(nn::Linear& layer) { return layer.named_parameters()[0].second.to_vector<float>(); }
 }  // namespace
 
@@ -126,10 +116,10 @@ TEST_CASE("a writer SIGKILLed at random moments always leaves an intact checkpoi
     nn::load_checkpoint(path, fresh);
     CHECK(weights(fresh) == expected);
     // Each new writer removes its dead predecessors' leftovers: at most the latest one remains.
-    CHECK(dir.temporaries() <= 1);
+    CHECK(temporaries(dir) <= 1);
     REQUIRE(std::chrono::steady_clock::now() - started < std::chrono::seconds(60));
   }
   MESSAGE(killed_mid_write << " of " << kKills << " kills landed mid-write");
   nn::save_checkpoint(path, model);
-  CHECK(dir.temporaries() == 0);
+  CHECK(temporaries(dir) == 0);
 }

@@ -2,10 +2,9 @@
 
 #include "helpers.h"
 #include "ladon.h"
-#include "tests/data/test_util.h"
 
 using namespace ladon;
-using ladon::data::test::error_message;
+using ladon::testing::error_message;
 using ladon::testing::set_values;
 
 namespace {

@@ -13,6 +13,7 @@ using namespace ladon;
 using testing::values;
 using nn::Reduction;
 using testing::rel;
+using testing::error_message;
 
 namespace {
 void check_close(const Tensor& t, const std::vector<double>& expected, double tol = 1e-6) {
@@ -29,15 +30,6 @@ void check_close(const Tensor& t, const std::vector<double>& expected, double to
 Tensor labels(std::vector<std::int64_t> v) {
   const auto n = static_cast<std::int64_t>(v.size());
   return tensor(std::move(v), {n});
-}
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 }  // namespace
 
@@ -142,7 +134,7 @@ TEST_CASE("binary_cross_entropy on probabilities, with clamped logs") {
   const std::vector<float> g = values(q.grad());
   CHECK(g[0] == rel(-2.0 / 3, 1e-6));
   for (float v : g) CHECK(std::isfinite(v));
-  CHECK(error_of([] {
+  CHECK(error_message([] {
           nn::binary_cross_entropy(tensor({0.5f, 1.5f}), tensor({0, 1}));
         }) ==
         "binary_cross_entropy: probs must be in [0, 1], element 1 is 1.5 (for logits use "
@@ -173,7 +165,7 @@ TEST_CASE("binary_cross_entropy_with_logits with pos_weight") {
   Tensor xg = tensor({0}).requires_grad_();
   nn::binary_cross_entropy_with_logits(xg, tensor({1}), {.pos_weight = tensor({3})}).backward();
   CHECK(values(xg.grad())[0] == rel(-1.5, 1e-6));
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           nn::binary_cross_entropy_with_logits(x, y, {.pos_weight = tensor({1, 2, 3})});
         }) == "binary_cross_entropy_with_logits: pos_weight [3] does not broadcast to the logits' shape [2, 2]");
 }
@@ -195,7 +187,7 @@ TEST_CASE("huber_loss and smooth_l1_loss by hand") {
   Tensor p = tensor({0.5f, -2, 3, 0}).requires_grad_();
   nn::huber_loss(p, target, {.reduction = Reduction::sum}).backward();
   CHECK(values(p.grad()) == std::vector<float>{0.5f, -1, 1, 0});
-  CHECK(error_of([&] { nn::huber_loss(pred, target, {.delta = 0}); }) == "huber_loss: delta must be > 0, got 0");
+  CHECK(error_message([&] { nn::huber_loss(pred, target, {.delta = 0}); }) == "huber_loss: delta must be > 0, got 0");
 }
 
 TEST_CASE("kl_div: mean, batchmean, sum, log_target") {
@@ -217,7 +209,7 @@ TEST_CASE("kl_div: mean, batchmean, sum, log_target") {
   check_close(in.grad(), {-0.25, -0.25, 0, -0.5, 0, 0});
   // A per-row mask with batchmean: only row 1 counts.
   CHECK(nn::kl_div(log_q, p, {.batchmean = true, .weight = tensor({0, 1}, {2, 1})}).item() == rel(l2, 1e-6));
-  CHECK(error_of([&] { nn::kl_div(log_q, p, {.reduction = Reduction::sum, .batchmean = true}); }) ==
+  CHECK(error_message([&] { nn::kl_div(log_q, p, {.reduction = Reduction::sum, .batchmean = true}); }) ==
         "kl_div: batchmean needs Reduction::mean");
 }
 
@@ -237,19 +229,19 @@ TEST_CASE("per-sample weights and masks on elementwise losses") {
   Tensor pg = tensor({1, 2, 3, 4}).requires_grad_();
   nn::mse_loss(pg, zero, {.weight = mask}).backward();
   CHECK(values(pg.grad()) == std::vector<float>{1, 0, 3, 0});
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           nn::mse_loss(p2, zeros({2, 2}), {.weight = tensor({1, 0, 1})});
         }) == "mse_loss: weight [3] does not broadcast to the loss's shape [2, 2]");
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           nn::cross_entropy(p2, labels({0, 1}), {.weight = tensor({1, 0, 1})});
         }) == "cross_entropy: weight [3] must be [2], one per sample (input [2, 2])");
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           nn::cross_entropy(p2, labels({0, 1}), {.class_weight = tensor({1, 0, 1})});
         }) == "cross_entropy: class_weight [3] must be [2], one per class (input [2, 2])");
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           nn::cross_entropy(p2, labels({0, 7}), {.label_smoothing = 0.1});
         }) == "cross_entropy: target[1] = 7 is out of range for 2 classes (input [2, 2])");
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           nn::cross_entropy(p2, labels({0, 1}), {.label_smoothing = 1.5});
         }) == "cross_entropy: label_smoothing must be in [0, 1], got 1.5");
 }

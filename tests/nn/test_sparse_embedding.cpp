@@ -4,10 +4,9 @@
 
 #include "helpers.h"
 #include "ladon.h"
-#include "tests/data/test_util.h"
 
 using namespace ladon;
-using ladon::data::test::error_message;
+using ladon::testing::error_message;
 
 namespace {
 Tensor ids(std::vector<std::int64_t> v) {

@@ -1,9 +1,9 @@
 #include <cmath>
 
-#include "util.h"
+#include "helpers.h"
 
 using namespace ladon;
-using ladon::testing::error_of;
+using ladon::testing::error_message;
 using ladon::testing::read_text;
 using ladon::testing::TempDir;
 
@@ -50,10 +50,10 @@ TEST_CASE("History: write() puts both files in the folder; a folder that cannot 
   CHECK(read_text(dir.file("run/metrics.csv")) == h.csv());
   CHECK(read_text(dir.file("run/metrics.jsonl")) == h.json_lines());
   { std::ofstream(dir.file("plain")) << "x"; }
-  CHECK(error_of([&] { train::History({"a"}, dir.file("plain/run")); }) ==
+  CHECK(error_message([&] { train::History({"a"}, dir.file("plain/run")); }) ==
         "History: cannot create output folder '" + dir.file("plain/run") + "': Not a directory");
   CHECK(read_text(dir.file("plain")) == "x");
-  CHECK(error_of([] { train::History({}).write(); }) == "History::write: this history has no output folder");
+  CHECK(error_message([] { train::History({}).write(); }) == "History::write: this history has no output folder");
 }
 
 TEST_CASE("History: state round-trips exactly, and a history of other tasks is refused") {
@@ -69,19 +69,19 @@ TEST_CASE("History: state round-trips exactly, and a history of other tasks is r
   CHECK(back.records()[0].weights == std::vector<double>{1, 0.25});
   CHECK(std::isnan(back.records()[1].lr));
   train::History other({"item"});
-  CHECK(error_of([&] { other.load_state_dict(h.state_dict()); }) ==
+  CHECK(error_message([&] { other.load_state_dict(h.state_dict()); }) ==
         "History::load_state_dict: the saved history is of tasks 'item\ngroup\n', not of this run's");
   CHECK(other.records().empty());
 }
 
 TEST_CASE("History: bad records are errors") {
   train::History h({"item"});
-  CHECK(error_of([&] { h.add({.split = "train", .task = "nope", .metric = "loss"}); }) ==
+  CHECK(error_message([&] { h.add({.split = "train", .task = "nope", .metric = "loss"}); }) ==
         "History::add: no task 'nope' in this history");
-  CHECK(error_of([&] { h.add({.split = "train", .task = "item", .metric = "loss", .weights = {1, 2}}); }) ==
+  CHECK(error_message([&] { h.add({.split = "train", .task = "item", .metric = "loss", .weights = {1, 2}}); }) ==
         "History::add: 2 task weights for 1 tasks");
-  CHECK(error_of([&] { h.add({.split = "", .metric = "loss"}); }) ==
+  CHECK(error_message([&] { h.add({.split = "", .metric = "loss"}); }) ==
         "History::add: a record needs a split and a metric (got '', 'loss')");
-  CHECK(error_of([] { train::History({"a", "a"}); }) == "History: task 'a' appears twice");
+  CHECK(error_message([] { train::History({"a", "a"}); }) == "History: task 'a' appears twice");
   CHECK(h.records().empty());
 }

@@ -1,7 +1,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "util.h"
+#include "helpers.h"
 
 using namespace ladon;
 using ladon::testing::read_text;

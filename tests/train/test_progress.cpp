@@ -1,10 +1,10 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "util.h"
+#include "helpers.h"
 
 using namespace ladon;
-using ladon::testing::error_of;
+using ladon::testing::error_message;
 
 namespace {
 
@@ -73,8 +73,8 @@ TEST_CASE("Progress: quiet prints nothing, and bad input is an error") {
   p.message("hidden");
   p.finish();
   CHECK(out.text().empty());
-  CHECK(error_of([&] { p.step(1, {1, 2}); }) == "Progress::step: got 2 losses for 1 columns");
-  CHECK(error_of([&] { p.start_epoch(3, 2, 1); }) == "Progress::start_epoch: epoch 3 is not in 1..2");
-  CHECK(error_of([] { train::Progress(1, {"a", "a"}); }) == "Progress: loss column 'a' appears twice");
-  CHECK(error_of([] { train::Progress(-1, {}); }) == "Progress: total_steps must be >= 0, got -1");
+  CHECK(error_message([&] { p.step(1, {1, 2}); }) == "Progress::step: got 2 losses for 1 columns");
+  CHECK(error_message([&] { p.start_epoch(3, 2, 1); }) == "Progress::start_epoch: epoch 3 is not in 1..2");
+  CHECK(error_message([] { train::Progress(1, {"a", "a"}); }) == "Progress: loss column 'a' appears twice");
+  CHECK(error_message([] { train::Progress(-1, {}); }) == "Progress: total_steps must be >= 0, got -1");
 }

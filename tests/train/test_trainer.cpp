@@ -3,10 +3,10 @@
 #include <cmath>
 #include <limits>
 
-#include "util.h"
+#include "helpers.h"
 
 using namespace ladon;
-using ladon::testing::error_of;
+using ladon::testing::error_message;
 using ladon::testing::TempDir;
 
 namespace {
@@ -205,7 +205,7 @@ TEST_CASE("Trainer: a binary task's validation AUC and log loss are in the histo
   double best = -1;
   for (const auto& record : auc) best = std::max(best, record.value);
   CHECK(trainer.best() == best);
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           train::Trainer(model, balancer, optimizer, loader, Run::with_quiet({.monitor = {.task = "hit", .metric = "f1"}}));
         }) == "Trainer: task 'hit' has no metric 'f1'; tasks: hit (loss, accuracy, auc, log_loss)");
 }
@@ -255,31 +255,31 @@ TEST_CASE("Trainer: the history has train losses with weights and lr, validation
 
 TEST_CASE("Trainer: bad monitors, splits, resume files and folders are clear errors") {
   TempDir dir;
-  CHECK(error_of([] { Run({.monitor = {.task = "cls", .metric = "f1"}}); }) ==
+  CHECK(error_message([] { Run({.monitor = {.task = "cls", .metric = "f1"}}); }) ==
         "Trainer: task 'cls' has no metric 'f1'; tasks: cls (loss, accuracy), reg (loss, mse)");
-  CHECK(error_of([] { Run({.monitor = {.task = "nope", .metric = "loss"}}); }) ==
+  CHECK(error_message([] { Run({.monitor = {.task = "nope", .metric = "loss"}}); }) ==
         "Trainer: no task 'nope' to monitor; tasks: cls (loss, accuracy), reg (loss, mse)");
-  CHECK(error_of([] { Run({.monitor = {.metric = "accuracy"}}); }) ==
+  CHECK(error_message([] { Run({.monitor = {.metric = "accuracy"}}); }) ==
         "Trainer: monitor metric 'accuracy' needs a task (monitor.task); without one only 'loss' (the mean) or "
         "'delta_m'");
-  CHECK(error_of([] { Run({.monitor = {.metric = "delta_m", .baselines = {1}}}); }) ==
+  CHECK(error_message([] { Run({.monitor = {.metric = "delta_m", .baselines = {1}}}); }) ==
         "Trainer: delta_m needs one baseline per reported task (2), got 1");
   // An infinite min_delta would make every evaluation a non-improvement: the run would stop after patience.
-  CHECK(error_of([] { Run({.min_delta = std::numeric_limits<double>::infinity()}); }) ==
+  CHECK(error_message([] { Run({.min_delta = std::numeric_limits<double>::infinity()}); }) ==
         "Trainer: min_delta must be finite and >= 0, got inf");
   { std::ofstream(dir.file("file")) << "keep"; }
-  CHECK(error_of([&] { Run({.out = dir.file("file/run")}); }) ==
+  CHECK(error_message([&] { Run({.out = dir.file("file/run")}); }) ==
         "History: cannot create output folder '" + dir.file("file/run") + "': Not a directory");
   CHECK(ladon::testing::read_text(dir.file("file")) == "keep");
 
   Run run({.epochs = 1, .out = dir.file("run")});
   data::Dataset other = make_data(8, 3);
   other.task_names = {"cls", "price"};
-  CHECK(error_of([&] { run.trainer.set_validation(other); }) ==
+  CHECK(error_message([&] { run.trainer.set_validation(other); }) ==
         "Trainer::set_validation: the validation split's tasks are [cls, price], the model's [cls, reg]");
   other.y.pop_back();
   other.task_names.clear();
-  CHECK(error_of([&] { run.trainer.set_validation(other); }) ==
+  CHECK(error_message([&] { run.trainer.set_validation(other); }) ==
         "Trainer::set_validation: the validation split has 1 label tensors, the model 2 tasks");
   run.trainer.fit();
   const auto trained = run.parameters();
@@ -288,7 +288,7 @@ TEST_CASE("Trainer: bad monitors, splits, resume files and folders are clear err
   Generator gen(1);
   mtl::SharedBottom small(nn::Sequential(nn::Linear(4, 5, {}, gen), nn::ReLU()), 5, kTasks, gen);
   nn::save_checkpoint(dir.file("other.ckpt"), small);
-  CHECK(error_of([&] { run.trainer.resume(dir.file("other.ckpt")); }) ==
+  CHECK(error_message([&] { run.trainer.resume(dir.file("other.ckpt")); }) ==
         "Trainer::resume: '" + dir.file("other.ckpt") + "': was not written by a Trainer (no trainer state in it)");
   // A Trainer checkpoint of a different architecture: the model check names the tensors.
   {
@@ -298,7 +298,7 @@ TEST_CASE("Trainer: bad monitors, splits, resume files and folders are clear err
     data::Loader loader(run.train_set, {.batch = 10});
     train::Trainer other_run(moe, equal, sgd, loader, {.progress = {.quiet = true}});
     const auto before = moe.parameters()[0].to_vector<float>();
-    const std::string e = error_of([&] { other_run.resume(dir.file("run/last.ckpt")); });
+    const std::string e = error_message([&] { other_run.resume(dir.file("run/last.ckpt")); });
     CHECK(e.rfind("Trainer::resume: '" + dir.file("run/last.ckpt") + "': ", 0) == 0);
     INFO(e);
     CHECK(e.find("load_module_state: tensor 'towers.cls.0.weight': shape mismatch") != std::string::npos);
@@ -307,7 +307,7 @@ TEST_CASE("Trainer: bad monitors, splits, resume files and folders are clear err
   // A truncated checkpoint: the file check says so, and the run is untouched.
   const std::string bytes = ladon::testing::read_text(dir.file("run/last.ckpt"));
   { std::ofstream(dir.file("cut.ckpt"), std::ios::binary) << bytes.substr(0, bytes.size() / 2); }
-  CHECK(error_of([&] { run.trainer.resume(dir.file("cut.ckpt")); }).find("cut.ckpt") != std::string::npos);
+  CHECK(error_message([&] { run.trainer.resume(dir.file("cut.ckpt")); }).find("cut.ckpt") != std::string::npos);
   CHECK(run.parameters() == trained);
   CHECK(run.trainer.step() == 4);
   // A checkpoint whose counters are damaged (a valid file, written by hand): every part is checked
@@ -320,7 +320,7 @@ TEST_CASE("Trainer: bad monitors, splits, resume files and folders are clear err
     c.metadata.set(key, "damaged");
     nn::write_checkpoint(dir.file("damaged.ckpt"), c);
     INFO(std::string(key));
-    CHECK(error_of([&] { fresh.trainer.resume(dir.file("damaged.ckpt")); }) ==
+    CHECK(error_message([&] { fresh.trainer.resume(dir.file("damaged.ckpt")); }) ==
           "Trainer::resume: '" + dir.file("damaged.ckpt") + "': entry '" + key + "' is a string, not " +
               (std::string(key) == "step" ? "an integer" : "a number"));
     CHECK(fresh.parameters() == untrained);
@@ -344,7 +344,7 @@ TEST_CASE("Trainer: bad monitors, splits, resume files and folders are clear err
     c.optimizer.set("group.0.lr", std::numeric_limits<double>::infinity());
     nn::write_checkpoint(dir.file("inf_lr.ckpt"), c);
   }
-  CHECK(error_of([&] { fresh.trainer.resume(dir.file("inf_lr.ckpt")); }) ==
+  CHECK(error_message([&] { fresh.trainer.resume(dir.file("inf_lr.ckpt")); }) ==
         "Trainer::resume: '" + dir.file("inf_lr.ckpt") +
             "': Adam: group 0: lr must be finite and >= 0, got inf in the state");
   {
@@ -355,7 +355,7 @@ TEST_CASE("Trainer: bad monitors, splits, resume files and folders are clear err
     c.extra["random"] = random;
     nn::write_checkpoint(dir.file("no_stream.ckpt"), c);
   }
-  const std::string e = error_of([&] { fresh.trainer.resume(dir.file("no_stream.ckpt")); });
+  const std::string e = error_message([&] { fresh.trainer.resume(dir.file("no_stream.ckpt")); });
   CHECK(e.rfind("Trainer::resume: '" + dir.file("no_stream.ckpt") +
                     "': load_random_state: no saved state for the model's random stream '",
                 0) == 0);
