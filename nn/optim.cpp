@@ -149,11 +149,13 @@ void Optimizer::update_rows(std::size_t i, const RowGrad& rg, double lr) {
   std::vector<float> staged(tables * static_cast<std::size_t>(n * dim));
   std::vector<float*> parts(tables);
   for (std::size_t b = 0; b < tables; ++b) parts[b] = staged.data() + b * static_cast<std::size_t>(n * dim);
-  constexpr std::int64_t kAhead = 8;
+  // 16 rows ahead in each of the tables (48 lines in flight for Adam) measured best on Zen 5.
+  constexpr std::int64_t kAhead = 16, kLine = 64 / sizeof(float);
   const auto row_bytes = static_cast<std::size_t>(dim) * sizeof(float);
   for (std::int64_t k = 0; k < n; ++k) {
     if (k + kAhead < n)
-      for (float* t : full) __builtin_prefetch(t + rows[k + kAhead] * dim);
+      for (float* t : full)
+        for (std::int64_t l = 0; l < dim; l += kLine) __builtin_prefetch(t + rows[k + kAhead] * dim + l);
     for (std::size_t b = 0; b < tables; ++b) std::memcpy(parts[b] + k * dim, full[b] + rows[k] * dim, row_bytes);
   }
   update({i, n * dim, parts[0], rg.values.data<float>(), lr, 0.0, step, 0, true, parts.data() + 1});
