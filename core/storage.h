@@ -1,5 +1,6 @@
 // Storage: one 64-byte-aligned buffer, returned to a size-bucketed cache when the last tensor
 // that uses it goes away, so a training step in steady state does not call the system allocator.
+// Buffers of 4 MB or more are 2 MB-aligned and advised to use transparent huge pages (Linux).
 #pragma once
 
 #include "layer_fence.h"

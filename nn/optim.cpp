@@ -149,11 +149,13 @@ void Optimizer::update_rows(std::size_t i, const RowGrad& rg, double lr) {
   std::vector<float> staged(tables * static_cast<std::size_t>(n * dim));
   std::vector<float*> parts(tables);
   for (std::size_t b = 0; b < tables; ++b) parts[b] = staged.data() + b * static_cast<std::size_t>(n * dim);
-  constexpr std::int64_t kAhead = 8;
+  // 16 rows ahead in each of the tables (48 lines in flight for Adam) measured best on Zen 5.
+  constexpr std::int64_t kAhead = 16, kLine = 64 / sizeof(float);
   const auto row_bytes = static_cast<std::size_t>(dim) * sizeof(float);
   for (std::int64_t k = 0; k < n; ++k) {
     if (k + kAhead < n)
-      for (float* t : full) __builtin_prefetch(t + rows[k + kAhead] * dim);
+      for (float* t : full)
+        for (std::int64_t l = 0; l < dim; l += kLine) __builtin_prefetch(t + rows[k + kAhead] * dim + l);
     for (std::size_t b = 0; b < tables; ++b) std::memcpy(parts[b] + k * dim, full[b] + rows[k] * dim, row_bytes);
   }
   update({i, n * dim, parts[0], rg.values.data<float>(), lr, 0.0, step, 0, true, parts.data() + 1});
@@ -172,27 +174,43 @@ RowGrad Optimizer::sparse_gradient(std::size_t i) const {
   const double wd = groups_[group_of_[i]].weight_decay;
   LADON_CHECK(wd == 0.0, name_, "parameter ", i, " of shape ", shape_str(p.shape()),
               " has a row-sparse gradient; its weight decay must be 0 (got ", wd, "): decay would touch every row");
-  const std::int64_t n = g.rows.numel(), dim = p.shape()[1];
+  const std::int64_t n = g.rows.numel(), dim = p.shape()[1], table = p.shape()[0];
   const std::int64_t* rows = g.rows.data<std::int64_t>();
-  // (row, position) pairs sorted directly: no indirect loads in the comparisons.
-  std::vector<std::pair<std::int64_t, std::int64_t>> order(static_cast<std::size_t>(n));
-  for (std::int64_t k = 0; k < n; ++k) order[static_cast<std::size_t>(k)] = {rows[k], k};
-  std::sort(order.begin(), order.end());
-  std::vector<std::int64_t> unique;
-  std::vector<float> sums;
-  unique.reserve(order.size());
-  sums.reserve(order.size() * static_cast<std::size_t>(dim));
-  const float* v = g.values.data<float>();
-  for (const auto& [row, k] : order) {
-    if (unique.empty() || unique.back() != row) {
-      unique.push_back(row);
-      sums.resize(sums.size() + static_cast<std::size_t>(dim), 0.0f);
-    }
-    float* dst = sums.data() + sums.size() - static_cast<std::size_t>(dim);
-    for (std::int64_t d = 0; d < dim; ++d) dst[d] += v[k * dim + d];
+  std::int64_t top = 0;
+  for (std::int64_t k = 0; k < n; ++k) {
+    LADON_CHECK(rows[k] >= 0 && rows[k] < table, name_, "internal error: parameter ", i, " of shape ",
+                shape_str(p.shape()), " has a row-sparse gradient for row ", rows[k]);
+    top = std::max(top, rows[k]);
   }
-  const auto u = static_cast<std::int64_t>(unique.size());
-  return {tensor(unique, {u}), tensor(sums, {u, dim})};
+  // The positions, stably sorted by row: an LSD radix sort on 8-bit digits, as many passes as the
+  // largest row needs (3 for 4M rows). Stable, so a row's repeats stay in lookup order and are summed
+  // in the order the dense gradient sums them. No comparisons to mispredict: std::sort of (row,
+  // position) pairs took 0.1 ms of a 2,048-lookup step, more than the update itself.
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n)), other(static_cast<std::size_t>(n));
+  for (std::int64_t k = 0; k < n; ++k) order[static_cast<std::size_t>(k)] = k;
+  for (int shift = 0; shift < 64 && (top >> shift) != 0; shift += 8) {
+    std::int64_t start[257] = {};
+    for (std::int64_t k = 0; k < n; ++k) ++start[((rows[k] >> shift) & 255) + 1];
+    for (int d = 0; d < 256; ++d) start[d + 1] += start[d];
+    for (const std::int64_t k : order) other[static_cast<std::size_t>(start[(rows[k] >> shift) & 255]++)] = k;
+    order.swap(other);
+  }
+  const auto row_at = [&](std::int64_t j) { return rows[order[static_cast<std::size_t>(j)]]; };
+  std::int64_t u = 0;
+  for (std::int64_t j = 0; j < n; ++j) u += j == 0 || row_at(j) != row_at(j - 1);
+  Tensor unique = empty({u}, Dtype::int64), sums = empty({u, dim});
+  std::int64_t* out_rows = unique.data<std::int64_t>();
+  float* out = sums.data<float>();
+  const float* v = g.values.data<float>();
+  for (std::int64_t j = 0, slot = -1; j < n; ++j) {
+    if (j == 0 || row_at(j) != row_at(j - 1)) {
+      out_rows[++slot] = row_at(j);
+      std::fill_n(out + slot * dim, dim, 0.0f);  // sums start at zero, as in the dense gradient
+    }
+    const float* from = v + order[static_cast<std::size_t>(j)] * dim;
+    for (std::int64_t d = 0; d < dim; ++d) out[slot * dim + d] += from[d];
+  }
+  return {unique, sums};
 }
 
 Tensor Optimizer::gradient(std::size_t i) const {

@@ -56,12 +56,21 @@ Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index) {
   const Tensor xc = x.detach().contiguous();
   Tensor out = empty(shape);
   const Split3 s = around(shape, d);
-  // Rows are contiguous runs of `inner` floats; copy them whole, in parallel for big batches.
+  // Rows are contiguous runs of `inner` floats; copy them whole, in parallel for big batches. Rows of
+  // a large table (an embedding lookup) are each a cache miss: prefetching the short ones kAhead
+  // rows early keeps many misses in flight instead of one per copy (32 measured best on Zen 5).
   const float* from = xc.data<float>();
   float* to = out.data<float>();
+  constexpr std::int64_t kAhead = 32, kLine = 64 / sizeof(float);
+  const bool prefetch = s.inner <= 4 * kLine;
   parallel_for(0, s.outer * s.n, std::max<std::int64_t>(1, detail::kElementwiseGrain / std::max<std::int64_t>(s.inner, 1)),
                [&](std::int64_t begin, std::int64_t end) {
                  for (std::int64_t r = begin; r < end; ++r) {
+                   if (prefetch && r + kAhead < end) {
+                     const std::int64_t ahead = r + kAhead;
+                     const float* row = from + (ahead / s.n * limit + idx[ahead % s.n]) * s.inner;
+                     for (std::int64_t i = 0; i < s.inner; i += kLine) __builtin_prefetch(row + i);
+                   }
                    const std::int64_t o = r / s.n, j = r % s.n;
                    std::copy_n(from + (o * limit + idx[j]) * s.inner, s.inner, to + r * s.inner);
                  }

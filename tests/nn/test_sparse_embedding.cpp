@@ -20,6 +20,13 @@ Tensor weighted_sum(const Tensor& rows) {
   for (std::int64_t i = 0; i < n; ++i) w[static_cast<std::size_t>(i)] = 0.5f + static_cast<float>(i % 7);
   return sum(mul(rows, tensor(w, rows.shape())));
 }
+// The same with weights whose sums round: summing a row's repeats in another order changes bits.
+Tensor rounding_sum(const Tensor& rows) {
+  const std::int64_t n = rows.numel();
+  std::vector<float> w(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) w[static_cast<std::size_t>(i)] = 1.0f / static_cast<float>(3 + i % 23);
+  return sum(mul(rows, tensor(w, rows.shape())));
+}
 }  // namespace
 
 TEST_CASE("nn/sparse_embedding: the row-sparse gradient names the looked-up rows and equals the dense one") {
@@ -75,6 +82,54 @@ TEST_CASE("nn/sparse_embedding: SGD and Adagrad on row-sparse gradients match th
       os->zero_grad();
       weighted_sum(dense(at)).backward();
       weighted_sum(sparse(at)).backward();
+      od->step();
+      os->step();
+      CHECK(sparse.weight.to_vector<float>() == dense.weight.to_vector<float>());
+    }
+  }
+}
+
+TEST_CASE("nn/sparse_embedding: coalescing a large table's many repeated rows keeps the dense update exactly") {
+  // Rows up to 2^17 + a few (several radix digits, the top one partly used), each batch with many
+  // repeats in scattered order, and a gradient that differs per lookup and rounds when summed: the
+  // repeats must be summed in lookup order, as the dense gradient sums them, for SGD and Adagrad to
+  // match it bit for bit.
+  // Adam's first step matches too (a dense step moves no untouched row while the moments are zero).
+  const std::int64_t rows = (std::int64_t{1} << 17) + 5;
+  Generator pick(11);
+  std::vector<Tensor> batches;
+  for (int b = 0; b < 3; ++b) {
+    std::vector<std::int64_t> v;
+    for (int k = 0; k < 600; ++k) {
+      const std::uint64_t r = pick.below(4);  // a few hot rows, the last ones, row 0, and any
+      v.push_back(r == 0 ? static_cast<std::int64_t>(pick.below(7)) * 977
+                  : r == 1 ? rows - 1 - static_cast<std::int64_t>(pick.below(3))
+                  : r == 2 ? 0
+                           : static_cast<std::int64_t>(pick.below(static_cast<std::uint64_t>(rows))));
+    }
+    batches.push_back(ids(v));
+  }
+  for (int which = 0; which < 3; ++which) {
+    CAPTURE(which);
+    Generator g1(7), g2(7);
+    nn::Embedding dense(rows, 3, {}, g1), sparse(rows, 3, {.sparse = true}, g2);
+    std::unique_ptr<nn::Optimizer> od, os;
+    if (which == 0) {
+      od = std::make_unique<nn::SGD>(dense.parameters(), nn::SGDOptions{.lr = 0.1});
+      os = std::make_unique<nn::SGD>(sparse.parameters(), nn::SGDOptions{.lr = 0.1});
+    } else if (which == 1) {
+      od = std::make_unique<nn::Adagrad>(dense.parameters(), nn::AdagradOptions{.lr = 0.1, .initial_accumulator_value = 0.1});
+      os = std::make_unique<nn::Adagrad>(sparse.parameters(), nn::AdagradOptions{.lr = 0.1, .initial_accumulator_value = 0.1});
+    } else {
+      od = std::make_unique<nn::Adam>(dense.parameters(), nn::AdamOptions{.lr = 0.1});
+      os = std::make_unique<nn::Adam>(sparse.parameters(), nn::AdamOptions{.lr = 0.1});
+    }
+    for (std::size_t b = 0; b < (which == 2 ? 1 : batches.size()); ++b) {
+      CAPTURE(b);
+      od->zero_grad();
+      os->zero_grad();
+      rounding_sum(dense(batches[b])).backward();
+      rounding_sum(sparse(batches[b])).backward();
       od->step();
       os->step();
       CHECK(sparse.weight.to_vector<float>() == dense.weight.to_vector<float>());
