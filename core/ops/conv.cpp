@@ -448,15 +448,10 @@ Tensor conv2d_max_pool2x2(const Tensor& input, const Tensor& weight, const Tenso
                    DirectBackward direct(p, need_w, need_b, need_x);
                    // One image's gradient at the convolution's output: the pooled gradient at each window's
                    // argmax (masked by the ReLU there, which is the pooled value), 0 elsewhere.
-                   Tensor masked = py ? empty({pooled}) : Tensor(), dense = empty({p.o * p.l});
+                   Tensor dense = empty({p.o * p.l});
                    for (std::int64_t i = begin; i < end; ++i) {
-                     const float* g = pg + i * pooled;
-                     if (py) {
-                       float* m = masked.data<float>();
-                       for (std::int64_t j = 0; j < pooled; ++j) m[j] = py[i * pooled + j] > 0.0f ? g[j] : 0.0f;
-                       g = m;
-                     }
-                     kernels::max_pool2d_2x2_backward(pool, p.o, g, pi + i * pooled, dense.data<float>());
+                     kernels::max_pool2d_2x2_backward(pool, p.o, pg + i * pooled, pi + i * pooled,
+                                                      py ? py + i * pooled : nullptr, dense.data<float>());
                      if (need_w || need_b) direct.weights(px + i * p.image, dense.data<float>(), nullptr);
                      if (need_x)
                        direct.input(dense.data<float>(), nullptr, packed.data<float>(), gx.data<float>() + i * p.image);
@@ -528,7 +523,7 @@ ValuesIndices max_pool2d_with_indices(const Tensor& input, Size2 kernel, const P
                  parallel_for(0, planes, plane_grain(w), [&](std::int64_t begin, std::int64_t end) {
                    if (two_by_two)
                      kernels::max_pool2d_2x2_backward(w, end - begin, pg + begin * out_plane, pi + begin * out_plane,
-                                                      pgx + begin * in_plane);
+                                                      nullptr, pgx + begin * in_plane);
                    else
                      kernels::max_pool2d_backward(end - begin, in_plane, out_plane, pg + begin * out_plane,
                                                   pi + begin * out_plane, pgx + begin * in_plane);
