@@ -1,5 +1,6 @@
-// conv2d (direct on AVX-512 where it applies, im2col + GEMM otherwise), max/avg/adaptive-avg
-// pooling, with their backwards.
+// conv2d (direct on AVX-512 where it applies, im2col + GEMM otherwise), conv2d_max_pool2x2 (the
+// direct convolution and its 2x2 max pool image by image), max/avg/adaptive-avg pooling, with their
+// backwards.
 #include "../../kernels/conv.h"
 
 #include <algorithm>
