@@ -131,6 +131,13 @@ struct ConvOptions {
 // gradients, the ReLU's mask applied as the output gradient is read.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const ConvOptions& options = {},
               Activation activation = Activation::none);
+// max_pool2d(conv2d(x, weight, bias, options, activation), 2) as one op, with the same values and
+// gradients: where the direct convolution runs all three products (stride 1, dilation 1, one group,
+// AVX-512) it pools each image's convolution output while it is in cache, so the full-size output
+// and its gradient are never written; elsewhere it runs the two ops. Sequential uses it for Conv2d,
+// ReLU, MaxPool2d(2).
+Tensor conv2d_max_pool2x2(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+                          const ConvOptions& options = {}, Activation activation = Activation::none);
 
 struct PoolOptions {
   Size2 stride = 0;   // 0: the kernel size, as in PyTorch

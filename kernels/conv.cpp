@@ -255,19 +255,21 @@ LADON_INLINE void max_pool2d_2x2_body(const Window2d& w, std::int64_t planes, co
 // element is the winner of its window (the output gradient) or not (0), and the elements past the
 // last window of an odd height or width are 0. No zeroed buffer, no scatter.
 LADON_INLINE void max_pool2d_2x2_backward_body(const Window2d& w, std::int64_t planes, const float* grad_out,
-                                               const std::int64_t* argmax, float* grad_x) {
+                                               const std::int64_t* argmax, const float* mask, float* grad_x) {
   const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
   for (std::int64_t p = 0; p < planes; ++p) {
     float* gx = grad_x + p * plane;
     for (std::int64_t oy = 0; oy < w.out_h; ++oy) {
       const float* __restrict g = grad_out + p * out_plane + oy * w.out_w;
       const std::int64_t* __restrict a = argmax + p * out_plane + oy * w.out_w;
+      const float* __restrict m = mask ? mask + p * out_plane + oy * w.out_w : nullptr;
       for (std::int64_t r = 0; r < 2; ++r) {
         const std::int64_t row = (2 * oy + r) * w.width;
         float* __restrict dst = gx + row;
         for (std::int64_t ox = 0; ox < w.out_w; ++ox) {
-          dst[2 * ox] = a[ox] == row + 2 * ox ? g[ox] : 0.0f;
-          dst[2 * ox + 1] = a[ox] == row + 2 * ox + 1 ? g[ox] : 0.0f;
+          const float gv = m && !(m[ox] > 0.0f) ? 0.0f : g[ox];
+          dst[2 * ox] = a[ox] == row + 2 * ox ? gv : 0.0f;
+          dst[2 * ox + 1] = a[ox] == row + 2 * ox + 1 ? gv : 0.0f;
         }
         std::fill(dst + 2 * w.out_w, dst + w.width, 0.0f);
       }
@@ -338,7 +340,7 @@ LADON_TARGET_AVX512 void max_pool2d_2x2_avx512(const Window2d& w, std::int64_t p
 }
 
 LADON_TARGET_AVX512 void max_pool2d_2x2_backward_avx512(const Window2d& w, std::int64_t planes, const float* grad_out,
-                                                        const std::int64_t* argmax, float* grad_x) {
+                                                        const std::int64_t* argmax, const float* mask, float* grad_x) {
   const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
   // Interleaves the even-column values e and the odd-column values o of 16 windows into 32 floats.
   const __m512i mix_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -353,7 +355,11 @@ LADON_TARGET_AVX512 void max_pool2d_2x2_backward_avx512(const Window2d& w, std::
       for (std::int64_t ox0 = 0; ox0 < w.out_w; ox0 += 16) {
         const std::int64_t count = std::min<std::int64_t>(16, w.out_w - ox0);
         const __mmask16 outs = detail::first_lanes16(count);
-        const __m512 gv = _mm512_maskz_loadu_ps(outs, g + ox0);
+        __m512 gv = _mm512_maskz_loadu_ps(outs, g + ox0);
+        if (mask) {
+          const float* m = mask + p * out_plane + oy * w.out_w + ox0;
+          gv = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(outs, m), zero, _CMP_GT_OQ), gv);
+        }
         const __m256i a_lo = _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(static_cast<__mmask8>(outs), a + ox0));
         const __m256i a_hi =
             _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(static_cast<__mmask8>(outs >> 8), a + ox0 + 8));
@@ -391,12 +397,12 @@ bool max_pool2d_is_2x2(const Window2d& w) {
 }
 
 void max_pool2d_2x2_backward(const Window2d& w, std::int64_t planes, const float* grad_out, const std::int64_t* argmax,
-                             float* grad_x) {
+                             const float* mask, float* grad_x) {
 #if LADON_X86
   if (active_isa() >= Isa::avx512 && max_pool2d_2x2_fits(w))
-    return max_pool2d_2x2_backward_avx512(w, planes, grad_out, argmax, grad_x);
+    return max_pool2d_2x2_backward_avx512(w, planes, grad_out, argmax, mask, grad_x);
 #endif
-  Multiversion<max_pool2d_2x2_backward_body>::run(w, planes, grad_out, argmax, grad_x);
+  Multiversion<max_pool2d_2x2_backward_body>::run(w, planes, grad_out, argmax, mask, grad_x);
 }
 
 void max_pool2d(const Window2d& w, std::int64_t planes, const float* x, float* out, std::int64_t* argmax) {

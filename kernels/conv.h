@@ -86,10 +86,12 @@ void max_pool2d_backward(std::int64_t planes, std::int64_t in_plane, std::int64_
 // The 2x2 window of stride 2 without padding or dilation, max_pool2d's fast case: its windows do
 // not overlap, so max_pool2d_2x2_backward writes every element of grad_x (the output gradient at
 // each window's argmax, 0 elsewhere and past the last window of an odd height or width), into an
-// uninitialised grad_x. Only for a window where max_pool2d_is_2x2.
+// uninitialised grad_x. Only for a window where max_pool2d_is_2x2. With mask (shaped as grad_out:
+// the pooled output of a ReLU), an output gradient whose mask is <= 0 (or NaN) counts as 0, as
+// conv2d's backward masks its ReLU (conv2d_max_pool2x2).
 bool max_pool2d_is_2x2(const Window2d& w);
 void max_pool2d_2x2_backward(const Window2d& w, std::int64_t planes, const float* grad_out, const std::int64_t* argmax,
-                             float* grad_x);
+                             const float* mask, float* grad_x);
 
 // Average pooling. count_include_pad: divide by kh * kw (padding counts as zeros); otherwise by the
 // number of real elements under the window.

@@ -22,11 +22,17 @@ Conv2d::Conv2d(std::int64_t in, std::int64_t out, Size2 kernel, Conv2dOptions op
   }
 }
 
+ConvOptions Conv2d::conv_options() const {
+  return {
+      .stride = options_.stride, .padding = options_.padding, .dilation = options_.dilation, .groups = options_.groups};
+}
+
 Tensor Conv2d::forward(const Tensor& x, Activation activation) {
-  return conv2d(x, weight, bias,
-                {.stride = options_.stride, .padding = options_.padding, .dilation = options_.dilation,
-                 .groups = options_.groups},
-                activation);
+  return conv2d(x, weight, bias, conv_options(), activation);
+}
+
+Tensor Conv2d::forward_max_pool2x2(const Tensor& x, Activation activation) {
+  return conv2d_max_pool2x2(x, weight, bias, conv_options(), activation);
 }
 
 void Conv2d::visit(Visitor& v) {

@@ -28,6 +28,9 @@ class Conv2d : public Layer {
   Tensor forward(const Tensor& x) override { return forward(x, Activation::none); }
   // activation(conv2d(x)): Sequential calls it with ReLU when a Conv2d is followed by a ReLU layer.
   Tensor forward(const Tensor& x, Activation activation);
+  // max_pool2d(activation(conv2d(x)), 2) as one op (core conv2d_max_pool2x2): Sequential calls it
+  // for a Conv2d followed by MaxPool2d(2), or by ReLU and MaxPool2d(2).
+  Tensor forward_max_pool2x2(const Tensor& x, Activation activation);
   void visit(Visitor& v) override;
 
   std::int64_t in_channels() const { return weight.shape()[1] * options_.groups; }
@@ -38,6 +41,7 @@ class Conv2d : public Layer {
   Tensor bias;    // [out], undefined when options.bias is false
 
  private:
+  ConvOptions conv_options() const;
   Conv2dOptions options_;
 };
 

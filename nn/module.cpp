@@ -5,6 +5,7 @@
 #include "activation.h"
 #include "conv.h"
 #include "linear.h"
+#include "pool.h"
 
 namespace ladon::nn {
 
@@ -94,8 +95,16 @@ Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     // Linear or Conv2d then ReLU runs with the bias and ReLU applied as the GEMM's result is
-    // stored: same result, one pass over the output instead of three.
+    // stored: same result, one pass over the output instead of three. Conv2d (then ReLU) then
+    // MaxPool2d(2) runs as one op that pools each image's output while it is in cache.
     const bool relu_next = i + 1 < layers_.size() && dynamic_cast<ReLU*>(layers_[i + 1].get());
+    const std::size_t pool_at = relu_next ? i + 2 : i + 1;
+    auto* pool = pool_at < layers_.size() ? dynamic_cast<MaxPool2d*>(layers_[pool_at].get()) : nullptr;
+    if (auto* conv = dynamic_cast<Conv2d*>(layers_[i].get()); conv && pool && pool->is_2x2()) {
+      h = conv->forward_max_pool2x2(h, relu_next ? Activation::relu : Activation::none);
+      i = pool_at;
+      continue;
+    }
     if (auto* linear = dynamic_cast<Linear*>(layers_[i].get()); linear && relu_next) {
       h = linear->forward(h, Activation::relu);
       ++i;

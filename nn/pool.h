@@ -14,6 +14,11 @@ class MaxPool2d : public Layer {
   // Stride defaults to the kernel size (options.stride = 0), as in PyTorch.
   explicit MaxPool2d(Size2 kernel, PoolOptions options = {}) : kernel_(kernel), options_(options) {}
   Tensor forward(const Tensor& x) override { return max_pool2d(x, kernel_, options_); }
+  // The 2x2 window of stride 2 without padding or dilation (what conv2d_max_pool2x2 fuses).
+  bool is_2x2() const {
+    return kernel_ == Size2(2) && (options_.stride == Size2(0) || options_.stride == Size2(2)) &&
+           options_.padding == Size2(0) && options_.dilation == Size2(1);
+  }
 
  private:
   Size2 kernel_;

@@ -1,5 +1,6 @@
-// conv2d (direct on AVX-512 where it applies, im2col + GEMM otherwise), max/avg/adaptive-avg
-// pooling, with their backwards.
+// conv2d (direct on AVX-512 where it applies, im2col + GEMM otherwise), conv2d_max_pool2x2 (the
+// direct convolution and its 2x2 max pool image by image), max/avg/adaptive-avg pooling, with their
+// backwards.
 #include "../../kernels/conv.h"
 
 #include <algorithm>
@@ -138,9 +139,17 @@ struct ConvPlan {
 
 }  // namespace
 
-Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const ConvOptions& options,
-              Activation activation) {
-  const char* op = "conv2d";
+namespace {
+
+// A convolution's checked input ([N, C, H, W] view) and plan, for conv2d and conv2d_max_pool2x2.
+struct ConvSetup {
+  Tensor x;
+  ConvPlan plan;
+  Precision precision;
+};
+
+ConvSetup conv_setup(const char* op, const Tensor& input, const Tensor& weight, const Tensor& bias,
+                     const ConvOptions& options) {
   const Tensor x = as_batch(op, input);
   detail::check_float(op, weight);
   LADON_CHECK(weight.dim() == 4, op, "weight must be [out, in / groups, kh, kw], got ", shape_str(weight.shape()));
@@ -160,12 +169,96 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
   const kernels::Window2d w = window(op, x.shape(), {weight.shape()[2], weight.shape()[3]}, options.stride,
                                      options.padding, options.dilation);
   LADON_CHECK(w.out_h > 0 && w.out_w > 0, op, "output would be empty for input ", shape_str(x.shape()));
-  ConvPlan plan(w, groups, n, o);
+  ConvSetup setup{x, ConvPlan(w, groups, n, o), autocast_precision()};
+  setup.plan.choose_direct(setup.precision);
+  return setup;
+}
+
+// One thread's share of a direct backward (plan.direct), image by image: the weight and bias
+// gradients (packed as conv2d_direct_pack's weights, added into gw and gb by merge) and the input
+// gradient (plan.direct_input_grad), with the buffers they reuse.
+struct DirectBackward {
+  const ConvPlan& p;
+  const kernels::DirectConv gf, gd;  // the forward's convolution, the input gradient's
+  const bool need_w, need_b;
+  Tensor wpart, bpart, grad_t, padded_x, padded;
+
+  DirectBackward(const ConvPlan& plan, bool need_w_, bool need_b_, bool need_x)
+      : p(plan), gf(plan.forward_direct()), gd(plan.input_grad_direct()), need_w(need_w_), need_b(need_b_) {
+    if (need_w) wpart = zeros({kernels::conv2d_direct_packed_size(gf)});
+    if (need_b) bpart = zeros({p.o});
+    if (need_w || need_b) grad_t = empty({p.l * kernels::conv2d_direct_grad_ld(gf)});
+    if (need_w) padded_x = empty({gf.channels * gf.padded_h * gf.padded_w});
+    if (need_x) padded = empty({gd.channels * gd.padded_h * gd.padded_w});
+  }
+  // Image x's weight and bias gradients from its output gradient g, zeroed where mask <= 0 (mask:
+  // the ReLU's output, or null). The output gradient goes in masked and position-major (its channel
+  // sums are the bias gradient), against the padded image.
+  void weights(const float* x, const float* g, const float* mask) {
+    kernels::conv2d_direct_grad_transpose(gf, g, mask, grad_t.data<float>(), need_b ? bpart.data<float>() : nullptr);
+    if (!need_w) return;
+    p.to_precision(grad_t.numel(), grad_t.data<float>());  // after the bias sums: float32
+    kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, x, nullptr, padded_x.data<float>());
+    p.to_precision(padded_x.numel(), padded_x.data<float>());
+    kernels::conv2d_direct_weight_grad(gf, padded_x.data<float>(), grad_t.data<float>(), wpart.data<float>());
+  }
+  // The input gradient gx of one image: the output gradient, masked and padded, convolved with the
+  // flipped weights (packed: conv2d_direct_pack's transpose_flip, in the plan's precision).
+  void input(const float* g, const float* mask, const float* packed, float* gx) {
+    kernels::conv_pad(p.o, p.w.out_h, p.w.out_w, p.grad_pad_h(), p.grad_pad_w(), g, mask, padded.data<float>());
+    p.to_precision(padded.numel(), padded.data<float>());
+    kernels::conv2d_direct(gd, padded.data<float>(), packed, nullptr, kernels::Activation::none, gx);
+  }
+  // Adds this thread's weight and bias gradients into gw and gb (under the caller's lock).
+  void merge(float* gw, float* gb) const {
+    if (need_w) kernels::conv2d_direct_unpack_add(gf, wpart.data<float>(), gw);
+    if (need_b)
+      for (std::int64_t r = 0; r < p.o; ++r) gb[r] += bpart.data<float>()[r];
+  }
+};
+
+// The forward's packed weights (conv2d_direct_pack), in the plan's precision.
+Tensor pack_forward_weights(const ConvPlan& p, const float* weight) {
+  const kernels::DirectConv g = p.forward_direct();
+  Tensor packed = empty({kernels::conv2d_direct_packed_size(g)});
+  kernels::conv2d_direct_pack(g, weight, false, packed.data<float>());
+  p.to_precision(packed.numel(), packed.data<float>());
+  return packed;
+}
+
+// The direct forward of one image x into out (o * l floats), through `padded`, a buffer of the
+// padded image (c * padded_h * padded_w floats).
+void direct_forward_image(const ConvPlan& p, const float* x, const float* packed, const float* bias,
+                          Activation activation, float* padded, float* out) {
+  const kernels::DirectConv g = p.forward_direct();
+  kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, x, nullptr, padded);
+  p.to_precision(g.channels * g.padded_h * g.padded_w, padded);
+  kernels::conv2d_direct(g, padded, packed, bias, activation, out);
+}
+
+// The input gradient's packed weights: the forward's, transposed and flipped, in the plan's precision.
+Tensor pack_input_grad_weights(const ConvPlan& p, const float* weight) {
+  const kernels::DirectConv gd = p.input_grad_direct();
+  Tensor packed = empty({kernels::conv2d_direct_packed_size(gd)});
+  kernels::conv2d_direct_pack(gd, weight, true, packed.data<float>());
+  p.to_precision(packed.numel(), packed.data<float>());
+  return packed;
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const ConvOptions& options,
+              Activation activation) {
+  const char* op = "conv2d";
+  const ConvSetup setup = conv_setup(op, input, weight, bias, options);
+  const Tensor& x = setup.x;
+  const ConvPlan& plan = setup.plan;
+  const kernels::Window2d& w = plan.w;
+  const std::int64_t n = plan.n, o = plan.o, groups = plan.groups;
   // Under bf16 autocast the three products (forward, weight and input gradients) run in bf16 with
   // float32 sums, as matmul and linear do (core/autocast.h); the rest stays float32.
-  const Precision precision = autocast_precision();
+  const Precision precision = setup.precision;
   const GemmKernel gemm = gemm_kernel(precision);
-  plan.choose_direct(precision);
 
   const Tensor xc = x.detach().contiguous(), wc = weight.detach().contiguous();
   const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
@@ -174,20 +267,13 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
     const float* px = xc.data<float>();
     const float* pb = bc.defined() ? bc.data<float>() : nullptr;
     float* po = out.data<float>();
-    const kernels::DirectConv g = plan.forward_direct();
-    Tensor packed = empty({kernels::conv2d_direct_packed_size(g)});
-    kernels::conv2d_direct_pack(g, wc.data<float>(), false, packed.data<float>());
-    plan.to_precision(packed.numel(), packed.data<float>());
-    const float* pk = packed.data<float>();
+    const Tensor packed = pack_forward_weights(plan, wc.data<float>());
     const ConvPlan& p = plan;
     parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
-      Tensor padded = empty({g.channels * g.padded_h * g.padded_w});
-      for (std::int64_t i = begin; i < end; ++i) {
-        kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, px + i * p.image, nullptr,
-                          padded.data<float>());
-        p.to_precision(padded.numel(), padded.data<float>());
-        kernels::conv2d_direct(g, padded.data<float>(), pk, pb, activation, po + i * p.o * p.l);
-      }
+      Tensor padded = empty({p.c * (p.w.height + 2 * p.w.pad_h) * (p.w.width + 2 * p.w.pad_w)});
+      for (std::int64_t i = begin; i < end; ++i)
+        direct_forward_image(p, px + i * p.image, packed.data<float>(), pb, activation, padded.data<float>(),
+                             po + i * p.o * p.l);
     });
   } else {
     const float* px = xc.data<float>();
@@ -235,27 +321,19 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
         Tensor gw = need_w ? zeros(wc.shape()) : Tensor();
         Tensor gb = need_b ? zeros({p.o}) : Tensor();
         float* pgx = need_x ? gx.data<float>() : nullptr;
-        const kernels::DirectConv gf = p.forward_direct(), gd = p.input_grad_direct();
-        Tensor packed;
-        if (direct_x) {
-          packed = empty({kernels::conv2d_direct_packed_size(gd)});
-          kernels::conv2d_direct_pack(gd, pw, true, packed.data<float>());
-          p.to_precision(packed.numel(), packed.data<float>());
-        }
+        const Tensor packed = direct_x ? pack_input_grad_weights(p, pw) : Tensor();
         std::mutex merge;
         // Per thread: its images' weight gradient (im2col: transposed, [k, og] per group, as the
-        // long dimension, the block's positions, is the GEMM's inner one; direct: packed as
-        // conv2d_direct_pack's weights) and bias gradient, added up into gw and gb at the end.
+        // long dimension, the block's positions, is the GEMM's inner one; direct: DirectBackward's)
+        // and bias gradient, added up into gw and gb at the end.
         parallel_for(0, p.n, 1, [&](std::int64_t begin, std::int64_t end) {
           const std::int64_t cols = std::min(p.block, end - begin) * p.l;
           const bool columns = (need_w && !direct_w) || (need_x && !direct_x);
           Tensor col = columns ? empty({p.rows * cols}) : Tensor(), gblock = gather ? empty({p.o * cols}) : Tensor();
-          Tensor wpart;
-          if (need_w) wpart = zeros({direct_w ? kernels::conv2d_direct_packed_size(gf) : p.groups * p.k * p.og});
-          Tensor bpart = need_b ? zeros({p.o}) : Tensor(), bsum = need_b && !direct_w ? empty({p.o}) : Tensor();
-          Tensor padded = direct_x ? empty({gd.channels * gd.padded_h * gd.padded_w}) : Tensor();
-          Tensor grad_t = direct_w ? empty({p.l * kernels::conv2d_direct_grad_ld(gf)}) : Tensor();
-          Tensor padded_x = direct_w && need_w ? empty({gf.channels * gf.padded_h * gf.padded_w}) : Tensor();
+          const bool im2col_w = need_w && !direct_w, im2col_b = need_b && !direct_w;
+          Tensor wpart = im2col_w ? zeros({p.groups * p.k * p.og}) : Tensor();
+          Tensor bpart = im2col_b ? zeros({p.o}) : Tensor(), bsum = im2col_b ? empty({p.o}) : Tensor();
+          DirectBackward direct(p, direct_w && need_w, direct_w && need_b, direct_x);
           float* pc = columns ? col.data<float>() : nullptr;
           float* pgb = gather ? gblock.data<float>() : nullptr;
           for (std::int64_t first = begin; first < end; first += p.block) {
@@ -265,19 +343,8 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
               kernels::conv_gather(count, p.o, p.l, pg + first * p.o * p.l, py ? py + first * p.o * p.l : nullptr,
                                    pgb, ld);
             if (direct_w) {
-              // Per image: the output gradient, masked and position-major (its channel sums are the
-              // bias gradient), against the padded image.
-              for (std::int64_t i = first; i < first + count; ++i) {
-                kernels::conv2d_direct_grad_transpose(gf, pg + i * p.o * p.l, py ? py + i * p.o * p.l : nullptr,
-                                                      grad_t.data<float>(), need_b ? bpart.data<float>() : nullptr);
-                if (!need_w) continue;
-                p.to_precision(grad_t.numel(), grad_t.data<float>());  // after the bias sums: float32
-                kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, px + i * p.image, nullptr,
-                                  padded_x.data<float>());
-                p.to_precision(padded_x.numel(), padded_x.data<float>());
-                kernels::conv2d_direct_weight_grad(gf, padded_x.data<float>(), grad_t.data<float>(),
-                                                   wpart.data<float>());
-              }
+              for (std::int64_t i = first; i < first + count; ++i)
+                direct.weights(px + i * p.image, pg + i * p.o * p.l, py ? py + i * p.o * p.l : nullptr);
             } else {
               if (need_b) {
                 kernels::sum_reduce(p.o, ld, 1, pgb, bsum.data<float>());
@@ -292,14 +359,9 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
               }
             }
             if (direct_x) {
-              // The output gradient, masked and padded, convolved with the flipped weights.
-              for (std::int64_t i = first; i < first + count; ++i) {
-                kernels::conv_pad(p.o, p.w.out_h, p.w.out_w, p.grad_pad_h(), p.grad_pad_w(), pg + i * p.o * p.l,
-                                  py ? py + i * p.o * p.l : nullptr, padded.data<float>());
-                p.to_precision(padded.numel(), padded.data<float>());
-                kernels::conv2d_direct(gd, padded.data<float>(), packed.data<float>(), nullptr,
-                                       kernels::Activation::none, pgx + i * p.image);
-              }
+              for (std::int64_t i = first; i < first + count; ++i)
+                direct.input(pg + i * p.o * p.l, py ? py + i * p.o * p.l : nullptr, packed.data<float>(),
+                             pgx + i * p.image);
             } else if (need_x) {
               // dcol = Wᵀ g per group, into the column block, folded back onto the images by col2im.
               for (std::int64_t g = 0; g < p.groups; ++g)
@@ -310,9 +372,8 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
             }
           }
           std::lock_guard<std::mutex> lock(merge);
-          if (need_w && direct_w) {
-            kernels::conv2d_direct_unpack_add(gf, wpart.data<float>(), gw.data<float>());
-          } else if (need_w) {
+          direct.merge(need_w ? gw.data<float>() : nullptr, need_b ? gb.data<float>() : nullptr);
+          if (im2col_w) {
             float* dst = gw.data<float>();
             const float* src = wpart.data<float>();
             for (std::int64_t g = 0; g < p.groups; ++g)
@@ -320,11 +381,87 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
                 for (std::int64_t j = 0; j < p.k; ++j)
                   dst[(g * p.og + r) * p.k + j] += src[(g * p.k + j) * p.og + r];
           }
-          if (need_b)
+          if (im2col_b)
             for (std::int64_t r = 0; r < p.o; ++r) gb.data<float>()[r] += bpart.data<float>()[r];
         });
         return Grads{gx, gw, gb};
       });
+  return unbatch(input, out);
+}
+
+Tensor conv2d_max_pool2x2(const Tensor& input, const Tensor& weight, const Tensor& bias, const ConvOptions& options,
+                          Activation activation) {
+  const ConvSetup setup = conv_setup("conv2d", input, weight, bias, options);
+  const ConvPlan& plan = setup.plan;
+  // Fused where all three products run direct and the output holds a 2x2 window; elsewhere the
+  // two ops, with the same results.
+  if (!plan.direct || !plan.direct_input_grad || plan.w.out_h < 2 || plan.w.out_w < 2)
+    return max_pool2d(conv2d(input, weight, bias, options, activation), 2);
+  kernels::Window2d pool;  // the 2x2 window over one image's conv output planes
+  pool.height = plan.w.out_h;
+  pool.width = plan.w.out_w;
+  pool.kernel_h = pool.kernel_w = pool.stride_h = pool.stride_w = 2;
+  pool.out_h = plan.w.out_h / 2;
+  pool.out_w = plan.w.out_w / 2;
+  const std::int64_t n = plan.n, o = plan.o, pooled_plane = pool.out_h * pool.out_w;
+
+  const Tensor xc = setup.x.detach().contiguous(), wc = weight.detach().contiguous();
+  const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
+  Tensor out = empty({n, o, pool.out_h, pool.out_w});
+  Tensor indices = empty({n, o, pool.out_h, pool.out_w}, Dtype::int64);
+  {
+    const float* px = xc.data<float>();
+    const float* pb = bc.defined() ? bc.data<float>() : nullptr;
+    float* po = out.data<float>();
+    std::int64_t* pi = indices.data<std::int64_t>();
+    const Tensor packed = pack_forward_weights(plan, wc.data<float>());
+    const ConvPlan& p = plan;
+    parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
+      // One image's convolution output at a time (100 KB for 32 x 28 x 28), pooled while in cache.
+      Tensor padded = empty({p.c * (p.w.height + 2 * p.w.pad_h) * (p.w.width + 2 * p.w.pad_w)});
+      Tensor conv_out = empty({p.o * p.l});
+      for (std::int64_t i = begin; i < end; ++i) {
+        direct_forward_image(p, px + i * p.image, packed.data<float>(), pb, activation, padded.data<float>(),
+                             conv_out.data<float>());
+        kernels::max_pool2d(pool, p.o, conv_out.data<float>(), po + i * p.o * pooled_plane,
+                            pi + i * p.o * pooled_plane);
+      }
+    });
+  }
+
+  out = record(out, "conv2d_max_pool2x2", {setup.x, weight, bias},
+               [xc, wc, plan, pool, indices, y = activation == Activation::relu ? out.detach() : Tensor(),
+                has_bias = bias.defined()](const Tensor& grad, const std::vector<bool>& need) {
+                 const Tensor gc = grad.contiguous();
+                 const ConvPlan& p = plan;
+                 const bool need_x = need[0], need_w = need[1], need_b = has_bias && need[2];
+                 const std::int64_t pooled = p.o * pool.out_h * pool.out_w;  // per image
+                 const float* pg = gc.data<float>();
+                 const float* px = xc.data<float>();
+                 const float* py = y.defined() ? y.data<float>() : nullptr;
+                 const std::int64_t* pi = indices.data<std::int64_t>();
+                 Tensor gx = need_x ? empty(xc.shape()) : Tensor();
+                 Tensor gw = need_w ? zeros(wc.shape()) : Tensor();
+                 Tensor gb = need_b ? zeros({p.o}) : Tensor();
+                 const Tensor packed = need_x ? pack_input_grad_weights(p, wc.data<float>()) : Tensor();
+                 std::mutex merge;
+                 parallel_for(0, p.n, 1, [&](std::int64_t begin, std::int64_t end) {
+                   DirectBackward direct(p, need_w, need_b, need_x);
+                   // One image's gradient at the convolution's output: the pooled gradient at each window's
+                   // argmax (masked by the ReLU there, which is the pooled value), 0 elsewhere.
+                   Tensor dense = empty({p.o * p.l});
+                   for (std::int64_t i = begin; i < end; ++i) {
+                     kernels::max_pool2d_2x2_backward(pool, p.o, pg + i * pooled, pi + i * pooled,
+                                                      py ? py + i * pooled : nullptr, dense.data<float>());
+                     if (need_w || need_b) direct.weights(px + i * p.image, dense.data<float>(), nullptr);
+                     if (need_x)
+                       direct.input(dense.data<float>(), nullptr, packed.data<float>(), gx.data<float>() + i * p.image);
+                   }
+                   std::lock_guard<std::mutex> lock(merge);
+                   direct.merge(need_w ? gw.data<float>() : nullptr, need_b ? gb.data<float>() : nullptr);
+                 });
+                 return Grads{gx, gw, gb};
+               });
   return unbatch(input, out);
 }
 
@@ -387,7 +524,7 @@ ValuesIndices max_pool2d_with_indices(const Tensor& input, Size2 kernel, const P
                  parallel_for(0, planes, plane_grain(w), [&](std::int64_t begin, std::int64_t end) {
                    if (two_by_two)
                      kernels::max_pool2d_2x2_backward(w, end - begin, pg + begin * out_plane, pi + begin * out_plane,
-                                                      pgx + begin * in_plane);
+                                                      nullptr, pgx + begin * in_plane);
                    else
                      kernels::max_pool2d_backward(end - begin, in_plane, out_plane, pg + begin * out_plane,
                                                   pi + begin * out_plane, pgx + begin * in_plane);

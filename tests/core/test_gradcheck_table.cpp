@@ -150,6 +150,12 @@ std::vector<Case> table() {
        {rnd({2, 4, 5, 5}), rnd({4, 2, 3, 3}), tensor({1.0f, -1.0f, -1.0f, 1.0f})}},
       {"conv2d non-contiguous unbatched", [](In x) { return conv2d(x[0].permute({2, 0, 1}), x[1], x[2]); },
        {rnd({4, 3, 2}), rnd({2, 2, 2, 2}), rnd({2})}},
+      // The fused conv + (ReLU) + 2x2 pool: its direct path on AVX-512 CPUs (stride 1, padding 1).
+      {"conv2d_max_pool2x2 relu",
+       [](In x) { return conv2d_max_pool2x2(x[0], x[1], x[2] * 8.0, {.padding = 1}, Activation::relu); },
+       {rnd({2, 2, 4, 5}), rnd({3, 2, 3, 3}), tensor({1.0f, -1.0f, 1.0f})}},
+      {"conv2d_max_pool2x2", [](In x) { return conv2d_max_pool2x2(x[0], x[1], x[2], {.padding = 1}); },
+       {rnd({1, 2, 5, 4}), rnd({2, 2, 3, 3}), rnd({2})}},
       {"max_pool2d", [](In x) { return max_pool2d(x[0], 2); }, {distinct({2, 2, 4, 4})}},
       {"max_pool2d stride padding", [](In x) { return max_pool2d(x[0], 3, {.stride = 2, .padding = 1}); },
        {distinct({1, 2, 5, 5})}},

@@ -385,21 +385,28 @@ void conv_rows() {
   });
   // Its backward on three planes of 5 x n (the last row, and for odd n the last column, in no
   // window), from argmaxes with ties and NaNs: every element written, once, into a buffer of -7.
-  check_variants("max_pool2d_2x2_backward", "max_pool2d 2x2 backward rows of n", [](i64 n) {
-    const ladon::kernels::Window2d w = pool_2x2_window(5, n);
-    std::vector<float> x = values(15 * n, 27);
-    for (std::size_t i = 0; i + 9 < x.size(); i += 11) x[i + 1] = x[i];  // ties
-    for (std::size_t i = 5; i < x.size(); i += 37) x[i] = NAN;
-    std::vector<float> pooled(static_cast<std::size_t>(6 * w.out_w)), grad = values(6 * w.out_w, 28);
-    std::vector<std::int64_t> at(pooled.size());
-    {
-      const ladon::kernels::IsaOverride baseline(Isa::baseline);  // the same argmaxes for every variant
-      ladon::kernels::max_pool2d(w, 3, x.data(), pooled.data(), at.data());
-    }
-    std::vector<float> gx(static_cast<std::size_t>(15 * n + 1), -7.0f);  // one guard float past the planes
-    ladon::kernels::max_pool2d_2x2_backward(w, 3, grad.data(), at.data(), gx.data());
-    return gx;
-  });
+  // With mask: the pooled values themselves, as conv2d_max_pool2x2's ReLU (negative, zero and NaN
+  // ones block the gradient).
+  for (const bool masked : {false, true})
+    check_variants(
+        "max_pool2d_2x2_backward", std::string("max_pool2d 2x2 backward rows of n") + (masked ? " masked" : ""),
+        [masked](i64 n) {
+          const ladon::kernels::Window2d w = pool_2x2_window(5, n);
+          std::vector<float> x = values(15 * n, 27);
+          for (std::size_t i = 0; i + 9 < x.size(); i += 11) x[i + 1] = x[i];  // ties
+          for (std::size_t i = 5; i < x.size(); i += 37) x[i] = NAN;
+          for (std::size_t i = 3; i < x.size(); i += 13) x[i] = 0.0f;
+          std::vector<float> pooled(static_cast<std::size_t>(6 * w.out_w)), grad = values(6 * w.out_w, 28);
+          std::vector<std::int64_t> at(pooled.size());
+          {
+            const ladon::kernels::IsaOverride baseline(Isa::baseline);  // the same argmaxes for every variant
+            ladon::kernels::max_pool2d(w, 3, x.data(), pooled.data(), at.data());
+          }
+          std::vector<float> gx(static_cast<std::size_t>(15 * n + 1), -7.0f);  // one guard float past the planes
+          ladon::kernels::max_pool2d_2x2_backward(w, 3, grad.data(), at.data(), masked ? pooled.data() : nullptr,
+                                                  gx.data());
+          return gx;
+        });
 }
 
 void bf16_rows() {

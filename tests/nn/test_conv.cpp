@@ -2,8 +2,11 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
 
 #include "core/autograd.h"
+#include "kernels/conv.h"  // conv2d_direct_available
+#include "kernels/isa.h"
 #include "ladon.h"
 #include "nn/activation.h"
 #include "nn/conv.h"
@@ -217,4 +220,84 @@ TEST_CASE("a small CNN trains end to end: conv, relu, pool, flatten, linear") {
   sum(y).backward();
   for (auto& [name, t] : net.named_parameters()) CHECK_MESSAGE(t.grad().defined(), name);
   CHECK(net.named_parameters()[0].first == "0.weight");
+}
+
+namespace {
+// conv2d_max_pool2x2 against max_pool2d(conv2d(...), 2): values, the three gradients and, for a
+// batched input, that the one op ran when `fused` (else the two; an unbatched output's node is the
+// reshape that drops the batch dim).
+void check_fused_pool(const Shape& x_shape, const Shape& w_shape, const ConvOptions& options, Activation activation,
+                      bool fused) {
+  Generator gen(17);
+  const Tensor x = randn(x_shape, gen).requires_grad_();
+  const Tensor w = (randn(w_shape, gen) * 0.5).requires_grad_();
+  const Tensor b = randn({w_shape[0]}, gen).requires_grad_();
+  const Tensor got = conv2d_max_pool2x2(x, w, b, options, activation);
+  REQUIRE(got.grad_fn() != nullptr);
+  if (x_shape.size() == 4) CHECK(std::string(got.grad_fn()->name()) == (fused ? "conv2d_max_pool2x2" : "max_pool2d"));
+  const Tensor r = randn(got.shape(), gen);
+  sum(got * r).backward();
+  const std::vector<float> gx = values(x.grad()), gw = values(w.grad()), gb = values(b.grad());
+  for (const Tensor& t : {x, w, b}) t.zero_grad();
+  const Tensor want = max_pool2d(conv2d(x, w, b, options, activation), 2);
+  sum(want * r).backward();
+  CHECK(got.shape() == want.shape());
+  CHECK(values(got) == values(want));
+  CHECK(gx == values(x.grad()));
+  CHECK(gw == values(w.grad()));
+  CHECK(gb == values(b.grad()));
+}
+}  // namespace
+
+TEST_CASE("conv2d_max_pool2x2 gives max_pool2d(conv2d)'s values and gradients, fused or not") {
+  const bool direct = kernels::conv2d_direct_available();
+  for (const Activation activation : {Activation::relu, Activation::none}) {
+    CAPTURE(activation == Activation::relu);
+    // Odd height and width (the last row and column are pooled away), the CNN's two layers, an
+    // unbatched input, a kernel without padding.
+    check_fused_pool({3, 2, 7, 5}, {4, 2, 3, 3}, {.padding = 1}, activation, direct);
+    check_fused_pool({3, 1, 28, 28}, {32, 1, 3, 3}, {.padding = 1}, activation, direct);
+    check_fused_pool({2, 32, 14, 14}, {64, 32, 3, 3}, {.padding = 1}, activation, direct);
+    check_fused_pool({3, 6, 6}, {5, 3, 2, 2}, {}, activation, direct);
+    // Not fused: a stride, groups, a padding the direct input gradient does not take, no AVX-512.
+    check_fused_pool({2, 2, 9, 9}, {3, 2, 3, 3}, {.stride = 2}, activation, false);
+    check_fused_pool({2, 4, 6, 6}, {4, 2, 3, 3}, {.padding = 1, .groups = 2}, activation, false);
+    check_fused_pool({2, 2, 6, 6}, {3, 2, 3, 3}, {.padding = 3}, activation, false);
+    const kernels::IsaOverride avx2(kernels::Isa::avx2);
+    check_fused_pool({3, 2, 7, 5}, {4, 2, 3, 3}, {.padding = 1}, activation, false);
+  }
+  // Under bf16 autocast too (the direct kernels on bf16-rounded operands, both ways).
+  const AutocastGuard bf16(Precision::bf16);
+  check_fused_pool({2, 32, 14, 14}, {64, 32, 3, 3}, {.padding = 1}, Activation::relu, direct);
+}
+
+TEST_CASE("conv2d_max_pool2x2: bad inputs fail as conv2d's or max_pool2d's") {
+  CHECK_THROWS_WITH_AS(conv2d_max_pool2x2(zeros({1, 3, 4, 4}), zeros({2, 2, 3, 3})),
+                       "conv2d: input [1, 3, 4, 4] has 3 channels but weight [2, 2, 3, 3] expects 2 "
+                       "(in / groups = 2, groups = 1)",
+                       Error);
+  // A 1 x 3 convolution output holds no 2x2 window.
+  CHECK_THROWS_WITH_AS(conv2d_max_pool2x2(zeros({1, 1, 3, 5}), zeros({1, 1, 3, 3})),
+                       "max_pool2d: kernel (2, 2) (dilation (1, 1)) is larger than the padded input (1, 3) of "
+                       "[1, 1, 1, 3]",
+                       Error);
+}
+
+TEST_CASE("Sequential runs Conv2d (then ReLU) then MaxPool2d(2) as one conv2d_max_pool2x2") {
+  Generator gen(5);
+  const Tensor x = randn({2, 2, 6, 6}, gen);
+  const std::string fused_name = kernels::conv2d_direct_available() ? "conv2d_max_pool2x2" : "max_pool2d";
+  nn::Sequential relu_pool(nn::Conv2d(2, 4, 3, {.padding = 1}, gen), nn::ReLU(), nn::MaxPool2d(2));
+  nn::Sequential pool(nn::Conv2d(2, 4, 3, {.padding = 1}, gen), nn::MaxPool2d(2, {.stride = 2}));
+  nn::Sequential other(nn::Conv2d(2, 4, 3, {.padding = 1}, gen), nn::ReLU(), nn::MaxPool2d(3));
+  auto& c1 = dynamic_cast<nn::Conv2d&>(relu_pool[0]);
+  auto& c2 = dynamic_cast<nn::Conv2d&>(pool[0]);
+  auto& c3 = dynamic_cast<nn::Conv2d&>(other[0]);
+  const Tensor y1 = relu_pool(x), y2 = pool(x), y3 = other(x);
+  CHECK(std::string(y1.grad_fn()->name()) == fused_name);
+  CHECK(std::string(y2.grad_fn()->name()) == fused_name);
+  CHECK(std::string(y3.grad_fn()->name()) == "max_pool2d");
+  CHECK(values(y1) == values(max_pool2d(conv2d(x, c1.weight, c1.bias, {.padding = 1}, Activation::relu), 2)));
+  CHECK(values(y2) == values(max_pool2d(conv2d(x, c2.weight, c2.bias, {.padding = 1}), 2)));
+  CHECK(values(y3) == values(max_pool2d(conv2d(x, c3.weight, c3.bias, {.padding = 1}, Activation::relu), 3)));
 }
