@@ -113,14 +113,16 @@ TEST_CASE("data/feature_set: per_value buckets give each distinct value its own 
   // The option is part of the state: a set rebuilt from it and fitted again buckets the same.
   FeatureSet again = FeatureSet::from_state(fs.state_dict());
   again.fit(train);
-  CHECK(field(again.transform(fresh), "each").ids.to_vector<std::int64_t>() == field(ds, "each").ids.to_vector<std::int64_t>());
+  CHECK(field(again.transform(fresh), "each").ids.to_vector<std::int64_t>() ==
+        field(ds, "each").ids.to_vector<std::int64_t>());
   CHECK(again.state_dict() == fs.state_dict());
   // A state saved before the option existed has no "per_value": it loads with quantile buckets,
   // keeping its saved boundaries (column 1 is "each").
   nn::StateDict old = fs.state_dict();
   REQUIRE(old.erase("1.per_value"));
   FeatureSet from_old = FeatureSet::from_state(old);
-  CHECK(field(from_old.transform(fresh), "each").ids.to_vector<std::int64_t>() == field(ds, "each").ids.to_vector<std::int64_t>());
+  CHECK(field(from_old.transform(fresh), "each").ids.to_vector<std::int64_t>() ==
+        field(ds, "each").ids.to_vector<std::int64_t>());
   from_old.fit(train);
   CHECK(field(from_old.transform(fresh), "each").ids.to_vector<std::int64_t>() ==
         field(ds, "quantile").ids.to_vector<std::int64_t>());
