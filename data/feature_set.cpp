@@ -82,6 +82,15 @@ void finish_fit(Column& c, Accumulator& acc) {
       std::vector<double>& v = acc.values;
       std::sort(v.begin(), v.end());
       const std::size_t n = v.size();
+      if (c.numeric.per_value) {
+        std::vector<double> distinct;
+        for (double x : v)
+          if (distinct.empty() || x > distinct.back()) distinct.push_back(x);
+        if (static_cast<std::int64_t>(distinct.size()) <= c.numeric.buckets) {
+          for (std::size_t i = 1; i < distinct.size(); ++i) c.boundaries.push_back((distinct[i - 1] + distinct[i]) / 2);
+          return;
+        }
+      }
       for (std::int64_t k = 1; k < c.numeric.buckets && n > 0; ++k) {
         const double b = v[std::min(n - 1, static_cast<std::size_t>(k) * n / static_cast<std::size_t>(c.numeric.buckets))];
         if (c.boundaries.empty() || b > c.boundaries.back()) c.boundaries.push_back(b);
@@ -169,6 +178,8 @@ FeatureSet& FeatureSet::add(Column column) {
               "': hash_buckets must be >= 0");
   LADON_CHECK(column.numeric.buckets == 0 || column.numeric.buckets > 1, op, "'", column.name,
               "': buckets must be 0 (none) or > 1, got ", column.numeric.buckets);
+  LADON_CHECK(!column.numeric.per_value || column.numeric.buckets > 1, op, "'", column.name,
+              "': per_value needs buckets > 1");
   columns_.push_back(std::move(column));
   fitted_ = false;
   return *this;
@@ -368,6 +379,7 @@ nn::StateDict FeatureSet::state_dict() const {
     s.set(key(i, "standardize"), c.numeric.standardize ? 1 : 0);
     s.set(key(i, "missing_indicator"), c.numeric.missing_indicator ? 1 : 0);
     s.set(key(i, "buckets"), c.numeric.buckets);
+    s.set(key(i, "per_value"), c.numeric.per_value ? 1 : 0);
     s.set(key(i, "separator"), std::string(1, c.multi.separator));
     s.set(key(i, "multi_min_count"), c.multi.min_count);
     s.set(key(i, "multi_hash_buckets"), c.multi.hash_buckets);
@@ -416,6 +428,8 @@ std::vector<Column> columns_from(const nn::StateDict& s, bool& fitted) {
     c.numeric.standardize = s.integer(key(i, "standardize"), op) != 0;
     c.numeric.missing_indicator = s.integer(key(i, "missing_indicator"), op) != 0;
     c.numeric.buckets = s.integer(key(i, "buckets"), op);
+    // Absent from states saved before the option existed: their boundaries are quantiles.
+    c.numeric.per_value = s.contains(key(i, "per_value")) && s.integer(key(i, "per_value"), op) != 0;
     const std::string& sep = s.string(key(i, "separator"), op);
     LADON_CHECK(sep.size() == 1, op, "state entry '", key(i, "separator"), "' must be one character");
     c.multi.separator = sep[0];

@@ -15,7 +15,10 @@
 //   categorical with a vocabulary: 0 out-of-vocabulary (never seen in training, or seen fewer than
 //     min_count times), 1 missing, 2.. the vocabulary in order of falling count (ties by text);
 //   categorical hashed into N buckets: 0 missing, 1 + (FNV-1a 64 of the text mod N);
-//   numeric with buckets B: 0 missing, 1 + the number of fitted boundaries <= the value;
+//   numeric with buckets B: 0 missing, 1 + the number of fitted boundaries <= the value; the
+//     boundaries are the sorted training values at ranks k n / B (k = 1 .. B-1, repeats dropped),
+//     or with per_value, when there are at most B distinct values v_1 < .. < v_m, the midpoints
+//     (v_i + v_{i+1}) / 2, so v_i gets id i and an unseen value the id of its nearer neighbour;
 //   multi-valued: each element of the split text as a categorical id (missing: an empty bag).
 // A numeric value becomes log1p(x) when asked (x must be > -1), then (x - mean) / std with the
 // training mean and population std (std 0 counts as 1); a missing value becomes 0 (the training
@@ -55,6 +58,10 @@ struct NumericOptions {
   bool standardize = true;
   bool missing_indicator = false;
   std::int64_t buckets = 0;  // > 1: quantile buckets, the field becomes categorical (ids)
+  // With buckets: a column with at most `buckets` distinct training values gets one bucket per
+  // value (as histogram gradient boosting bins it), so a rare value keeps its own id instead of
+  // sharing a quantile bucket; more distinct values than that: quantile buckets as usual.
+  bool per_value = false;
   std::string field = {};    // the field's name; default the column's (so one column can feed two fields)
 };
 
@@ -89,7 +96,8 @@ class FeatureSet : public nn::Stateful {
  public:
   // Each names a CSV column; a feature's field name is its column's unless options.field names it
   // (a column may feed several fields, e.g. a value and its buckets). Throw on a repeated
-  // name or a bad option (min_count < 1, hash_buckets < 0, buckets == 1 or < 0).
+  // name or a bad option (min_count < 1, hash_buckets < 0, buckets == 1 or < 0, per_value
+  // without buckets).
   FeatureSet& categorical(const std::string& column, CategoricalOptions options = {});
   FeatureSet& numeric(const std::string& column, NumericOptions options = {});
   FeatureSet& multi_categorical(const std::string& column, MultiCategoricalOptions options = {});

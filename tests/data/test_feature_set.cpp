@@ -80,6 +80,49 @@ TEST_CASE("data/feature_set: fitted vocabulary, hashing, log1p + standardise, qu
   CHECK(specs[4].kind == nn::FieldKind::multi_categorical);
 }
 
+// Quantile buckets merge rare values into their neighbours' buckets (UCI Adult's capital gain: 92%
+// zeros, ~120 other values in a few dozen buckets). per_value gives a column with
+// at most `buckets` distinct training values one bucket per value, as histogram gradient boosting
+// bins such a column.
+TEST_CASE("data/feature_set: per_value buckets give each distinct value its own id, midway boundaries") {
+  TempDir dir;
+  // x: 1 six times, then 2, 5, 5, 9 (sorted: 1 1 1 1 1 1 2 5 5 9).
+  const CsvChunk train = read_csv(write_text(dir, "v.csv", "x\n1\n5\n1\n2\n1\n9\n1\n5\n1\n1\n"));
+  const CsvChunk fresh = read_csv(write_text(dir, "f.csv", "x\n1\n2\n3\n4\n5\n9\n100\n0\n?\n"));
+  FeatureSet fs;
+  fs.numeric("x", {.buckets = 4, .field = "quantile"})
+      .numeric("x", {.buckets = 4, .per_value = true, .field = "each"})
+      .numeric("x", {.buckets = 3, .per_value = true, .field = "too_many"});
+  fs.fit(train);
+  const TabularDataset ds = fs.transform(fresh);
+  // Quantile, 4 buckets: sorted values at indices 10k/4 = 2, 5, 7 are 1, 1, 5; boundaries {1, 5}:
+  // 1 and 2 (and 3, 4) share id 2; 5, 9 and 100 id 3; 0 id 1; missing 0.
+  CHECK(field(ds, "quantile").ids.to_vector<std::int64_t>() == std::vector<std::int64_t>{2, 2, 2, 2, 3, 3, 3, 1, 0});
+  CHECK(field(ds, "quantile").spec.cardinality == 4);
+  // Per value: 4 distinct values {1, 2, 5, 9} <= 4 buckets; boundaries 1.5, 3.5, 7: 1 -> 1, 2 -> 2,
+  // 3 -> 2 (nearer 2), 4 -> 3 (nearer 5), 5 -> 3, 9 -> 4, 100 -> 4, 0 -> 1 (below every value); missing 0.
+  CHECK(field(ds, "each").ids.to_vector<std::int64_t>() == std::vector<std::int64_t>{1, 2, 2, 3, 3, 4, 4, 1, 0});
+  CHECK(field(ds, "each").spec.cardinality == 5);
+  // 4 distinct values > 3 buckets: quantiles, at indices 10k/3 = 3, 6: values 1, 2 -> boundaries {1, 2}.
+  CHECK(field(ds, "too_many").ids.to_vector<std::int64_t>() == std::vector<std::int64_t>{2, 3, 3, 3, 3, 3, 3, 1, 0});
+  // The option is part of the state: a set rebuilt from it and fitted again buckets the same.
+  FeatureSet again = FeatureSet::from_state(fs.state_dict());
+  again.fit(train);
+  CHECK(field(again.transform(fresh), "each").ids.to_vector<std::int64_t>() ==
+        field(ds, "each").ids.to_vector<std::int64_t>());
+  CHECK(again.state_dict() == fs.state_dict());
+  // A state saved before the option existed has no "per_value": it loads with quantile buckets,
+  // keeping its saved boundaries (column 1 is "each").
+  nn::StateDict old = fs.state_dict();
+  REQUIRE(old.erase("1.per_value"));
+  FeatureSet from_old = FeatureSet::from_state(old);
+  CHECK(field(from_old.transform(fresh), "each").ids.to_vector<std::int64_t>() ==
+        field(ds, "each").ids.to_vector<std::int64_t>());
+  from_old.fit(train);
+  CHECK(field(from_old.transform(fresh), "each").ids.to_vector<std::int64_t>() ==
+        field(ds, "quantile").ids.to_vector<std::int64_t>());
+}
+
 TEST_CASE("data/feature_set: a set rebuilt from its state (through a checkpoint) transforms new rows identically") {
   TempDir dir;
   std::string text = kTrain;
@@ -148,6 +191,8 @@ TEST_CASE("data/feature_set: bad input names the file, the line and the column")
         "FeatureSet: transform before fit (or load_state_dict)");
   CHECK(error_message([&] { FeatureSet().numeric("a", {.buckets = 1}); }) ==
         "FeatureSet: 'a': buckets must be 0 (none) or > 1, got 1");
+  CHECK(error_message([&] { FeatureSet().numeric("a", {.per_value = true}); }) ==
+        "FeatureSet: 'a': per_value needs buckets > 1");
   CHECK(error_message([&] { FeatureSet().numeric("a").categorical("a"); }) == "FeatureSet: 'a' is declared twice");
   FeatureSet two;
   two.numeric("a").numeric("a", {.buckets = 2, .field = "a_buckets"});  // one column, two fields
