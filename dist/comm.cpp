@@ -5,6 +5,7 @@
 #include <limits>
 #include <numeric>
 #include <string>
+#include <utility>
 
 #include "../core/error.h"
 
@@ -124,12 +125,85 @@ void Communicator::allreduce_sum(std::span<std::int64_t> values) {
       "MPI_Allreduce");
 }
 
-MPI_Request Communicator::start_allreduce_sum(std::span<float> values) {
-  MPI_Request request = MPI_REQUEST_NULL;
-  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, values.data(), to_int(values.size(), "start_allreduce_sum"), MPI_FLOAT,
-                           MPI_SUM, comm_, &request),
-            "MPI_Iallreduce");
-  return request;
+RingAllreduce::~RingAllreduce() {
+  // A destructor must not throw: an MPI failure here leaves the job to MPI's own error path.
+  if (active()) MPI_Waitall(2, requests_, MPI_STATUSES_IGNORE);
+}
+
+RingAllreduce::RingAllreduce(RingAllreduce&& other) noexcept
+    : comm_(other.comm_),
+      rank_(other.rank_),
+      size_(other.size_),
+      tag_(other.tag_),
+      step_(other.step_),
+      steps_(other.steps_),
+      values_(other.values_),
+      received_(std::move(other.received_)),
+      requests_{other.requests_[0], other.requests_[1]} {
+  other.step_ = other.steps_ = 0;
+}
+
+void RingAllreduce::start(MPI_Comm comm, std::span<float> values, int tag) {
+  LADON_CHECK(!active(), "RingAllreduce", "start while the previous sum is still in flight");
+  to_int(values.size(), "RingAllreduce");
+  comm_ = comm;
+  MPI_Comm_rank(comm, &rank_);
+  MPI_Comm_size(comm, &size_);
+  tag_ = tag;
+  values_ = values;
+  step_ = 0;
+  steps_ = 2 * (size_ - 1);
+  if (!active()) return;  // one rank: the sum is the values
+  received_.resize(values.size() / static_cast<std::size_t>(size_) + 1);
+  post();
+}
+
+std::span<float> RingAllreduce::chunk(int index) {
+  const std::size_t n = values_.size(), p = static_cast<std::size_t>(size_);
+  const auto i = static_cast<std::size_t>(((index % size_) + size_) % size_);
+  const std::size_t begin = i * n / p, end = (i + 1) * n / p;
+  return values_.subspan(begin, end - begin);
+}
+
+void RingAllreduce::post() {
+  // Reduce-scatter step s: send block rank - s (this rank's partial sum of it) to the next rank,
+  // receive block rank - s - 1 from the previous one and add it in. After size - 1 steps block
+  // rank + 1 is complete here. Allgather step s: pass on block rank + 1 - s, receive block rank - s.
+  const bool reduce = step_ < size_ - 1;
+  const int s = reduce ? step_ : step_ - (size_ - 1);
+  const std::span<float> send = chunk(reduce ? rank_ - s : rank_ + 1 - s);
+  const std::span<float> recv = chunk(reduce ? rank_ - s - 1 : rank_ - s);
+  float* into = reduce ? received_.data() : recv.data();
+  const int next = (rank_ + 1) % size_, previous = (rank_ + size_ - 1) % size_;
+  check_mpi(MPI_Irecv(into, static_cast<int>(recv.size()), MPI_FLOAT, previous, tag_, comm_, &requests_[0]),
+            "MPI_Irecv");
+  check_mpi(MPI_Isend(send.data(), static_cast<int>(send.size()), MPI_FLOAT, next, tag_, comm_, &requests_[1]),
+            "MPI_Isend");
+}
+
+void RingAllreduce::finish_step() {
+  if (step_ < size_ - 1) {
+    const std::span<float> block = chunk(rank_ - step_ - 1);
+    for (std::size_t i = 0; i < block.size(); ++i) block[i] += received_[i];
+  }
+  if (++step_ < steps_) post();
+}
+
+bool RingAllreduce::test() {
+  while (active()) {
+    int done = 0;
+    check_mpi(MPI_Testall(2, requests_, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+    if (!done) return false;
+    finish_step();
+  }
+  return true;
+}
+
+void RingAllreduce::wait() {
+  while (active()) {
+    check_mpi(MPI_Waitall(2, requests_, MPI_STATUSES_IGNORE), "MPI_Waitall");
+    finish_step();
+  }
 }
 
 void Communicator::broadcast(std::span<float> values, int root) {

@@ -106,7 +106,6 @@ void DataParallel::begin_pass() {
   for (Bucket& b : buckets_) {
     b.pending = b.params.size();
     b.started = false;
-    b.request = MPI_REQUEST_NULL;
   }
   next_bucket_ = 0;
 }
@@ -147,7 +146,8 @@ void DataParallel::start(Bucket& b) {
     flags[j] = g.defined() ? 1.0f : 0.0f;
     out += n;
   }
-  b.request = comm_.start_allreduce_sum(b.flat);
+  // The bucket's index tags its messages: several rings may be in flight at once.
+  b.ring.start(comm_.handle(), b.flat, static_cast<int>(&b - buckets_.data()));
   b.started = true;
 }
 
@@ -161,12 +161,9 @@ void DataParallel::on_ready(TensorImpl* leaf) {
   Bucket& b = buckets_[bucket_index_[it->second]];
   if (b.pending > 0) --b.pending;
   start_ready_buckets();
-  // Open MPI progresses non-blocking collectives only inside MPI calls: poke the ones in flight.
-  for (std::size_t k = 0; k < next_bucket_; ++k)
-    if (buckets_[k].request != MPI_REQUEST_NULL) {
-      int done = 0;
-      detail::check_mpi(MPI_Test(&buckets_[k].request, &done, MPI_STATUS_IGNORE), "MPI_Test");
-    }
+  // MPI moves messages only inside MPI calls, and a ring posts its next step only when tested:
+  // move on the ones in flight.
+  for (std::size_t k = 0; k < next_bucket_; ++k) buckets_[k].ring.test();
 }
 
 void DataParallel::finish_pass() {
@@ -175,7 +172,7 @@ void DataParallel::finish_pass() {
   const float scale = 1.0f / static_cast<float>(comm_.size());
   NoGradGuard no_grad;
   for (Bucket& b : buckets_) {
-    detail::check_mpi(MPI_Wait(&b.request, MPI_STATUS_IGNORE), "MPI_Wait");
+    b.ring.wait();
     const float* in = b.flat.data();
     const float* flags = b.flat.data() + (b.flat.size() - b.params.size());
     for (std::size_t j = 0; j < b.params.size(); ++j) {

@@ -14,7 +14,8 @@
 // Buckets: the parameters, in reverse order (backward produces the last layers' gradients first),
 // are packed into buckets of about bucket_mb megabytes. During backward a GradReadyHook (core/)
 // reports each parameter whose gradient is final; when a bucket's last gradient is in, its
-// MPI_Iallreduce starts while backward goes on with earlier layers. Buckets start strictly in
+// allreduce (a RingAllreduce, comm.h) starts while backward goes on with earlier layers, and each
+// later gradient reported moves the rings in flight on by a step. Buckets start strictly in
 // bucket order on every rank (a bucket ready early waits for the ones before it), so the
 // collectives match across ranks whatever order the local pass completes them in. Parameters the
 // loss does not depend on (found by walking its graph before backward) count as ready at once, so
@@ -107,7 +108,7 @@ class DataParallel {
     std::vector<float> flat;          // gradients, then one defined-flag per parameter
     std::size_t pending = 0;          // gradients of this pass not yet final
     bool started = false;
-    MPI_Request request = MPI_REQUEST_NULL;
+    RingAllreduce ring;  // the sum of flat over the ranks
   };
 
   void begin_pass();
