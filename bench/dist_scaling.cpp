@@ -8,7 +8,8 @@
 // averaging: the allreduce time alone (the same buckets with nothing to overlap), the time
 // backward waited for it after its own work was done (exposed), and the share hidden behind
 // backward, 1 - exposed / alone; then a second line with its own step split into phases.
-// scripts/bench_dist runs both, interleaved, and takes medians.
+// scripts/bench_dist runs both, interleaved, and takes medians. With one rank the step runs
+// without DataParallel: the baseline is a plain single process.
 // --first_bucket_mb (default 1) and --bucket_mb (25) set DataParallel's buckets; with
 // --first_bucket_mb 25 this model's 4.4 MB of gradients (1.1 M parameters) fill one bucket, which starts only when
 // backward has ended.
@@ -78,19 +79,25 @@ int main(int argc, char** argv) {
     for (std::size_t t = 1; t < out.size(); ++t) loss = loss + nn::mse_loss(out[t], targets[t]);
     opt.zero_grad();
     const double t1 = now();
-    dp.backward(loss);
+    // One rank is the baseline: a single process, so no DataParallel (whose copies into the
+    // buckets and back would cost it about 0.2 ms a step for nothing).
+    if (world.size() > 1)
+      dp.backward(loss);
+    else
+      loss.backward();
     const double t2 = now();
     opt.step();
     forward += t1 - t0;
-    backward += t2 - t1 - dp.last_timing().exposed_wait_seconds;
-    exposed += dp.last_timing().exposed_wait_seconds;
+    const double wait = world.size() > 1 ? dp.last_timing().exposed_wait_seconds : 0.0;
+    backward += t2 - t1 - wait;
+    exposed += wait;
     optimizer += now() - t2;
   }
   world.barrier();
   const double seconds = now() - start;
   // The allreduce alone: the same buckets, started together after a barrier, nothing to overlap.
   double alone = 0;
-  for (int i = 0; i < 10; ++i) {
+  for (int i = 0; i < 10 && world.size() > 1; ++i) {
     world.barrier();
     dp.synchronize();
     alone += dp.last_timing().backward_seconds;

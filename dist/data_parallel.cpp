@@ -25,11 +25,14 @@ void copy_out(const Tensor& t, float* dst) {
 }  // namespace
 
 DataParallel::DataParallel(nn::Module& model, Communicator& comm, DataParallelOptions options)
-    : comm_(comm.handle()), local_(rank_local_parameters(model)), model_(model) {
+    : comm_(comm.handle()),
+      local_(rank_local_parameters(model)),
+      bucket_bytes_(options.bucket_mb * 1024 * 1024),
+      first_bucket_bytes_(std::min(options.first_bucket_mb, options.bucket_mb) * 1024 * 1024),
+      model_(model) {
   LADON_CHECK(options.bucket_mb > 0, "DataParallel", "bucket_mb must be positive, got ", options.bucket_mb);
   LADON_CHECK(options.first_bucket_mb > 0, "DataParallel", "first_bucket_mb must be positive, got ",
               options.first_bucket_mb);
-  const double first_mb = std::min(options.first_bucket_mb, options.bucket_mb);
   {
     std::unordered_set<TensorImpl*> local;
     for (const Tensor& p : local_) local.insert(p.impl().get());
@@ -41,25 +44,11 @@ DataParallel::DataParallel(nn::Module& model, Communicator& comm, DataParallelOp
     LADON_CHECK(index_.emplace(params_[i].impl().get(), i).second, "DataParallel", "parameter ", i,
                 " appears twice in the model's parameters");
   }
-  // Reverse parameter order: roughly the order backward makes the gradients final.
-  bucket_index_.assign(params_.size(), 0);
-  double bytes = 0;
-  for (std::size_t k = params_.size(); k-- > 0;) {
-    const double size = static_cast<double>(params_[k].numel()) * sizeof(float);
-    const double cap = (buckets_.size() <= 1 ? first_mb : options.bucket_mb) * 1024 * 1024;
-    if (buckets_.empty() || (bytes > 0 && bytes + size > cap)) {
-      buckets_.emplace_back();
-      bytes = 0;
-    }
-    buckets_.back().params.push_back(k);
-    bucket_index_[k] = buckets_.size() - 1;
-    bytes += size;
-  }
-  for (Bucket& b : buckets_) {
-    std::size_t n = b.params.size();
-    for (std::size_t k : b.params) n += static_cast<std::size_t>(params_[k].numel());
-    b.flat.assign(n, 0.0f);
-  }
+  // Reverse parameter order: roughly the order backward makes the gradients final, until the
+  // first synchronised backward shows the real one (rebuild_buckets).
+  std::vector<std::size_t> order(params_.size());
+  for (std::size_t k = 0; k < order.size(); ++k) order[k] = order.size() - 1 - k;
+  layout_buckets(order);
   if (options.sync_batch_norm) {
     sync_statistics_ = std::make_unique<SyncStatistics>(comm.handle());
     // Every BatchNorm anywhere in the model, through the modules' own visit() lists.
@@ -77,6 +66,47 @@ DataParallel::DataParallel(nn::Module& model, Communicator& comm, DataParallelOp
     for (nn::BatchNorm* bn : synced_) bn->set_statistics(sync_statistics_.get());
   }
   if (options.broadcast) broadcast_state();
+}
+
+void DataParallel::layout_buckets(const std::vector<std::size_t>& order) {
+  buckets_.clear();
+  bucket_index_.assign(params_.size(), 0);
+  double bytes = 0;
+  for (std::size_t k : order) {
+    const double size = static_cast<double>(params_[k].numel()) * sizeof(float);
+    const double cap = buckets_.size() <= 1 ? first_bucket_bytes_ : bucket_bytes_;
+    if (buckets_.empty() || (bytes > 0 && bytes + size > cap)) {
+      buckets_.emplace_back();
+      bytes = 0;
+    }
+    buckets_.back().params.push_back(k);
+    bucket_index_[k] = buckets_.size() - 1;
+    bytes += size;
+  }
+  for (Bucket& b : buckets_) {
+    std::size_t n = b.params.size();
+    for (std::size_t k : b.params) n += static_cast<std::size_t>(params_[k].numel());
+    b.flat.assign(n, 0.0f);
+  }
+}
+
+void DataParallel::rebuild_buckets() {
+  // Rank 0's order, so that every rank has the same buckets (a rank's pass may reach other
+  // parameters, or report them in another order); parameters never reported go last.
+  std::vector<std::int64_t> order;
+  std::vector<bool> seen(params_.size(), false);
+  for (std::size_t k : ready_order_)
+    if (!seen[k]) {
+      seen[k] = true;
+      order.push_back(static_cast<std::int64_t>(k));
+    }
+  for (std::size_t k = params_.size(); k-- > 0;)
+    if (!seen[k]) order.push_back(static_cast<std::int64_t>(k));
+  comm_.broadcast(order, 0);
+  layout_buckets(std::vector<std::size_t>(order.begin(), order.end()));
+  ready_order_.clear();
+  ready_order_.shrink_to_fit();
+  rebuilt_ = true;
 }
 
 DataParallel::~DataParallel() {
@@ -158,6 +188,7 @@ void DataParallel::start_ready_buckets() {
 void DataParallel::on_ready(TensorImpl* leaf) {
   auto it = index_.find(leaf);
   if (it == index_.end()) return;  // a leaf of the graph that is not one of the model's parameters
+  if (!rebuilt_) ready_order_.push_back(it->second);
   Bucket& b = buckets_[bucket_index_[it->second]];
   if (b.pending > 0) --b.pending;
   start_ready_buckets();
@@ -222,6 +253,7 @@ void DataParallel::backward(const Tensor& loss) {
   finish_pass();
   const double t2 = now_seconds();
   timing_ = {t2 - t0, t2 - t1, started};
+  if (!rebuilt_) rebuild_buckets();
 }
 
 void DataParallel::synchronize() {
