@@ -1,5 +1,6 @@
 #include "comm.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -127,7 +128,7 @@ void Communicator::allreduce_sum(std::span<std::int64_t> values) {
 
 RingAllreduce::~RingAllreduce() {
   // A destructor must not throw: an MPI failure here leaves the job to MPI's own error path.
-  if (active()) MPI_Waitall(2, requests_, MPI_STATUSES_IGNORE);
+  if (active()) MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
 }
 
 RingAllreduce::RingAllreduce(RingAllreduce&& other) noexcept
@@ -137,54 +138,88 @@ RingAllreduce::RingAllreduce(RingAllreduce&& other) noexcept
       tag_(other.tag_),
       step_(other.step_),
       steps_(other.steps_),
-      values_(other.values_),
+      scale_(other.scale_),
+      segments_(std::move(other.segments_)),
+      offsets_(std::move(other.offsets_)),
+      total_(other.total_),
       received_(std::move(other.received_)),
-      requests_{other.requests_[0], other.requests_[1]} {
+      requests_(std::move(other.requests_)) {
   other.step_ = other.steps_ = 0;
 }
 
-void RingAllreduce::start(MPI_Comm comm, std::span<float> values, int tag) {
+void RingAllreduce::start(MPI_Comm comm, std::vector<std::span<float>> segments, int tag, float scale) {
   LADON_CHECK(!active(), "RingAllreduce", "start while the previous sum is still in flight");
-  to_int(values.size(), "RingAllreduce");
   comm_ = comm;
   MPI_Comm_rank(comm, &rank_);
   MPI_Comm_size(comm, &size_);
   tag_ = tag;
-  values_ = values;
+  scale_ = scale;
+  segments_ = std::move(segments);
+  offsets_.clear();
+  total_ = 0;
+  for (const std::span<float>& s : segments_) {
+    offsets_.push_back(total_);
+    total_ += s.size();
+  }
+  to_int(total_, "RingAllreduce");
   step_ = 0;
   steps_ = 2 * (size_ - 1);
-  if (!active()) return;  // one rank: the sum is the values
-  received_.resize(values.size() / static_cast<std::size_t>(size_) + 1);
+  if (!active()) {  // one rank: the sum is the values
+    if (scale_ != 1.0f)
+      for (const std::span<float>& s : segments_)
+        for (float& v : s) v *= scale_;
+    return;
+  }
+  received_.resize(total_ / static_cast<std::size_t>(size_) + 1);
   post();
 }
 
-std::span<float> RingAllreduce::chunk(int index) {
-  const std::size_t n = values_.size(), p = static_cast<std::size_t>(size_);
+std::vector<RingAllreduce::Piece> RingAllreduce::block(int index) const {
+  const std::size_t p = static_cast<std::size_t>(size_);
   const auto i = static_cast<std::size_t>(((index % size_) + size_) % size_);
-  const std::size_t begin = i * n / p, end = (i + 1) * n / p;
-  return values_.subspan(begin, end - begin);
+  const std::size_t begin = i * total_ / p, end = (i + 1) * total_ / p;
+  std::vector<Piece> pieces;
+  for (std::size_t s = 0; s < segments_.size(); ++s) {
+    const std::size_t lo = std::max(begin, offsets_[s]), hi = std::min(end, offsets_[s] + segments_[s].size());
+    if (lo < hi) pieces.push_back({segments_[s].data() + (lo - offsets_[s]), hi - lo});
+  }
+  return pieces;
 }
 
 void RingAllreduce::post() {
   // Reduce-scatter step s: send block rank - s (this rank's partial sum of it) to the next rank,
   // receive block rank - s - 1 from the previous one and add it in. After size - 1 steps block
   // rank + 1 is complete here. Allgather step s: pass on block rank + 1 - s, receive block rank - s.
+  // Both sides cut a block into the same pieces (the segment sizes match), one message each.
   const bool reduce = step_ < size_ - 1;
   const int s = reduce ? step_ : step_ - (size_ - 1);
-  const std::span<float> send = chunk(reduce ? rank_ - s : rank_ + 1 - s);
-  const std::span<float> recv = chunk(reduce ? rank_ - s - 1 : rank_ - s);
-  float* into = reduce ? received_.data() : recv.data();
+  const std::vector<Piece> send = block(reduce ? rank_ - s : rank_ + 1 - s);
+  const std::vector<Piece> recv = block(reduce ? rank_ - s - 1 : rank_ - s);
   const int next = (rank_ + 1) % size_, previous = (rank_ + size_ - 1) % size_;
-  check_mpi(MPI_Irecv(into, static_cast<int>(recv.size()), MPI_FLOAT, previous, tag_, comm_, &requests_[0]),
-            "MPI_Irecv");
-  check_mpi(MPI_Isend(send.data(), static_cast<int>(send.size()), MPI_FLOAT, next, tag_, comm_, &requests_[1]),
-            "MPI_Isend");
+  requests_.assign(send.size() + recv.size(), MPI_REQUEST_NULL);
+  std::size_t r = 0, offset = 0;
+  for (const Piece& piece : recv) {
+    float* into = reduce ? received_.data() + offset : piece.data;
+    check_mpi(MPI_Irecv(into, static_cast<int>(piece.size), MPI_FLOAT, previous, tag_, comm_, &requests_[r++]),
+              "MPI_Irecv");
+    offset += piece.size;
+  }
+  for (const Piece& piece : send)
+    check_mpi(MPI_Isend(piece.data, static_cast<int>(piece.size), MPI_FLOAT, next, tag_, comm_, &requests_[r++]),
+              "MPI_Isend");
 }
 
 void RingAllreduce::finish_step() {
   if (step_ < size_ - 1) {
-    const std::span<float> block = chunk(rank_ - step_ - 1);
-    for (std::size_t i = 0; i < block.size(); ++i) block[i] += received_[i];
+    // The last reduce-scatter step completes this rank's block: scale it before passing it on.
+    const bool complete = step_ == size_ - 2;
+    const float* in = received_.data();
+    for (const Piece& piece : block(rank_ - step_ - 1)) {
+      for (std::size_t i = 0; i < piece.size; ++i) piece.data[i] += in[i];
+      if (complete && scale_ != 1.0f)
+        for (std::size_t i = 0; i < piece.size; ++i) piece.data[i] *= scale_;
+      in += piece.size;
+    }
   }
   if (++step_ < steps_) post();
 }
@@ -192,7 +227,8 @@ void RingAllreduce::finish_step() {
 bool RingAllreduce::test() {
   while (active()) {
     int done = 0;
-    check_mpi(MPI_Testall(2, requests_, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+    check_mpi(MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &done, MPI_STATUSES_IGNORE),
+              "MPI_Testall");
     if (!done) return false;
     finish_step();
   }
@@ -201,7 +237,7 @@ bool RingAllreduce::test() {
 
 void RingAllreduce::wait() {
   while (active()) {
-    check_mpi(MPI_Waitall(2, requests_, MPI_STATUSES_IGNORE), "MPI_Waitall");
+    check_mpi(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
     finish_step();
   }
 }

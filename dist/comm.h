@@ -91,16 +91,21 @@ class Communicator {
 };
 
 // A non-blocking sum in place over every rank of comm, by ring: a reduce-scatter, then an
-// allgather, each size() - 1 steps of one point-to-point message to the next rank and one from
-// the previous. Each rank sends and receives 2 (size() - 1) / size() of the buffer and adds up
-// 1 / size() of it, and every element is summed once, on one rank, so every rank ends with the
-// same bits. MPI_Iallreduce is not used because Open MPI's (libnbc) runs a binomial tree below 4
-// ranks or in place: the whole buffer goes to rank 0, is summed there alone and sent back, about
-// twice as slow (4.4 MB on 2 ranks, AMD EPYC Zen 5: 1.03 ms against 0.45 ms by ring).
+// allgather, each size() - 1 steps of messages to the next rank and from the previous. Each rank
+// sends and receives 2 (size() - 1) / size() of the values and adds up 1 / size() of them, and
+// every element is summed once, on one rank, so every rank ends with the same bits. MPI_Iallreduce
+// is not used because Open MPI's (libnbc) runs a binomial tree below 4 ranks or in place: the whole
+// buffer goes to rank 0, is summed there alone and sent back, about twice as slow (4.4 MB on 2
+// ranks, AMD EPYC Zen 5: 1.03 ms against 0.45 ms by ring).
+//
+// The values are the concatenation of segments (the gradients of a bucket, where they lie, so
+// nothing is copied into a staging buffer and back); a block spanning several segments goes as
+// one message per piece. Each element is multiplied by scale once its sum is complete, before it is
+// passed on (scale 1 / size() gives the average, still the same bits on every rank).
 //
 // MPI advances messages only inside MPI calls, and the next step is posted only from test() or
 // wait(): call test() often while other work runs. Every rank must start the same rings in the same
-// order with the same sizes; tag tells apart the rings in flight at once on one communicator.
+// order with the same segment sizes; tag tells apart the rings in flight at once on one communicator.
 class RingAllreduce {
  public:
   RingAllreduce() = default;
@@ -111,23 +116,30 @@ class RingAllreduce {
   RingAllreduce(RingAllreduce&& other) noexcept;
   RingAllreduce& operator=(RingAllreduce&&) = delete;
 
-  // values must stay alive and untouched until done() or wait() returns.
-  void start(MPI_Comm comm, std::span<float> values, int tag);
-  bool test();  // advances without blocking; true once the sum is in values (or nothing is in flight)
-  void wait();  // until the sum is in values
+  // The segments must stay alive and untouched until test() returns true or wait() returns.
+  void start(MPI_Comm comm, std::vector<std::span<float>> segments, int tag, float scale = 1.0f);
+  bool test();  // advances without blocking; true once the sum is in place (or nothing is in flight)
+  void wait();  // until the sum is in place
   bool active() const { return step_ < steps_; }
 
  private:
-  std::span<float> chunk(int index);  // block index (mod size) of the ranks' near-equal split
-  void post();                        // the messages of step_
-  void finish_step();                 // adds the received block (reduce-scatter steps), next step
+  struct Piece {
+    float* data;
+    std::size_t size;
+  };
+  std::vector<Piece> block(int index) const;  // block index (mod size) of the near-equal split
+  void post();                                // the messages of step_
+  void finish_step();                         // adds the received block (reduce-scatter), next step
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1, tag_ = 0;
   int step_ = 0, steps_ = 0;  // steps 0 .. size-2 reduce-scatter, size-1 .. 2 size-3 allgather
-  std::span<float> values_;
+  float scale_ = 1.0f;
+  std::vector<std::span<float>> segments_;
+  std::vector<std::size_t> offsets_;  // segment i starts at offsets_[i] of the concatenation
+  std::size_t total_ = 0;
   std::vector<float> received_;
-  MPI_Request requests_[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+  std::vector<MPI_Request> requests_;
 };
 
 // MPI_COMM_WORLD's duplicate, made on first use (after Environment).

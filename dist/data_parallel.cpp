@@ -16,12 +16,6 @@ namespace {
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
-
-// Copies a float32 tensor's elements into dst (row-major), whatever its strides.
-void copy_out(const Tensor& t, float* dst) {
-  const Tensor c = t.contiguous();
-  std::memcpy(dst, c.data<float>(), static_cast<std::size_t>(c.numel()) * sizeof(float));
-}
 }  // namespace
 
 DataParallel::DataParallel(nn::Module& model, Communicator& comm, DataParallelOptions options)
@@ -84,9 +78,8 @@ void DataParallel::layout_buckets(const std::vector<std::size_t>& order) {
     bytes += size;
   }
   for (Bucket& b : buckets_) {
-    std::size_t n = b.params.size();
-    for (std::size_t k : b.params) n += static_cast<std::size_t>(params_[k].numel());
-    b.flat.assign(n, 0.0f);
+    b.flags.assign(b.params.size(), 0.0f);
+    b.grads.assign(b.params.size(), Tensor());
   }
 }
 
@@ -163,21 +156,29 @@ void DataParallel::mark_unreached(const Tensor& loss) {
 }
 
 void DataParallel::start(Bucket& b) {
-  float* out = b.flat.data();
-  float* flags = b.flat.data() + (b.flat.size() - b.params.size());
+  // The ring sums the gradients where they lie (the engine gives each leaf an exclusive, final
+  // .grad()), and one defined-flag per parameter after them; a rank with no gradient for a
+  // parameter sends zeros, in a buffer it holds until finish_pass.
+  std::vector<std::span<float>> segments;
   for (std::size_t j = 0; j < b.params.size(); ++j) {
     const Tensor& p = params_[b.params[j]];
-    const Tensor g = p.grad();
-    const auto n = static_cast<std::size_t>(p.numel());
-    if (g.defined())
-      copy_out(g, out);
-    else
-      std::fill(out, out + n, 0.0f);
-    flags[j] = g.defined() ? 1.0f : 0.0f;
-    out += n;
+    Tensor g = p.grad();
+    b.flags[j] = g.defined() ? 1.0f : 0.0f;
+    if (!g.defined()) {
+      g = zeros(p.shape());
+      p.set_grad(g);
+    } else if (!g.is_contiguous() || g.shape() != p.shape()) {
+      g = g.contiguous().reshape(p.shape()).clone();
+      p.set_grad(g);
+    }
+    b.grads[j] = g;
+    segments.emplace_back(g.data<float>(), static_cast<std::size_t>(g.numel()));
   }
-  // The bucket's index tags its messages: several rings may be in flight at once.
-  b.ring.start(comm_.handle(), b.flat, static_cast<int>(&b - buckets_.data()));
+  segments.emplace_back(b.flags);
+  // The bucket's index tags its messages: several rings may be in flight at once. The owner of
+  // each block divides it by the world size, so the ring leaves the average.
+  b.ring.start(comm_.handle(), std::move(segments), static_cast<int>(&b - buckets_.data()),
+               1.0f / static_cast<float>(comm_.size()));
   b.started = true;
 }
 
@@ -204,24 +205,10 @@ void DataParallel::finish_pass() {
   NoGradGuard no_grad;
   for (Bucket& b : buckets_) {
     b.ring.wait();
-    const float* in = b.flat.data();
-    const float* flags = b.flat.data() + (b.flat.size() - b.params.size());
-    for (std::size_t j = 0; j < b.params.size(); ++j) {
-      const Tensor& p = params_[b.params[j]];
-      const auto n = static_cast<std::size_t>(p.numel());
-      if (flags[j] > 0) {
-        Tensor g = p.grad();
-        // Write in place when this parameter's gradient is its own contiguous buffer (the engine
-        // gives each leaf an exclusive .grad()); otherwise a fresh one.
-        if (!g.defined() || !g.is_contiguous() || g.shape() != p.shape()) {
-          g = empty(p.shape());
-          p.set_grad(g);
-        }
-        float* dst = g.data<float>();
-        for (std::size_t i = 0; i < n; ++i) dst[i] = in[i] * scale;
-      }
-      in += n;
-    }
+    // A parameter no rank had a gradient for keeps none, as in a single process.
+    for (std::size_t j = 0; j < b.params.size(); ++j)
+      if (b.flags[j] == 0.0f) params_[b.params[j]].set_grad(Tensor());
+    std::fill(b.grads.begin(), b.grads.end(), Tensor());
   }
   for (const Tensor& p : local_) {
     Tensor g = p.grad();

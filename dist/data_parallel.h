@@ -110,10 +110,11 @@ class DataParallel {
  private:
   struct Bucket {
     std::vector<std::size_t> params;  // indices into params_
-    std::vector<float> flat;          // gradients, then one defined-flag per parameter
+    std::vector<float> flags;         // per parameter: 1 if this rank has a gradient (then the average)
+    std::vector<Tensor> grads;        // the gradients the ring in flight sums, held until it ends
     std::size_t pending = 0;          // gradients of this pass not yet final
     bool started = false;
-    RingAllreduce ring;  // the sum of flat over the ranks
+    RingAllreduce ring;  // the average of grads (in place) and flags over the ranks
   };
 
   void layout_buckets(const std::vector<std::size_t>& order);  // packs params_ in this order

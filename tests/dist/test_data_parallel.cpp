@@ -28,38 +28,41 @@ Data global_batch(std::int64_t rows, std::uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("RingAllreduce: sums by hand for any length, two rings in flight, the same bits on every rank") {
+TEST_CASE("RingAllreduce: sums by hand over segments of any length, scaled, two rings in flight, same bits") {
   dist::Communicator& world = dist::world();
   const int p = world.size(), r = world.rank();
   // Lengths below the rank count (empty blocks), not a multiple of it, and a long one.
   for (std::size_t n : {std::size_t{1}, std::size_t{3}, std::size_t{10}, std::size_t{1001}}) {
     CAPTURE(n);
-    // Rank r holds (r + 1) * (i + 1) and 0.1 * r; the sums are (i + 1) p (p + 1) / 2 and a rounded 0.1 * p (p - 1) / 2.
-    std::vector<float> a(n), b(n);
+    // Rank r holds (r + 1) * (i + 1) and 0.1 * r; the sums are (i + 1) p (p + 1) / 2 and a rounded
+    // 0.1 * p (p - 1) / 2, the second averaged (scale 1 / p). a lies in three segments, one empty,
+    // so blocks cross segment ends.
+    std::vector<float> a_head(n / 3), a_empty, a_tail(n - n / 3), b(n);
     for (std::size_t i = 0; i < n; ++i) {
-      a[i] = static_cast<float>((r + 1) * static_cast<int>(i + 1));
+      (i < n / 3 ? a_head[i] : a_tail[i - n / 3]) = static_cast<float>((r + 1) * static_cast<int>(i + 1));
       b[i] = 0.1f * static_cast<float>(r);
     }
     dist::RingAllreduce ring_a, ring_b;
-    ring_a.start(world.handle(), a, 0);
-    ring_b.start(world.handle(), b, 1);
+    ring_a.start(world.handle(), {a_head, a_empty, a_tail}, 0);
+    ring_b.start(world.handle(), {b}, 1, 1.0f / static_cast<float>(p));
     CHECK(ring_a.active() == (p > 1));
     while (!ring_b.test()) {  // test() alone completes a ring
     }
     ring_a.wait();
     CHECK_FALSE(ring_a.active());
     for (std::size_t i = 0; i < n; ++i) {
-      CHECK(a[i] == static_cast<float>(static_cast<int>(i + 1) * p * (p + 1) / 2));
-      CHECK(b[i] == doctest::Approx(0.1 * p * (p - 1) / 2).epsilon(1e-6));
+      const float a = i < n / 3 ? a_head[i] : a_tail[i - n / 3];
+      CHECK(a == static_cast<float>(static_cast<int>(i + 1) * p * (p + 1) / 2));
+      CHECK(b[i] == doctest::Approx(0.1 * (p - 1) / 2).epsilon(1e-6));
     }
-    CHECK(same_on_every_rank(b, world));  // each element summed once, on one rank, then copied
+    CHECK(same_on_every_rank(b, world));  // each element summed and scaled once, on one rank, then copied
   }
   dist::RingAllreduce ring;
   std::vector<float> v(4, 1.0f);
-  ring.start(world.handle(), v, 0);
-  if (p > 1) CHECK_THROWS_WITH(ring.start(world.handle(), v, 0), doctest::Contains("still in flight"));
+  ring.start(world.handle(), {v}, 0, 0.5f);
+  if (p > 1) CHECK_THROWS_WITH(ring.start(world.handle(), {v}, 0), doctest::Contains("still in flight"));
   ring.wait();
-  CHECK(v == std::vector<float>(4, static_cast<float>(p)));
+  CHECK(v == std::vector<float>(4, 0.5f * static_cast<float>(p)));  // scaled at one rank too
 }
 
 TEST_CASE("DataParallel: N ranks on a split batch take the steps one process takes on the whole batch") {
