@@ -1,10 +1,12 @@
 #include "comm.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
 #include <numeric>
 #include <string>
+#include <utility>
 
 #include "../core/error.h"
 
@@ -124,12 +126,120 @@ void Communicator::allreduce_sum(std::span<std::int64_t> values) {
       "MPI_Allreduce");
 }
 
-MPI_Request Communicator::start_allreduce_sum(std::span<float> values) {
-  MPI_Request request = MPI_REQUEST_NULL;
-  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, values.data(), to_int(values.size(), "start_allreduce_sum"), MPI_FLOAT,
-                           MPI_SUM, comm_, &request),
-            "MPI_Iallreduce");
-  return request;
+RingAllreduce::~RingAllreduce() {
+  // A destructor must not throw: an MPI failure here leaves the job to MPI's own error path.
+  if (active()) MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
+}
+
+RingAllreduce::RingAllreduce(RingAllreduce&& other) noexcept
+    : comm_(other.comm_),
+      rank_(other.rank_),
+      size_(other.size_),
+      tag_(other.tag_),
+      step_(other.step_),
+      steps_(other.steps_),
+      scale_(other.scale_),
+      segments_(std::move(other.segments_)),
+      offsets_(std::move(other.offsets_)),
+      total_(other.total_),
+      received_(std::move(other.received_)),
+      requests_(std::move(other.requests_)) {
+  other.step_ = other.steps_ = 0;
+}
+
+void RingAllreduce::start(MPI_Comm comm, std::vector<std::span<float>> segments, int tag, float scale) {
+  LADON_CHECK(!active(), "RingAllreduce", "start while the previous sum is still in flight");
+  comm_ = comm;
+  MPI_Comm_rank(comm, &rank_);
+  MPI_Comm_size(comm, &size_);
+  tag_ = tag;
+  scale_ = scale;
+  segments_ = std::move(segments);
+  offsets_.clear();
+  total_ = 0;
+  for (const std::span<float>& s : segments_) {
+    offsets_.push_back(total_);
+    total_ += s.size();
+  }
+  to_int(total_, "RingAllreduce");
+  step_ = 0;
+  steps_ = 2 * (size_ - 1);
+  if (!active()) {  // one rank: the sum is the values
+    if (scale_ != 1.0f)
+      for (const std::span<float>& s : segments_)
+        for (float& v : s) v *= scale_;
+    return;
+  }
+  received_.resize(total_ / static_cast<std::size_t>(size_) + 1);
+  post();
+}
+
+std::vector<RingAllreduce::Piece> RingAllreduce::block(int index) const {
+  const std::size_t p = static_cast<std::size_t>(size_);
+  const auto i = static_cast<std::size_t>(((index % size_) + size_) % size_);
+  const std::size_t begin = i * total_ / p, end = (i + 1) * total_ / p;
+  std::vector<Piece> pieces;
+  for (std::size_t s = 0; s < segments_.size(); ++s) {
+    const std::size_t lo = std::max(begin, offsets_[s]), hi = std::min(end, offsets_[s] + segments_[s].size());
+    if (lo < hi) pieces.push_back({segments_[s].data() + (lo - offsets_[s]), hi - lo});
+  }
+  return pieces;
+}
+
+void RingAllreduce::post() {
+  // Reduce-scatter step s: send block rank - s (this rank's partial sum of it) to the next rank,
+  // receive block rank - s - 1 from the previous one and add it in. After size - 1 steps block
+  // rank + 1 is complete here. Allgather step s: pass on block rank + 1 - s, receive block rank - s.
+  // Both sides cut a block into the same pieces (the segment sizes match), one message each.
+  const bool reduce = step_ < size_ - 1;
+  const int s = reduce ? step_ : step_ - (size_ - 1);
+  const std::vector<Piece> send = block(reduce ? rank_ - s : rank_ + 1 - s);
+  const std::vector<Piece> recv = block(reduce ? rank_ - s - 1 : rank_ - s);
+  const int next = (rank_ + 1) % size_, previous = (rank_ + size_ - 1) % size_;
+  requests_.assign(send.size() + recv.size(), MPI_REQUEST_NULL);
+  std::size_t r = 0, offset = 0;
+  for (const Piece& piece : recv) {
+    float* into = reduce ? received_.data() + offset : piece.data;
+    check_mpi(MPI_Irecv(into, static_cast<int>(piece.size), MPI_FLOAT, previous, tag_, comm_, &requests_[r++]),
+              "MPI_Irecv");
+    offset += piece.size;
+  }
+  for (const Piece& piece : send)
+    check_mpi(MPI_Isend(piece.data, static_cast<int>(piece.size), MPI_FLOAT, next, tag_, comm_, &requests_[r++]),
+              "MPI_Isend");
+}
+
+void RingAllreduce::finish_step() {
+  if (step_ < size_ - 1) {
+    // The last reduce-scatter step completes this rank's block: scale it before passing it on.
+    const bool complete = step_ == size_ - 2;
+    const float* in = received_.data();
+    for (const Piece& piece : block(rank_ - step_ - 1)) {
+      for (std::size_t i = 0; i < piece.size; ++i) piece.data[i] += in[i];
+      if (complete && scale_ != 1.0f)
+        for (std::size_t i = 0; i < piece.size; ++i) piece.data[i] *= scale_;
+      in += piece.size;
+    }
+  }
+  if (++step_ < steps_) post();
+}
+
+bool RingAllreduce::test() {
+  while (active()) {
+    int done = 0;
+    check_mpi(MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &done, MPI_STATUSES_IGNORE),
+              "MPI_Testall");
+    if (!done) return false;
+    finish_step();
+  }
+  return true;
+}
+
+void RingAllreduce::wait() {
+  while (active()) {
+    check_mpi(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+    finish_step();
+  }
 }
 
 void Communicator::broadcast(std::span<float> values, int root) {

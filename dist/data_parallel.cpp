@@ -16,20 +16,17 @@ namespace {
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
-
-// Copies a float32 tensor's elements into dst (row-major), whatever its strides.
-void copy_out(const Tensor& t, float* dst) {
-  const Tensor c = t.contiguous();
-  std::memcpy(dst, c.data<float>(), static_cast<std::size_t>(c.numel()) * sizeof(float));
-}
 }  // namespace
 
 DataParallel::DataParallel(nn::Module& model, Communicator& comm, DataParallelOptions options)
-    : comm_(comm.handle()), local_(rank_local_parameters(model)), model_(model) {
+    : comm_(comm.handle()),
+      local_(rank_local_parameters(model)),
+      bucket_bytes_(options.bucket_mb * 1024 * 1024),
+      first_bucket_bytes_(std::min(options.first_bucket_mb, options.bucket_mb) * 1024 * 1024),
+      model_(model) {
   LADON_CHECK(options.bucket_mb > 0, "DataParallel", "bucket_mb must be positive, got ", options.bucket_mb);
   LADON_CHECK(options.first_bucket_mb > 0, "DataParallel", "first_bucket_mb must be positive, got ",
               options.first_bucket_mb);
-  const double first_mb = std::min(options.first_bucket_mb, options.bucket_mb);
   {
     std::unordered_set<TensorImpl*> local;
     for (const Tensor& p : local_) local.insert(p.impl().get());
@@ -41,25 +38,11 @@ DataParallel::DataParallel(nn::Module& model, Communicator& comm, DataParallelOp
     LADON_CHECK(index_.emplace(params_[i].impl().get(), i).second, "DataParallel", "parameter ", i,
                 " appears twice in the model's parameters");
   }
-  // Reverse parameter order: roughly the order backward makes the gradients final.
-  bucket_index_.assign(params_.size(), 0);
-  double bytes = 0;
-  for (std::size_t k = params_.size(); k-- > 0;) {
-    const double size = static_cast<double>(params_[k].numel()) * sizeof(float);
-    const double cap = (buckets_.size() <= 1 ? first_mb : options.bucket_mb) * 1024 * 1024;
-    if (buckets_.empty() || (bytes > 0 && bytes + size > cap)) {
-      buckets_.emplace_back();
-      bytes = 0;
-    }
-    buckets_.back().params.push_back(k);
-    bucket_index_[k] = buckets_.size() - 1;
-    bytes += size;
-  }
-  for (Bucket& b : buckets_) {
-    std::size_t n = b.params.size();
-    for (std::size_t k : b.params) n += static_cast<std::size_t>(params_[k].numel());
-    b.flat.assign(n, 0.0f);
-  }
+  // Reverse parameter order: roughly the order backward makes the gradients final, until the
+  // first synchronised backward shows the real one (rebuild_buckets).
+  std::vector<std::size_t> order(params_.size());
+  for (std::size_t k = 0; k < order.size(); ++k) order[k] = order.size() - 1 - k;
+  layout_buckets(order);
   if (options.sync_batch_norm) {
     sync_statistics_ = std::make_unique<SyncStatistics>(comm.handle());
     // Every BatchNorm anywhere in the model, through the modules' own visit() lists.
@@ -77,6 +60,46 @@ DataParallel::DataParallel(nn::Module& model, Communicator& comm, DataParallelOp
     for (nn::BatchNorm* bn : synced_) bn->set_statistics(sync_statistics_.get());
   }
   if (options.broadcast) broadcast_state();
+}
+
+void DataParallel::layout_buckets(const std::vector<std::size_t>& order) {
+  buckets_.clear();
+  bucket_index_.assign(params_.size(), 0);
+  double bytes = 0;
+  for (std::size_t k : order) {
+    const double size = static_cast<double>(params_[k].numel()) * sizeof(float);
+    const double cap = buckets_.size() <= 1 ? first_bucket_bytes_ : bucket_bytes_;
+    if (buckets_.empty() || (bytes > 0 && bytes + size > cap)) {
+      buckets_.emplace_back();
+      bytes = 0;
+    }
+    buckets_.back().params.push_back(k);
+    bucket_index_[k] = buckets_.size() - 1;
+    bytes += size;
+  }
+  for (Bucket& b : buckets_) {
+    b.flags.assign(b.params.size(), 0.0f);
+    b.grads.assign(b.params.size(), Tensor());
+  }
+}
+
+void DataParallel::rebuild_buckets() {
+  // Rank 0's order, so that every rank has the same buckets (a rank's pass may reach other
+  // parameters, or report them in another order); parameters never reported go last.
+  std::vector<std::int64_t> order;
+  std::vector<bool> seen(params_.size(), false);
+  for (std::size_t k : ready_order_)
+    if (!seen[k]) {
+      seen[k] = true;
+      order.push_back(static_cast<std::int64_t>(k));
+    }
+  for (std::size_t k = params_.size(); k-- > 0;)
+    if (!seen[k]) order.push_back(static_cast<std::int64_t>(k));
+  comm_.broadcast(order, 0);
+  layout_buckets(std::vector<std::size_t>(order.begin(), order.end()));
+  ready_order_.clear();
+  ready_order_.shrink_to_fit();
+  rebuilt_ = true;
 }
 
 DataParallel::~DataParallel() {
@@ -106,7 +129,6 @@ void DataParallel::begin_pass() {
   for (Bucket& b : buckets_) {
     b.pending = b.params.size();
     b.started = false;
-    b.request = MPI_REQUEST_NULL;
   }
   next_bucket_ = 0;
 }
@@ -134,20 +156,29 @@ void DataParallel::mark_unreached(const Tensor& loss) {
 }
 
 void DataParallel::start(Bucket& b) {
-  float* out = b.flat.data();
-  float* flags = b.flat.data() + (b.flat.size() - b.params.size());
+  // The ring sums the gradients where they lie (the engine gives each leaf an exclusive, final
+  // .grad()), and one defined-flag per parameter after them; a rank with no gradient for a
+  // parameter sends zeros, in a buffer it holds until finish_pass.
+  std::vector<std::span<float>> segments;
   for (std::size_t j = 0; j < b.params.size(); ++j) {
     const Tensor& p = params_[b.params[j]];
-    const Tensor g = p.grad();
-    const auto n = static_cast<std::size_t>(p.numel());
-    if (g.defined())
-      copy_out(g, out);
-    else
-      std::fill(out, out + n, 0.0f);
-    flags[j] = g.defined() ? 1.0f : 0.0f;
-    out += n;
+    Tensor g = p.grad();
+    b.flags[j] = g.defined() ? 1.0f : 0.0f;
+    if (!g.defined()) {
+      g = zeros(p.shape());
+      p.set_grad(g);
+    } else if (!g.is_contiguous() || g.shape() != p.shape()) {
+      g = g.contiguous().reshape(p.shape()).clone();
+      p.set_grad(g);
+    }
+    b.grads[j] = g;
+    segments.emplace_back(g.data<float>(), static_cast<std::size_t>(g.numel()));
   }
-  b.request = comm_.start_allreduce_sum(b.flat);
+  segments.emplace_back(b.flags);
+  // The bucket's index tags its messages: several rings may be in flight at once. The owner of
+  // each block divides it by the world size, so the ring leaves the average.
+  b.ring.start(comm_.handle(), std::move(segments), static_cast<int>(&b - buckets_.data()),
+               1.0f / static_cast<float>(comm_.size()));
   b.started = true;
 }
 
@@ -158,15 +189,13 @@ void DataParallel::start_ready_buckets() {
 void DataParallel::on_ready(TensorImpl* leaf) {
   auto it = index_.find(leaf);
   if (it == index_.end()) return;  // a leaf of the graph that is not one of the model's parameters
+  if (!rebuilt_) ready_order_.push_back(it->second);
   Bucket& b = buckets_[bucket_index_[it->second]];
   if (b.pending > 0) --b.pending;
   start_ready_buckets();
-  // Open MPI progresses non-blocking collectives only inside MPI calls: poke the ones in flight.
-  for (std::size_t k = 0; k < next_bucket_; ++k)
-    if (buckets_[k].request != MPI_REQUEST_NULL) {
-      int done = 0;
-      detail::check_mpi(MPI_Test(&buckets_[k].request, &done, MPI_STATUS_IGNORE), "MPI_Test");
-    }
+  // MPI moves messages only inside MPI calls, and a ring posts its next step only when tested:
+  // move on the ones in flight.
+  for (std::size_t k = 0; k < next_bucket_; ++k) buckets_[k].ring.test();
 }
 
 void DataParallel::finish_pass() {
@@ -175,25 +204,11 @@ void DataParallel::finish_pass() {
   const float scale = 1.0f / static_cast<float>(comm_.size());
   NoGradGuard no_grad;
   for (Bucket& b : buckets_) {
-    detail::check_mpi(MPI_Wait(&b.request, MPI_STATUS_IGNORE), "MPI_Wait");
-    const float* in = b.flat.data();
-    const float* flags = b.flat.data() + (b.flat.size() - b.params.size());
-    for (std::size_t j = 0; j < b.params.size(); ++j) {
-      const Tensor& p = params_[b.params[j]];
-      const auto n = static_cast<std::size_t>(p.numel());
-      if (flags[j] > 0) {
-        Tensor g = p.grad();
-        // Write in place when this parameter's gradient is its own contiguous buffer (the engine
-        // gives each leaf an exclusive .grad()); otherwise a fresh one.
-        if (!g.defined() || !g.is_contiguous() || g.shape() != p.shape()) {
-          g = empty(p.shape());
-          p.set_grad(g);
-        }
-        float* dst = g.data<float>();
-        for (std::size_t i = 0; i < n; ++i) dst[i] = in[i] * scale;
-      }
-      in += n;
-    }
+    b.ring.wait();
+    // A parameter no rank had a gradient for keeps none, as in a single process.
+    for (std::size_t j = 0; j < b.params.size(); ++j)
+      if (b.flags[j] == 0.0f) params_[b.params[j]].set_grad(Tensor());
+    std::fill(b.grads.begin(), b.grads.end(), Tensor());
   }
   for (const Tensor& p : local_) {
     Tensor g = p.grad();
@@ -225,6 +240,7 @@ void DataParallel::backward(const Tensor& loss) {
   finish_pass();
   const double t2 = now_seconds();
   timing_ = {t2 - t0, t2 - t1, started};
+  if (!rebuilt_) rebuild_buckets();
 }
 
 void DataParallel::synchronize() {

@@ -12,9 +12,14 @@
 //   dp.backward(loss_b);                                  // averages the accumulated gradients
 //
 // Buckets: the parameters, in reverse order (backward produces the last layers' gradients first),
-// are packed into buckets of about bucket_mb megabytes. During backward a GradReadyHook (core/)
+// are packed into buckets of about bucket_mb megabytes. The first synchronised backward records
+// the order its gradients really become final, and the buckets are laid out again in that order
+// (rank 0's, so every rank has the same buckets), as PyTorch's DDP rebuilds its buckets: in MMoE
+// the gates' gradients come after the experts' 4 MB first layer, and in reverse order they would
+// hold that layer's bucket back until backward ends. During backward a GradReadyHook (core/)
 // reports each parameter whose gradient is final; when a bucket's last gradient is in, its
-// MPI_Iallreduce starts while backward goes on with earlier layers. Buckets start strictly in
+// allreduce (a RingAllreduce, comm.h) starts while backward goes on with earlier layers, and each
+// later gradient reported moves the rings in flight on by a step. Buckets start strictly in
 // bucket order on every rank (a bucket ready early waits for the ones before it), so the
 // collectives match across ranks whatever order the local pass completes them in. Parameters the
 // loss does not depend on (found by walking its graph before backward) count as ready at once, so
@@ -88,7 +93,8 @@ class DataParallel {
 
   std::size_t num_buckets() const { return buckets_.size(); }
   std::size_t num_rank_local() const { return local_.size(); }  // expert-parallel parameters left out
-  // Which bucket each averaged parameter (model.parameters() order, expert shards left out) went to.
+  // Which bucket each averaged parameter (model.parameters() order, expert shards left out) is in:
+  // reverse order at first, the first synchronised backward's order after it.
   std::vector<std::size_t> bucket_of_parameters() const;
 
   // Timing of the last synchronised backward, for benchmarks: wall time inside backward(), and
@@ -104,12 +110,15 @@ class DataParallel {
  private:
   struct Bucket {
     std::vector<std::size_t> params;  // indices into params_
-    std::vector<float> flat;          // gradients, then one defined-flag per parameter
+    std::vector<float> flags;         // per parameter: 1 if this rank has a gradient (then the average)
+    std::vector<Tensor> grads;        // the gradients the ring in flight sums, held until it ends
     std::size_t pending = 0;          // gradients of this pass not yet final
     bool started = false;
-    MPI_Request request = MPI_REQUEST_NULL;
+    RingAllreduce ring;  // the average of grads (in place) and flags over the ranks
   };
 
+  void layout_buckets(const std::vector<std::size_t>& order);  // packs params_ in this order
+  void rebuild_buckets();                                      // in the order of ready_order_ (rank 0's)
   void begin_pass();
   void mark_unreached(const Tensor& loss);
   void on_ready(TensorImpl* leaf);
@@ -136,6 +145,9 @@ class DataParallel {
   std::vector<std::size_t> bucket_index_;               // parameter -> its bucket
   std::vector<Bucket> buckets_;
   std::size_t next_bucket_ = 0;  // the next bucket to start, in order
+  double bucket_bytes_, first_bucket_bytes_;
+  std::vector<std::size_t> ready_order_;  // parameters as the first synchronised backward made them final
+  bool rebuilt_ = false;
   bool sync_ = true;
   nn::Module& model_;
   Timing timing_;

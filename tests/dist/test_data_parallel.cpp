@@ -28,6 +28,43 @@ Data global_batch(std::int64_t rows, std::uint64_t seed) {
 
 }  // namespace
 
+TEST_CASE("RingAllreduce: sums by hand over segments of any length, scaled, two rings in flight, same bits") {
+  dist::Communicator& world = dist::world();
+  const int p = world.size(), r = world.rank();
+  // Lengths below the rank count (empty blocks), not a multiple of it, and a long one.
+  for (std::size_t n : {std::size_t{1}, std::size_t{3}, std::size_t{10}, std::size_t{1001}}) {
+    CAPTURE(n);
+    // Rank r holds (r + 1) * (i + 1) and 0.1 * r; the sums are (i + 1) p (p + 1) / 2 and a rounded
+    // 0.1 * p (p - 1) / 2, the second averaged (scale 1 / p). a lies in three segments, one empty,
+    // so blocks cross segment ends.
+    std::vector<float> a_head(n / 3), a_empty, a_tail(n - n / 3), b(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      (i < n / 3 ? a_head[i] : a_tail[i - n / 3]) = static_cast<float>((r + 1) * static_cast<int>(i + 1));
+      b[i] = 0.1f * static_cast<float>(r);
+    }
+    dist::RingAllreduce ring_a, ring_b;
+    ring_a.start(world.handle(), {a_head, a_empty, a_tail}, 0);
+    ring_b.start(world.handle(), {b}, 1, 1.0f / static_cast<float>(p));
+    CHECK(ring_a.active() == (p > 1));
+    while (!ring_b.test()) {  // test() alone completes a ring
+    }
+    ring_a.wait();
+    CHECK_FALSE(ring_a.active());
+    for (std::size_t i = 0; i < n; ++i) {
+      const float a = i < n / 3 ? a_head[i] : a_tail[i - n / 3];
+      CHECK(a == static_cast<float>(static_cast<int>(i + 1) * p * (p + 1) / 2));
+      CHECK(b[i] == doctest::Approx(0.1 * (p - 1) / 2).epsilon(1e-6));
+    }
+    CHECK(same_on_every_rank(b, world));  // each element summed and scaled once, on one rank, then copied
+  }
+  dist::RingAllreduce ring;
+  std::vector<float> v(4, 1.0f);
+  ring.start(world.handle(), {v}, 0, 0.5f);
+  if (p > 1) CHECK_THROWS_WITH(ring.start(world.handle(), {v}, 0), doctest::Contains("still in flight"));
+  ring.wait();
+  CHECK(v == std::vector<float>(4, 0.5f * static_cast<float>(p)));  // scaled at one rank too
+}
+
 TEST_CASE("DataParallel: N ranks on a split batch take the steps one process takes on the whole batch") {
   dist::Communicator& world = dist::world();
   // bucket_mb tiny (one byte): one bucket per parameter, so several allreduces overlap backward.
@@ -115,6 +152,70 @@ TEST_CASE("DataParallel: a small first bucket holds the last parameters alone") 
   CHECK(dp.num_buckets() == 2);
   CHECK(dp.bucket_of_parameters() == std::vector<std::size_t>{1, 1, 1, 1, 1, 0});
   CHECK(dp.num_rank_local() == 0);
+}
+
+namespace {
+// A gated net like MMoE: backward finishes the body's gradients before the gate's, though the gate
+// comes later in the parameters (reverse order would put it first).
+struct Gated : nn::Module {
+  nn::Linear body, gate, head;
+  explicit Gated(Generator& gen) : body(6, 16, {}, gen), gate(6, 16, {}, gen), head(16, 3, {}, gen) {}
+  Tensor operator()(const Tensor& x) { return head(relu(body(x)) * sigmoid(gate(x))); }
+  void visit(Visitor& v) override {
+    v("body", body);
+    v("gate", gate);
+    v("head", head);
+  }
+};
+}  // namespace
+
+TEST_CASE("DataParallel: after the first backward the buckets follow the order gradients became final") {
+  dist::Communicator& world = dist::world();
+  Generator init(3);
+  Gated model(init);
+  Generator init_ref(3);
+  Gated reference(init_ref);
+  const std::vector<Tensor> params = reference.parameters();
+  const Data d = global_batch(8, 7);
+  // The order this backward reports the gradients final, seen through the same hook DataParallel uses.
+  std::vector<std::size_t> ready;
+  {
+    GradReadyHook hook([&](TensorImpl* leaf) {
+      for (std::size_t k = 0; k < params.size(); ++k)
+        if (params[k].impl().get() == leaf) ready.push_back(k);
+    });
+    nn::mse_loss(reference(d.x), d.y).backward();
+  }
+  REQUIRE(ready.size() == params.size());
+  std::vector<std::size_t> reverse(params.size());
+  for (std::size_t k = 0; k < reverse.size(); ++k) reverse[k] = reverse.size() - 1 - k;
+  REQUIRE(ready != reverse);  // otherwise this model shows nothing
+
+  dist::DataParallel dp(model, world, {.bucket_mb = 1e-6});  // one parameter per bucket
+  std::vector<std::size_t> expected(params.size());
+  for (std::size_t k = 0; k < reverse.size(); ++k) expected[reverse[k]] = k;
+  CHECK(dp.bucket_of_parameters() == expected);
+  nn::SGD opt(model.parameters(), {.lr = 0.1});
+  nn::SGD ref_opt(reference.parameters(), {.lr = 0.1});
+  ref_opt.step();  // the gradients of the backward above
+  for (int step = 0; step < 3; ++step) {
+    const Data e = step == 0 ? d : global_batch(8, 20 + static_cast<std::uint64_t>(step));
+    opt.zero_grad();
+    dp.backward(nn::mse_loss(model(my_rows(e.x, world)), my_rows(e.y, world)));
+    opt.step();
+    if (step == 0) {
+      for (std::size_t k = 0; k < ready.size(); ++k) expected[ready[k]] = k;
+      CHECK(dp.bucket_of_parameters() == expected);
+      CHECK(dp.num_buckets() == params.size());
+    } else {
+      ref_opt.zero_grad();
+      nn::mse_loss(reference(e.x), e.y).backward();
+      ref_opt.step();
+    }
+  }
+  // The rebuilt buckets average the same gradients: the same steps as one process, to rounding.
+  CHECK(max_abs_diff(flat_parameters(model), flat_parameters(reference)) < 2e-6);
+  CHECK(same_on_every_rank(flat_parameters(model), world));
 }
 
 TEST_CASE("DataParallel: bad options name the problem") {
