@@ -9,12 +9,16 @@
 // Per benchmark and method: the test metric per task (mean ± sample std over the seeds), delta-m
 // against single-task models trained the same way (LibMTL's 100/T sum_t (M_t - B_t) / B_t, per seed
 // against the single-task means), the median seconds per training epoch (steps only) and its ratio
-// to equal weighting in the same run, and the peak resident set size of the process that trained
-// it. Every (benchmark, method, seed) trains in a child process of its own (this program run with
-// --child), so the peak RSS that wait4() reports is that run's alone; it includes the data set,
-// whose share the "data + model" row gives.
+// to equal weighting in the same run, and two peaks of memory. Every (benchmark, method, seed)
+// trains in a child process of its own (this program run with --child), so the peak RSS that
+// wait4() reports is that run's alone; it includes the data set, whose share the "data + model" row
+// gives. Beside it, the training peak: the most bytes of tensor storage alive at once during
+// training (core's allocator counts them, AllocatorStats::peak_bytes) above what was alive when
+// training started (data and model), so a method's gradient copies, its state and the activations
+// show, and the data set, the cache's free buffers and the code do not.
 //
-//   build/examples/benchmark_methods [--epochs 2] [--seeds 3] [--methods equal,pcgrad] [--out docs]
+//   build/examples/benchmark_methods [--epochs 2] [--seeds 3] [--methods equal,pcgrad]
+//                                    [--benchmarks census] [--max-gradient-mib 1] [--out docs]
 //
 // Adding a method is one line in kMethods below.
 #include <spawn.h>
@@ -229,6 +233,8 @@ struct Settings {
   std::int64_t epochs = 0;       // 0: each benchmark's default
   std::int64_t train_limit = 0;  // 0: the whole training split
   int threads = 2;
+  std::string benchmarks;       // comma-separated; empty: every benchmark
+  double max_gradient_mib = 0;  // the gradient methods' Gramian-first budget; 0: no limit
   std::string out;
 };
 
@@ -238,6 +244,7 @@ struct RunResult {
   std::vector<double> metrics;       // one per task
   double seconds_per_epoch = 0;      // wall time
   double cpu_seconds_per_epoch = 0;  // user + system time of every thread
+  double train_peak_bytes = 0;       // tensor storage at the training peak, above data and model
 };
 
 double cpu_seconds() {
@@ -260,11 +267,15 @@ std::vector<double> column(const Tensor& t) {
 
 // Trains `model` on `train` with the method on the Trainer; sets the median epoch times of `r`.
 void fit(mtl::MultiTaskModel& model, const std::string& method, const data::Dataset& train, std::int64_t epochs,
-         std::uint64_t seed, RunResult& r) {
+         std::uint64_t seed, double max_gradient_mib, RunResult& r) {
   data::Loader loader(train, {.batch = kBatch, .shuffle = true, .seed = seed});
   const MethodContext context{model, loader.num_batches(), seed};
   std::unique_ptr<mtl::Balancer> balancer =
       model.num_tasks() == 1 ? make<mtl::StaticWeighting>(std::vector<double>{1.0}) : find_method(method).make(context);
+  if (auto* g = dynamic_cast<mtl::GradientBalancer*>(balancer.get()); g != nullptr && max_gradient_mib > 0)
+    g->set_max_gradient_bytes(static_cast<std::int64_t>(max_gradient_mib * 1024 * 1024));
+  const std::size_t live_at_start = allocator_stats().live_bytes;
+  reset_peak_bytes();
   nn::Adam optimizer(model.parameters(), {.lr = 1e-3});
   train::Trainer trainer(
       model, *balancer, optimizer, loader,
@@ -280,6 +291,7 @@ void fit(mtl::MultiTaskModel& model, const std::string& method, const data::Data
   });
   trainer.on_epoch([&](train::Trainer&) { start = Clock::now(), cpu_start = cpu_seconds(); });
   trainer.fit();
+  r.train_peak_bytes = static_cast<double>(allocator_stats().peak_bytes - live_at_start);
   std::sort(seconds.begin(), seconds.end());
   std::sort(cpu.begin(), cpu.end());
   r.seconds_per_epoch = seconds[seconds.size() / 2];
@@ -303,7 +315,7 @@ RunResult run_fashion(const Settings& s, const std::string& method, const std::v
   mtl::SharedBottom model = mtl::lenet({.side = 28, .tasks = specs}, gen);
   RunResult r;
   if (dry) return r;
-  fit(model, method, train, epochs, seed, r);
+  fit(model, method, train, epochs, seed, s.max_gradient_mib, r);
   model.eval();
   mtl::TaskMetrics metrics(model.tasks());
   NoGradGuard no_grad;
@@ -339,7 +351,7 @@ RunResult run_census(const Settings& s, const std::string& method, const std::ve
                                      mtl::MMoE({.in = in, .experts = 8, .expert_hidden = {64}, .tasks = specs}, gen)));
   RunResult r;
   if (dry) return r;
-  fit(model, method, train, epochs, seed, r);
+  fit(model, method, train, epochs, seed, s.max_gradient_mib, r);
   model.eval();
   NoGradGuard no_grad;
   std::vector<std::vector<double>> scores(tasks.size()), labels(tasks.size());
@@ -359,7 +371,8 @@ const std::vector<Benchmark> kBenchmarks = {
     {"census", "AUC", {"income", "never_married"}, kCensusEpochs},
 };
 
-// The child: one run, its result as one line "RESULT m1 m2 ... seconds cpu_seconds" on stdout.
+// The child: one run, its result as one line "RESULT m1 m2 ... seconds cpu_seconds train_peak_bytes"
+// on stdout.
 // method "single:<t>" trains task t alone; "none" builds the data and model only.
 int child(const Settings& s, const std::string& benchmark, const std::string& method, std::uint64_t seed) {
   set_num_threads(s.threads);
@@ -375,7 +388,7 @@ int child(const Settings& s, const std::string& benchmark, const std::string& me
                                             : run_fashion(s, method, tasks, seed, epochs, dry);
   std::printf("RESULT");
   for (double m : r.metrics) std::printf(" %.17g", m);
-  std::printf(" %.17g %.17g\n", r.seconds_per_epoch, r.cpu_seconds_per_epoch);
+  std::printf(" %.17g %.17g %.17g\n", r.seconds_per_epoch, r.cpu_seconds_per_epoch, r.train_peak_bytes);
   return 0;
 }
 
@@ -385,7 +398,7 @@ int child(const Settings& s, const std::string& benchmark, const std::string& me
 struct ChildOutput {
   bool ok = false;
   std::string error;
-  std::vector<double> values;  // metrics..., seconds, cpu seconds
+  std::vector<double> values;  // metrics..., seconds, cpu seconds, training peak bytes
   double peak_mib = 0;
 };
 
@@ -465,7 +478,7 @@ std::string cpu_name() {
 struct Row {
   std::string benchmark, method, cost;
   std::vector<std::vector<double>> metrics;  // [seed][task]
-  std::vector<double> seconds, cpu, peaks;
+  std::vector<double> seconds, cpu, peaks, train_peaks;  // peaks: RSS MiB; train_peaks: tensor MiB
   std::vector<std::string> errors;
 };
 
@@ -497,13 +510,27 @@ int parent(const Settings& s, const std::string& self_args) {
                                   "--train-limit",
                                   std::to_string(s.train_limit),
                                   "--threads",
-                                  std::to_string(s.threads)};
+                                  std::to_string(s.threads),
+                                  "--max-gradient-mib",
+                                  fmt("%.17g", s.max_gradient_mib)};
     return a;
   };
   std::vector<Row> rows;
   std::map<std::string, double> baseline_mib;
   std::vector<std::string> notes;
+  std::vector<std::string> chosen;
+  std::stringstream benchmark_list(s.benchmarks);
+  for (std::string name; std::getline(benchmark_list, name, ',');) {
+    bool known = false;
+    for (const Benchmark& b : kBenchmarks) known = known || b.name == name;
+    LADON_CHECK(known, "--benchmarks", "unknown benchmark '", name, "'; known: MultiFashion, census");
+    chosen.push_back(name);
+  }
+  const auto wanted = [&](const Benchmark& b) {
+    return chosen.empty() || std::find(chosen.begin(), chosen.end(), b.name) != chosen.end();
+  };
   for (const Benchmark& b : kBenchmarks) {
+    if (!wanted(b)) continue;
     if (b.name == "census") {
       std::error_code ec;
       if (!std::filesystem::exists(s.adult + "/adult.data", ec)) {
@@ -521,7 +548,7 @@ int parent(const Settings& s, const std::string& self_args) {
     for (const std::string& m : methods) runs.push_back(m);
     const std::size_t first = rows.size();
     for (const std::string& m : runs)
-      rows.push_back({b.name, m, m.rfind("single:", 0) == 0 ? "-" : find_method(m).cost, {}, {}, {}, {}, {}});
+      rows.push_back({b.name, m, m.rfind("single:", 0) == 0 ? "-" : find_method(m).cost, {}, {}, {}, {}, {}, {}});
     // Seed by seed over every method, so a slow spell of a shared machine spreads over the methods.
     for (std::int64_t seed = 1; seed <= s.seeds; ++seed)
       for (std::size_t k = first; k < rows.size(); ++k) {
@@ -533,11 +560,14 @@ int parent(const Settings& s, const std::string& self_args) {
           std::fprintf(stderr, " failed\n");
           continue;
         }
-        row.cpu.push_back(o.values.back());
-        row.seconds.push_back(o.values[o.values.size() - 2]);
-        row.metrics.emplace_back(o.values.begin(), o.values.end() - 2);
+        const std::size_t n = o.values.size();
+        row.train_peaks.push_back(o.values[n - 1] / (1024.0 * 1024.0));
+        row.cpu.push_back(o.values[n - 2]);
+        row.seconds.push_back(o.values[n - 3]);
+        row.metrics.emplace_back(o.values.begin(), o.values.end() - 3);
         row.peaks.push_back(o.peak_mib);
-        std::fprintf(stderr, " %.2f s/epoch (%.2f CPU s), %.0f MiB\n", row.seconds.back(), row.cpu.back(), o.peak_mib);
+        std::fprintf(stderr, " %.2f s/epoch (%.2f CPU s), %.0f MiB RSS, %.2f MiB training peak\n", row.seconds.back(),
+                     row.cpu.back(), o.peak_mib, row.train_peaks.back());
       }
   }
 
@@ -550,10 +580,10 @@ int parent(const Settings& s, const std::string& self_args) {
      << " seeds; " << self_args << ".\n\n";
   for (const std::string& n : notes) md << n << ".\n\n";
   md << "| benchmark | method | cost | task 1 | task 2 | delta-m % | s/epoch | vs equal | CPU vs equal | peak RSS MiB "
-        "|\n";
-  md << "|---|---|---|---|---|---|---|---|---|---|\n";
+        "| training peak MiB |\n";
+  md << "|---|---|---|---|---|---|---|---|---|---|---|\n";
   csv << "benchmark,method,cost,seeds_ok,task1_mean,task1_std,task2_mean,task2_std,delta_m_mean,delta_m_std,"
-         "seconds_per_epoch,ratio_to_equal,cpu_seconds_per_epoch,cpu_ratio_to_equal,peak_rss_mib\n";
+         "seconds_per_epoch,ratio_to_equal,cpu_seconds_per_epoch,cpu_ratio_to_equal,peak_rss_mib,train_peak_mib\n";
   for (const Benchmark& b : kBenchmarks) {
     // Single-task baselines: task t's metric from its own single-task runs.
     std::vector<double> base(b.tasks.size(), NAN);
@@ -590,21 +620,22 @@ int parent(const Settings& s, const std::string& self_args) {
           deltas.push_back(100.0 * d / static_cast<double>(b.tasks.size()));
         }
       const Stats dm = stats(deltas);
-      const double sec = median(r.seconds), cpu = median(r.cpu), peak = median(r.peaks);
+      const double sec = median(r.seconds), cpu = median(r.cpu), peak = median(r.peaks),
+                   train_peak = median(r.train_peaks);
       const std::string name = single ? "single-task " + b.tasks[std::stoul(r.method.substr(7))] : r.method;
       md << "| " << b.name << " (" << b.metric << ") | " << name << " | " << r.cost;
       for (const Stats& t : task)
         md << " | " << (std::isnan(t.mean) ? std::string("") : fmt("%.4f ± %.4f", t.mean, t.std));
       md << " | " << (single ? std::string("0 (baseline)") : fmt("%+.2f ± %.2f", dm.mean, dm.std)) << " | "
          << fmt("%.2f", sec) << " | " << fmt("%.2fx", sec / equal_seconds) << " | " << fmt("%.2fx", cpu / equal_cpu)
-         << " | " << fmt("%.0f", peak);
+         << " | " << fmt("%.0f", peak) << " | " << fmt("%.2f", train_peak);
       if (!r.errors.empty()) md << " (" << r.errors.size() << " of " << s.seeds << " runs failed)";
       md << " |\n";
       csv << b.name << ',' << name << ',' << r.cost << ',' << r.metrics.size();
       for (const Stats& t : task) csv << ',' << fmt("%.6f", t.mean) << ',' << fmt("%.6f", t.std);
       csv << ',' << fmt("%.4f", dm.mean) << ',' << fmt("%.4f", dm.std) << ',' << fmt("%.4f", sec) << ','
           << fmt("%.4f", sec / equal_seconds) << ',' << fmt("%.4f", cpu) << ',' << fmt("%.4f", cpu / equal_cpu) << ','
-          << fmt("%.1f", peak) << '\n';
+          << fmt("%.1f", peak) << ',' << fmt("%.4f", train_peak) << '\n';
     }
   }
   md << "\nTasks: MultiFashion task 1 = top_left, task 2 = bottom_right (test accuracy); census task 1 = income, "
@@ -615,6 +646,12 @@ int parent(const Settings& s, const std::string& self_args) {
         "ru_maxrss of the run's own process (wait4); loading the "
         "data and building the model alone peaks at";
   for (const auto& [name, mib] : baseline_mib) md << " " << fmt("%.0f", mib) << " MiB (" << name << ")";
+  md << ". Training peak: the most bytes of tensor storage alive at once during training (core's allocator, "
+        "AllocatorStats::peak_bytes) above those alive when training started (data set and model), median over "
+        "the seeds: activations, gradients, optimizer and method state, and the gradient methods' T task-gradient "
+        "rows";
+  if (s.max_gradient_mib > 0)
+    md << " (here Gramian-first, at most " << fmt("%g", s.max_gradient_mib) << " MiB of rows at once)";
   md << ".\n";
   std::printf("%s", md.str().c_str());
   if (!s.out.empty()) {
@@ -647,6 +684,10 @@ int main(int argc, char** argv) try {
   app.add_option("--train-limit", s.train_limit, "train on the first N training rows only (0: all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--threads", s.threads, "worker threads per run (0: all cores)");
+  app.add_option("--benchmarks", s.benchmarks, "comma-separated benchmarks: MultiFashion, census (default: both)");
+  app.add_option("--max-gradient-mib", s.max_gradient_mib,
+                 "the gradient methods' Gramian-first budget for their T task-gradient rows (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--out", s.out, "also write OUT/benchmark_methods.md and OUT/benchmark_methods.csv");
   app.add_flag("--child", is_child, "(internal) train one run and print its result");
   app.add_option("--benchmark", benchmark, "(internal, with --child)");
