@@ -10,6 +10,7 @@
 
 #include "../core/autograd.h"
 #include "../core/ops.h"
+#include "../kernels/reduce.h"
 
 namespace ladon::mtl {
 
@@ -33,20 +34,18 @@ double quadratic(const Gramian& G, const std::vector<double>& a, const std::vect
   return s;
 }
 
-// Rows of `task_grads` ([T, P] float32, contiguous): G = R R^T, by GEMMs over column blocks whose
-// float results are summed in double, so a long gradient loses no more than one block's rounding.
+// Rows of `rows` ([T, P] float32, each row contiguous, rows at any stride: a column block of wider
+// rows too): G = R R^T, by kernels::gram (float sums over blocks of 4096 columns, block totals in
+// double, so a long gradient loses no more than one block's rounding).
 Gramian gramian_of_rows(const Tensor& rows) {
   const std::int64_t tasks = rows.shape()[0], n = rows.shape()[1];
-  constexpr std::int64_t kBlock = 1 << 15;
-  Gramian G(static_cast<std::size_t>(tasks), std::vector<double>(static_cast<std::size_t>(tasks), 0.0));
-  NoGradGuard no_grad;
-  for (std::int64_t start = 0; start < n; start += kBlock) {
-    const Tensor block = rows.narrow(1, start, std::min(kBlock, n - start));
-    const Tensor g = matmul(block, block.transpose(0, 1)).contiguous();
-    const float* p = g.data<float>();
-    for (std::int64_t i = 0; i < tasks; ++i)
-      for (std::int64_t j = 0; j < tasks; ++j) G[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)] += p[i * tasks + j];
-  }
+  LADON_CHECK(n <= 1 || rows.strides()[1] == 1, "gramian", "task-gradient rows must be contiguous");
+  std::vector<double> flat(static_cast<std::size_t>(tasks * tasks));
+  kernels::gram(tasks, n, rows.strides()[0], rows.data<float>(), flat.data());
+  Gramian G(static_cast<std::size_t>(tasks), std::vector<double>(static_cast<std::size_t>(tasks)));
+  for (std::int64_t i = 0; i < tasks; ++i)
+    for (std::int64_t j = 0; j < tasks; ++j)
+      G[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)] = flat[static_cast<std::size_t>(i * tasks + j)];
   return G;
 }
 
