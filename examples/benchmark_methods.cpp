@@ -18,7 +18,7 @@
 // show, and the data set, the cache's free buffers and the code do not.
 //
 //   build/examples/benchmark_methods [--epochs 2] [--seeds 3] [--methods equal,pcgrad]
-//                                    [--benchmarks census] [--max-gradient-mib 1] [--out docs]
+//                                    [--benchmarks census] [--max-gradient-mib 1] [--cache DIR] [--out docs]
 //
 // Adding a method is one line in kMethods below.
 #include <spawn.h>
@@ -235,6 +235,7 @@ struct Settings {
   int threads = 2;
   std::string benchmarks;       // comma-separated; empty: every benchmark
   double max_gradient_mib = 0;  // the gradient methods' Gramian-first budget; 0: no limit
+  std::string cache;            // keep each run's result here, and reuse it
   std::string out;
 };
 
@@ -441,6 +442,45 @@ ChildOutput spawn(const std::vector<std::string>& args) {
   return out;
 }
 
+std::string fmt(const char* f, double a, double b = 0) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, f, a, b);
+  return buf;
+}
+
+// With --cache DIR every run's output is kept in a file of its own, named by every setting that
+// changes it, and a later invocation reads it instead of training again: a long table is made in
+// parts (one --methods list per invocation, each short enough to run alone on a shared machine)
+// and printed whole by a last invocation that finds every run done.
+ChildOutput spawn_cached(const std::string& cache, const std::vector<std::string>& args) {
+  if (cache.empty()) return spawn(args);
+  std::string name;
+  for (std::size_t i = 2; i + 1 < args.size(); i += 2) {  // "--flag value" pairs after "benchmark_methods --child"
+    if (args[i] == "--data" || args[i] == "--adult") continue;
+    name += (name.empty() ? "" : "_") + args[i + 1];
+  }
+  std::replace(name.begin(), name.end(), ':', '-');
+  const std::string path = cache + "/" + name + ".txt";
+  if (std::ifstream in(path); in) {
+    ChildOutput out;
+    in >> out.peak_mib;
+    for (double v; in >> v;) out.values.push_back(v);
+    out.ok = !out.values.empty();
+    if (out.ok) return out;
+  }
+  ChildOutput out = spawn(args);
+  if (out.ok) {
+    std::filesystem::create_directories(cache);
+    std::ofstream file(path + ".tmp");
+    file << fmt("%.17g", out.peak_mib);
+    for (double v : out.values) file << ' ' << fmt("%.17g", v);
+    file << '\n';
+    file.close();
+    std::filesystem::rename(path + ".tmp", path);  // a run stopped mid-write leaves no half file
+  }
+  return out;
+}
+
 struct Stats {
   double mean = NAN, std = NAN;
 };
@@ -460,12 +500,6 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const std::size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-std::string fmt(const char* f, double a, double b = 0) {
-  char buf[128];
-  std::snprintf(buf, sizeof buf, f, a, b);
-  return buf;
 }
 
 std::string cpu_name() {
@@ -540,7 +574,7 @@ int parent(const Settings& s, const std::string& self_args) {
         continue;
       }
     }
-    const ChildOutput dry = spawn(child_args(b.name, "none", 1));
+    const ChildOutput dry = spawn_cached(s.cache, child_args(b.name, "none", 1));
     if (!dry.ok) throw Error(b.name + ": loading the data failed (its error is above)");
     baseline_mib[b.name] = dry.peak_mib;
     std::vector<std::string> runs;
@@ -554,7 +588,7 @@ int parent(const Settings& s, const std::string& self_args) {
       for (std::size_t k = first; k < rows.size(); ++k) {
         Row& row = rows[k];
         std::fprintf(stderr, "%s %s seed %lld ...", b.name.c_str(), row.method.c_str(), static_cast<long long>(seed));
-        const ChildOutput o = spawn(child_args(b.name, row.method, seed));
+        const ChildOutput o = spawn_cached(s.cache, child_args(b.name, row.method, seed));
         if (!o.ok) {
           row.errors.push_back(o.error);
           std::fprintf(stderr, " failed\n");
@@ -579,6 +613,9 @@ int parent(const Settings& s, const std::string& self_args) {
   md << "Benchmark of every balancer, " << date << ", " << cpu_name() << ", " << s.threads << " threads; " << s.seeds
      << " seeds; " << self_args << ".\n\n";
   for (const std::string& n : notes) md << n << ".\n\n";
+  if (!s.cache.empty())
+    md << "Runs kept in " << s.cache << " and reused: the table was made in parts (one --methods list at a time), "
+       << "so a ratio to equal weighting may compare runs of different invocations.\n\n";
   md << "| benchmark | method | cost | task 1 | task 2 | delta-m % | s/epoch | vs equal | CPU vs equal | peak RSS MiB "
         "| training peak MiB |\n";
   md << "|---|---|---|---|---|---|---|---|---|---|---|\n";
@@ -688,6 +725,9 @@ int main(int argc, char** argv) try {
   app.add_option("--max-gradient-mib", s.max_gradient_mib,
                  "the gradient methods' Gramian-first budget for their T task-gradient rows (0: no limit)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--cache", s.cache,
+                 "keep each run's result in this folder and reuse it: make a long table in parts (--methods), "
+                 "then print it whole");
   app.add_option("--out", s.out, "also write OUT/benchmark_methods.md and OUT/benchmark_methods.csv");
   app.add_flag("--child", is_child, "(internal) train one run and print its result");
   app.add_option("--benchmark", benchmark, "(internal, with --child)");
