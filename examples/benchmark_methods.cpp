@@ -400,6 +400,9 @@ struct ChildOutput {
   bool ok = false;
   std::string error;
   std::vector<double> values;  // metrics..., seconds, cpu seconds, training peak bytes
+  // Equal weighting's seconds and CPU seconds for the same seed in the invocation that ran this
+  // one: speed ratios pair runs made back to back, also when a run comes from --cache.
+  double ref_seconds = NAN, ref_cpu = NAN;
   double peak_mib = 0;
 };
 
@@ -449,11 +452,14 @@ std::string fmt(const char* f, double a, double b = 0) {
 }
 
 // With --cache DIR every run's output is kept in a file of its own, named by every setting that
-// changes it, and a later invocation reads it instead of training again: a long table is made in
-// parts (one --methods list per invocation, each short enough to run alone on a shared machine)
-// and printed whole by a last invocation that finds every run done.
-ChildOutput spawn_cached(const std::string& cache, const std::vector<std::string>& args) {
-  if (cache.empty()) return spawn(args);
+// changes it, with the equal-weighting times of its own invocation, and a later invocation reads it
+// instead of training again: a long table is made in parts (one --methods list per invocation,
+// each short enough to run alone on a shared machine) and printed whole by a last invocation that
+// finds every run done. Equal weighting itself is never reused (reuse = false): every invocation
+// times it afresh as the reference for the runs it trains.
+ChildOutput spawn_cached(const std::string& cache, const std::vector<std::string>& args, bool reuse, double ref_seconds,
+                         double ref_cpu) {
+  constexpr const char* kFormat = "benchmark_methods-run-2";
   std::string name;
   for (std::size_t i = 2; i + 1 < args.size(); i += 2) {  // "--flag value" pairs after "benchmark_methods --child"
     if (args[i] == "--data" || args[i] == "--adult") continue;
@@ -461,18 +467,23 @@ ChildOutput spawn_cached(const std::string& cache, const std::vector<std::string
   }
   std::replace(name.begin(), name.end(), ':', '-');
   const std::string path = cache + "/" + name + ".txt";
-  if (std::ifstream in(path); in) {
+  if (!cache.empty() && reuse) {
+    std::ifstream in(path);
+    std::string format;
     ChildOutput out;
-    in >> out.peak_mib;
-    for (double v; in >> v;) out.values.push_back(v);
-    out.ok = !out.values.empty();
-    if (out.ok) return out;
+    if (in >> format && format == kFormat && in >> out.peak_mib >> out.ref_seconds >> out.ref_cpu) {
+      for (double v; in >> v;) out.values.push_back(v);
+      out.ok = !out.values.empty();
+      if (out.ok) return out;
+    }
   }
   ChildOutput out = spawn(args);
-  if (out.ok) {
+  out.ref_seconds = ref_seconds, out.ref_cpu = ref_cpu;
+  if (out.ok && !cache.empty() && reuse) {
     std::filesystem::create_directories(cache);
     std::ofstream file(path + ".tmp");
-    file << fmt("%.17g", out.peak_mib);
+    file << kFormat << ' ' << fmt("%.17g", out.peak_mib) << ' ' << fmt("%.17g", ref_seconds) << ' '
+         << fmt("%.17g", ref_cpu);
     for (double v : out.values) file << ' ' << fmt("%.17g", v);
     file << '\n';
     file.close();
@@ -496,6 +507,7 @@ Stats stats(const std::vector<double>& v) {
   return s;
 }
 double median(std::vector<double> v) {
+  std::erase_if(v, [](double x) { return std::isnan(x); });  // a seed whose equal run failed
   if (v.empty()) return NAN;
   std::sort(v.begin(), v.end());
   const std::size_t n = v.size();
@@ -513,6 +525,7 @@ struct Row {
   std::string benchmark, method, cost;
   std::vector<std::vector<double>> metrics;  // [seed][task]
   std::vector<double> seconds, cpu, peaks, train_peaks;  // peaks: RSS MiB; train_peaks: tensor MiB
+  std::vector<double> ratios, cpu_ratios;                // per seed, to equal weighting of that seed
   std::vector<std::string> errors;
 };
 
@@ -574,7 +587,7 @@ int parent(const Settings& s, const std::string& self_args) {
         continue;
       }
     }
-    const ChildOutput dry = spawn_cached(s.cache, child_args(b.name, "none", 1));
+    const ChildOutput dry = spawn_cached(s.cache, child_args(b.name, "none", 1), true, NAN, NAN);
     if (!dry.ok) throw Error(b.name + ": loading the data failed (its error is above)");
     baseline_mib[b.name] = dry.peak_mib;
     std::vector<std::string> runs;
@@ -582,13 +595,22 @@ int parent(const Settings& s, const std::string& self_args) {
     for (const std::string& m : methods) runs.push_back(m);
     const std::size_t first = rows.size();
     for (const std::string& m : runs)
-      rows.push_back({b.name, m, m.rfind("single:", 0) == 0 ? "-" : find_method(m).cost, {}, {}, {}, {}, {}, {}});
+      rows.push_back(
+          {b.name, m, m.rfind("single:", 0) == 0 ? "-" : find_method(m).cost, {}, {}, {}, {}, {}, {}, {}, {}});
+    const std::size_t equal_row =
+        first + b.tasks.size() +
+        static_cast<std::size_t>(std::find(methods.begin(), methods.end(), "equal") - methods.begin());
+    std::vector<std::size_t> order = {equal_row};  // the reference first, then the rest
+    for (std::size_t k = first; k < rows.size(); ++k)
+      if (k != equal_row) order.push_back(k);
     // Seed by seed over every method, so a slow spell of a shared machine spreads over the methods.
-    for (std::int64_t seed = 1; seed <= s.seeds; ++seed)
-      for (std::size_t k = first; k < rows.size(); ++k) {
+    for (std::int64_t seed = 1; seed <= s.seeds; ++seed) {
+      double ref_seconds = NAN, ref_cpu = NAN;
+      for (std::size_t k : order) {
         Row& row = rows[k];
         std::fprintf(stderr, "%s %s seed %lld ...", b.name.c_str(), row.method.c_str(), static_cast<long long>(seed));
-        const ChildOutput o = spawn_cached(s.cache, child_args(b.name, row.method, seed));
+        const bool is_equal = k == equal_row;
+        ChildOutput o = spawn_cached(s.cache, child_args(b.name, row.method, seed), !is_equal, ref_seconds, ref_cpu);
         if (!o.ok) {
           row.errors.push_back(o.error);
           std::fprintf(stderr, " failed\n");
@@ -600,9 +622,13 @@ int parent(const Settings& s, const std::string& self_args) {
         row.seconds.push_back(o.values[n - 3]);
         row.metrics.emplace_back(o.values.begin(), o.values.end() - 3);
         row.peaks.push_back(o.peak_mib);
+        if (is_equal) ref_seconds = o.ref_seconds = row.seconds.back(), ref_cpu = o.ref_cpu = row.cpu.back();
+        row.ratios.push_back(row.seconds.back() / o.ref_seconds);
+        row.cpu_ratios.push_back(row.cpu.back() / o.ref_cpu);
         std::fprintf(stderr, " %.2f s/epoch (%.2f CPU s), %.0f MiB RSS, %.2f MiB training peak\n", row.seconds.back(),
                      row.cpu.back(), o.peak_mib, row.train_peaks.back());
       }
+    }
   }
 
   // The table.
@@ -614,8 +640,8 @@ int parent(const Settings& s, const std::string& self_args) {
      << " seeds; " << self_args << ".\n\n";
   for (const std::string& n : notes) md << n << ".\n\n";
   if (!s.cache.empty())
-    md << "Runs kept in " << s.cache << " and reused: the table was made in parts (one --methods list at a time), "
-       << "so a ratio to equal weighting may compare runs of different invocations.\n\n";
+    md << "Runs kept in " << s.cache << " and reused: the table was made in parts (one --methods list at a time); "
+       << "each run's speed ratio is to the equal-weighting run timed beside it in its own part.\n\n";
   md << "| benchmark | method | cost | task 1 | task 2 | delta-m % | s/epoch | vs equal | CPU vs equal | peak RSS MiB "
         "| training peak MiB |\n";
   md << "|---|---|---|---|---|---|---|---|---|---|---|\n";
@@ -624,7 +650,6 @@ int parent(const Settings& s, const std::string& self_args) {
   for (const Benchmark& b : kBenchmarks) {
     // Single-task baselines: task t's metric from its own single-task runs.
     std::vector<double> base(b.tasks.size(), NAN);
-    double equal_seconds = NAN, equal_cpu = NAN;
     for (const Row& r : rows) {
       if (r.benchmark != b.name) continue;
       if (r.method.rfind("single:", 0) == 0) {
@@ -633,7 +658,6 @@ int parent(const Settings& s, const std::string& self_args) {
         for (const auto& m : r.metrics) v.push_back(m[0]);
         base[t] = stats(v).mean;
       }
-      if (r.method == "equal") equal_seconds = median(r.seconds), equal_cpu = median(r.cpu);
     }
     for (const Row& r : rows) {
       if (r.benchmark != b.name) continue;
@@ -658,28 +682,29 @@ int parent(const Settings& s, const std::string& self_args) {
         }
       const Stats dm = stats(deltas);
       const double sec = median(r.seconds), cpu = median(r.cpu), peak = median(r.peaks),
-                   train_peak = median(r.train_peaks);
+                   train_peak = median(r.train_peaks), ratio = median(r.ratios), cpu_ratio = median(r.cpu_ratios);
       const std::string name = single ? "single-task " + b.tasks[std::stoul(r.method.substr(7))] : r.method;
       md << "| " << b.name << " (" << b.metric << ") | " << name << " | " << r.cost;
       for (const Stats& t : task)
         md << " | " << (std::isnan(t.mean) ? std::string("") : fmt("%.4f ± %.4f", t.mean, t.std));
       md << " | " << (single ? std::string("0 (baseline)") : fmt("%+.2f ± %.2f", dm.mean, dm.std)) << " | "
-         << fmt("%.2f", sec) << " | " << fmt("%.2fx", sec / equal_seconds) << " | " << fmt("%.2fx", cpu / equal_cpu)
-         << " | " << fmt("%.0f", peak) << " | " << fmt("%.2f", train_peak);
+         << fmt("%.2f", sec) << " | " << fmt("%.2fx", ratio) << " | " << fmt("%.2fx", cpu_ratio) << " | "
+         << fmt("%.0f", peak) << " | " << fmt("%.2f", train_peak);
       if (!r.errors.empty()) md << " (" << r.errors.size() << " of " << s.seeds << " runs failed)";
       md << " |\n";
       csv << b.name << ',' << name << ',' << r.cost << ',' << r.metrics.size();
       for (const Stats& t : task) csv << ',' << fmt("%.6f", t.mean) << ',' << fmt("%.6f", t.std);
       csv << ',' << fmt("%.4f", dm.mean) << ',' << fmt("%.4f", dm.std) << ',' << fmt("%.4f", sec) << ','
-          << fmt("%.4f", sec / equal_seconds) << ',' << fmt("%.4f", cpu) << ',' << fmt("%.4f", cpu / equal_cpu) << ','
-          << fmt("%.1f", peak) << ',' << fmt("%.4f", train_peak) << '\n';
+          << fmt("%.4f", ratio) << ',' << fmt("%.4f", cpu) << ',' << fmt("%.4f", cpu_ratio) << ',' << fmt("%.1f", peak)
+          << ',' << fmt("%.4f", train_peak) << '\n';
     }
   }
   md << "\nTasks: MultiFashion task 1 = top_left, task 2 = bottom_right (test accuracy); census task 1 = income, "
         "task 2 = never_married (test AUC). Mean ± sample std over the seeds. delta-m = 100/T sum_t (M_t - B_t) / B_t "
         "per seed, B_t the single-task mean (higher is better). s/epoch: the median over epochs and seeds of the "
-        "training steps' wall time (no evaluation); vs equal: its ratio to equal weighting's; CPU vs equal: the same "
-        "ratio for the process's user + system time (less moved by other work on a shared machine). Peak RSS: "
+        "training steps' wall time (no evaluation); vs equal: the median over the seeds of its ratio to equal "
+        "weighting's, timed for the same seed in the same invocation; CPU vs equal: the same ratio for the process's "
+        "user + system time (less moved by other work on a shared machine). Peak RSS: "
         "ru_maxrss of the run's own process (wait4); loading the "
         "data and building the model alone peaks at";
   for (const auto& [name, mib] : baseline_mib) md << " " << fmt("%.0f", mib) << " MiB (" << name << ")";
