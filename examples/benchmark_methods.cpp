@@ -9,7 +9,8 @@
 // Per benchmark and method: the test metric per task (mean ± sample std over the seeds), delta-m
 // against single-task models trained the same way (LibMTL's 100/T sum_t (M_t - B_t) / B_t, per seed
 // against the single-task means), the median seconds per training epoch (steps only) and its ratio
-// to equal weighting in the same run, and two peaks of memory. Every (benchmark, method, seed)
+// to equal weighting (per seed, against the equal run of that seed timed just before it; the median
+// over the seeds), and two peaks of memory. Every (benchmark, method, seed)
 // trains in a child process of its own (this program run with --child), so the peak RSS that
 // wait4() reports is that run's alone; it includes the data set, whose share the "data + model" row
 // gives. Beside it, the training peak: the most bytes of tensor storage alive at once during

@@ -789,9 +789,8 @@ Tensor NashMTL::step(const std::vector<Tensor>& losses, const std::vector<double
   }
   ++calls_;
   if (options_.max_norm > 0) {  // clip_grad_norm of the shared update, as NashRef
-    const float* v = d.data<float>();
-    double squared = 0;
-    for (std::int64_t i = 0; i < d.numel(); ++i) squared += static_cast<double>(v[i]) * v[i];
+    double squared = 0;  // |d|^2, the Gramian of d alone: vectorised (a scalar loop here was 10% of a census step)
+    kernels::gram(1, d.numel(), d.numel(), d.data<float>(), &squared);
     const double norm = std::sqrt(squared);
     if (norm > options_.max_norm) {
       NoGradGuard no_grad;
