@@ -1,5 +1,6 @@
 #include "storage.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstdlib>
 #include <mutex>
@@ -51,6 +52,13 @@ Cache& cache() {
   return *instance;
 }
 
+// Counted under the cache's mutex, which every allocation and release already takes: no extra
+// synchronisation on the hot path.
+void count_in_use(AllocatorStats& stats, std::size_t bytes) {
+  stats.live_bytes += bytes;
+  stats.peak_bytes = std::max(stats.peak_bytes, stats.live_bytes);
+}
+
 }  // namespace
 
 Storage::Storage(std::size_t bytes) : data_(nullptr), bytes_(bucket_size(bytes)) {
@@ -63,12 +71,15 @@ Storage::Storage(std::size_t bytes) : data_(nullptr), bytes_(bucket_size(bytes))
       it->second.pop_back();
       c.stats.cache_hits++;
       c.stats.cached_bytes -= bytes_;
+      count_in_use(c.stats, bytes_);
       return;
     }
     c.stats.system_allocations++;
   }
   data_ = allocate(bytes_);
   if (data_ == nullptr) throw std::bad_alloc();
+  std::lock_guard lock(c.mutex);
+  count_in_use(c.stats, bytes_);
 }
 
 Storage::~Storage() {
@@ -76,12 +87,19 @@ Storage::~Storage() {
   std::lock_guard lock(c.mutex);
   c.free_lists[bytes_].push_back(data_);
   c.stats.cached_bytes += bytes_;
+  c.stats.live_bytes -= bytes_;
 }
 
 AllocatorStats allocator_stats() {
   Cache& c = cache();
   std::lock_guard lock(c.mutex);
   return c.stats;
+}
+
+void reset_peak_bytes() {
+  Cache& c = cache();
+  std::lock_guard lock(c.mutex);
+  c.stats.peak_bytes = c.stats.live_bytes;
 }
 
 void release_cached_memory() {

@@ -29,8 +29,14 @@ struct AllocatorStats {
   std::size_t system_allocations = 0;  // buffers taken from the system (cache misses)
   std::size_t cache_hits = 0;
   std::size_t cached_bytes = 0;  // free bytes held in the cache now
+  // Bytes of tensor storage in use now (bucket sizes: what the buffers really hold), and the most
+  // in use at once since the last reset_peak_bytes(): what a method's gradient copies cost, without
+  // the process's code, the data set's file buffers or the cache's free buffers that RSS counts.
+  std::size_t live_bytes = 0;
+  std::size_t peak_bytes = 0;
 };
 AllocatorStats allocator_stats();
+void reset_peak_bytes();       // peak_bytes = live_bytes: start measuring a new stretch of work
 void release_cached_memory();  // give every cached buffer back to the system
 
 }  // namespace ladon

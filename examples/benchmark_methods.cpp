@@ -9,12 +9,17 @@
 // Per benchmark and method: the test metric per task (mean ± sample std over the seeds), delta-m
 // against single-task models trained the same way (LibMTL's 100/T sum_t (M_t - B_t) / B_t, per seed
 // against the single-task means), the median seconds per training epoch (steps only) and its ratio
-// to equal weighting in the same run, and the peak resident set size of the process that trained
-// it. Every (benchmark, method, seed) trains in a child process of its own (this program run with
-// --child), so the peak RSS that wait4() reports is that run's alone; it includes the data set,
-// whose share the "data + model" row gives.
+// to equal weighting (per seed, against the equal run of that seed timed just before it; the median
+// over the seeds), and two peaks of memory. Every (benchmark, method, seed)
+// trains in a child process of its own (this program run with --child), so the peak RSS that
+// wait4() reports is that run's alone; it includes the data set, whose share the "data + model" row
+// gives. Beside it, the training peak: the most bytes of tensor storage alive at once during
+// training (core's allocator counts them, AllocatorStats::peak_bytes) above what was alive when
+// training started (data and model), so a method's gradient copies, its state and the activations
+// show, and the data set, the cache's free buffers and the code do not.
 //
-//   build/examples/benchmark_methods [--epochs 2] [--seeds 3] [--methods equal,pcgrad] [--out docs]
+//   build/examples/benchmark_methods [--epochs 2] [--seeds 3] [--methods equal,pcgrad]
+//                                    [--benchmarks census] [--max-gradient-mib 1] [--cache DIR] [--out docs]
 //
 // Adding a method is one line in kMethods below.
 #include <spawn.h>
@@ -229,6 +234,9 @@ struct Settings {
   std::int64_t epochs = 0;       // 0: each benchmark's default
   std::int64_t train_limit = 0;  // 0: the whole training split
   int threads = 2;
+  std::string benchmarks;       // comma-separated; empty: every benchmark
+  double max_gradient_mib = 0;  // the gradient methods' Gramian-first budget; 0: no limit
+  std::string cache;            // keep each run's result here, and reuse it
   std::string out;
 };
 
@@ -238,6 +246,7 @@ struct RunResult {
   std::vector<double> metrics;       // one per task
   double seconds_per_epoch = 0;      // wall time
   double cpu_seconds_per_epoch = 0;  // user + system time of every thread
+  double train_peak_bytes = 0;       // tensor storage at the training peak, above data and model
 };
 
 double cpu_seconds() {
@@ -260,11 +269,15 @@ std::vector<double> column(const Tensor& t) {
 
 // Trains `model` on `train` with the method on the Trainer; sets the median epoch times of `r`.
 void fit(mtl::MultiTaskModel& model, const std::string& method, const data::Dataset& train, std::int64_t epochs,
-         std::uint64_t seed, RunResult& r) {
+         std::uint64_t seed, double max_gradient_mib, RunResult& r) {
   data::Loader loader(train, {.batch = kBatch, .shuffle = true, .seed = seed});
   const MethodContext context{model, loader.num_batches(), seed};
   std::unique_ptr<mtl::Balancer> balancer =
       model.num_tasks() == 1 ? make<mtl::StaticWeighting>(std::vector<double>{1.0}) : find_method(method).make(context);
+  if (auto* g = dynamic_cast<mtl::GradientBalancer*>(balancer.get()); g != nullptr && max_gradient_mib > 0)
+    g->set_max_gradient_bytes(static_cast<std::int64_t>(max_gradient_mib * 1024 * 1024));
+  const std::size_t live_at_start = allocator_stats().live_bytes;
+  reset_peak_bytes();
   nn::Adam optimizer(model.parameters(), {.lr = 1e-3});
   train::Trainer trainer(
       model, *balancer, optimizer, loader,
@@ -280,6 +293,7 @@ void fit(mtl::MultiTaskModel& model, const std::string& method, const data::Data
   });
   trainer.on_epoch([&](train::Trainer&) { start = Clock::now(), cpu_start = cpu_seconds(); });
   trainer.fit();
+  r.train_peak_bytes = static_cast<double>(allocator_stats().peak_bytes - live_at_start);
   std::sort(seconds.begin(), seconds.end());
   std::sort(cpu.begin(), cpu.end());
   r.seconds_per_epoch = seconds[seconds.size() / 2];
@@ -303,7 +317,7 @@ RunResult run_fashion(const Settings& s, const std::string& method, const std::v
   mtl::SharedBottom model = mtl::lenet({.side = 28, .tasks = specs}, gen);
   RunResult r;
   if (dry) return r;
-  fit(model, method, train, epochs, seed, r);
+  fit(model, method, train, epochs, seed, s.max_gradient_mib, r);
   model.eval();
   mtl::TaskMetrics metrics(model.tasks());
   NoGradGuard no_grad;
@@ -339,7 +353,7 @@ RunResult run_census(const Settings& s, const std::string& method, const std::ve
                                      mtl::MMoE({.in = in, .experts = 8, .expert_hidden = {64}, .tasks = specs}, gen)));
   RunResult r;
   if (dry) return r;
-  fit(model, method, train, epochs, seed, r);
+  fit(model, method, train, epochs, seed, s.max_gradient_mib, r);
   model.eval();
   NoGradGuard no_grad;
   std::vector<std::vector<double>> scores(tasks.size()), labels(tasks.size());
@@ -359,7 +373,8 @@ const std::vector<Benchmark> kBenchmarks = {
     {"census", "AUC", {"income", "never_married"}, kCensusEpochs},
 };
 
-// The child: one run, its result as one line "RESULT m1 m2 ... seconds cpu_seconds" on stdout.
+// The child: one run, its result as one line "RESULT m1 m2 ... seconds cpu_seconds train_peak_bytes"
+// on stdout.
 // method "single:<t>" trains task t alone; "none" builds the data and model only.
 int child(const Settings& s, const std::string& benchmark, const std::string& method, std::uint64_t seed) {
   set_num_threads(s.threads);
@@ -375,7 +390,7 @@ int child(const Settings& s, const std::string& benchmark, const std::string& me
                                             : run_fashion(s, method, tasks, seed, epochs, dry);
   std::printf("RESULT");
   for (double m : r.metrics) std::printf(" %.17g", m);
-  std::printf(" %.17g %.17g\n", r.seconds_per_epoch, r.cpu_seconds_per_epoch);
+  std::printf(" %.17g %.17g %.17g\n", r.seconds_per_epoch, r.cpu_seconds_per_epoch, r.train_peak_bytes);
   return 0;
 }
 
@@ -385,7 +400,10 @@ int child(const Settings& s, const std::string& benchmark, const std::string& me
 struct ChildOutput {
   bool ok = false;
   std::string error;
-  std::vector<double> values;  // metrics..., seconds, cpu seconds
+  std::vector<double> values;  // metrics..., seconds, cpu seconds, training peak bytes
+  // Equal weighting's seconds and CPU seconds for the same seed in the invocation that ran this
+  // one: speed ratios pair runs made back to back, also when a run comes from --cache.
+  double ref_seconds = NAN, ref_cpu = NAN;
   double peak_mib = 0;
 };
 
@@ -428,6 +446,53 @@ ChildOutput spawn(const std::vector<std::string>& args) {
   return out;
 }
 
+std::string fmt(const char* f, double a, double b = 0) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, f, a, b);
+  return buf;
+}
+
+// With --cache DIR every run's output is kept in a file of its own, named by every setting that
+// changes it, with the equal-weighting times of its own invocation, and a later invocation reads it
+// instead of training again: a long table is made in parts (one --methods list per invocation,
+// each short enough to run alone on a shared machine) and printed whole by a last invocation that
+// finds every run done. Equal weighting itself is never reused (reuse = false): every invocation
+// times it afresh as the reference for the runs it trains.
+ChildOutput spawn_cached(const std::string& cache, const std::vector<std::string>& args, bool reuse, double ref_seconds,
+                         double ref_cpu) {
+  constexpr const char* kFormat = "benchmark_methods-run-2";
+  std::string name;
+  for (std::size_t i = 2; i + 1 < args.size(); i += 2) {  // "--flag value" pairs after "benchmark_methods --child"
+    if (args[i] == "--data" || args[i] == "--adult") continue;
+    name += (name.empty() ? "" : "_") + args[i + 1];
+  }
+  std::replace(name.begin(), name.end(), ':', '-');
+  const std::string path = cache + "/" + name + ".txt";
+  if (!cache.empty() && reuse) {
+    std::ifstream in(path);
+    std::string format;
+    ChildOutput out;
+    if (in >> format && format == kFormat && in >> out.peak_mib >> out.ref_seconds >> out.ref_cpu) {
+      for (double v; in >> v;) out.values.push_back(v);
+      out.ok = !out.values.empty();
+      if (out.ok) return out;
+    }
+  }
+  ChildOutput out = spawn(args);
+  out.ref_seconds = ref_seconds, out.ref_cpu = ref_cpu;
+  if (out.ok && !cache.empty() && reuse) {
+    std::filesystem::create_directories(cache);
+    std::ofstream file(path + ".tmp");
+    file << kFormat << ' ' << fmt("%.17g", out.peak_mib) << ' ' << fmt("%.17g", ref_seconds) << ' '
+         << fmt("%.17g", ref_cpu);
+    for (double v : out.values) file << ' ' << fmt("%.17g", v);
+    file << '\n';
+    file.close();
+    std::filesystem::rename(path + ".tmp", path);  // a run stopped mid-write leaves no half file
+  }
+  return out;
+}
+
 struct Stats {
   double mean = NAN, std = NAN;
 };
@@ -443,16 +508,11 @@ Stats stats(const std::vector<double>& v) {
   return s;
 }
 double median(std::vector<double> v) {
+  std::erase_if(v, [](double x) { return std::isnan(x); });  // a seed whose equal run failed
   if (v.empty()) return NAN;
   std::sort(v.begin(), v.end());
   const std::size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-std::string fmt(const char* f, double a, double b = 0) {
-  char buf[128];
-  std::snprintf(buf, sizeof buf, f, a, b);
-  return buf;
 }
 
 std::string cpu_name() {
@@ -465,7 +525,8 @@ std::string cpu_name() {
 struct Row {
   std::string benchmark, method, cost;
   std::vector<std::vector<double>> metrics;  // [seed][task]
-  std::vector<double> seconds, cpu, peaks;
+  std::vector<double> seconds, cpu, peaks, train_peaks;  // peaks: RSS MiB; train_peaks: tensor MiB
+  std::vector<double> ratios, cpu_ratios;                // per seed, to equal weighting of that seed
   std::vector<std::string> errors;
 };
 
@@ -497,13 +558,27 @@ int parent(const Settings& s, const std::string& self_args) {
                                   "--train-limit",
                                   std::to_string(s.train_limit),
                                   "--threads",
-                                  std::to_string(s.threads)};
+                                  std::to_string(s.threads),
+                                  "--max-gradient-mib",
+                                  fmt("%.17g", s.max_gradient_mib)};
     return a;
   };
   std::vector<Row> rows;
   std::map<std::string, double> baseline_mib;
   std::vector<std::string> notes;
+  std::vector<std::string> chosen;
+  std::stringstream benchmark_list(s.benchmarks);
+  for (std::string name; std::getline(benchmark_list, name, ',');) {
+    bool known = false;
+    for (const Benchmark& b : kBenchmarks) known = known || b.name == name;
+    LADON_CHECK(known, "--benchmarks", "unknown benchmark '", name, "'; known: MultiFashion, census");
+    chosen.push_back(name);
+  }
+  const auto wanted = [&](const Benchmark& b) {
+    return chosen.empty() || std::find(chosen.begin(), chosen.end(), b.name) != chosen.end();
+  };
   for (const Benchmark& b : kBenchmarks) {
+    if (!wanted(b)) continue;
     if (b.name == "census") {
       std::error_code ec;
       if (!std::filesystem::exists(s.adult + "/adult.data", ec)) {
@@ -513,7 +588,7 @@ int parent(const Settings& s, const std::string& self_args) {
         continue;
       }
     }
-    const ChildOutput dry = spawn(child_args(b.name, "none", 1));
+    const ChildOutput dry = spawn_cached(s.cache, child_args(b.name, "none", 1), true, NAN, NAN);
     if (!dry.ok) throw Error(b.name + ": loading the data failed (its error is above)");
     baseline_mib[b.name] = dry.peak_mib;
     std::vector<std::string> runs;
@@ -521,24 +596,40 @@ int parent(const Settings& s, const std::string& self_args) {
     for (const std::string& m : methods) runs.push_back(m);
     const std::size_t first = rows.size();
     for (const std::string& m : runs)
-      rows.push_back({b.name, m, m.rfind("single:", 0) == 0 ? "-" : find_method(m).cost, {}, {}, {}, {}, {}});
+      rows.push_back(
+          {b.name, m, m.rfind("single:", 0) == 0 ? "-" : find_method(m).cost, {}, {}, {}, {}, {}, {}, {}, {}});
+    const std::size_t equal_row =
+        first + b.tasks.size() +
+        static_cast<std::size_t>(std::find(methods.begin(), methods.end(), "equal") - methods.begin());
+    std::vector<std::size_t> order = {equal_row};  // the reference first, then the rest
+    for (std::size_t k = first; k < rows.size(); ++k)
+      if (k != equal_row) order.push_back(k);
     // Seed by seed over every method, so a slow spell of a shared machine spreads over the methods.
-    for (std::int64_t seed = 1; seed <= s.seeds; ++seed)
-      for (std::size_t k = first; k < rows.size(); ++k) {
+    for (std::int64_t seed = 1; seed <= s.seeds; ++seed) {
+      double ref_seconds = NAN, ref_cpu = NAN;
+      for (std::size_t k : order) {
         Row& row = rows[k];
         std::fprintf(stderr, "%s %s seed %lld ...", b.name.c_str(), row.method.c_str(), static_cast<long long>(seed));
-        const ChildOutput o = spawn(child_args(b.name, row.method, seed));
+        const bool is_equal = k == equal_row;
+        ChildOutput o = spawn_cached(s.cache, child_args(b.name, row.method, seed), !is_equal, ref_seconds, ref_cpu);
         if (!o.ok) {
           row.errors.push_back(o.error);
           std::fprintf(stderr, " failed\n");
           continue;
         }
-        row.cpu.push_back(o.values.back());
-        row.seconds.push_back(o.values[o.values.size() - 2]);
-        row.metrics.emplace_back(o.values.begin(), o.values.end() - 2);
+        const std::size_t n = o.values.size();
+        row.train_peaks.push_back(o.values[n - 1] / (1024.0 * 1024.0));
+        row.cpu.push_back(o.values[n - 2]);
+        row.seconds.push_back(o.values[n - 3]);
+        row.metrics.emplace_back(o.values.begin(), o.values.end() - 3);
         row.peaks.push_back(o.peak_mib);
-        std::fprintf(stderr, " %.2f s/epoch (%.2f CPU s), %.0f MiB\n", row.seconds.back(), row.cpu.back(), o.peak_mib);
+        if (is_equal) ref_seconds = o.ref_seconds = row.seconds.back(), ref_cpu = o.ref_cpu = row.cpu.back();
+        row.ratios.push_back(row.seconds.back() / o.ref_seconds);
+        row.cpu_ratios.push_back(row.cpu.back() / o.ref_cpu);
+        std::fprintf(stderr, " %.2f s/epoch (%.2f CPU s), %.0f MiB RSS, %.2f MiB training peak\n", row.seconds.back(),
+                     row.cpu.back(), o.peak_mib, row.train_peaks.back());
       }
+    }
   }
 
   // The table.
@@ -549,15 +640,17 @@ int parent(const Settings& s, const std::string& self_args) {
   md << "Benchmark of every balancer, " << date << ", " << cpu_name() << ", " << s.threads << " threads; " << s.seeds
      << " seeds; " << self_args << ".\n\n";
   for (const std::string& n : notes) md << n << ".\n\n";
+  if (!s.cache.empty())
+    md << "Runs kept in " << s.cache << " and reused: the table was made in parts (one --methods list at a time); "
+       << "each run's speed ratio is to the equal-weighting run timed beside it in its own part.\n\n";
   md << "| benchmark | method | cost | task 1 | task 2 | delta-m % | s/epoch | vs equal | CPU vs equal | peak RSS MiB "
-        "|\n";
-  md << "|---|---|---|---|---|---|---|---|---|---|\n";
+        "| training peak MiB |\n";
+  md << "|---|---|---|---|---|---|---|---|---|---|---|\n";
   csv << "benchmark,method,cost,seeds_ok,task1_mean,task1_std,task2_mean,task2_std,delta_m_mean,delta_m_std,"
-         "seconds_per_epoch,ratio_to_equal,cpu_seconds_per_epoch,cpu_ratio_to_equal,peak_rss_mib\n";
+         "seconds_per_epoch,ratio_to_equal,cpu_seconds_per_epoch,cpu_ratio_to_equal,peak_rss_mib,train_peak_mib\n";
   for (const Benchmark& b : kBenchmarks) {
     // Single-task baselines: task t's metric from its own single-task runs.
     std::vector<double> base(b.tasks.size(), NAN);
-    double equal_seconds = NAN, equal_cpu = NAN;
     for (const Row& r : rows) {
       if (r.benchmark != b.name) continue;
       if (r.method.rfind("single:", 0) == 0) {
@@ -566,7 +659,6 @@ int parent(const Settings& s, const std::string& self_args) {
         for (const auto& m : r.metrics) v.push_back(m[0]);
         base[t] = stats(v).mean;
       }
-      if (r.method == "equal") equal_seconds = median(r.seconds), equal_cpu = median(r.cpu);
     }
     for (const Row& r : rows) {
       if (r.benchmark != b.name) continue;
@@ -590,31 +682,39 @@ int parent(const Settings& s, const std::string& self_args) {
           deltas.push_back(100.0 * d / static_cast<double>(b.tasks.size()));
         }
       const Stats dm = stats(deltas);
-      const double sec = median(r.seconds), cpu = median(r.cpu), peak = median(r.peaks);
+      const double sec = median(r.seconds), cpu = median(r.cpu), peak = median(r.peaks),
+                   train_peak = median(r.train_peaks), ratio = median(r.ratios), cpu_ratio = median(r.cpu_ratios);
       const std::string name = single ? "single-task " + b.tasks[std::stoul(r.method.substr(7))] : r.method;
       md << "| " << b.name << " (" << b.metric << ") | " << name << " | " << r.cost;
       for (const Stats& t : task)
         md << " | " << (std::isnan(t.mean) ? std::string("") : fmt("%.4f ± %.4f", t.mean, t.std));
       md << " | " << (single ? std::string("0 (baseline)") : fmt("%+.2f ± %.2f", dm.mean, dm.std)) << " | "
-         << fmt("%.2f", sec) << " | " << fmt("%.2fx", sec / equal_seconds) << " | " << fmt("%.2fx", cpu / equal_cpu)
-         << " | " << fmt("%.0f", peak);
+         << fmt("%.2f", sec) << " | " << fmt("%.2fx", ratio) << " | " << fmt("%.2fx", cpu_ratio) << " | "
+         << fmt("%.0f", peak) << " | " << fmt("%.2f", train_peak);
       if (!r.errors.empty()) md << " (" << r.errors.size() << " of " << s.seeds << " runs failed)";
       md << " |\n";
       csv << b.name << ',' << name << ',' << r.cost << ',' << r.metrics.size();
       for (const Stats& t : task) csv << ',' << fmt("%.6f", t.mean) << ',' << fmt("%.6f", t.std);
       csv << ',' << fmt("%.4f", dm.mean) << ',' << fmt("%.4f", dm.std) << ',' << fmt("%.4f", sec) << ','
-          << fmt("%.4f", sec / equal_seconds) << ',' << fmt("%.4f", cpu) << ',' << fmt("%.4f", cpu / equal_cpu) << ','
-          << fmt("%.1f", peak) << '\n';
+          << fmt("%.4f", ratio) << ',' << fmt("%.4f", cpu) << ',' << fmt("%.4f", cpu_ratio) << ',' << fmt("%.1f", peak)
+          << ',' << fmt("%.4f", train_peak) << '\n';
     }
   }
   md << "\nTasks: MultiFashion task 1 = top_left, task 2 = bottom_right (test accuracy); census task 1 = income, "
         "task 2 = never_married (test AUC). Mean ± sample std over the seeds. delta-m = 100/T sum_t (M_t - B_t) / B_t "
         "per seed, B_t the single-task mean (higher is better). s/epoch: the median over epochs and seeds of the "
-        "training steps' wall time (no evaluation); vs equal: its ratio to equal weighting's; CPU vs equal: the same "
-        "ratio for the process's user + system time (less moved by other work on a shared machine). Peak RSS: "
+        "training steps' wall time (no evaluation); vs equal: the median over the seeds of its ratio to equal "
+        "weighting's, timed for the same seed in the same invocation; CPU vs equal: the same ratio for the process's "
+        "user + system time (less moved by other work on a shared machine). Peak RSS: "
         "ru_maxrss of the run's own process (wait4); loading the "
         "data and building the model alone peaks at";
   for (const auto& [name, mib] : baseline_mib) md << " " << fmt("%.0f", mib) << " MiB (" << name << ")";
+  md << ". Training peak: the most bytes of tensor storage alive at once during training (core's allocator, "
+        "AllocatorStats::peak_bytes) above those alive when training started (data set and model), median over "
+        "the seeds: activations, gradients, optimizer and method state, and the gradient methods' T task-gradient "
+        "rows";
+  if (s.max_gradient_mib > 0)
+    md << " (here Gramian-first, at most " << fmt("%g", s.max_gradient_mib) << " MiB of rows at once)";
   md << ".\n";
   std::printf("%s", md.str().c_str());
   if (!s.out.empty()) {
@@ -647,6 +747,13 @@ int main(int argc, char** argv) try {
   app.add_option("--train-limit", s.train_limit, "train on the first N training rows only (0: all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--threads", s.threads, "worker threads per run (0: all cores)");
+  app.add_option("--benchmarks", s.benchmarks, "comma-separated benchmarks: MultiFashion, census (default: both)");
+  app.add_option("--max-gradient-mib", s.max_gradient_mib,
+                 "the gradient methods' Gramian-first budget for their T task-gradient rows (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--cache", s.cache,
+                 "keep each run's result in this folder and reuse it: make a long table in parts (--methods), "
+                 "then print it whole");
   app.add_option("--out", s.out, "also write OUT/benchmark_methods.md and OUT/benchmark_methods.csv");
   app.add_flag("--child", is_child, "(internal) train one run and print its result");
   app.add_option("--benchmark", benchmark, "(internal, with --child)");

@@ -67,6 +67,35 @@ void sum_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const fl
   Multiversion<sum_reduce_body>::run(outer, n, inner, x, out);
 }
 
+LADON_INLINE void gram_body(std::int64_t rows, std::int64_t n, std::int64_t stride, const float* x, double* out) {
+  constexpr std::int64_t kBlock = 4096, kSumLanes = 64;
+  for (std::int64_t i = 0; i < rows * rows; ++i) out[i] = 0.0;
+  // Column blocks outermost, so every row's block is read from cache for each of its pairs.
+  for (std::int64_t c0 = 0; c0 < n; c0 += kBlock) {
+    const std::int64_t w = n - c0 < kBlock ? n - c0 : kBlock;
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const float* a = x + i * stride + c0;
+      for (std::int64_t j = 0; j <= i; ++j) {
+        const float* b = x + j * stride + c0;
+        float lanes[kSumLanes] = {};
+        std::int64_t k = 0;
+        for (; k + kSumLanes <= w; k += kSumLanes)
+          for (std::int64_t l = 0; l < kSumLanes; ++l) lanes[l] += a[k + l] * b[k + l];
+        double total = 0;
+        for (float v : lanes) total += v;
+        for (; k < w; ++k) total += static_cast<double>(a[k]) * b[k];
+        out[i * rows + j] += total;
+      }
+    }
+  }
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < i; ++j) out[j * rows + i] = out[i * rows + j];
+}
+
+void gram(std::int64_t rows, std::int64_t n, std::int64_t stride, const float* x, double* out) {
+  Multiversion<gram_body>::run(rows, n, stride, x, out);
+}
+
 void max_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* values,
                 std::int64_t* indices) {
   for (std::int64_t o = 0; o < outer; ++o) {

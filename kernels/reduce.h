@@ -10,6 +10,11 @@ void sum_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const fl
 // values[o, i] = max_r x[o, r, i], indices the first r that attains it.
 void max_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* values,
                 std::int64_t* indices);
+// The Gramian of `rows` rows of n floats, row r at x + r * stride: out[i * rows + j] = sum_k
+// x_i[k] x_j[k] for every i, j (out symmetric, rows x rows doubles). The gradient methods' T x T
+// task Gramian: a GEMM spent its time packing the [T, n] operands for a T x T result. Products are
+// summed in float over blocks of 4096 columns, in 64 lanes; block totals in double, as sum_reduce.
+void gram(std::int64_t rows, std::int64_t n, std::int64_t stride, const float* x, double* out);
 // Softmax (or log-softmax) along the middle axis.
 void softmax(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out, bool log);
 

@@ -15,7 +15,7 @@ namespace ladon::kernels {
 // Multiversion<..._body> in kernels/: a new kernel without a list entry or a variants row fails.
 inline constexpr const char* kMultiversioned[] = {
     "unary",          "binary",           "compare",          "clamp",           "relu_grad",
-    "sum_reduce",     "softmax",          "softmax_cross_entropy",
+    "sum_reduce",     "gram",             "softmax",          "softmax_cross_entropy",
     "sgd_update",     "adam_update",      "rmsprop_update",   "adagrad_update",
     "channel_mean_var", "channel_scale_shift", "channel_grad_sums", "channel_combine",
     "max_pool2d_2x2", "conv_pad",       "conv_store",     "conv_gather",      "layer_norm_rows", "layer_norm_backward_rows",

@@ -2,11 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
+#include <span>
 #include <string>
+#include <utility>
 
 #include "../core/autograd.h"
 #include "../core/ops.h"
+#include "../kernels/reduce.h"
 
 namespace ladon::mtl {
 
@@ -30,20 +34,18 @@ double quadratic(const Gramian& G, const std::vector<double>& a, const std::vect
   return s;
 }
 
-// Rows of `task_grads` ([T, P] float32, contiguous): G = R R^T, by GEMMs over column blocks whose
-// float results are summed in double, so a long gradient loses no more than one block's rounding.
+// Rows of `rows` ([T, P] float32, each row contiguous, rows at any stride: a column block of wider
+// rows too): G = R R^T, by kernels::gram (float sums over blocks of 4096 columns, block totals in
+// double, so a long gradient loses no more than one block's rounding).
 Gramian gramian_of_rows(const Tensor& rows) {
   const std::int64_t tasks = rows.shape()[0], n = rows.shape()[1];
-  constexpr std::int64_t kBlock = 1 << 15;
-  Gramian G(static_cast<std::size_t>(tasks), std::vector<double>(static_cast<std::size_t>(tasks), 0.0));
-  NoGradGuard no_grad;
-  for (std::int64_t start = 0; start < n; start += kBlock) {
-    const Tensor block = rows.narrow(1, start, std::min(kBlock, n - start));
-    const Tensor g = matmul(block, block.transpose(0, 1)).contiguous();
-    const float* p = g.data<float>();
-    for (std::int64_t i = 0; i < tasks; ++i)
-      for (std::int64_t j = 0; j < tasks; ++j) G[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)] += p[i * tasks + j];
-  }
+  LADON_CHECK(n <= 1 || rows.strides()[1] == 1, "gramian", "task-gradient rows must be contiguous");
+  std::vector<double> flat(static_cast<std::size_t>(tasks * tasks));
+  kernels::gram(tasks, n, rows.strides()[0], rows.data<float>(), flat.data());
+  Gramian G(static_cast<std::size_t>(tasks), std::vector<double>(static_cast<std::size_t>(tasks)));
+  for (std::int64_t i = 0; i < tasks; ++i)
+    for (std::int64_t j = 0; j < tasks; ++j)
+      G[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)] = flat[static_cast<std::size_t>(i * tasks + j)];
   return G;
 }
 
@@ -102,6 +104,95 @@ std::vector<std::vector<Tensor>> task_gradients(const std::vector<Tensor>& losse
     own[t].assign(g.begin() + static_cast<std::ptrdiff_t>(p.shared.size()), g.end());
   }
   return own;
+}
+
+// The first `count` gradients of g, flattened one after the other into one [numel] tensor.
+Tensor flat_row(const std::vector<Tensor>& g, std::size_t count, std::int64_t numel) {
+  Tensor flat = empty({1, numel});
+  std::int64_t at = 0;
+  for (std::size_t k = 0; k < count; ++k) at = append_row(flat, 0, at, g[k]);
+  return flat.reshape({numel});
+}
+
+// The Gramian-first path (GradientBalancer::set_max_gradient_bytes). The shared parameters, in
+// order, cut into blocks of consecutive tensors whose T gradient rows fit in `budget` bytes (a
+// tensor too large for it is a block alone): [first, last) indices into p.shared. One block when
+// there is no budget or everything fits.
+std::vector<std::pair<std::size_t, std::size_t>> parameter_blocks(const SplitParameters& p, std::size_t tasks,
+                                                                  std::int64_t budget) {
+  std::vector<std::pair<std::size_t, std::size_t>> blocks;
+  const auto row_bytes = [&](std::int64_t numel) { return numel * static_cast<std::int64_t>(tasks * sizeof(float)); };
+  if (budget <= 0 || row_bytes(p.shared_numel) <= budget) return {{0, p.shared.size()}};
+  std::size_t first = 0;
+  std::int64_t numel = 0;
+  for (std::size_t k = 0; k < p.shared.size(); ++k) {
+    if (k > first && row_bytes(numel + p.shared[k].numel()) > budget) {
+      blocks.emplace_back(first, k);
+      first = k, numel = 0;
+    }
+    numel += p.shared[k].numel();
+  }
+  blocks.emplace_back(first, p.shared.size());
+  return blocks;
+}
+
+// The Gramian of the T shared task gradients, block by block: each block's T rows are taken by
+// partial backwards (only the graph from the loss down to that block runs), averaged over the
+// ranks, added into G (the Gramian of the whole rows is the sum of the blocks'), and dropped, so
+// at most one block's rows (in one buffer reused by every block) are alive at a time. Each task's
+// own gradients come with the first block. The graph is kept for the backward that follows.
+Gramian blocked_gramian(const std::vector<Tensor>& losses, const SplitParameters& p,
+                        const std::vector<std::pair<std::size_t, std::size_t>>& blocks,
+                        std::vector<std::vector<Tensor>>& own, const std::function<void(std::span<float>)>& average) {
+  const std::size_t tasks = p.own.size();
+  const auto tasks64 = static_cast<std::int64_t>(tasks);
+  std::int64_t widest = 0;
+  for (const auto& [first, last] : blocks) {
+    std::int64_t n = 0;
+    for (std::size_t k = first; k < last; ++k) n += p.shared[k].numel();
+    widest = std::max(widest, n);
+  }
+  const Tensor buffer = empty({tasks64 * widest});
+  Gramian G(tasks, std::vector<double>(tasks, 0.0));
+  own.assign(tasks, {});
+  for (std::size_t b = 0; b < blocks.size(); ++b) {
+    const auto [first, last] = blocks[b];
+    const std::vector<Tensor> params(p.shared.begin() + static_cast<std::ptrdiff_t>(first),
+                                     p.shared.begin() + static_cast<std::ptrdiff_t>(last));
+    Tensor rows = buffer.narrow(0, 0, tasks64 * total_numel(params)).reshape({tasks64, total_numel(params)});
+    for (std::size_t t = 0; t < tasks; ++t) {
+      std::vector<Tensor> inputs = params;
+      if (b == 0) inputs.insert(inputs.end(), p.own[t].begin(), p.own[t].end());
+      const std::vector<Tensor> g = grad({losses[t]}, inputs, {.retain_graph = true});
+      std::int64_t at = 0;
+      for (std::size_t k = 0; k < params.size(); ++k) at = append_row(rows, t, at, g[k]);
+      if (b == 0) own[t].assign(g.begin() + static_cast<std::ptrdiff_t>(params.size()), g.end());
+    }
+    average(std::span<float>(rows.data<float>(), static_cast<std::size_t>(rows.numel())));
+    const Gramian part = gramian_of_rows(rows);
+    for (std::size_t i = 0; i < tasks; ++i)
+      for (std::size_t j = 0; j < tasks; ++j) G[i][j] += part[i][j];
+  }
+  return G;
+}
+
+// The gradient of `objective` with respect to the shared parameters, averaged over the ranks: the
+// combination d = sum_t w_t g_t taken by one more backward, of sum_t w_t L_t. On one process the
+// backward's tensors are used as they are; with ranks they are first copied into one flat row
+// ([P]) for the collective.
+std::vector<Tensor> shared_gradient(const Tensor& objective, const SplitParameters& p, int ranks,
+                                    const std::function<void(std::span<float>)>& average) {
+  std::vector<Tensor> g = grad({objective}, p.shared);
+  if (ranks == 1) return g;
+  Tensor flat = flat_row(g, p.shared.size(), p.shared_numel);
+  g.clear();
+  average(std::span<float>(flat.data<float>(), static_cast<std::size_t>(flat.numel())));
+  std::int64_t at = 0;
+  for (const Tensor& s : p.shared) {
+    g.push_back(flat.narrow(0, at, s.numel()).reshape(s.shape()));
+    at += s.numel();
+  }
+  return g;
 }
 
 // Adds scale[t] times task t's own gradients to its parameters' .grad().
@@ -341,9 +432,26 @@ Gramian gramian(const std::vector<std::vector<double>>& vectors) {
   return G;
 }
 
+void GradientBalancer::set_max_gradient_bytes(std::int64_t bytes) {
+  LADON_CHECK(bytes >= 0, name().c_str(), "max_gradient_bytes must be non-negative (0: no limit), got ", bytes);
+  max_gradient_bytes_ = bytes;
+  if (bytes > 0) task_grads_ = Tensor();  // the rows this path no longer keeps between steps
+}
+
 Tensor GradientBalancer::step(const std::vector<Tensor>& losses, const std::vector<double>& values,
                               MultiTaskModel& model) {
   const SplitParameters p = split_parameters(name().c_str(), model, num_tasks());
+  const auto blocks = parameter_blocks(p, num_tasks(), max_gradient_bytes_);
+  const auto average_floats = [this](std::span<float> v) { average(v); };
+  if (blocks.size() > 1) {  // Gramian first, then d by one backward of sum_t w_t L_t
+    std::vector<std::vector<Tensor>> own;
+    const Gramian G = blocked_gramian(losses, p, blocks, own, average_floats);
+    add_own(p, own, std::vector<double>(num_tasks(), 1.0));
+    weights_ = combine(G, values);
+    const std::vector<Tensor> d = shared_gradient(weighted_sum(losses, weights_), p, ranks(), average_floats);
+    for (std::size_t k = 0; k < p.shared.size(); ++k) accumulate_grad(p.shared[k], d[k]);
+    return scalar(static_cast<float>(weighted_value(values, weights_)));
+  }
   const std::vector<std::vector<Tensor>> own = task_gradients(losses, p, task_grads_);
   add_own(p, own, std::vector<double>(num_tasks(), 1.0));
   // The global task gradients: all of them, or (reduce-scatter) this rank's block of columns.
@@ -655,7 +763,15 @@ std::vector<double> NashMTL::combine(const Gramian& G, const std::vector<double>
 Tensor NashMTL::step(const std::vector<Tensor>& losses, const std::vector<double>& values, MultiTaskModel& model) {
   const SplitParameters p = split_parameters("NashMTL", model, num_tasks());
   Tensor d;
-  if (calls_ % options_.update_every == 0) {
+  const auto blocks = parameter_blocks(p, num_tasks(), max_gradient_bytes_);
+  if (calls_ % options_.update_every == 0 && blocks.size() > 1) {  // Gramian first (GradientBalancer::step)
+    std::vector<std::vector<Tensor>> own;
+    const auto average_floats = [this](std::span<float> v) { average(v); };
+    weights_ = combine(blocked_gramian(losses, p, blocks, own, average_floats), values);
+    add_own(p, own, weights_);
+    d = flat_row(shared_gradient(weighted_sum(losses, weights_), p, ranks(), average_floats), p.shared.size(),
+                 p.shared_numel);
+  } else if (calls_ % options_.update_every == 0) {
     const std::vector<std::vector<Tensor>> own = task_gradients(losses, p, task_grads_);
     average(std::span<float>(task_grads_.data<float>(), static_cast<std::size_t>(task_grads_.numel())));
     weights_ = combine(gramian_of_rows(task_grads_), values);
@@ -665,20 +781,16 @@ Tensor NashMTL::step(const std::vector<Tensor>& losses, const std::vector<double
     std::vector<Tensor> inputs = p.shared;
     for (const std::vector<Tensor>& own : p.own) inputs.insert(inputs.end(), own.begin(), own.end());
     const std::vector<Tensor> g = grad({weighted_sum(losses, weights_)}, inputs);
-    Tensor flat = empty({1, p.shared_numel});
-    std::int64_t at = 0;
-    for (std::size_t k = 0; k < p.shared.size(); ++k) at = append_row(flat, 0, at, g[k]);
-    average(std::span<float>(flat.data<float>(), static_cast<std::size_t>(flat.numel())));
-    d = flat.reshape({p.shared_numel});
+    d = flat_row(g, p.shared.size(), p.shared_numel);
+    average(std::span<float>(d.data<float>(), static_cast<std::size_t>(d.numel())));
     std::size_t k = p.shared.size();
     for (const std::vector<Tensor>& own : p.own)
       for (const Tensor& param : own) accumulate_grad(param, g[k++]);
   }
   ++calls_;
   if (options_.max_norm > 0) {  // clip_grad_norm of the shared update, as NashRef
-    const float* v = d.data<float>();
-    double squared = 0;
-    for (std::int64_t i = 0; i < d.numel(); ++i) squared += static_cast<double>(v[i]) * v[i];
+    double squared = 0;  // |d|^2, the Gramian of d alone: vectorised (a scalar loop here was 10% of a census step)
+    kernels::gram(1, d.numel(), d.numel(), d.data<float>(), &squared);
     const double norm = std::sqrt(squared);
     if (norm > options_.max_norm) {
       NoGradGuard no_grad;

@@ -27,11 +27,25 @@ class GradientBalancer : public Balancer {
   // The weights w_t of d = sum_t w_t g_t for task gradients with Gramian G and loss values L_t.
   virtual std::vector<double> combine(const Gramian& G, const std::vector<double>& losses) = 0;
 
+  // The Gramian-first path, for when memory matters (T full gradient copies grow with T; TorchJD
+  // issue 137): the most bytes the T shared gradient rows may take at once, 0 (the default) for no
+  // limit. When the T x P rows do not fit, the shared parameters are cut into blocks of whole
+  // tensors whose T rows fit (a larger tensor is a block alone), G is summed block by block from
+  // partial backwards and each block's rows are dropped, and d = sum_t w_t g_t is taken by one more
+  // backward, of sum_t w_t L_t. The weights and the update are the same to float rounding; the cost
+  // is one partial backward per task and block plus that backward (the full path: one per task).
+  // The peak then holds T rows of the largest block (or the final backward's P floats, if more)
+  // instead of the T x P rows, a task's gradient being copied in and d: (T + 2) x P floats. For the
+  // methods whose step this is (all but MGDA-UB, which works at the representation already).
+  void set_max_gradient_bytes(std::int64_t bytes);
+  std::int64_t max_gradient_bytes() const { return max_gradient_bytes_; }
+
  protected:
   using Balancer::Balancer;
   Tensor step(const std::vector<Tensor>& losses, const std::vector<double>& values, MultiTaskModel& model) override;
 
   Tensor task_grads_;  // [T, shared parameter count], reused between steps (Nash-MTL's step too)
+  std::int64_t max_gradient_bytes_ = 0;
 };
 
 // Yu et al. 2020: each g_i is projected off every g_j it conflicts with (g_i . g_j < 0), visiting

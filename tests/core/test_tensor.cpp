@@ -125,3 +125,35 @@ TEST_CASE("steady-state allocations come from the cache") {
   for (int i = 0; i < 10; ++i) (void)(ones({1000}) + ones({1000}));
   CHECK(allocator_stats().system_allocations == before.system_allocations);
 }
+
+TEST_CASE("the allocator counts the storage bytes in use and their peak since a reset") {
+  reset_peak_bytes();
+  const AllocatorStats before = allocator_stats();
+  CHECK(before.peak_bytes == before.live_bytes);
+  constexpr std::size_t kBytes = 4096;  // 1024 floats: exactly one bucket, so no rounding up
+  {
+    const Tensor a = empty({1024});
+    CHECK(allocator_stats().live_bytes == before.live_bytes + kBytes);
+    {
+      const Tensor b = empty({1024});
+      const Tensor view = b.reshape({32, 32});  // a view shares b's storage: no new bytes
+      CHECK(allocator_stats().live_bytes == before.live_bytes + 2 * kBytes);
+    }
+    CHECK(allocator_stats().live_bytes == before.live_bytes + kBytes);
+    const Tensor c = empty({1024});  // a cache hit counts as in use again
+    CHECK(allocator_stats().live_bytes == before.live_bytes + 2 * kBytes);
+  }
+  AllocatorStats after = allocator_stats();
+  CHECK(after.live_bytes == before.live_bytes);
+  CHECK(after.peak_bytes == before.live_bytes + 2 * kBytes);
+  reset_peak_bytes();
+  CHECK(allocator_stats().peak_bytes == before.live_bytes);
+
+  // Tensors made and dropped on every worker thread at once leave the count where it was.
+  parallel_for(0, 64, 1, [](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t i = lo; i < hi; ++i) (void)(ones({1000 + i}) * 2.0);
+  });
+  after = allocator_stats();
+  CHECK(after.live_bytes == before.live_bytes);
+  CHECK(after.peak_bytes > before.live_bytes);
+}

@@ -221,6 +221,26 @@ TEST_CASE("balancers under data parallelism match one process on the whole batch
   }
 }
 
+TEST_CASE("balancers: the Gramian-first path under data parallelism matches one process") {
+  // A 64-byte budget: every shared tensor is a block of its own, each block's rows averaged over the
+  // ranks, and the final backward's gradient averaged too.
+  const auto blocked = [](std::unique_ptr<mtl::GradientBalancer> b) {
+    b->set_max_gradient_bytes(64);
+    return b;
+  };
+  check_matches_one_process("pcgrad, Gramian-first",
+                            [&](mtl::MMoE& m) { return blocked(std::make_unique<mtl::PCGrad>(m.num_tasks(), 9)); });
+  check_matches_one_process("upgrad, Gramian-first",
+                            [&](mtl::MMoE& m) { return blocked(std::make_unique<mtl::UPGrad>(m.num_tasks())); });
+  check_matches_one_process("mgda l2, Gramian-first", [&](mtl::MMoE& m) {
+    return blocked(
+        std::make_unique<mtl::MGDA>(m.num_tasks(), mtl::MGDAOptions{.normalization = mtl::GradNormalization::l2}));
+  });
+  check_matches_one_process("nash_mtl, Gramian-first", [&](mtl::MMoE& m) {
+    return blocked(std::make_unique<mtl::NashMTL>(m.num_tasks(), mtl::NashMTLOptions{.update_every = 2}));
+  });
+}
+
 TEST_CASE("PCGrad under data parallelism: the same random orders and projections on every rank") {
   dist::Communicator& world = dist::world();
   mtl::MMoE model = make_model();

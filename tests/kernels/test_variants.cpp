@@ -216,6 +216,14 @@ void reduction_rows() {
                        return out;
                      });
   }
+  // Three rows, the middle one read at a stride longer than n (a column block of wider rows).
+  check_variants("gram", "gram", [](i64 n) {
+    const i64 stride = n + 5;
+    const std::vector<float> x = values(3 * stride, 12, -1.0f, 1.0f);
+    std::vector<double> out(9);
+    ladon::kernels::gram(3, n, stride, x.data(), out.data());
+    return std::vector<float>(out.begin(), out.end());
+  });
   check_variants("softmax_cross_entropy", "softmax_cross_entropy", [](i64 n) {
     const i64 rows = 3;
     const std::vector<float> x = values(rows * n, 11, -20.0f, 20.0f);
@@ -509,4 +517,31 @@ TEST_CASE("kernels::kMultiversioned names every Multiversion body in kernels/") 
                                      [&](const char* k) { return kernel == k; }) != std::end(ladon::kernels::kMultiversioned);
     CHECK_MESSAGE(listed, "add it to kernels::kMultiversioned (kernels/simd.h) and give it a variants row");
   }
+}
+
+TEST_CASE("gram: the Gramian of strided rows against a double loop, over several column blocks") {
+  // 3 rows of 9,001 floats (two full 4096-column blocks and a ragged tail) at a stride of 9,010.
+  const i64 rows = 3, n = 9001, stride = 9010;
+  std::mt19937 rng(4);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(rows * stride));
+  for (float& v : x) v = u(rng);
+  std::vector<double> got(9, -1.0);
+  ladon::kernels::gram(rows, n, stride, x.data(), got.data());
+  for (i64 i = 0; i < rows; ++i)
+    for (i64 j = 0; j < rows; ++j) {
+      double want = 0;
+      for (i64 k = 0; k < n; ++k)
+        want += static_cast<double>(x[static_cast<std::size_t>(i * stride + k)]) *
+                x[static_cast<std::size_t>(j * stride + k)];
+      CAPTURE(i);
+      CAPTURE(j);
+      // Float sums over 64 products per lane: a few ulp of the lane sums, far below 1e-5 here.
+      CHECK(got[static_cast<std::size_t>(i * rows + j)] == doctest::Approx(want).epsilon(1e-5));
+    }
+  CHECK(got[1] == got[3]);  // symmetric by construction
+  // No rows, or rows of no columns: zeros, and nothing read.
+  std::vector<double> empty_out(4, -1.0);
+  ladon::kernels::gram(2, 0, 0, nullptr, empty_out.data());
+  CHECK(empty_out == std::vector<double>(4, 0.0));
 }
