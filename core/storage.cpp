@@ -19,7 +19,8 @@ constexpr std::size_t kAlignment = 64;
 // Buffers of at least kHugeBytes start on a 2 MB boundary and ask Linux for transparent huge pages
 // (most systems default to THP "madvise"). A large embedding table and its optimizer moments are
 // read at random rows: with 4 KB pages every row is also a TLB miss and a page walk. Zen 5, a
-// 4M-row table: the sparse step 0.13 -> 0.11 ms. Smaller buffers keep 4 KB pages (no 2 MB rounding).
+// 4M-row table: the sparse step 0.149 -> 0.137 ms (bench/README.md). Smaller buffers keep 4 KB
+// pages (no 2 MB rounding).
 constexpr std::size_t kHugeBytes = std::size_t{4} << 20, kHugeAlignment = std::size_t{2} << 20;
 
 void* allocate(std::size_t bytes) {
