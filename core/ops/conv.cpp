@@ -174,6 +174,9 @@ ConvSetup conv_setup(const char* op, const Tensor& input, const Tensor& weight, 
   return setup;
 }
 
+// Floats in the padded input of a direct convolution g.
+std::int64_t padded_size(const kernels::DirectConv& g) { return g.channels * g.padded_h * g.padded_w; }
+
 // One thread's share of a direct backward (plan.direct), image by image: the weight and bias
 // gradients (packed as conv2d_direct_pack's weights, added into gw and gb by merge) and the input
 // gradient (plan.direct_input_grad), with the buffers they reuse.
@@ -188,8 +191,8 @@ struct DirectBackward {
     if (need_w) wpart = zeros({kernels::conv2d_direct_packed_size(gf)});
     if (need_b) bpart = zeros({p.o});
     if (need_w || need_b) grad_t = empty({p.l * kernels::conv2d_direct_grad_ld(gf)});
-    if (need_w) padded_x = empty({gf.channels * gf.padded_h * gf.padded_w});
-    if (need_x) padded = empty({gd.channels * gd.padded_h * gd.padded_w});
+    if (need_w) padded_x = empty({padded_size(gf)});
+    if (need_x) padded = empty({padded_size(gd)});
   }
   // Image x's weight and bias gradients from its output gradient g, zeroed where mask <= 0 (mask:
   // the ReLU's output, or null). The output gradient goes in masked and position-major (its channel
@@ -217,32 +220,24 @@ struct DirectBackward {
   }
 };
 
-// The forward's packed weights (conv2d_direct_pack), in the plan's precision.
-Tensor pack_forward_weights(const ConvPlan& p, const float* weight) {
-  const kernels::DirectConv g = p.forward_direct();
+// The packed weights of a direct convolution g (conv2d_direct_pack) in the plan's precision: the
+// forward's (g = forward_direct()), or transposed and flipped for the input gradient's
+// (g = input_grad_direct()).
+Tensor pack_direct_weights(const ConvPlan& p, const kernels::DirectConv& g, bool transpose_flip, const float* weight) {
   Tensor packed = empty({kernels::conv2d_direct_packed_size(g)});
-  kernels::conv2d_direct_pack(g, weight, false, packed.data<float>());
+  kernels::conv2d_direct_pack(g, weight, transpose_flip, packed.data<float>());
   p.to_precision(packed.numel(), packed.data<float>());
   return packed;
 }
 
 // The direct forward of one image x into out (o * l floats), through `padded`, a buffer of the
-// padded image (c * padded_h * padded_w floats).
+// padded image (padded_size(forward_direct()) floats).
 void direct_forward_image(const ConvPlan& p, const float* x, const float* packed, const float* bias,
                           Activation activation, float* padded, float* out) {
   const kernels::DirectConv g = p.forward_direct();
   kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, x, nullptr, padded);
-  p.to_precision(g.channels * g.padded_h * g.padded_w, padded);
+  p.to_precision(padded_size(g), padded);
   kernels::conv2d_direct(g, padded, packed, bias, activation, out);
-}
-
-// The input gradient's packed weights: the forward's, transposed and flipped, in the plan's precision.
-Tensor pack_input_grad_weights(const ConvPlan& p, const float* weight) {
-  const kernels::DirectConv gd = p.input_grad_direct();
-  Tensor packed = empty({kernels::conv2d_direct_packed_size(gd)});
-  kernels::conv2d_direct_pack(gd, weight, true, packed.data<float>());
-  p.to_precision(packed.numel(), packed.data<float>());
-  return packed;
 }
 
 }  // namespace
@@ -267,10 +262,10 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
     const float* px = xc.data<float>();
     const float* pb = bc.defined() ? bc.data<float>() : nullptr;
     float* po = out.data<float>();
-    const Tensor packed = pack_forward_weights(plan, wc.data<float>());
+    const Tensor packed = pack_direct_weights(plan, plan.forward_direct(), false, wc.data<float>());
     const ConvPlan& p = plan;
     parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
-      Tensor padded = empty({p.c * (p.w.height + 2 * p.w.pad_h) * (p.w.width + 2 * p.w.pad_w)});
+      Tensor padded = empty({padded_size(p.forward_direct())});
       for (std::int64_t i = begin; i < end; ++i)
         direct_forward_image(p, px + i * p.image, packed.data<float>(), pb, activation, padded.data<float>(),
                              po + i * p.o * p.l);
@@ -321,7 +316,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
         Tensor gw = need_w ? zeros(wc.shape()) : Tensor();
         Tensor gb = need_b ? zeros({p.o}) : Tensor();
         float* pgx = need_x ? gx.data<float>() : nullptr;
-        const Tensor packed = direct_x ? pack_input_grad_weights(p, pw) : Tensor();
+        const Tensor packed = direct_x ? pack_direct_weights(p, p.input_grad_direct(), true, pw) : Tensor();
         std::mutex merge;
         // Per thread: its images' weight gradient (im2col: transposed, [k, og] per group, as the
         // long dimension, the block's positions, is the GEMM's inner one; direct: DirectBackward's)
@@ -414,11 +409,11 @@ Tensor conv2d_max_pool2x2(const Tensor& input, const Tensor& weight, const Tenso
     const float* pb = bc.defined() ? bc.data<float>() : nullptr;
     float* po = out.data<float>();
     std::int64_t* pi = indices.data<std::int64_t>();
-    const Tensor packed = pack_forward_weights(plan, wc.data<float>());
+    const Tensor packed = pack_direct_weights(plan, plan.forward_direct(), false, wc.data<float>());
     const ConvPlan& p = plan;
     parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
       // One image's convolution output at a time (100 KB for 32 x 28 x 28), pooled while in cache.
-      Tensor padded = empty({p.c * (p.w.height + 2 * p.w.pad_h) * (p.w.width + 2 * p.w.pad_w)});
+      Tensor padded = empty({padded_size(p.forward_direct())});
       Tensor conv_out = empty({p.o * p.l});
       for (std::int64_t i = begin; i < end; ++i) {
         direct_forward_image(p, px + i * p.image, packed.data<float>(), pb, activation, padded.data<float>(),
@@ -443,7 +438,8 @@ Tensor conv2d_max_pool2x2(const Tensor& input, const Tensor& weight, const Tenso
                  Tensor gx = need_x ? empty(xc.shape()) : Tensor();
                  Tensor gw = need_w ? zeros(wc.shape()) : Tensor();
                  Tensor gb = need_b ? zeros({p.o}) : Tensor();
-                 const Tensor packed = need_x ? pack_input_grad_weights(p, wc.data<float>()) : Tensor();
+                 const Tensor packed =
+                     need_x ? pack_direct_weights(p, p.input_grad_direct(), true, wc.data<float>()) : Tensor();
                  std::mutex merge;
                  parallel_for(0, p.n, 1, [&](std::int64_t begin, std::int64_t end) {
                    DirectBackward direct(p, need_w, need_b, need_x);
