@@ -173,10 +173,17 @@ Tensor row_sparse_gradient(Tensor rows, Tensor values, const Shape& table_shape)
                   values.size(0) == rows.numel() && values.size(1) == table_shape[1],
               "row_sparse_gradient", "rows ", shape_str(rows.shape()), " and values ", shape_str(values.shape()),
               " do not fit a table of shape ", shape_str(table_shape));
+  // Checked here, where every row-sparse gradient is made: the optimizers' row updates and
+  // dense_from_rows index the table by these rows.
+  rows = rows.contiguous();
+  const std::int64_t* r = rows.data<std::int64_t>();
+  for (std::int64_t k = 0; k < rows.numel(); ++k)
+    LADON_CHECK(r[k] >= 0 && r[k] < table_shape[0], "row_sparse_gradient", "row ", r[k],
+                " is outside a table of shape ", shape_str(table_shape));
   auto impl = std::make_shared<TensorImpl>();
   impl->shape = table_shape;
   impl->strides = contiguous_strides(table_shape);
-  impl->row_sparse = std::make_shared<const RowGrad>(RowGrad{rows.contiguous(), values.contiguous()});
+  impl->row_sparse = std::make_shared<const RowGrad>(RowGrad{rows, values.contiguous()});
   return Tensor(std::move(impl));
 }
 

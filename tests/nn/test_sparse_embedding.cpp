@@ -49,6 +49,13 @@ TEST_CASE("nn/sparse_embedding: the row-sparse gradient names the looked-up rows
   CHECK(padded.weight.grad().to_vector<float>() == std::vector<float>{0, 0, 0, 0, 2, 2, 1, 1, 0, 0});
 }
 
+TEST_CASE("nn/sparse_embedding: a row-sparse gradient with a row outside its table is an error") {
+  CHECK(error_message([] { row_sparse_gradient(ids({0, 3}), zeros({2, 2}), {3, 2}); }) ==
+        "row_sparse_gradient: row 3 is outside a table of shape [3, 2]");
+  CHECK(error_message([] { row_sparse_gradient(ids({-1}), zeros({1, 2}), {3, 2}); }) ==
+        "row_sparse_gradient: row -1 is outside a table of shape [3, 2]");
+}
+
 TEST_CASE("nn/sparse_embedding: EmbeddingBag and grad() give the dense gradient") {
   Generator g1(4), g2(4);
   nn::EmbeddingBag dense(5, 2, {}, g1), sparse(5, 2, {.sparse = true}, g2);
