@@ -40,6 +40,7 @@
 #include <memory>
 #include <sstream>
 
+#include "census.h"
 #include "ladon.h"
 
 extern char** environ;
@@ -127,31 +128,6 @@ const Method& find_method(const std::string& name) {
 // The census data for the Trainer, which takes a dense Dataset: every field of a TabularDataset
 // packed as float columns (a categorical id as one exact float, a numeric field as its width),
 // and a model that unpacks them into nn::Features in front of a FeatureModel.
-
-const std::vector<std::string> kAdultColumns = {
-    "age",          "workclass", "fnlwgt", "education",    "education-num", "marital-status", "occupation",
-    "relationship", "race",      "sex",    "capital-gain", "capital-loss",  "hours-per-week", "native-country",
-    "income"};
-
-// census_mtl's features and labels (see examples/census_mtl.cpp for why each is there).
-data::FeatureSet census_features() {
-  data::FeatureSet fs;
-  for (const char* c : {"workclass", "education", "occupation", "race", "sex", "native-country"}) fs.categorical(c);
-  fs.numeric("age").numeric("fnlwgt", {.log1p = true}).numeric("education-num").numeric("hours-per-week");
-  fs.numeric("capital-gain", {.log1p = true}).numeric("capital-loss", {.log1p = true});
-  for (const char* c : {"age", "hours-per-week", "capital-gain", "capital-loss", "fnlwgt"})
-    fs.numeric(c, {.buckets = 16, .field = std::string(c) + "_bucket"});
-  fs.label("income", "income", {.map = {{">50K", 1}, {">50K.", 1}, {"<=50K", 0}, {"<=50K.", 0}}});
-  fs.label("never_married", "marital-status",
-           {.map = {{"Never-married", 1},
-                    {"Married-civ-spouse", 0},
-                    {"Divorced", 0},
-                    {"Separated", 0},
-                    {"Widowed", 0},
-                    {"Married-spouse-absent", 0},
-                    {"Married-AF-spouse", 0}}});
-  return fs;
-}
 
 data::Dataset pack(const data::TabularDataset& t) {
   std::int64_t columns = 0;
@@ -241,6 +217,8 @@ struct Settings {
 };
 
 constexpr std::int64_t kFashionEpochs = 2, kCensusEpochs = 8, kBatch = 256;
+// census_mtl's bucket count as it selects it on validation (--select 1, candidates 16,100,400).
+constexpr long kCensusBuckets = 400;
 
 struct RunResult {
   std::vector<double> metrics;       // one per task
@@ -328,12 +306,8 @@ RunResult run_fashion(const Settings& s, const std::string& method, const std::v
 
 RunResult run_census(const Settings& s, const std::string& method, const std::vector<std::size_t>& tasks,
                      std::uint64_t seed, std::int64_t epochs, bool dry) {
-  const data::CsvOptions train_csv{.header = false, .columns = kAdultColumns};
-  data::CsvOptions test_csv = train_csv;
-  test_csv.skip_lines = 1;  // "|1x3 Cross validator"
-  const data::CsvChunk train_rows = data::read_csv(s.adult + "/adult.data", train_csv);
-  const data::CsvChunk test_rows = data::read_csv(s.adult + "/adult.test", test_csv);
-  data::FeatureSet fs = census_features();
+  const auto [train_rows, test_rows] = examples::read_adult(s.adult);
+  data::FeatureSet fs = examples::census_features(kCensusBuckets);
   fs.fit(train_rows);
   auto select = [&](const data::Dataset& d) {
     data::Dataset out{d.x, {}, {}};

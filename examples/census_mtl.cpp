@@ -25,35 +25,13 @@
 #include <sstream>
 #include <tuple>
 
+#include "census.h"
 #include "common.h"
 #include "ladon.h"
 
 using namespace ladon;
 
 namespace {
-
-const std::vector<std::string> kColumns = {"age",          "workclass",      "fnlwgt",         "education",
-                                           "education-num", "marital-status", "occupation",     "relationship",
-                                           "race",          "sex",            "capital-gain",   "capital-loss",
-                                           "hours-per-week", "native-country", "income"};
-
-data::FeatureSet census_features(long buckets) {
-  data::FeatureSet fs;
-  for (const char* c : {"workclass", "education", "occupation", "race", "sex", "native-country"}) fs.categorical(c);
-  fs.numeric("age").numeric("fnlwgt", {.log1p = true}).numeric("education-num").numeric("hours-per-week");
-  fs.numeric("capital-gain", {.log1p = true}).numeric("capital-loss", {.log1p = true});
-  // The same columns bucketed as embedded fields too: thresholds (a capital gain above a few
-  // thousand, age bands) and single values are what trees find and an MLP on standardised values
-  // learns slowly. One bucket per distinct value where there are at most `buckets` of them.
-  for (const char* c : {"age", "hours-per-week", "capital-gain", "capital-loss"})
-    fs.numeric(c, {.buckets = buckets, .per_value = true, .field = std::string(c) + "_bucket"});
-  // adult.test writes its labels with a final '.'.
-  fs.label("income", "income", {.map = {{">50K", 1}, {">50K.", 1}, {"<=50K", 0}, {"<=50K.", 0}}});
-  fs.label("never_married", "marital-status",
-           {.map = {{"Never-married", 1}, {"Married-civ-spouse", 0}, {"Divorced", 0}, {"Separated", 0},
-                    {"Widowed", 0}, {"Married-spouse-absent", 0}, {"Married-AF-spouse", 0}}});
-  return fs;
-}
 
 std::vector<mtl::TaskSpec> task_specs(const std::vector<std::string>& names, std::int64_t tower) {
   std::vector<mtl::TaskSpec> out;
@@ -151,11 +129,7 @@ int main(int argc, char** argv) try {
                               "census_mtl: income and never-married on UCI Adult, the MMoE paper's census tasks");
   set_num_threads(static_cast<int>(flags.integer("threads")));
   const std::string dir = flags.str("data");
-  const data::CsvOptions train_csv{.header = false, .columns = kColumns};
-  data::CsvOptions test_csv = train_csv;
-  test_csv.skip_lines = 1;  // "|1x3 Cross validator"
-  const data::CsvChunk train_rows = data::read_csv(dir + "/adult.data", train_csv);
-  const data::CsvChunk test_rows = data::read_csv(dir + "/adult.test", test_csv);
+  const auto [train_rows, test_rows] = examples::read_adult(dir);
   // The validation rows: a fixed draw of 10% of adult.data. The transforms are fitted on the
   // whole training file (its features only; no label enters a fit), then the rows are split.
   std::vector<std::int64_t> fit_rows, val_rows;
@@ -170,7 +144,7 @@ int main(int argc, char** argv) try {
   std::stringstream bucket_list(flags.str("buckets"));
   for (std::string b; std::getline(bucket_list, b, ',');) candidates.push_back(std::stol(b));
   auto prepare = [&](long buckets) {
-    data::FeatureSet fs = census_features(buckets);
+    data::FeatureSet fs = examples::census_features(buckets);
     fs.fit(train_rows);
     const data::TabularDataset all = fs.transform(train_rows);
     return std::tuple{fs, data::take_rows(all, fit_rows), data::take_rows(all, val_rows), fs.transform(test_rows)};
