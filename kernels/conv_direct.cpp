@@ -96,10 +96,6 @@ LADON_TARGET_AVX512 void direct_tile(const DirectConv& g, i64 k, const i64* __re
   }
 }
 
-#if !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
 using TileFn = void (*)(const DirectConv&, i64, const i64*, const float*, const float*, const float*, Activation, i64,
                        float*, i64);
 
@@ -109,6 +105,82 @@ constexpr auto tile_table(std::index_sequence<I...>) {
       {{&direct_tile<static_cast<int>(I) + 1, 1>, &direct_tile<static_cast<int>(I) + 1, 2>}...}};
 }
 constexpr auto kTiles = tile_table(std::make_index_sequence<kRows>{});
+
+// One input channel (conv2d_direct with g.channels == 1, conv1 of the CNN, LeNet's first layer):
+// the sum has only kh * kw steps, so direct_tile's 16 x 16 transposed store costs more than its
+// FMAs. This tile runs the other way round: the vector is 16 consecutive output positions x of one
+// row (two such vectors per tile), NO <= 12 output channels are the accumulators, and step t = (i, j) is one unaligned load of
+// padded row y + i at column x0 + j times NO broadcast weights. The result is already in [channels,
+// height, width] order, so each accumulator is stored as it is. The sum runs over the same steps in
+// the same order from zero, then adds the bias, as direct_tile does: the results are identical.
+template <int NO>
+LADON_TARGET_AVX512 void single_channel_tile(i64 kernel_h, i64 kernel_w, i64 padded_w, const float* __restrict in,
+                                             __mmask16 mask0, __mmask16 mask1, const float* __restrict panel,
+                                             const float* bias, Activation activation, float* out, i64 ldo) {
+  // Two vectors of positions (x0 .. x0 + 31, mask1 empty for a row of at most 16), so each
+  // broadcast weight feeds two FMAs: one broadcast per FMA would make the loads the limit.
+  __m512 acc[2][NO];
+#pragma GCC unroll 16
+  for (int o = 0; o < NO; ++o) acc[0][o] = acc[1][o] = _mm512_setzero_ps();
+  const float* pw = panel;
+  for (i64 i = 0; i < kernel_h; ++i) {
+    const float* row = in + i * padded_w;
+    for (i64 j = 0; j < kernel_w; ++j) {
+      const __m512 a0 = _mm512_maskz_loadu_ps(mask0, row + j), a1 = _mm512_maskz_loadu_ps(mask1, row + j + 16);
+#pragma GCC unroll 16
+      for (int o = 0; o < NO; ++o) {
+        const __m512 wv = _mm512_set1_ps(pw[o]);
+        acc[0][o] = _mm512_fmadd_ps(a0, wv, acc[0][o]);
+        acc[1][o] = _mm512_fmadd_ps(a1, wv, acc[1][o]);
+      }
+      pw += kPanel;
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 16
+  for (int o = 0; o < NO; ++o) {
+    const __m512 b = bias ? _mm512_set1_ps(bias[o]) : zero;
+    __m512 r0 = _mm512_add_ps(acc[0][o], b), r1 = _mm512_add_ps(acc[1][o], b);
+    // max(0, x) returns x when x is NaN (the second operand wins): NaN stays NaN, as in direct_tile.
+    if (activation == Activation::relu) r0 = _mm512_max_ps(zero, r0), r1 = _mm512_max_ps(zero, r1);
+    _mm512_mask_storeu_ps(out + o * ldo, mask0, r0);
+    _mm512_mask_storeu_ps(out + o * ldo + 16, mask1, r1);
+  }
+}
+
+using SingleChannelFn = void (*)(i64, i64, i64, const float*, __mmask16, __mmask16, const float*, const float*,
+                                 Activation, float*, i64);
+constexpr i64 kSingleChannels = 12;  // output channels per single_channel_tile: 24 accumulators
+
+template <std::size_t... I>
+constexpr auto single_channel_table(std::index_sequence<I...>) {
+  return std::array<SingleChannelFn, sizeof...(I)>{{&single_channel_tile<static_cast<int>(I) + 1>...}};
+}
+constexpr auto kSingleChannelTiles = single_channel_table(std::make_index_sequence<kSingleChannels>{});
+
+LADON_TARGET_AVX512 void single_channel_conv(const DirectConv& g, const float* padded, const float* packed,
+                                             const float* bias, Activation activation, float* out) {
+  const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1, out_plane = out_h * out_w;
+  const i64 k = g.kernel_h * g.kernel_w;
+  for (i64 o0 = 0, no = 0; o0 < g.out_channels; o0 += no) {
+    // A block stays within its 32-channel panel: 12, 12, 8 channels per panel.
+    no = std::min({kSingleChannels, g.out_channels - o0, i64{kPanel} - o0 % kPanel});
+    // Channel o's weight for step t is packed[((o / 32) * k + t) * 32 + o % 32] (conv2d_direct_pack).
+    const float* panel = packed + (o0 / kPanel) * k * kPanel + o0 % kPanel;
+    const SingleChannelFn tile = kSingleChannelTiles[no - 1];
+    for (i64 y = 0; y < out_h; ++y)
+      for (i64 x0 = 0; x0 < out_w; x0 += 32) {
+        const i64 n = std::min<i64>(32, out_w - x0);
+        tile(g.kernel_h, g.kernel_w, g.padded_w, padded + y * g.padded_w + x0,
+             detail::first_lanes16(std::min<i64>(16, n)), detail::first_lanes16(std::max<i64>(0, n - 16)), panel,
+             bias ? bias + o0 : nullptr, activation, out + o0 * out_plane + y * out_w + x0, out_plane);
+      }
+  }
+}
+
+#if !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 // The weight gradient's tile: MR consecutive steps t = (c, i, j) of the forward's sum x 16 NV output
 // channels, summed over every output position (y, x) of one image:
@@ -255,6 +327,10 @@ void conv2d_direct(const DirectConv& g, const float* padded, const float* packed
                    Activation activation, float* out) {
 #if LADON_X86
   if (!conv2d_direct_available()) needs_avx512();
+  if (g.channels == 1) {
+    single_channel_conv(g, padded, packed, bias, activation, out);
+    return;
+  }
   const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1;
   const i64 k = g.channels * g.kernel_h * g.kernel_w, out_plane = out_h * out_w;
   const std::vector<i64> offsets = step_offsets(g);
