@@ -107,10 +107,10 @@ constexpr auto tile_table(std::index_sequence<I...>) {
 constexpr auto kTiles = tile_table(std::make_index_sequence<kRows>{});
 
 // One input channel (conv2d_direct with g.channels == 1, conv1 of the CNN, LeNet's first layer):
-// the sum has only kh * kw steps, so direct_tile's 16 x 16 transposed store costs more than its
-// FMAs. This tile runs the other way round: the vector is 16 consecutive output positions x of one
-// row (two such vectors per tile), NO <= 12 output channels are the accumulators, and step t = (i, j) is one unaligned load of
-// padded row y + i at column x0 + j times NO broadcast weights. The result is already in [channels,
+// the sum has only kh * kw steps, so direct_tile's transposed 16 x 16 store costs more than its
+// FMAs. This tile runs the other way round: a vector is 16 consecutive output positions of one row
+// (two vectors per tile), NO <= 12 output channels are the accumulators, and step t = (i, j) is two
+// unaligned loads of padded row y + i from column x0 + j, each times NO broadcast weights. The result is already in [channels,
 // height, width] order, so each accumulator is stored as it is. The sum runs over the same steps in
 // the same order from zero, then adds the bias, as direct_tile does: the results are identical.
 template <int NO>

@@ -96,7 +96,7 @@ TEST_CASE("conv2d_direct: matches a plain loop for every tile shape") {
                         {4, 70, 5, 3, 9, 32},  {5, 16, 3, 3, 3, 3},   {1, 33, 2, 2, 6, 15},
                         // One input channel (single_channel_tile): LeNet's 9 x 9 layer; rows of 1, 16,
                         // 18 and 33 positions (full and masked 16-position vectors); 1 to 40 channels
-                        // (blocks of 16 and every partial last block past a 32-channel panel).
+                        // (blocks of 12, partial last blocks, and blocks cut at a 32-channel panel).
                         {1, 10, 9, 9, 36, 36}, {1, 1, 1, 2, 2, 2},    {1, 16, 3, 3, 4, 18},
                         {1, 40, 2, 3, 5, 20},  {1, 7, 1, 4, 3, 36}};
   for (const Case& t : cases)
