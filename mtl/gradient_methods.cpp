@@ -176,17 +176,23 @@ Gramian blocked_gramian(const std::vector<Tensor>& losses, const SplitParameters
   return G;
 }
 
-// The gradient of `objective` with respect to the shared parameters, averaged over the ranks: the
-// combination d = sum_t w_t g_t taken by one more backward, of sum_t w_t L_t. On one process the
-// backward's tensors are used as they are; with ranks they are first copied into one flat row
-// ([P]) for the collective.
+// The gradient of `objective` with respect to the shared parameters, averaged over the ranks, as
+// one flat row ([P]): the combination d = sum_t w_t g_t taken by one more backward, of
+// sum_t w_t L_t.
+Tensor flat_shared_gradient(const Tensor& objective, const SplitParameters& p, int ranks,
+                            const std::function<void(std::span<float>)>& average) {
+  Tensor flat = flat_row(grad({objective}, p.shared), p.shared.size(), p.shared_numel);
+  if (ranks > 1) average(std::span<float>(flat.data<float>(), static_cast<std::size_t>(flat.numel())));
+  return flat;
+}
+
+// The same, one tensor per shared parameter. On one process the backward's tensors are used as
+// they are; with ranks they are views of the flat row the collective averaged.
 std::vector<Tensor> shared_gradient(const Tensor& objective, const SplitParameters& p, int ranks,
                                     const std::function<void(std::span<float>)>& average) {
-  std::vector<Tensor> g = grad({objective}, p.shared);
-  if (ranks == 1) return g;
-  Tensor flat = flat_row(g, p.shared.size(), p.shared_numel);
-  g.clear();
-  average(std::span<float>(flat.data<float>(), static_cast<std::size_t>(flat.numel())));
+  if (ranks == 1) return grad({objective}, p.shared);
+  const Tensor flat = flat_shared_gradient(objective, p, ranks, average);
+  std::vector<Tensor> g;
   std::int64_t at = 0;
   for (const Tensor& s : p.shared) {
     g.push_back(flat.narrow(0, at, s.numel()).reshape(s.shape()));
@@ -769,8 +775,7 @@ Tensor NashMTL::step(const std::vector<Tensor>& losses, const std::vector<double
     const auto average_floats = [this](std::span<float> v) { average(v); };
     weights_ = combine(blocked_gramian(losses, p, blocks, own, average_floats), values);
     add_own(p, own, weights_);
-    d = flat_row(shared_gradient(weighted_sum(losses, weights_), p, ranks(), average_floats), p.shared.size(),
-                 p.shared_numel);
+    d = flat_shared_gradient(weighted_sum(losses, weights_), p, ranks(), average_floats);
   } else if (calls_ % options_.update_every == 0) {
     const std::vector<std::vector<Tensor>> own = task_gradients(losses, p, task_grads_);
     average(std::span<float>(task_grads_.data<float>(), static_cast<std::size_t>(task_grads_.numel())));
