@@ -483,6 +483,34 @@ thread_local PackBuffer<float> tl_pack_a;
 thread_local PackBuffer<float> tl_pack_b;
 
 #if LADON_X86
+// bt[p * n + j] = b[j * ldb + p] for p < kc, j < n: a transposed B operand made k-major for the
+// unpacked path. Four rows of b at a time, eight k steps each, transposed in registers (a scalar
+// copy was half the time of an MMoE's [2, 64] x [64, 4]^T gate gradient).
+LADON_TARGET_AVX2 void transpose_b_avx2(const float* b, i64 ldb, i64 kc, i64 n, float* bt) {
+  i64 j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const float* r = b + j * ldb;
+    i64 p = 0;
+    for (; p + 8 <= kc; p += 8) {
+      const __m256 r0 = _mm256_loadu_ps(r + p), r1 = _mm256_loadu_ps(r + ldb + p);
+      const __m256 r2 = _mm256_loadu_ps(r + 2 * ldb + p), r3 = _mm256_loadu_ps(r + 3 * ldb + p);
+      const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+      const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+      // u[q] holds step p + q in its low half and step p + q + 4 in its high half, rows j .. j + 3.
+      const __m256 u[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xee),
+                           _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xee)};
+      for (int q = 0; q < 4; ++q) {
+        _mm_storeu_ps(bt + (p + q) * n + j, _mm256_castps256_ps128(u[q]));
+        _mm_storeu_ps(bt + (p + q + 4) * n + j, _mm256_extractf128_ps(u[q], 1));
+      }
+    }
+    for (; p < kc; ++p)
+      for (i64 jj = j; jj < j + 4; ++jj) bt[p * n + jj] = b[jj * ldb + p];
+  }
+  for (; j < n; ++j)
+    for (i64 p = 0; p < kc; ++p) bt[p * n + j] = b[j * ldb + p];
+}
+
 void KernelAvx2::direct(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda,
                         const float* b, i64 ldb, float beta, float* c, i64 ldc, const Epilogue& epilogue) {
   const i64 kc_max = balanced_block(k, KC, 1);
@@ -495,8 +523,7 @@ void KernelAvx2::direct(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float a
     const float* pb = b + pc * ldb;
     i64 ld_pb = ldb;
     if (trans_b) {  // B(p, j) = b[j * ldb + p]: copy this k block as kc rows of n
-      for (i64 j = 0; j < n; ++j)
-        for (i64 p = 0; p < kc; ++p) bt[p * n + j] = b[j * ldb + pc + p];
+      transpose_b_avx2(b + pc, ldb, kc, n, bt);
       pb = bt;
       ld_pb = n;
     }
