@@ -13,7 +13,8 @@
 // and the portable kernel (4 x 8) compute edge tiles in full into a scratch tile and merge.
 //
 // Small products with B untransposed skip packing altogether on AVX-512 (ukernel_avx512_direct,
-// prefer_direct): when A fits in L2, packing costs more than the strided loads it saves.
+// prefer_direct): when A fits in L2, packing costs more than the strided loads it saves. On AVX2,
+// products with a tiny operand (m * k or m * n <= 64, prefer_direct_avx2) skip it too, in either layout.
 //
 // Each instruction set gets its own micro-kernel and its own copy of the driver (and so of the
 // packing loops), compiled with per-function target attributes; the one for active_isa() (isa.h) runs.
@@ -137,6 +138,51 @@ LADON_TARGET_AVX2 void ukernel_avx2(i64 kc, const float* __restrict pa, const fl
       __m256 r = _mm256_mul_ps(va, acc[i][j]);
       if (beta != 0.0f) r = _mm256_fmadd_ps(vb, _mm256_loadu_ps(pc), r);
       _mm256_storeu_ps(pc, r);
+    }
+}
+
+// Unpacked AVX2 micro-kernel for small products: an MR x (8 * NV) tile of C in registers, A read in
+// place (either layout), B rows (stride ldb) read in place; with MASKED the last vector covers only
+// the lanes whose last_lanes[l] is -1 (vmaskmovps). Each output is one FMA chain over p from zero, stored as
+// alpha * acc + beta * C, exactly as ukernel_avx2 does, so both paths give the same bits.
+template <int MR, int NV, bool MASKED, bool TRANS_A>
+LADON_TARGET_AVX2 void ukernel_avx2_direct(i64 kc, const float* __restrict a, i64 lda, const float* __restrict b,
+                                           i64 ldb, float* c, i64 ldc, float alpha, float beta,
+                                           const std::int32_t* last_lanes) {
+  const __m256i last = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(last_lanes));
+  __m256 acc[MR][NV];
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+    for (int j = 0; j < NV; ++j) acc[i][j] = _mm256_setzero_ps();
+  for (i64 p = 0; p < kc; ++p) {
+    __m256 bv[NV];
+#pragma GCC unroll 2
+    for (int j = 0; j < NV; ++j)
+      bv[j] = MASKED && j == NV - 1 ? _mm256_maskload_ps(b + 8 * j, last) : _mm256_loadu_ps(b + 8 * j);
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+      const __m256 av = _mm256_broadcast_ss(TRANS_A ? a + i : a + i * lda);
+#pragma GCC unroll 2
+      for (int j = 0; j < NV; ++j) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+    a += TRANS_A ? lda : 1;
+    b += ldb;
+  }
+  const __m256 va = _mm256_set1_ps(alpha);
+  const __m256 vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+    for (int j = 0; j < NV; ++j) {
+      float* pc = c + i * ldc + 8 * j;
+      const bool masked = MASKED && j == NV - 1;
+      __m256 r = _mm256_mul_ps(va, acc[i][j]);
+      if (beta != 0.0f) r = _mm256_fmadd_ps(vb, masked ? _mm256_maskload_ps(pc, last) : _mm256_loadu_ps(pc), r);
+      if (masked)
+        _mm256_maskstore_ps(pc, last, r);
+      else
+        _mm256_storeu_ps(pc, r);
     }
 }
 
@@ -309,9 +355,37 @@ struct KernelAvx512 {
   LADON_TARGET_AVX512 static void pack_b(bool trans, const float* b, i64 ldb, i64 kc, i64 nc, float* dst);
 };
 
+using DirectAvx2Fn = void (*)(i64, const float*, i64, const float*, i64, float*, i64, float, float,
+                              const std::int32_t*);
+
+// [masked][rows - 1][vectors - 1] for one layout of A.
+template <bool TRANS_A>
+constexpr auto avx2_direct_table() {
+  return std::array<std::array<std::array<DirectAvx2Fn, 2>, 4>, 2>{{
+      {{{&ukernel_avx2_direct<1, 1, false, TRANS_A>, &ukernel_avx2_direct<1, 2, false, TRANS_A>},
+        {&ukernel_avx2_direct<2, 1, false, TRANS_A>, &ukernel_avx2_direct<2, 2, false, TRANS_A>},
+        {&ukernel_avx2_direct<3, 1, false, TRANS_A>, &ukernel_avx2_direct<3, 2, false, TRANS_A>},
+        {&ukernel_avx2_direct<4, 1, false, TRANS_A>, &ukernel_avx2_direct<4, 2, false, TRANS_A>}}},
+      {{{&ukernel_avx2_direct<1, 1, true, TRANS_A>, &ukernel_avx2_direct<1, 2, true, TRANS_A>},
+        {&ukernel_avx2_direct<2, 1, true, TRANS_A>, &ukernel_avx2_direct<2, 2, true, TRANS_A>},
+        {&ukernel_avx2_direct<3, 1, true, TRANS_A>, &ukernel_avx2_direct<3, 2, true, TRANS_A>},
+        {&ukernel_avx2_direct<4, 1, true, TRANS_A>, &ukernel_avx2_direct<4, 2, true, TRANS_A>}}},
+  }};
+}
+
 struct KernelAvx2 {
   static constexpr int MR = 6, NR = 16;
   static constexpr i64 MC = 144, KC = 256, NC = 4096;
+  // Small products skip packing (prefer_direct_avx2): tiles of up to 4 x 16 read A and B in place,
+  // a transposed B is first copied k-major into the B packing buffer (k x n, tiny here). k is cut
+  // into the packed driver's blocks (balanced_block(k, KC)) with beta applied to the first only,
+  // so every output has the same FMA order and rounding as the packed path.
+  static constexpr int DIRECT_MR = 4, DIRECT_NR = 16;
+  static constexpr auto direct_table = avx2_direct_table<false>();
+  static constexpr auto direct_table_ta = avx2_direct_table<true>();
+  LADON_TARGET_AVX2 static void direct(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a,
+                                       i64 lda, const float* b, i64 ldb, float beta, float* c, i64 ldc,
+                                       const Epilogue& epilogue);
   LADON_TARGET_AVX2 static void tile(i64 kc, const float* pa, const float* pb, float* c, i64 ldc, float alpha,
                                      float beta, i64 mr, i64 nr) {
     tile_via_scratch<MR, NR>(&ukernel_avx2<MR, NR / 8>, kc, pa, pb, c, ldc, alpha, beta, mr, nr);
@@ -408,6 +482,70 @@ void KernelAvx512::pack_b(bool trans, const float* b, i64 ldb, i64 kc, i64 nc, f
 thread_local PackBuffer<float> tl_pack_a;
 thread_local PackBuffer<float> tl_pack_b;
 
+#if LADON_X86
+// bt[p * n + j] = b[j * ldb + p] for p < kc, j < n: a transposed B operand made k-major for the
+// unpacked path. Four rows of b at a time, eight k steps each, transposed in registers (a scalar
+// copy was half the time of an MMoE's [2, 64] x [64, 4]^T gate gradient).
+LADON_TARGET_AVX2 void transpose_b_avx2(const float* b, i64 ldb, i64 kc, i64 n, float* bt) {
+  i64 j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const float* r = b + j * ldb;
+    i64 p = 0;
+    for (; p + 8 <= kc; p += 8) {
+      const __m256 r0 = _mm256_loadu_ps(r + p), r1 = _mm256_loadu_ps(r + ldb + p);
+      const __m256 r2 = _mm256_loadu_ps(r + 2 * ldb + p), r3 = _mm256_loadu_ps(r + 3 * ldb + p);
+      const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+      const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+      // u[q] holds step p + q in its low half and step p + q + 4 in its high half, rows j .. j + 3.
+      const __m256 u[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xee),
+                           _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xee)};
+      for (int q = 0; q < 4; ++q) {
+        _mm_storeu_ps(bt + (p + q) * n + j, _mm256_castps256_ps128(u[q]));
+        _mm_storeu_ps(bt + (p + q + 4) * n + j, _mm256_extractf128_ps(u[q], 1));
+      }
+    }
+    for (; p < kc; ++p)
+      for (i64 jj = j; jj < j + 4; ++jj) bt[p * n + jj] = b[jj * ldb + p];
+  }
+  for (; j < n; ++j)
+    for (i64 p = 0; p < kc; ++p) bt[p * n + j] = b[j * ldb + p];
+}
+
+void KernelAvx2::direct(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda,
+                        const float* b, i64 ldb, float beta, float* c, i64 ldc, const Epilogue& epilogue) {
+  const i64 kc_max = balanced_block(k, KC, 1);
+  float* bt = trans_b ? tl_pack_b.get(static_cast<std::size_t>(kc_max * n)) : nullptr;
+  const auto& table = trans_a ? direct_table_ta : direct_table;
+  for (i64 pc = 0; pc < k; pc += kc_max) {
+    const i64 kc = std::min(kc_max, k - pc);
+    const float beta_block = pc == 0 ? beta : 1.0f;
+    const bool last_k_block = pc + kc == k;
+    const float* pb = b + pc * ldb;
+    i64 ld_pb = ldb;
+    if (trans_b) {  // B(p, j) = b[j * ldb + p]: copy this k block as kc rows of n
+      transpose_b_avx2(b + pc, ldb, kc, n, bt);
+      pb = bt;
+      ld_pb = n;
+    }
+    const float* pa = trans_a ? a + pc * lda : a + pc;
+    for (i64 jr = 0; jr < n; jr += DIRECT_NR) {
+      const i64 nr = std::min<i64>(DIRECT_NR, n - jr);
+      const i64 nv = (nr + 7) / 8;
+      const bool masked = nr % 8 != 0;
+      alignas(32) std::int32_t lanes[8];
+      for (int l = 0; l < 8; ++l) lanes[l] = l < nr - 8 * (nv - 1) ? -1 : 0;
+      for (i64 ir = 0; ir < m; ir += DIRECT_MR) {
+        const i64 mr = std::min<i64>(DIRECT_MR, m - ir);
+        float* tile_c = c + ir * ldc + jr;
+        table[masked][mr - 1][nv - 1](kc, trans_a ? pa + ir : pa + ir * lda, lda, pb + jr, ld_pb, tile_c, ldc, alpha,
+                                      beta_block, lanes);
+        if (last_k_block) apply_epilogue(epilogue, tile_c, ldc, mr, nr, jr);
+      }
+    }
+  }
+}
+#endif  // LADON_X86
+
 // Requires m, n, k > 0 and alpha != 0.
 template <class K>
 LADON_INLINE void gemm_driver(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda,
@@ -466,8 +604,19 @@ LADON_TARGET_AVX512 void gemm_avx512(bool trans_a, bool trans_b, i64 m, i64 n, i
   gemm_driver<KernelAvx512>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
 
+// Whether the AVX2 unpacked path beats packing, measured on Zen 3 (bench/README.md): when one operand
+// is a handful of values (m * k or m * n at most kDirectAvx2Small), packing and the 6 x 16 tile's
+// waste cost more than the product (an MMoE's [2, 4] x [4, 64] expert mixture: 7x faster).
+constexpr i64 kDirectAvx2Small = 64;
+bool prefer_direct_avx2(i64 m, i64 n, i64 k) { return m * k <= kDirectAvx2Small || m * n <= kDirectAvx2Small; }
+
+template <bool ALLOW_DIRECT>
 LADON_TARGET_AVX2 void gemm_avx2(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda,
                                  const float* b, i64 ldb, float beta, float* c, i64 ldc, const Epilogue& epilogue) {
+  if (ALLOW_DIRECT && prefer_direct_avx2(m, n, k)) {
+    KernelAvx2::direct(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
+    return;
+  }
   gemm_driver<KernelAvx2>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
 }
 #endif  // LADON_X86
@@ -487,7 +636,7 @@ GemmFn gemm_fn(Isa isa, bool allow_unpacked = true) {
     case Isa::avx512:
       return allow_unpacked ? &gemm_avx512<true> : &gemm_avx512<false>;
     case Isa::avx2:
-      return &gemm_avx2;
+      return allow_unpacked ? &gemm_avx2<true> : &gemm_avx2<false>;
     case Isa::baseline:
       break;
   }

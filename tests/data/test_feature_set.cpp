@@ -257,3 +257,38 @@ TEST_CASE("data/take_rows: the chosen rows of every field, label and mask, bags 
   CHECK(take_rows(ds, {}).rows == 0);
   CHECK(error_message([&] { take_rows(ds, {0, 3}); }) == "take_rows: row 3 is out of range for 3 rows");
 }
+
+TEST_CASE("data/take_rows: categorical ids (one per row) and numeric values three wide, past the prefetch distance") {
+  // 40 rows, so the one-wide gather's look-ahead (16 rows) runs out inside the batch too.
+  constexpr std::int64_t n = 40;
+  TabularDataset ds;
+  ds.rows = n;
+  std::vector<std::int64_t> ids(n);
+  std::vector<float> values(3 * n), labels(n);
+  for (std::int64_t r = 0; r < n; ++r) {
+    ids[static_cast<std::size_t>(r)] = 1000 + r;
+    labels[static_cast<std::size_t>(r)] = static_cast<float>(r) / 2;
+    for (int c = 0; c < 3; ++c) values[static_cast<std::size_t>(3 * r + c)] = static_cast<float>(10 * r + c);
+  }
+  TabularDataset::Field cat, num;
+  cat.ids = tensor(ids, {n});
+  num.values = tensor(values, {n, 3});
+  ds.fields = {cat, num};
+  ds.task_names = {"t"};
+  ds.labels = {tensor(labels, {n, 1})};
+  ds.masks = {ones({n, 1})};
+  std::vector<std::int64_t> rows;
+  for (std::int64_t i = 0; i < 35; ++i) rows.push_back((i * 7 + 3) % n);  // scattered, with repeats
+  const TabularDataset sub = take_rows(ds, rows);
+  const auto got_ids = sub.fields[0].ids.to_vector<std::int64_t>();
+  const auto got_values = sub.fields[1].values.to_vector<float>();
+  const auto got_labels = sub.labels[0].to_vector<float>();
+  REQUIRE(got_ids.size() == rows.size());
+  REQUIRE(got_values.size() == 3 * rows.size());
+  CHECK(sub.fields[1].values.shape() == Shape{35, 3});
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    CHECK(got_ids[i] == 1000 + rows[i]);
+    CHECK(got_labels[i] == static_cast<float>(rows[i]) / 2);
+    for (int c = 0; c < 3; ++c) CHECK(got_values[3 * i + static_cast<std::size_t>(c)] == static_cast<float>(10 * rows[i] + c));
+  }
+}

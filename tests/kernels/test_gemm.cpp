@@ -199,3 +199,57 @@ TEST_CASE("sgemm follows an IsaOverride") {
     CHECK(forced == overridden);
   }
 }
+
+TEST_CASE("sgemm: the AVX2 unpacked path for small products gives the packed path's bits and a plain FMA loop's") {
+  if (!ladon::kernels::isa_supported(Isa::avx2)) return;
+  // Shapes with m * k or m * n <= 64 (the unpacked path): an MMoE mixture's three products (the
+  // [2, 4] x [4, 64] forward, its [2, 64] x [64, 4]^T and [4, 2]^T x [2, 64] gradients), every row
+  // count of the 4-row tile and column tails of the 16-wide one, and k past the 256-long k block.
+  const struct {
+    i64 m, n, k;
+    bool ta, tb;
+  } shapes[] = {{2, 64, 4, false, false}, {2, 4, 64, false, true},  {4, 64, 2, true, false}, {1, 32, 2048, true, false},
+                {3, 17, 21, true, true},  {5, 9, 12, false, true},  {7, 5, 9, false, false}, {64, 1, 1, true, true},
+                {1, 100, 64, false, false}, {9, 7, 300, false, true}, {16, 4, 600, true, false}};
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (const auto& s : shapes)
+    for (float beta : {0.0f, 1.0f})
+      for (float alpha : {1.0f, -0.75f}) {
+        CAPTURE(s.m);
+        CAPTURE(s.n);
+        CAPTURE(s.k);
+        CAPTURE(beta);
+        CAPTURE(alpha);
+        const i64 lda = (s.ta ? s.m : s.k) + 1, ldb = (s.tb ? s.k : s.n) + 2, ldc = s.n + 3;
+        std::vector<float> a(static_cast<std::size_t>((s.ta ? s.k : s.m) * lda));
+        std::vector<float> b(static_cast<std::size_t>((s.tb ? s.n : s.k) * ldb));
+        std::vector<float> c0(static_cast<std::size_t>(s.m * ldc));
+        for (float& x : a) x = dist(rng);
+        for (float& x : b) x = dist(rng);
+        for (float& x : c0) x = dist(rng);
+        std::vector<float> direct = c0, packed = c0;
+        ladon::kernels::sgemm_with_isa(Isa::avx2, s.ta, s.tb, s.m, s.n, s.k, alpha, a.data(), lda, b.data(), ldb, beta,
+                                       direct.data(), ldc, true);
+        ladon::kernels::sgemm_with_isa(Isa::avx2, s.ta, s.tb, s.m, s.n, s.k, alpha, a.data(), lda, b.data(), ldb, beta,
+                                       packed.data(), ldc, false);
+        // alpha = 1 (every product ladon's ops ask for): the same bits, padding included. Other
+        // alphas round differently in the packed path's own edge tiles (alpha * acc + beta * C
+        // contracted into one FMA) and full tiles (alpha * acc rounded first), so only the plain
+        // loop below pins them.
+        if (alpha == 1.0f) CHECK(direct == packed);
+        if (s.k > 256) continue;  // one k block: the plain loop below is the whole story
+        std::vector<float> plain = c0;
+        for (i64 i = 0; i < s.m; ++i)
+          for (i64 j = 0; j < s.n; ++j) {
+            float acc = 0.0f;
+            for (i64 p = 0; p < s.k; ++p)
+              acc = std::fma(s.ta ? a[static_cast<std::size_t>(p * lda + i)] : a[static_cast<std::size_t>(i * lda + p)],
+                             s.tb ? b[static_cast<std::size_t>(j * ldb + p)] : b[static_cast<std::size_t>(p * ldb + j)],
+                             acc);
+            float& out = plain[static_cast<std::size_t>(i * ldc + j)];
+            out = beta == 0.0f ? alpha * acc : std::fma(beta, out, alpha * acc);
+          }
+        CHECK(direct == plain);
+      }
+}
