@@ -76,7 +76,7 @@ TEST_CASE("lenet: images too small for its layers, and bad tasks") {
   CHECK_THROWS_AS(mtl::lenet({.side = 28, .tasks = {}}), Error);
 }
 
-TEST_CASE("lenet: the no-grad forward (FAMO's after-step losses) gives the recorded losses bit for bit, keeps no graph") {
+TEST_CASE("lenet: the no-grad forward (FAMO's after-step losses) gives the recorded losses bit for bit, no graph") {
   Generator gen(11);
   mtl::SharedBottom model = mtl::lenet({.side = 28, .tasks = kTasks}, gen);
   // 37 images: several blocks of im2col columns and an odd last one.
