@@ -78,7 +78,7 @@ void conv2d_direct_unpack_add(const DirectConv& g, const float* packed_grad, flo
 
 // Max pooling over `planes` planes of height x width (channels in w is ignored). Padding counts as
 // -infinity. argmax holds the winning element's offset within its plane (y * width + x); the first
-// maximum wins ties.
+// maximum wins ties. argmax may be null (a forward without backward): the same values only.
 void max_pool2d(const Window2d& w, std::int64_t planes, const float* x, float* out, std::int64_t* argmax);
 // grad_x[plane, argmax] += grad_out; grad_x must be zeroed by the caller.
 void max_pool2d_backward(std::int64_t planes, std::int64_t in_plane, std::int64_t out_plane, const float* grad_out,

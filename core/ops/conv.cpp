@@ -403,12 +403,14 @@ Tensor conv2d_max_pool2x2(const Tensor& input, const Tensor& weight, const Tenso
   const Tensor xc = setup.x.detach().contiguous(), wc = weight.detach().contiguous();
   const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor out = empty({n, o, pool.out_h, pool.out_w});
-  Tensor indices = empty({n, o, pool.out_h, pool.out_w}, Dtype::int64);
+  // The winners' offsets serve only the backward: none where record() will record nothing.
+  const bool recording = grad_enabled() && any_requires_grad({setup.x, weight, bias});
+  Tensor indices = recording ? empty({n, o, pool.out_h, pool.out_w}, Dtype::int64) : Tensor();
   {
     const float* px = xc.data<float>();
     const float* pb = bc.defined() ? bc.data<float>() : nullptr;
     float* po = out.data<float>();
-    std::int64_t* pi = indices.data<std::int64_t>();
+    std::int64_t* pi = recording ? indices.data<std::int64_t>() : nullptr;
     const Tensor packed = pack_direct_weights(plan, plan.forward_direct(), false, wc.data<float>());
     const ConvPlan& p = plan;
     parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
@@ -419,7 +421,7 @@ Tensor conv2d_max_pool2x2(const Tensor& input, const Tensor& weight, const Tenso
         direct_forward_image(p, px + i * p.image, packed.data<float>(), pb, activation, padded.data<float>(),
                              conv_out.data<float>());
         kernels::max_pool2d(pool, p.o, conv_out.data<float>(), po + i * p.o * pooled_plane,
-                            pi + i * p.o * pooled_plane);
+                            pi ? pi + i * p.o * pooled_plane : nullptr);
       }
     });
   }
@@ -490,15 +492,27 @@ std::int64_t plane_grain(const kernels::Window2d& w) {
 
 }  // namespace
 
-ValuesIndices max_pool2d_with_indices(const Tensor& input, Size2 kernel, const PoolOptions& options) {
+namespace {
+
+// max_pool2d with its winners' offsets, or (with_indices false: only where nothing will be
+// recorded) without them: the values alone, a cheaper kernel.
+ValuesIndices max_pool2d_impl(const Tensor& input, Size2 kernel, const PoolOptions& options, bool with_indices) {
   const char* op = "max_pool2d";
   const PoolSetup s = pool_setup(op, input, kernel, options, true);
   const kernels::Window2d w = s.w;
   const Tensor xc = s.x.detach().contiguous();
   const Shape shape{s.x.shape()[0], s.x.shape()[1], w.out_h, w.out_w};
   Tensor out = empty(shape);
-  Tensor indices = empty(shape, Dtype::int64);
   const std::int64_t in_plane = w.height * w.width, out_plane = w.out_h * w.out_w;
+  if (!with_indices) {
+    const float* px = xc.data<float>();
+    float* po = out.data<float>();
+    parallel_for(0, s.planes, plane_grain(w), [&](std::int64_t begin, std::int64_t end) {
+      kernels::max_pool2d(w, end - begin, px + begin * in_plane, po + begin * out_plane, nullptr);
+    });
+    return {unbatch(input, out), Tensor()};
+  }
+  Tensor indices = empty(shape, Dtype::int64);
   {
     const float* px = xc.data<float>();
     float* po = out.data<float>();
@@ -530,8 +544,16 @@ ValuesIndices max_pool2d_with_indices(const Tensor& input, Size2 kernel, const P
   return {unbatch(input, out), unbatch(input, indices)};
 }
 
+}  // namespace
+
+ValuesIndices max_pool2d_with_indices(const Tensor& input, Size2 kernel, const PoolOptions& options) {
+  return max_pool2d_impl(input, kernel, options, true);
+}
+
 Tensor max_pool2d(const Tensor& x, Size2 kernel, const PoolOptions& options) {
-  return max_pool2d_with_indices(x, kernel, options).values;
+  // The indices serve only the backward: none when it would not be recorded (no-grad, or an input
+  // that needs no gradient), as record() decides.
+  return max_pool2d_impl(x, kernel, options, grad_enabled() && x.requires_grad()).values;
 }
 
 Tensor avg_pool2d(const Tensor& input, Size2 kernel, const PoolOptions& options) {

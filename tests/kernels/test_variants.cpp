@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -389,6 +390,19 @@ void conv_rows() {
     std::vector<std::int64_t> at(out.size());
     ladon::kernels::max_pool2d(w, 3, x.data(), out.data(), at.data());
     for (const std::int64_t a : at) out.push_back(static_cast<float>(a));
+    return out;
+  });
+  // Without argmax (a no-grad forward): rows of n / 2 outputs, and an odd-height plane (its last
+  // row in no window); its values are bit for bit those of the argmax kernel, under each set.
+  check_variants("max_pool2d_2x2_values", "max_pool2d 2x2 values only", [](i64 n) {
+    ladon::kernels::Window2d w = pool_2x2_window(5, n);
+    std::vector<float> x = values(15 * n, 27);
+    for (std::size_t i = 0; i + 9 < x.size(); i += 11) x[i + 1] = x[i];  // ties
+    std::vector<float> out(static_cast<std::size_t>(6 * w.out_w), -7.0f), with(out.size(), -8.0f);
+    std::vector<std::int64_t> at(out.size());
+    ladon::kernels::max_pool2d(w, 3, x.data(), out.data(), nullptr);
+    ladon::kernels::max_pool2d(w, 3, x.data(), with.data(), at.data());
+    CHECK(std::memcmp(out.data(), with.data(), out.size() * sizeof(float)) == 0);
     return out;
   });
   // Its backward on three planes of 5 x n (the last row, and for odd n the last column, in no

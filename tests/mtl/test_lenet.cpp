@@ -75,3 +75,44 @@ TEST_CASE("lenet: images too small for its layers, and bad tasks") {
                        "lenet: needs images of side >= 20 (9x9 conv, pool 2, 5x5 conv, pool 2), got 19", Error);
   CHECK_THROWS_AS(mtl::lenet({.side = 28, .tasks = {}}), Error);
 }
+
+TEST_CASE("lenet: the no-grad forward (FAMO's after-step losses) gives the recorded losses bit for bit, no graph") {
+  Generator gen(11);
+  mtl::SharedBottom model = mtl::lenet({.side = 28, .tasks = kTasks}, gen);
+  // 37 images: several blocks of im2col columns and an odd last one.
+  const Tensor x = randn({37, 1, 28, 28}, gen);
+  std::vector<std::int64_t> labels(37);
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<std::int64_t>((i * 7) % 10);
+  const Tensor y = tensor(labels, {37});
+  const auto losses = [&](std::vector<Tensor>& kept) {
+    const std::size_t live = allocator_stats().live_bytes;
+    reset_peak_bytes();
+    kept = model(x);
+    std::vector<double> v;
+    const std::size_t tasks = kept.size();
+    for (std::size_t t = 0; t < tasks; ++t) {
+      kept.push_back(mtl::task_loss(model.tasks()[t], kept[t], y));
+      v.push_back(kept.back().item());
+    }
+    const AllocatorStats s = allocator_stats();
+    return std::tuple{v, s.live_bytes - live, s.peak_bytes - live};
+  };
+  std::vector<Tensor> recorded, plain;
+  const auto [with_graph, graph_live, graph_peak] = losses(recorded);
+  NoGradGuard no_grad;
+  const auto [without, plain_live, plain_peak] = losses(plain);
+  CHECK(without == with_graph);
+  for (const Tensor& t : recorded) CHECK(t.grad_fn() != nullptr);
+  for (const Tensor& t : plain) {
+    CHECK(t.grad_fn() == nullptr);
+    CHECK_FALSE(t.requires_grad());
+  }
+  // The recorded forward keeps its activations (and the pools' winners) for the backward; the
+  // no-grad one only its outputs and losses, and at its peak less than the recorded one holds.
+  CAPTURE(graph_live);
+  CAPTURE(plain_live);
+  CAPTURE(plain_peak);
+  CHECK(plain_live * 20 < graph_live);
+  CHECK(plain_peak < graph_live);
+  CHECK(plain_peak < graph_peak);
+}

@@ -246,6 +246,12 @@ void check_fused_pool(const Shape& x_shape, const Shape& w_shape, const ConvOpti
   CHECK(gx == values(x.grad()));
   CHECK(gw == values(w.grad()));
   CHECK(gb == values(b.grad()));
+  // Without a graph (no-grad: no winners' offsets kept) the same values, bit for bit.
+  NoGradGuard no_grad;
+  const Tensor plain = conv2d_max_pool2x2(x, w, b, options, activation);
+  CHECK(plain.grad_fn() == nullptr);
+  CHECK_FALSE(plain.requires_grad());
+  CHECK(values(plain) == values(got));
 }
 }  // namespace
 

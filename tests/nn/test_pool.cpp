@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "ladon.h"
@@ -63,6 +64,26 @@ TEST_CASE("max_pool2d: the 2x2 stride-2 fast path agrees with a plain loop on od
         CHECK(got_at[o] == best_at);
         CHECK((got[o] == best || (std::isnan(got[o]) && std::isnan(best))));
       }
+  // max_pool2d of an input that needs no gradient, and under no-grad, keeps no indices (the values
+  // kernel): the same values bit for bit, NaNs included, and no graph.
+  const Tensor xg = x.detach().requires_grad_();
+  Tensor plain, guarded;
+  plain = max_pool2d(x, 2);
+  {
+    NoGradGuard no_grad;
+    guarded = max_pool2d(xg, 2);
+  }
+  const Tensor recorded = max_pool2d(xg, 2);
+  REQUIRE(recorded.grad_fn() != nullptr);
+  CHECK(guarded.grad_fn() == nullptr);
+  CHECK(plain.grad_fn() == nullptr);
+  for (const Tensor& t : {plain, guarded, recorded}) {
+    REQUIRE(t.shape() == r.values.shape());
+    CHECK(std::memcmp(t.data<float>(), r.values.data<float>(), sizeof(float) * got.size()) == 0);
+  }
+  // max_pool2d_with_indices returns its indices under no-grad too.
+  NoGradGuard no_grad;
+  CHECK(max_pool2d_with_indices(xg, 2).indices.to_vector<std::int64_t>() == got_at);
 }
 
 TEST_CASE("max_pool2d: padding never wins, even over negative values") {
