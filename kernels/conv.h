@@ -46,13 +46,15 @@ void conv_pad(std::int64_t channels, std::int64_t height, std::int64_t width, st
 // Direct convolution of one image, stride 1, dilation 1, one group (conv_direct.cpp): out[o, y, x] =
 // activation(bias[o] + sum_{c,i,j} w[o, c, i, j] padded[c, y + i, x + j]) for y < padded_h - kh + 1,
 // x < padded_w - kw + 1, with the padding already in `padded` (conv_pad). The weights come packed
-// by conv2d_direct_pack (conv2d_direct_packed_size floats). AVX-512 only: callers check
-// conv2d_direct_available() and use im2col + GEMM otherwise.
+// by conv2d_direct_pack (conv2d_direct_packed_size floats). AVX-512 and AVX2 + FMA kernels: callers
+// check conv2d_direct_available() and use im2col + GEMM otherwise.
 struct DirectConv {
   std::int64_t channels = 1, out_channels = 1, kernel_h = 1, kernel_w = 1;
   std::int64_t padded_h = 1, padded_w = 1;  // the padded input plane
 };
 bool conv2d_direct_available();
+// The weight gradient below (conv2d_direct_grad_transpose, conv2d_direct_weight_grad): AVX-512 only.
+bool conv2d_direct_weight_grad_available();
 std::int64_t conv2d_direct_packed_size(const DirectConv& g);
 // transpose_flip = false: weight is [out_channels, channels, kh, kw]. true (the input gradient as
 // a convolution of the padded output gradient): weight is the forward's [channels, out_channels,

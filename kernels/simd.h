@@ -24,8 +24,8 @@ inline constexpr const char* kMultiversioned[] = {
 // Not through Multiversion, and so not in the list: sgemm (gemm.cpp) and gemm_bf16 (gemm_bf16.cpp)
 // dispatch on active_isa() themselves, with their own micro-kernels per set; their tests
 // (tests/kernels/test_gemm*.cpp) run every set of kIsas the CPU supports against the reference.
-// Nor conv2d_direct (conv_direct.cpp): AVX-512 only, hand-written like the GEMM micro-kernels;
-// tests/kernels/test_conv_direct.cpp checks it against a plain loop. conv_pad, max_pool2d_2x2 and
+// Nor conv2d_direct (conv_direct.cpp): AVX-512 and AVX2 kernels hand-written like the GEMM
+// micro-kernels; tests/kernels/test_conv_direct.cpp checks each against a plain loop. conv_pad, max_pool2d_2x2 and
 // max_pool2d_2x2_backward are listed: their baseline and avx2 variants run through Multiversion,
 // their avx512 ones are hand-written (conv.cpp), and the variants test holds those to the baseline
 // like the others.

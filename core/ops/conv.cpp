@@ -87,7 +87,7 @@ struct ConvPlan {
   std::int64_t block = 1;       // images per column block
   // Direct convolution (kernels/conv_direct.cpp) for the forward and the weight gradient and, where
   // its padding allows, the input gradient; im2col + GEMM otherwise.
-  bool direct = false, direct_input_grad = false;
+  bool direct = false, direct_input_grad = false, direct_weight_grad = false;
   bool bf16 = false;  // bf16 autocast: the direct kernel's operands rounded to bf16
 
   ConvPlan(const kernels::Window2d& w_, std::int64_t groups_, std::int64_t n_, std::int64_t o_)
@@ -115,6 +115,8 @@ struct ConvPlan {
     // The input gradient of a stride-1 convolution is the convolution of the output gradient,
     // padded by kernel - 1 - padding, with the weights' channel roles swapped and taps reversed.
     direct_input_grad = direct && w.pad_h <= w.kernel_h - 1 && w.pad_w <= w.kernel_w - 1;
+    // The direct weight gradient's kernels are AVX-512 only: under AVX2 it runs im2col + GEMM.
+    direct_weight_grad = direct && kernels::conv2d_direct_weight_grad_available();
   }
   // A direct kernel's operand buffer of n floats, made: rounded to bf16 under bf16 autocast.
   void to_precision(std::int64_t n, float* x) const {
@@ -308,7 +310,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
         const float* py = activation == Activation::relu ? y.data<float>() : nullptr;
         const bool direct_x = need_x && p.direct_input_grad;
         // The direct weight gradient (with the bias gradient from its transposed output gradient).
-        const bool direct_w = (need_w || need_b) && p.direct;
+        const bool direct_w = (need_w || need_b) && p.direct_weight_grad;
         // The output gradient gathered into the GEMMs' [o, ld] column block, for what im2col serves.
         const bool gather = (!direct_w && (need_w || need_b)) || (need_x && !direct_x);
         // The direct kernel writes every element of gx; col2im adds into it.
@@ -390,7 +392,7 @@ Tensor conv2d_max_pool2x2(const Tensor& input, const Tensor& weight, const Tenso
   const ConvPlan& plan = setup.plan;
   // Fused where all three products run direct and the output holds a 2x2 window; elsewhere the
   // two ops, with the same results.
-  if (!plan.direct || !plan.direct_input_grad || plan.w.out_h < 2 || plan.w.out_w < 2)
+  if (!plan.direct || !plan.direct_input_grad || !plan.direct_weight_grad || plan.w.out_h < 2 || plan.w.out_w < 2)
     return max_pool2d(conv2d(input, weight, bias, options, activation), 2);
   kernels::Window2d pool;  // the 2x2 window over one image's conv output planes
   pool.height = plan.w.out_h;

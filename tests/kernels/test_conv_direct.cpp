@@ -87,52 +87,102 @@ std::ostream& operator<<(std::ostream& os, const Case& t) {
 
 }  // namespace
 
-TEST_CASE("conv2d_direct: matches a plain loop for every tile shape") {
-  if (!ladon::kernels::conv2d_direct_available()) {
-    MESSAGE("no AVX-512 on this CPU: conv2d_direct is not used");
-    return;
+// Runs check under each instruction set whose direct kernels this CPU has (avx2, avx512: the
+// avx512_bf16 level runs the avx512 ones).
+template <typename F>
+void for_each_direct_isa(bool weight_grad, F&& check) {
+  using ladon::kernels::Isa;
+  for (const Isa isa : {Isa::avx2, Isa::avx512}) {
+    if (!ladon::kernels::isa_supported(isa)) continue;
+    const ladon::kernels::IsaOverride use(isa);
+    if (!(weight_grad ? ladon::kernels::conv2d_direct_weight_grad_available()
+                      : ladon::kernels::conv2d_direct_available()))
+      continue;
+    INFO("instruction set: " << ladon::kernels::isa_name(isa));
+    check();
   }
-  const Case cases[] = {{1, 32, 3, 3, 30, 30}, {32, 64, 3, 3, 16, 16}, {3, 1, 1, 1, 4, 17},  {2, 17, 3, 3, 5, 16},
-                        {4, 70, 5, 3, 9, 32},  {5, 16, 3, 3, 3, 3},   {1, 33, 2, 2, 6, 15},
+}
+
+TEST_CASE("conv2d_direct: available exactly from AVX2 on, its weight gradient from AVX-512 on") {
+  using ladon::kernels::Isa;
+  for (const Isa isa : ladon::kernels::kIsas) {
+    if (!ladon::kernels::isa_supported(isa)) continue;
+    CAPTURE(ladon::kernels::isa_name(isa));
+    const ladon::kernels::IsaOverride use(isa);
+    CHECK(ladon::kernels::conv2d_direct_available() == (isa >= Isa::avx2));
+    CHECK(ladon::kernels::conv2d_direct_weight_grad_available() == (isa >= Isa::avx512));
+  }
+}
+
+TEST_CASE("conv2d_direct: matches a plain loop for every tile shape") {
+  // The AVX2 tiles: 6 consecutive positions of the plane (crossing output rows) x 16 channels, and
+  // for one input channel 2 x 8 positions of a row x 6 channels; the AVX-512 ones 14 positions of a
+  // row x 32 channels, and 2 x 16 positions x 12 channels.
+  const Case cases[] = {{1, 32, 3, 3, 30, 30},
+                        {32, 64, 3, 3, 16, 16},
+                        {3, 1, 1, 1, 4, 17},
+                        {2, 17, 3, 3, 5, 16},
+                        {4, 70, 5, 3, 9, 32},
+                        {5, 16, 3, 3, 3, 3},
+                        {1, 33, 2, 2, 6, 15},
+                        // Planes of 1 to 7 positions (every AVX2 tail tile), 8 channels and 9.
+                        {2, 8, 1, 1, 1, 1},
+                        {3, 9, 2, 2, 3, 4},
+                        {2, 8, 3, 3, 4, 5},
+                        {2, 9, 3, 1, 9, 1},
+                        {64, 32, 3, 3, 16, 16},
                         // One input channel (single_channel_tile): LeNet's 9 x 9 layer; rows of 1, 16,
                         // 18 and 33 positions (full and masked 16-position vectors); 1 to 40 channels
-                        // (blocks of 12, partial last blocks, and blocks cut at a 32-channel panel).
-                        {1, 10, 9, 9, 36, 36}, {1, 1, 1, 2, 2, 2},    {1, 16, 3, 3, 4, 18},
-                        {1, 40, 2, 3, 5, 20},  {1, 7, 1, 4, 3, 36}};
-  for (const Case& t : cases)
-    for (const bool with_bias : {false, true})
-      for (const Activation act : {Activation::none, Activation::relu}) {
-        CAPTURE(t);
-        const DirectConv g = t.conv();
-        std::vector<float> in = random_values(t.c * t.ph * t.pw, 1);
-        in[static_cast<std::size_t>(t.pw + 1)] = NAN;  // reaches some outputs of every channel, ReLU or not
-        const std::vector<float> w = random_values(t.o * t.c * t.kh * t.kw, 2), bias = random_values(t.o, 3);
-        const float* b = with_bias ? bias.data() : nullptr;
-        check_close(direct(g, in, w, false, b, act), reference(g, in, w, b, act), t.c * t.kh * t.kw);
-      }
+                        // (blocks of 12 or 6, partial last blocks, and blocks cut at a 32-channel panel).
+                        {1, 10, 9, 9, 36, 36},
+                        {1, 1, 1, 2, 2, 2},
+                        {1, 16, 3, 3, 4, 18},
+                        {1, 40, 2, 3, 5, 20},
+                        {1, 7, 1, 4, 3, 36},
+                        {1, 5, 1, 1, 7, 3},
+                        {1, 3, 2, 2, 5, 11}};
+  std::int64_t runs = 0;
+  for_each_direct_isa(false, [&] {
+    ++runs;
+    for (const Case& t : cases)
+      for (const bool with_bias : {false, true})
+        for (const Activation act : {Activation::none, Activation::relu}) {
+          CAPTURE(t);
+          const DirectConv g = t.conv();
+          std::vector<float> in = random_values(t.c * t.ph * t.pw, 1);
+          // Reaches some outputs of every channel, ReLU or not (a 1-wide plane: index 1).
+          in[static_cast<std::size_t>(std::min<i64>(t.pw + 1, t.c * t.ph * t.pw - 1))] = NAN;
+          const std::vector<float> w = random_values(t.o * t.c * t.kh * t.kw, 2), bias = random_values(t.o, 3);
+          const float* b = with_bias ? bias.data() : nullptr;
+          check_close(direct(g, in, w, false, b, act), reference(g, in, w, b, act), t.c * t.kh * t.kw);
+        }
+  });
+  if (runs == 0) MESSAGE("no AVX2 on this CPU: conv2d_direct is not used");
 }
 
 TEST_CASE("conv2d_direct: transpose_flip packs the input gradient's weights") {
-  if (!ladon::kernels::conv2d_direct_available()) return;
-  // A forward convolution of fc = 5 channels in and fo = 3 out, weight [3, 5, 3, 2]: its input
-  // gradient is a convolution of 3 channels in and 5 out with w'[c][o][i][j] = w[o][c][2 - i][1 - j].
-  const i64 fc = 5, fo = 3, kh = 3, kw = 2;
-  const std::vector<float> w = random_values(fo * fc * kh * kw, 4);  // [fo, fc, kh, kw] as the forward holds it
-  std::vector<float> flipped(w.size());
-  for (i64 c = 0; c < fc; ++c)
-    for (i64 o = 0; o < fo; ++o)
-      for (i64 i = 0; i < kh; ++i)
-        for (i64 j = 0; j < kw; ++j)
-          flipped[static_cast<std::size_t>(((c * fo + o) * kh + i) * kw + j)] =
-              w[static_cast<std::size_t>(((o * fc + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j))];
-  const DirectConv g{.channels = fo, .out_channels = fc, .kernel_h = kh, .kernel_w = kw, .padded_h = 6, .padded_w = 19};
-  const std::vector<float> in = random_values(fo * 6 * 19, 5);
-  check_close(direct(g, in, w, true, nullptr, Activation::none), reference(g, in, flipped, nullptr, Activation::none),
-              fo * kh * kw);
+  for_each_direct_isa(false, [] {
+    // A forward convolution of fc = 5 channels in and fo = 3 out, weight [3, 5, 3, 2]: its input
+    // gradient is a convolution of 3 channels in and 5 out with w'[c][o][i][j] = w[o][c][2 - i][1 - j].
+    const i64 fc = 5, fo = 3, kh = 3, kw = 2;
+    const std::vector<float> w = random_values(fo * fc * kh * kw, 4);  // [fo, fc, kh, kw] as the forward holds it
+    std::vector<float> flipped(w.size());
+    for (i64 c = 0; c < fc; ++c)
+      for (i64 o = 0; o < fo; ++o)
+        for (i64 i = 0; i < kh; ++i)
+          for (i64 j = 0; j < kw; ++j)
+            flipped[static_cast<std::size_t>(((c * fo + o) * kh + i) * kw + j)] =
+                w[static_cast<std::size_t>(((o * fc + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j))];
+    const DirectConv g{
+        .channels = fo, .out_channels = fc, .kernel_h = kh, .kernel_w = kw, .padded_h = 6, .padded_w = 19};
+    const std::vector<float> in = random_values(fo * 6 * 19, 5);
+    check_close(direct(g, in, w, true, nullptr, Activation::none), reference(g, in, flipped, nullptr, Activation::none),
+                fo * kh * kw);
+  });
 }
 
 TEST_CASE("conv2d_direct_weight_grad: matches a plain loop for every tile shape, over two images") {
-  if (!ladon::kernels::conv2d_direct_available()) return;
+  if (!ladon::kernels::conv2d_direct_weight_grad_available()) return;
   // Steps k = c kh kw of 9, 288 (20 tiles of 14 and one of 8), 3, 18, 60, 45, 4 and, with 1 x 1
   // kernels, 1, 2, 5, 6, 7, 10, 11, 12, 13: a last tile of every height from 1 to 14. 1 to 70 channels;
   // output planes from 1 x 1 to 28 x 28, whose positions run past every 16-position transpose block.

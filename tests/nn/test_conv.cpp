@@ -256,7 +256,7 @@ void check_fused_pool(const Shape& x_shape, const Shape& w_shape, const ConvOpti
 }  // namespace
 
 TEST_CASE("conv2d_max_pool2x2 gives max_pool2d(conv2d)'s values and gradients, fused or not") {
-  const bool direct = kernels::conv2d_direct_available();
+  const bool direct = kernels::conv2d_direct_weight_grad_available();  // fused: all three products direct
   for (const Activation activation : {Activation::relu, Activation::none}) {
     CAPTURE(activation == Activation::relu);
     // Odd height and width (the last row and column are pooled away), the CNN's two layers, an
@@ -292,7 +292,7 @@ TEST_CASE("conv2d_max_pool2x2: bad inputs fail as conv2d's or max_pool2d's") {
 TEST_CASE("Sequential runs Conv2d (then ReLU) then MaxPool2d(2) as one conv2d_max_pool2x2") {
   Generator gen(5);
   const Tensor x = randn({2, 2, 6, 6}, gen);
-  const std::string fused_name = kernels::conv2d_direct_available() ? "conv2d_max_pool2x2" : "max_pool2d";
+  const std::string fused_name = kernels::conv2d_direct_weight_grad_available() ? "conv2d_max_pool2x2" : "max_pool2d";
   nn::Sequential relu_pool(nn::Conv2d(2, 4, 3, {.padding = 1}, gen), nn::ReLU(), nn::MaxPool2d(2));
   nn::Sequential pool(nn::Conv2d(2, 4, 3, {.padding = 1}, gen), nn::MaxPool2d(2, {.stride = 2}));
   nn::Sequential other(nn::Conv2d(2, 4, 3, {.padding = 1}, gen), nn::ReLU(), nn::MaxPool2d(3));
