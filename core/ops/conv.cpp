@@ -390,9 +390,13 @@ Tensor conv2d_max_pool2x2(const Tensor& input, const Tensor& weight, const Tenso
                           Activation activation) {
   const ConvSetup setup = conv_setup("conv2d", input, weight, bias, options);
   const ConvPlan& plan = setup.plan;
-  // Fused where all three products run direct and the output holds a 2x2 window; elsewhere the
-  // two ops, with the same results.
-  if (!plan.direct || !plan.direct_input_grad || !plan.direct_weight_grad || plan.w.out_h < 2 || plan.w.out_w < 2)
+  // The winners' offsets serve only the backward: none where record() will record nothing.
+  const bool recording = grad_enabled() && any_requires_grad({setup.x, weight, bias});
+  // Fused where the output holds a 2x2 window and the products run direct: the forward, and the
+  // two gradients when they will be asked for (so under no-grad the AVX2 direct forward fuses
+  // too, though its weight gradient is im2col + GEMM); elsewhere the two ops, with the same results.
+  const bool direct_backward = plan.direct_input_grad && plan.direct_weight_grad;
+  if (!plan.direct || (recording && !direct_backward) || plan.w.out_h < 2 || plan.w.out_w < 2)
     return max_pool2d(conv2d(input, weight, bias, options, activation), 2);
   kernels::Window2d pool;  // the 2x2 window over one image's conv output planes
   pool.height = plan.w.out_h;
@@ -405,8 +409,6 @@ Tensor conv2d_max_pool2x2(const Tensor& input, const Tensor& weight, const Tenso
   const Tensor xc = setup.x.detach().contiguous(), wc = weight.detach().contiguous();
   const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor out = empty({n, o, pool.out_h, pool.out_w});
-  // The winners' offsets serve only the backward: none where record() will record nothing.
-  const bool recording = grad_enabled() && any_requires_grad({setup.x, weight, bias});
   Tensor indices = recording ? empty({n, o, pool.out_h, pool.out_w}, Dtype::int64) : Tensor();
   {
     const float* px = xc.data<float>();

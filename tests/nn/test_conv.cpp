@@ -269,8 +269,12 @@ TEST_CASE("conv2d_max_pool2x2 gives max_pool2d(conv2d)'s values and gradients, f
     check_fused_pool({2, 2, 9, 9}, {3, 2, 3, 3}, {.stride = 2}, activation, false);
     check_fused_pool({2, 4, 6, 6}, {4, 2, 3, 3}, {.padding = 1, .groups = 2}, activation, false);
     check_fused_pool({2, 2, 6, 6}, {3, 2, 3, 3}, {.padding = 3}, activation, false);
+    // AVX2: recorded, the two ops (im2col weight gradient); under no-grad the fused direct forward,
+    // which check_fused_pool's last check compares with them bit for bit.
     const kernels::IsaOverride avx2(kernels::Isa::avx2);
     check_fused_pool({3, 2, 7, 5}, {4, 2, 3, 3}, {.padding = 1}, activation, false);
+    check_fused_pool({3, 1, 28, 28}, {32, 1, 3, 3}, {.padding = 1}, activation, false);
+    check_fused_pool({2, 32, 14, 14}, {64, 32, 3, 3}, {.padding = 1}, activation, false);
   }
   // Under bf16 autocast too (the direct kernels on bf16-rounded operands, both ways).
   const AutocastGuard bf16(Precision::bf16);
