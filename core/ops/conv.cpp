@@ -101,7 +101,8 @@ struct ConvPlan {
     block = std::max<std::int64_t>(1, std::min(kBlockColumns / l, kBlockFloats / (rows * l)));
   }
 
-  // Where the direct kernel applies: one group, stride and dilation 1, and a CPU with AVX-512.
+  // Where the direct kernel applies: one group, stride and dilation 1, and a CPU with AVX-512 or
+  // AVX2 + FMA (the forward and input gradient; the weight gradient is direct on AVX-512 only).
   // Measured on Zen 5, in one run against the im2col path (train_step cnn, batch 128, median of 3,
   // a loaded machine): 1.04x per step on 1 thread, 1.23x on 2; bench_conv conv 32 -> 64 forward
   // 74 -> 87 GFLOP/s. Under bf16 autocast too: its operands (the padded images and gradients, the
