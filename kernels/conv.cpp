@@ -265,7 +265,7 @@ LADON_INLINE void max_pool2d_2x2_values_body(const Window2d& w, std::int64_t pla
       for (std::int64_t ox = 0; ox < w.out_w; ++ox) {
         float b = top[2 * ox];
         const float cand[3] = {top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]};
-        for (int c = 0; c < 3; ++c) b = (cand[c] > b) | (cand[c] != cand[c]) ? cand[c] : b;
+        for (int c = 0; c < 3; ++c) b = ((cand[c] > b) | (cand[c] != cand[c])) ? cand[c] : b;
         o[ox] = b;
       }
     }

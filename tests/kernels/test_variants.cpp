@@ -402,7 +402,8 @@ void conv_rows() {
     std::vector<std::int64_t> at(out.size());
     ladon::kernels::max_pool2d(w, 3, x.data(), out.data(), nullptr);
     ladon::kernels::max_pool2d(w, 3, x.data(), with.data(), at.data());
-    CHECK(std::memcmp(out.data(), with.data(), out.size() * sizeof(float)) == 0);
+    // (memcmp takes no null pointer, which an empty vector may hold)
+    CHECK((out.empty() || std::memcmp(out.data(), with.data(), out.size() * sizeof(float)) == 0));
     return out;
   });
   // Its backward on three planes of 5 x n (the last row, and for odd n the last column, in no
