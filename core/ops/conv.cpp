@@ -85,8 +85,8 @@ struct ConvPlan {
   std::int64_t l = 0;           // output positions per image
   std::int64_t image = 0;       // input floats per image
   std::int64_t block = 1;       // images per column block
-  // Direct convolution (kernels/conv_direct.cpp) for the forward and the weight gradient and, where
-  // its padding allows, the input gradient; im2col + GEMM otherwise.
+  // Direct convolution (kernels/conv_direct.cpp) for the forward, the weight gradient where the CPU
+  // has its kernels (AVX-512) and the input gradient where its padding allows; im2col + GEMM otherwise.
   bool direct = false, direct_input_grad = false, direct_weight_grad = false;
   bool bf16 = false;  // bf16 autocast: the direct kernel's operands rounded to bf16
 
