@@ -28,6 +28,21 @@ struct Shape {
 const Shape kShapes[] = {{64, 64, 64},       {128, 128, 128}, {256, 256, 256},  {512, 512, 512},
                          {1024, 1024, 1024}, {256, 512, 784}, {1024, 2048, 512}};
 
+// Which kernel ours_bf16 runs on this machine.
+const char* bf16_kernel_description() {
+  using ladon::kernels::Bf16Kernel;
+  if (!ladon::kernels::isa_supported(Isa::avx512_bf16)) return "emulated";
+  switch (ladon::kernels::gemm_bf16_kernel()) {
+    case Bf16Kernel::dot:
+      return "vdpbf16ps";
+    case Bf16Kernel::fma:
+      return "fma on bf16 halves";
+    case Bf16Kernel::amx:
+      return "AMX tiles";
+  }
+  return "?";
+}
+
 enum class Impl { ours, openblas, packed, avx2, scalar, bf16 };
 
 void run(benchmark::State& state, Impl impl, Shape s, bool trans_a, bool trans_b) {
@@ -145,9 +160,7 @@ int main(int argc, char** argv) {
   register_all();
   register_threaded();
   std::printf("ladon isa: %s (ours_bf16 %s); OpenBLAS core: %s\n", ladon::kernels::isa_name(ladon::kernels::best_isa()),
-              !ladon::kernels::isa_supported(Isa::avx512_bf16)                        ? "emulated"
-              : ladon::kernels::gemm_bf16_kernel() == ladon::kernels::Bf16Kernel::dot ? "vdpbf16ps"
-                                                                                      : "fma on bf16 halves",
+              bf16_kernel_description(), 
               openblas_get_corename());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -17,7 +17,12 @@
 #include "gemm_bf16.h"
 
 #if LADON_X86
+#include <cpuid.h>
 #include <immintrin.h>
+#endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 #include <array>
@@ -25,6 +30,7 @@
 #include <cfloat>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "gemm_internal.h"
@@ -123,7 +129,9 @@ LADON_INLINE void pack_along_generic(const float* src, i64 ld, int valid, i64 kc
 // packing was 16% of an mmoe b1024 bf16 step (perf), one panel at a time or in strips alike; with
 // the prefetches it is 5%.
 constexpr i64 kPrefetchAhead = 4;  // k-pairs (across), blocks of 16 k-pairs (along)
-LADON_TARGET_AVX512 void pack_across_avx512(const float* src, i64 ld, i64 valid, i64 kc, int w, i64 panels, u32* dst) {
+// kq_stride >= ceil(kc / 2): the k-pairs between two panels' starts (the AMX kernel pads to whole tiles).
+LADON_TARGET_AVX512 void pack_across_avx512(const float* src, i64 ld, i64 valid, i64 kc, int w, i64 panels, i64 kq_stride,
+                                            u32* dst) {
   const i64 kq = ceil_div(kc, 2);
   const i64 group = std::max<i64>(1, 256 / w);  // panels per pass over a pair of rows
   for (i64 s0 = 0; s0 < panels; s0 += group) {
@@ -141,7 +149,7 @@ LADON_TARGET_AVX512 void pack_across_avx512(const float* src, i64 ld, i64 valid,
           const __mmask16 load_mask = first_lanes16(std::clamp<i64>(valid - x, 0, 16));
           const __m512i lo = bf16_lanes(_mm512_maskz_loadu_ps(load_mask, r0 + x));
           const __m512i hi = has_high ? bf16_lanes(_mm512_maskz_loadu_ps(load_mask, r1 + x)) : _mm512_setzero_si512();
-          _mm512_mask_storeu_epi32(dst + (s * kq + q) * w + x0, first_lanes16(w - x0),
+          _mm512_mask_storeu_epi32(dst + (s * kq_stride + q) * w + x0, first_lanes16(w - x0),
                                    _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
         }
     }
@@ -333,7 +341,10 @@ LADON_INLINE void tile_emulated(i64 kq, const u32* __restrict pa, const u32* __r
 
 template <bool VECTOR_PACK>
 struct Packing {
+  // The register tile (rows of A x columns of B) and the cache blocks of m and k the driver uses.
+  static constexpr i64 kTileRows = kMR, kTileCols = kNR, kBlockM = kMC, kBlockK = kKC;
   static constexpr i64 kAWords = 1;  // 32-bit values per row and k-pair in the packed A panel
+  static constexpr i64 padded_kq(i64 kq) { return kq; }  // k-pairs a packed panel holds
   static void pack_a(bool trans, const float* a, i64 lda, i64 mc, i64 kc, u32* dst) {
     pack_strip(!trans, a, lda, mc, kc, kMR, dst);
   }
@@ -345,7 +356,7 @@ struct Packing {
     const i64 kq = ceil_div(kc, 2), panels = ceil_div(extent, w);
 #if LADON_X86
     if constexpr (VECTOR_PACK) {
-      if (!along) return pack_across_avx512(src, ld, extent, kc, w, panels, dst);
+      if (!along) return pack_across_avx512(src, ld, extent, kc, w, panels, kq, dst);
     }
 #endif
     for (i64 s = 0; s < panels; ++s) {
@@ -356,7 +367,8 @@ struct Packing {
   static void pack_panel(bool along, const float* src, i64 ld, int valid, i64 kc, int w, u32* dst) {
 #if LADON_X86
     if constexpr (VECTOR_PACK) {
-      return along ? pack_along_avx512(src, ld, valid, kc, w, dst) : pack_across_avx512(src, ld, valid, kc, w, 1, dst);
+      return along ? pack_along_avx512(src, ld, valid, kc, w, dst)
+                   : pack_across_avx512(src, ld, valid, kc, w, 1, ceil_div(kc, 2), dst);
     }
 #endif
     along ? pack_along_generic(src, ld, valid, kc, w, w, 0, dst) : pack_across_generic(src, ld, valid, kc, w, dst);
@@ -404,6 +416,170 @@ struct KernelFma : Packing<true> {
                                           nr);
   }
 };
+
+// ---------------------------------------------------------------------------------------------
+// AMX (Sapphire Rapids on). Eight tile registers of 16 rows x 64 bytes; tdpbf16ps multiplies a
+// 16 x 32 bf16 tile of A by a 16 k-pair x 16 tile of B words into 16 x 16 floats, 16 k-pairs deep
+// (16384 flops per instruction: 3.1 TFLOP/s on one core of the Intel Xeon, register-only loop,
+// against 234 GFLOP/s of FMAs). A 32 x 32 block of C is four accumulator tiles (0-3), fed by two A
+// tiles (4, 5: rows 0-15, 16-31) and two B tiles (6, 7: columns 0-15, 16-31), each loaded tile
+// used twice. The B panel is the other kernels' (word[q * 32 + j]: a B tile is 16 of its rows,
+// 128 bytes apart); the A panel is per block of 16 k-pairs, 32 rows of 16 words
+// (word[(b * 32 + i) * 16 + q % 16]: an A tile is 16 of its rows, 64 bytes apart). Both are padded
+// with zero words to a whole number of 16-k-pair blocks.
+//
+// Its sums are not the emulation's: tdpbf16ps adds its 32 products into the accumulator in an order
+// and precision the SDM leaves to the implementation (on the Intel Xeon its results matched no
+// sequential float32 order, and were closer to the exact sums than the emulation's). The bound is
+// float32 summation's, k 2^-24 sum |A||B| (test_gemm_bf16.cpp). Denormal results flush to zero.
+// ---------------------------------------------------------------------------------------------
+
+#define LADON_TARGET_AMX __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16,fma,amx-tile,amx-bf16")))
+
+constexpr i64 kAmxKq = 16;  // k-pairs of one tile
+
+// The tile shapes, loaded before each product (a thread's tile configuration is its own, and other
+// code on the thread, oneDNN say, may have loaded another).
+struct alignas(64) TileConfig {
+  std::uint8_t palette = 1, start_row = 0;
+  std::uint8_t reserved[14] = {};
+  std::uint16_t bytes_per_row[16] = {};
+  std::uint8_t rows[16] = {};
+  TileConfig() {
+    for (int t = 0; t < 8; ++t) bytes_per_row[t] = 64, rows[t] = 16;
+  }
+};
+
+// GCC 12's _mm512_undefined_* false positive (the conversions' shuffles), as for the packing above.
+#if !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// 32 floats (x[0..n), zero past n) as 16 words (x[2q], x[2q+1]): vcvtne2ps2bf16 rounds as float_to_bf16.
+LADON_INLINE LADON_TARGET_AMX __m512i bf16_words32(const float* x, i64 n) {
+  const __m512 lo = _mm512_maskz_loadu_ps(first_lanes16(std::clamp<i64>(n, 0, 16)), x);
+  const __m512 hi = _mm512_maskz_loadu_ps(first_lanes16(std::clamp<i64>(n - 16, 0, 16)), x + 16);
+  return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+}
+
+// The A panel of `valid` rows (the rest zero) from A untransposed (row x at src + x * ld, k along it).
+LADON_TARGET_AMX void pack_a_amx_along(const float* src, i64 ld, i64 valid, i64 kc, u32* dst) {
+  const i64 blocks = ceil_div(kc, 2 * kAmxKq);
+  for (i64 i = 0; i < 32; ++i)
+    for (i64 b = 0; b < blocks; ++b) {
+      const __m512i w = i < valid ? bf16_words32(src + i * ld + 32 * b, kc - 32 * b) : _mm512_setzero_si512();
+      _mm512_store_si512(dst + (b * 32 + i) * kAmxKq, w);
+    }
+}
+
+// The A panel from A transposed (k-row p at src + p * ld, the panel's rows along it): per 16 rows
+// and block, 16 k-pairs of words made across the rows, then a 16 x 16 transpose into rows.
+LADON_TARGET_AMX void pack_a_amx_across(const float* src, i64 ld, i64 valid, i64 kc, u32* dst) {
+  const i64 blocks = ceil_div(kc, 2 * kAmxKq);
+  // 16-bit lane 2x takes the low (even p) value of row x, 2x + 1 the high one (vcvtne2ps2bf16 puts
+  // the even row's 16 values in lanes 0-15 and the odd row's in 16-31).
+  alignas(64) static constexpr std::uint16_t kInterleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
+                                                                21, 6, 22, 7, 23, 8,  24, 9,  25, 10, 26,
+                                                                11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i interleave = _mm512_load_si512(kInterleave);
+  for (i64 x0 = 0; x0 < 32; x0 += 16) {
+    const __mmask16 lanes = first_lanes16(std::clamp<i64>(valid - x0, 0, 16));
+    for (i64 b = 0; b < blocks; ++b) {
+      __m512 r[16];
+      for (i64 q = 0; q < kAmxKq; ++q) {
+        const i64 p = 2 * (b * kAmxKq + q);
+        const __m512 even = p < kc ? _mm512_maskz_loadu_ps(lanes, src + p * ld + x0) : _mm512_setzero_ps();
+        const __m512 odd = p + 1 < kc ? _mm512_maskz_loadu_ps(lanes, src + (p + 1) * ld + x0) : _mm512_setzero_ps();
+        const __m512i both = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(odd, even));
+        r[q] = _mm512_castsi512_ps(_mm512_permutexvar_epi16(interleave, both));
+      }
+      transpose16x16(r);
+      for (i64 x = 0; x < 16; ++x) _mm512_store_ps(reinterpret_cast<float*>(dst + (b * 32 + x0 + x) * kAmxKq), r[x]);
+    }
+  }
+}
+#if !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// One 32 x 32 block of C (the top-left mr x nr of it real) over kq k-pairs (a multiple of 16).
+// ROWS2 / COLS2: the second row / column of tiles is computed (mr > 16 / nr > 16).
+template <bool ROWS2, bool COLS2>
+LADON_TARGET_AMX void tile_amx(i64 kq, const u32* pa, const u32* pb, float* c, i64 ldc, float alpha, float beta,
+                               i64 mr, i64 nr) {
+  _tile_zero(0);
+  if constexpr (COLS2) _tile_zero(1);
+  if constexpr (ROWS2) _tile_zero(2);
+  if constexpr (ROWS2 && COLS2) _tile_zero(3);
+  for (i64 q = 0; q < kq; q += kAmxKq) {
+    const u32* a_block = pa + q * 32;  // 32 rows x 16 words
+    const u32* b_block = pb + q * 32;  // 16 k-pairs x 32 words
+    _tile_loadd(4, a_block, 64);
+    if constexpr (ROWS2) _tile_loadd(5, a_block + 16 * kAmxKq, 64);
+    _tile_loadd(6, b_block, 128);
+    if constexpr (COLS2) _tile_loadd(7, b_block + 16, 128);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (COLS2) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (ROWS2) _tile_dpbf16ps(2, 5, 6);
+    if constexpr (ROWS2 && COLS2) _tile_dpbf16ps(3, 5, 7);
+  }
+  if (alpha == 1.0f && beta == 0.0f && mr == 32 && nr == 32) {  // straight into C
+    const auto stride = static_cast<long>(ldc * sizeof(float));
+    _tile_stored(0, c, stride);
+    if constexpr (COLS2) _tile_stored(1, c + 16, stride);
+    if constexpr (ROWS2) _tile_stored(2, c + 16 * ldc, stride);
+    if constexpr (ROWS2 && COLS2) _tile_stored(3, c + 16 * ldc + 16, stride);
+    return;
+  }
+  alignas(64) float acc[32][32];
+  _tile_stored(0, &acc[0][0], 128);
+  if constexpr (COLS2) _tile_stored(1, &acc[0][16], 128);
+  if constexpr (ROWS2) _tile_stored(2, &acc[16][0], 128);
+  if constexpr (ROWS2 && COLS2) _tile_stored(3, &acc[16][16], 128);
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (i64 i = 0; i < mr; ++i)
+    for (i64 j = 0; j < nr; j += 16) {
+      const __mmask16 lanes = first_lanes16(nr - j);
+      float* out = c + i * ldc + j;
+      __m512 r = _mm512_mul_ps(va, _mm512_load_ps(&acc[i][j]));
+      if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(lanes, out), r);
+      _mm512_mask_storeu_ps(out, lanes, r);
+    }
+}
+
+struct KernelAmx {
+  static constexpr i64 kTileRows = 32, kTileCols = 32, kBlockM = 256, kBlockK = 512;
+  static constexpr i64 kAWords = 1;
+  static constexpr i64 padded_kq(i64 kq) { return round_up(kq, kAmxKq); }
+  static void pack_a(bool trans, const float* a, i64 lda, i64 mc, i64 kc, u32* dst) {
+    const i64 kq = padded_kq(ceil_div(kc, 2));
+    for (i64 ir = 0; ir < mc; ir += 32) {
+      const i64 valid = std::min<i64>(32, mc - ir);
+      u32* panel = dst + ir * kq;
+      trans ? pack_a_amx_across(a + ir, lda, valid, kc, panel) : pack_a_amx_along(a + ir * lda, lda, valid, kc, panel);
+    }
+  }
+  static void pack_b(bool trans, const float* b, i64 ldb, i64 kc, i64 nc, u32* dst) {
+    const i64 kq = ceil_div(kc, 2), kq_padded = padded_kq(kq), panels = ceil_div(nc, kNR);
+    if (trans) {
+      for (i64 s = 0; s < panels; ++s)
+        pack_along_avx512(b + s * kNR * ldb, ldb, static_cast<int>(std::min<i64>(kNR, nc - s * kNR)), kc, kNR,
+                          dst + s * kq_padded * kNR);
+    } else {
+      pack_across_avx512(b, ldb, nc, kc, kNR, panels, kq_padded, dst);
+    }
+    for (i64 s = 0; s < panels; ++s)  // the padding k-pairs: 0 * 0 products
+      std::fill(dst + (s * kq_padded + kq) * kNR, dst + (s + 1) * kq_padded * kNR, 0u);
+  }
+  static void tile(i64 kq, const u32* pa, const u32* pb, float* c, i64 ldc, float alpha, float beta, i64 mr, i64 nr) {
+    if (mr > 16)
+      nr > 16 ? tile_amx<true, true>(kq, pa, pb, c, ldc, alpha, beta, mr, nr)
+              : tile_amx<true, false>(kq, pa, pb, c, ldc, alpha, beta, mr, nr);
+    else
+      nr > 16 ? tile_amx<false, true>(kq, pa, pb, c, ldc, alpha, beta, mr, nr)
+              : tile_amx<false, false>(kq, pa, pb, c, ldc, alpha, beta, mr, nr);
+  }
+};
 #endif  // LADON_X86
 
 template <bool VECTOR_PACK>
@@ -421,28 +597,28 @@ thread_local PackBuffer<u32> tl_pack_b;
 template <class K>
 LADON_INLINE void gemm_driver(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda,
                               const float* b, i64 ldb, float beta, float* c, i64 ldc, const Epilogue& epilogue) {
-  const i64 kc_max = balanced_block(k, kKC, 2);  // even: a k-pair never straddles two blocks
-  const i64 mc_max = balanced_block(m, kMC, kMR);
-  const i64 nc_max = balanced_block(n, kNC, kNR);
-  const i64 kq_max = kc_max / 2;
-  u32* pack_a_buf = tl_pack_a.get(static_cast<std::size_t>(round_up(mc_max, kMR) * kq_max * K::kAWords));
-  u32* pack_b_buf = tl_pack_b.get(static_cast<std::size_t>(round_up(nc_max, kNR) * kq_max));
+  const i64 kc_max = balanced_block(k, K::kBlockK, 2);  // even: a k-pair never straddles two blocks
+  const i64 mc_max = balanced_block(m, K::kBlockM, K::kTileRows);
+  const i64 nc_max = balanced_block(n, kNC, K::kTileCols);
+  const i64 kq_max = K::padded_kq(kc_max / 2);
+  u32* pack_a_buf = tl_pack_a.get(static_cast<std::size_t>(round_up(mc_max, K::kTileRows) * kq_max * K::kAWords));
+  u32* pack_b_buf = tl_pack_b.get(static_cast<std::size_t>(round_up(nc_max, K::kTileCols) * kq_max));
 
   for (i64 jc = 0; jc < n; jc += nc_max) {
     const i64 nc = std::min(nc_max, n - jc);
     for (i64 pc = 0; pc < k; pc += kc_max) {
-      const i64 kc = std::min(kc_max, k - pc), kq = ceil_div(kc, 2);
+      const i64 kc = std::min(kc_max, k - pc), kq = K::padded_kq(ceil_div(kc, 2));
       const float beta_block = pc == 0 ? beta : 1.0f;
       const bool last_k_block = pc + kc == k;
       K::pack_b(trans_b, trans_b ? b + jc * ldb + pc : b + pc * ldb + jc, ldb, kc, nc, pack_b_buf);
       for (i64 ic = 0; ic < m; ic += mc_max) {
         const i64 mc = std::min(mc_max, m - ic);
         K::pack_a(trans_a, trans_a ? a + pc * lda + ic : a + ic * lda + pc, lda, mc, kc, pack_a_buf);
-        for (i64 jr = 0; jr < nc; jr += kNR) {
-          const i64 nr = std::min<i64>(kNR, nc - jr);
+        for (i64 jr = 0; jr < nc; jr += K::kTileCols) {
+          const i64 nr = std::min(K::kTileCols, nc - jr);
           const u32* pb = pack_b_buf + jr * kq;
-          for (i64 ir = 0; ir < mc; ir += kMR) {
-            const i64 mr = std::min<i64>(kMR, mc - ir);
+          for (i64 ir = 0; ir < mc; ir += K::kTileRows) {
+            const i64 mr = std::min(K::kTileRows, mc - ir);
             float* tile_c = c + (ic + ir) * ldc + jc + jr;
             K::tile(kq, pack_a_buf + ir * kq * K::kAWords, pb, tile_c, ldc, alpha, beta_block, mr, nr);
             if (last_k_block) apply_epilogue(epilogue, tile_c, ldc, mr, nr, jc + jr);
@@ -461,6 +637,12 @@ LADON_INLINE void gemm_driver(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, f
 #if LADON_X86
 LADON_TARGET_AVX512_BF16 void gemm_native(LADON_GEMM_ARGS) { gemm_driver<KernelNative>(LADON_GEMM_PASS); }
 [[gnu::target("arch=x86-64-v4")]] void gemm_fma(LADON_GEMM_ARGS) { gemm_driver<KernelFma>(LADON_GEMM_PASS); }
+LADON_TARGET_AMX void gemm_amx(LADON_GEMM_ARGS) {
+  static const TileConfig config;
+  _tile_loadconfig(&config);
+  gemm_driver<KernelAmx>(LADON_GEMM_PASS);
+  _tile_release();  // tile data back to its initial state: context switches need not save it
+}
 [[gnu::target("arch=x86-64-v4")]] void gemm_emulated_avx512(LADON_GEMM_ARGS) {
   gemm_driver<KernelEmulated<true>>(LADON_GEMM_PASS);
 }
@@ -481,7 +663,15 @@ void dispatch(Isa isa, Bf16Kernel top, LADON_GEMM_ARGS) {
 #if LADON_X86
   switch (isa) {
     case Isa::avx512_bf16:
-      return top == Bf16Kernel::dot ? gemm_native(LADON_GEMM_PASS) : gemm_fma(LADON_GEMM_PASS);
+      switch (top) {
+        case Bf16Kernel::dot:
+          return gemm_native(LADON_GEMM_PASS);
+        case Bf16Kernel::fma:
+          return gemm_fma(LADON_GEMM_PASS);
+        case Bf16Kernel::amx:
+          return gemm_amx(LADON_GEMM_PASS);
+      }
+      break;
     case Isa::avx512:
       return gemm_emulated_avx512(LADON_GEMM_PASS);
     case Isa::avx2:
@@ -495,8 +685,29 @@ void dispatch(Isa isa, Bf16Kernel top, LADON_GEMM_ARGS) {
   gemm_emulated_baseline(LADON_GEMM_PASS);
 }
 
+// AMX needs the CPU's AMX-TILE and AMX-BF16 and the kernel's leave to use the tile data state
+// (Linux 5.16 on: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), once per process).
+bool amx_usable() {
+#if LADON_X86 && defined(__linux__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  const bool amx_bf16 = (edx >> 22 & 1u) != 0, amx_tile = (edx >> 24 & 1u) != 0;
+  if (!amx_bf16 || !amx_tile || !isa_supported(Isa::avx512_bf16)) return false;
+  constexpr long kReqXcompPerm = 0x1023, kXtiledata = 18;  // asm/prctl.h, the XSAVE feature number
+  return syscall(SYS_arch_prctl, kReqXcompPerm, kXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+
+bool amx_available() {
+  static const bool available = amx_usable();
+  return available;
+}
+
 Bf16Kernel pick_bf16_kernel() {
 #if LADON_X86
+  if (amx_available()) return Bf16Kernel::amx;
   return __builtin_cpu_is("intel") ? Bf16Kernel::fma : Bf16Kernel::dot;
 #else
   return Bf16Kernel::dot;
@@ -523,29 +734,45 @@ Bf16Kernel gemm_bf16_kernel() {
   return kernel;
 }
 
-namespace {
-// The kernel for one product: gemm_bf16_kernel(), except that products too thin for the FMA
-// kernel's extra pass over A (fewer than 14 rows, 16 columns or 16 k values: the 1 to 8-wide
-// products of small models) take vdpbf16ps where the CPU has it. Measured on the Intel Xeon: fma
-// 0.89-0.96x of dot at 1 x 16 x 32, 32 x 16 x 1 and 32 x 8 x 64, 1.04-1.34x from 16 x 32 x 32 up
-// (1.65x at the model shapes). The two give the same bits (test_gemm_bf16.cpp), so which one ran
-// never shows in a result.
-Bf16Kernel kernel_for(i64 m, i64 n, i64 k) {
-  if (gemm_bf16_kernel() == Bf16Kernel::fma && (m < kMR || n < 16 || k < 16) && isa_supported(Isa::avx512_bf16))
+// gemm_bf16_kernel(), except for small products. AMX: under 4096 multiply-adds its fixed cost (the
+// tile configuration, packing whole 32 x 32 tiles) loses to vdpbf16ps (Intel Xeon, one thread: amx
+// 1.4-1.9x slower at 1 x 16 x 32, 32 x 16 x 1 and 8 x 8 x 8, level at 13 x 15 x 15, 2-3x faster from
+// 32 x 8 x 64 up). fma: products too thin for its extra pass over A (fewer than 14 rows, 16
+// columns or 16 k values) take vdpbf16ps (fma 0.89-0.96x of dot at 1 x 16 x 32, 32 x 16 x 1 and
+// 32 x 8 x 64, 1.04-1.34x from 16 x 32 x 32 up), with the same bits (test_gemm_bf16.cpp). The
+// parallel GEMMs (core/ops/linalg.cpp) give each thread at least 2^20 multiply-adds, so a thread
+// count never moves a product across the AMX threshold and results do not depend on it.
+Bf16Kernel gemm_bf16_kernel_for(i64 m, i64 n, i64 k) {
+  const Bf16Kernel kernel = gemm_bf16_kernel();
+  if (kernel == Bf16Kernel::amx && m * n * k < 4096) return Bf16Kernel::dot;
+  if (kernel == Bf16Kernel::fma && (m < kMR || n < 16 || k < 16) && isa_supported(Isa::avx512_bf16))
     return Bf16Kernel::dot;
-  return gemm_bf16_kernel();
+  return kernel;
 }
-}  // namespace
 
-void gemm_bf16(LADON_GEMM_ARGS) { dispatch(active_isa(), kernel_for(m, n, k), LADON_GEMM_PASS); }
+void gemm_bf16(LADON_GEMM_ARGS) { dispatch(active_isa(), gemm_bf16_kernel_for(m, n, k), LADON_GEMM_PASS); }
 
-void gemm_bf16_with_isa(Isa isa, LADON_GEMM_ARGS) { dispatch(isa, kernel_for(m, n, k), LADON_GEMM_PASS); }
+void gemm_bf16_with_isa(Isa isa, LADON_GEMM_ARGS) { dispatch(isa, gemm_bf16_kernel_for(m, n, k), LADON_GEMM_PASS); }
+
+bool bf16_kernel_supported(Bf16Kernel kernel) {
+  switch (kernel) {
+    case Bf16Kernel::dot:
+      return isa_supported(Isa::avx512_bf16);
+    case Bf16Kernel::fma:
+      return isa_supported(Isa::avx512);
+    case Bf16Kernel::amx:
+      return amx_available();
+  }
+  return false;
+}
 
 void gemm_bf16_with_kernel(Bf16Kernel kernel, LADON_GEMM_ARGS) {
-  if (kernel == Bf16Kernel::dot && !isa_supported(Isa::avx512_bf16))
-    throw std::invalid_argument("gemm_bf16_with_kernel: Bf16Kernel::dot needs AVX512_BF16, which this CPU lacks");
-  if (kernel == Bf16Kernel::fma && !isa_supported(Isa::avx512))
-    throw std::invalid_argument("gemm_bf16_with_kernel: Bf16Kernel::fma needs AVX-512, which this CPU lacks");
+  if (!bf16_kernel_supported(kernel)) {
+    constexpr const char* kNeeds[] = {"Bf16Kernel::dot needs AVX512_BF16", "Bf16Kernel::fma needs AVX-512",
+                                      "Bf16Kernel::amx needs AMX-BF16 and the kernel's leave to use it"};
+    throw std::invalid_argument(std::string("gemm_bf16_with_kernel: ") + kNeeds[static_cast<int>(kernel)] +
+                                ", which this machine lacks");
+  }
   dispatch(Isa::avx512_bf16, kernel, LADON_GEMM_PASS);
 }
 

@@ -51,12 +51,18 @@ void gemm_bf16_with_isa(Isa isa, bool trans_a, bool trans_b, std::int64_t m, std
                         float alpha, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta,
                         float* c, std::int64_t ldc, const Epilogue& epilogue = {});
 
-// The two micro-kernels of the Isa::avx512_bf16 level, which gemm_bf16 runs there (fma on Intel
-// CPUs, dot elsewhere and for products under 14 x 16 x 16 on Intel too), and one of them forced,
-// for tests and benchmarks: dot needs AVX512_BF16, fma AVX-512; std::invalid_argument when the CPU
-// lacks it.
-enum class Bf16Kernel { dot, fma };
+// The micro-kernels of the Isa::avx512_bf16 level: dot on vdpbf16ps (needs AVX512_BF16), fma (the
+// emulation's sums in FMAs, needs AVX-512), amx on the AMX tiles (needs AMX-BF16 and, on Linux, the
+// kernel's leave to use the tile state, asked for once per process). gemm_bf16_kernel(): amx where
+// it is available; else fma on Intel CPUs (their vdpbf16ps is slower than their FMAs) and dot
+// elsewhere. gemm_bf16_kernel_for(m, n, k): the one gemm_bf16 runs for a product at that level (dot
+// for small ones, see gemm_bf16.cpp). gemm_bf16_with_kernel forces one, for tests and benchmarks:
+// std::invalid_argument when the machine lacks it. dot and fma give the emulation's bits; amx its
+// own sums, within the bound above.
+enum class Bf16Kernel { dot, fma, amx };
+bool bf16_kernel_supported(Bf16Kernel kernel);
 Bf16Kernel gemm_bf16_kernel();
+Bf16Kernel gemm_bf16_kernel_for(std::int64_t m, std::int64_t n, std::int64_t k);
 void gemm_bf16_with_kernel(Bf16Kernel kernel, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
                            std::int64_t k, float alpha, const float* a, std::int64_t lda, const float* b,
                            std::int64_t ldb, float beta, float* c, std::int64_t ldc, const Epilogue& epilogue = {});

@@ -8,7 +8,9 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/gemm_bf16.h"
@@ -43,14 +45,17 @@ float round_bf16(float x) { return bf16_to_float(float_to_bf16(x)); }
 constexpr const auto& kAllIsas = ladon::kernels::kIsas;  // every set, weakest first (isa.h)
 using ladon::kernels::Bf16Kernel;
 
-// The AVX512_BF16-level kernels this CPU can run (vdpbf16ps needs AVX512_BF16, the FMA one AVX-512).
+// The AVX512_BF16-level kernels this machine can run (vdpbf16ps needs AVX512_BF16, the FMA one
+// AVX-512, the AMX one AMX-BF16).
 std::vector<Bf16Kernel> supported_kernels() {
   std::vector<Bf16Kernel> kernels;
-  if (ladon::kernels::isa_supported(Isa::avx512_bf16)) kernels.push_back(Bf16Kernel::dot);
-  if (ladon::kernels::isa_supported(Isa::avx512)) kernels.push_back(Bf16Kernel::fma);
+  for (Bf16Kernel k : {Bf16Kernel::dot, Bf16Kernel::fma, Bf16Kernel::amx})
+    if (ladon::kernels::bf16_kernel_supported(k)) kernels.push_back(k);
   return kernels;
 }
-const char* kernel_name(Bf16Kernel k) { return k == Bf16Kernel::dot ? "dot (vdpbf16ps)" : "fma"; }
+const char* kernel_name(Bf16Kernel k) {
+  return k == Bf16Kernel::dot ? "dot (vdpbf16ps)" : k == Bf16Kernel::fma ? "fma" : "amx";
+}
 
 struct Case {
   i64 m, n, k;
@@ -235,11 +240,13 @@ TEST_CASE("float_to_bf16 matches the CPU's vcvtneps2bf16 bit for bit") {
 }
 
 TEST_CASE("gemm_bf16: every variant matches a double product of bf16-rounded inputs at awkward sizes") {
-  // Sizes cross each block: MR = 14, NR = 32, KC = 768 (k-pairs, odd k), MC = 280, NC = 4096.
+  // Sizes cross each block: MR = 14, NR = 32, KC = 768 (k-pairs, odd k), MC = 280, NC = 4096; for
+  // AMX MR = 32 (two tiles of 16 rows), KC = 512, MC = 256, k padded to whole tiles of 32.
   const Case shapes[] = {{1, 1, 1, false, false},      {7, 17, 1, false, false},   {17, 7, 33, false, false},
                          {13, 31, 1023, false, false}, {15, 33, 2, false, false},  {29, 65, 769, false, false},
                          {300, 40, 50, false, false},  {1, 4100, 3, false, false}, {1023, 17, 9, false, false},
-                         {14, 32, 64, false, false},   {2, 3, 1537, false, false}};
+                         {14, 32, 64, false, false},   {2, 3, 1537, false, false}, {33, 48, 513, false, false},
+                         {257, 31, 32, false, false},  {64, 64, 31, false, false}};
   std::mt19937 rng(5);
   for (Case base : shapes)
     for (int layout = 0; layout < 4; ++layout) {
@@ -269,7 +276,7 @@ TEST_CASE("gemm_bf16: every variant matches a double product of bf16-rounded inp
     }
 }
 
-TEST_CASE("gemm_bf16: the AVX512_BF16-level kernels (vdpbf16ps, FMA) match the emulation") {
+TEST_CASE("gemm_bf16: the AVX512_BF16-level kernels (vdpbf16ps, FMA, AMX) match the emulation") {
   if (supported_kernels().empty()) {
     MESSAGE("no AVX-512 on this CPU: only the emulation ran");
     return;
@@ -327,11 +334,34 @@ TEST_CASE("gemm_bf16: k == 0 or alpha == 0 scales C by beta; an IsaOverride pick
   }
 }
 
-TEST_CASE("gemm_bf16: where both AVX512_BF16-level kernels run, they give the same bits") {
-  // gemm_bf16 mixes them by shape on Intel (thin products on vdpbf16ps, the rest on FMAs): that
-  // must never show in a result. Shapes on both sides of the rule (14 rows, 16 columns, 16 k).
-  if (supported_kernels().size() < 2) {
-    MESSAGE("this CPU runs one AVX512_BF16-level kernel at most");
+TEST_CASE("gemm_bf16_with_kernel: a kernel the machine lacks is a clear error, not an illegal instruction") {
+  const std::pair<Bf16Kernel, const char*> needs[] = {{Bf16Kernel::dot, "Bf16Kernel::dot needs AVX512_BF16"},
+                                                      {Bf16Kernel::fma, "Bf16Kernel::fma needs AVX-512"},
+                                                      {Bf16Kernel::amx, "Bf16Kernel::amx needs AMX-BF16"}};
+  float c = 0.0f;
+  const float one = 1.0f;
+  for (const auto& [kernel, message] : needs) {
+    CAPTURE(kernel_name(kernel));
+    if (ladon::kernels::bf16_kernel_supported(kernel)) {
+      ladon::kernels::gemm_bf16_with_kernel(kernel, false, false, 1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, &c, 1);
+      CHECK(c == 1.0f);
+    } else {
+      CHECK_THROWS_WITH_AS(ladon::kernels::gemm_bf16_with_kernel(kernel, false, false, 1, 1, 1, 1.0f, &one, 1, &one, 1,
+                                                                 0.0f, &c, 1),
+                           doctest::Contains(message), std::invalid_argument);
+    }
+  }
+  // What gemm_bf16 picks is always one the machine has.
+  if (ladon::kernels::isa_supported(Isa::avx512))
+    CHECK(ladon::kernels::bf16_kernel_supported(ladon::kernels::gemm_bf16_kernel()));
+}
+
+TEST_CASE("gemm_bf16: where both vdpbf16ps and FMA kernels run, they give the same bits") {
+  // gemm_bf16 mixes them by shape on Intel without AMX (thin products on vdpbf16ps, the rest on
+  // FMAs): that must never show in a result. Shapes on both sides of the rule (14 rows, 16 columns,
+  // 16 k).
+  if (!ladon::kernels::bf16_kernel_supported(Bf16Kernel::dot)) {
+    MESSAGE("no AVX512_BF16 on this CPU: only the FMA kernel runs at its level");
     return;
   }
   std::mt19937 rng(11);
@@ -342,7 +372,30 @@ TEST_CASE("gemm_bf16: where both AVX512_BF16-level kernels run, they give the sa
     CAPTURE(describe(c));
     const Problem p(c, rng);
     CHECK(p.run(Bf16Kernel::dot) == p.run(Bf16Kernel::fma));
-    CHECK(p.run(Isa::avx512_bf16) == p.run(Bf16Kernel::fma));  // what gemm_bf16 picks for the shape
+    // gemm_bf16 runs the kernel it names for the shape.
+    CHECK(p.run(Isa::avx512_bf16) == p.run(ladon::kernels::gemm_bf16_kernel_for(c.m, c.n, c.k)));
+  }
+}
+
+TEST_CASE("gemm_bf16: a row or column of C does not depend on how the product is split") {
+  // The parallel GEMMs hand each thread a block of rows or columns; every kernel's sums for one
+  // element of C must be the same in any block, or results would change with the thread count. The
+  // blocks here stay above the small-product rule, as the parallel split's do.
+  std::mt19937 rng(13);
+  const Problem p({96, 80, 700, false, false}, rng);
+  for (Bf16Kernel kernel : supported_kernels()) {
+    CAPTURE(kernel_name(kernel));
+    const std::vector<float> all = p.run(kernel);
+    std::vector<float> rows = p.c0, cols = p.c0;
+    for (i64 r0 : {i64{0}, i64{37}})  // rows [0, 37) and [37, 96)
+      ladon::kernels::gemm_bf16_with_kernel(kernel, false, false, r0 == 0 ? 37 : 59, 80, 700, 1.0f,
+                                            p.a.data() + r0 * p.lda, p.lda, p.b.data(), p.ldb, 0.0f,
+                                            rows.data() + r0 * p.ldc, p.ldc);
+    for (i64 c0 : {i64{0}, i64{45}})  // columns [0, 45) and [45, 80)
+      ladon::kernels::gemm_bf16_with_kernel(kernel, false, false, 96, c0 == 0 ? 45 : 35, 700, 1.0f, p.a.data(), p.lda,
+                                            p.b.data() + c0, p.ldb, 0.0f, cols.data() + c0, p.ldc);
+    CHECK(rows == all);
+    CHECK(cols == all);
   }
 }
 
