@@ -586,18 +586,29 @@ LADON_INLINE void gemm_driver(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, f
 // Whether the unpacked path is faster than packing, measured on Zen 5 (see bench/README.md): it wins
 // while the part of A one column of tiles walks stays in L2 and the 32-wide B panel is reused from
 // L1/L2; packing wins once A spills from L2 (1024^3) or transposed A rows are long.
-bool prefer_direct(bool trans_a, bool trans_b, i64 m, i64 k) {
+bool prefer_direct(bool trans_a, bool trans_b, i64 m, i64 n, i64 k) {
   // With k > 512 the 32-wide B panel (k x 128 bytes) no longer stays near L1 and the unpacked path
   // becomes erratic (183-213 GFLOP/s at 256x512x784 against a steady 198 packed). Transposed A
   // (one strided row of A per k step) loses to packing already at 512^3 (191 vs 203).
-  return !trans_b && k <= 512 && m * k <= (trans_a ? i64{1} << 17 : i64{1} << 18);
+  if (trans_b || k > 512 || m * k > (trans_a ? i64{1} << 17 : i64{1} << 18)) return false;
+  // On Intel the unpacked path also needs B's rows close enough: the panel walks k rows 4n bytes
+  // apart, and at n = 2048 (8 KB) they fall into so few L1 sets that it waits on L2. Intel Xeon
+  // (AVX-512), one thread, unpacked / packed: 0.47-0.56x at n = 2048 with k = 512 (the MMoE's
+  // 512 x 2048 x 512 experts, 75 against 159 GFLOP/s), 0.68-0.81x at n = 2048 with k <= 256;
+  // 0.86-1.10x at n = 512, where on two threads (each packing all of B for its rows) unpacked wins:
+  // the mlp b256 step 1.25x slower packed. Zen 5 keeps it at 512 x 2048 x 512 (227 against 210).
+  static const bool intel = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") != 0;
+  }();
+  return !intel || n <= 512;
 }
 
 template <bool ALLOW_DIRECT>
 LADON_TARGET_AVX512 void gemm_avx512(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, float alpha, const float* a,
                                      i64 lda, const float* b, i64 ldb, float beta, float* c, i64 ldc,
                                      const Epilogue& epilogue) {
-  if (ALLOW_DIRECT && prefer_direct(trans_a, trans_b, m, k)) {
+  if (ALLOW_DIRECT && prefer_direct(trans_a, trans_b, m, n, k)) {
     KernelAvx512::direct(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
     return;
   }

@@ -9,17 +9,20 @@
 // so the only error beyond float32 is the input rounding: |C - A B| <= (2^-8 + 2^-8 + k 2^-24) sum
 // |A||B| roughly, i.e. about 3 significant decimal digits per input and float32 sums.
 //
-// Variants (isa.h): under Isa::avx512_bf16 one of two packed 14 x 32 micro-kernels (Bf16Kernel):
-// `dot` on vdpbf16ps, or `fma`, the same sums in float32 FMAs on the bf16 halves split in
-// registers, with flush-to-zero on for the k loop. `fma` is for the CPUs whose vdpbf16ps is slower
-// than their FMAs: on the Intel Xeon of this project's machine (AVX-512, AVX512_BF16) vdpbf16ps
-// issues at 0.5 per cycle against 2 FMAs, so its 64 flops per instruction peak at half the FP32
-// GEMM's roof (measured: 117 against 234 GFLOP/s in one core's register-only loop). gemm_bf16
-// picks `fma` on Intel CPUs and `dot` on others (Zen 4/5: two vdpbf16ps per cycle on Zen 5). Under
-// any lower level the same numerics emulated in float32 multiply-adds, so every program and test
-// runs on every x86-64. The three agree to the bound in test_gemm_bf16.cpp (bit for bit on normal
-// inputs: same products, same order, same flushing). Single-threaded, like sgemm: callers split the
-// work.
+// Variants (isa.h): under Isa::avx512_bf16 one of three micro-kernels (Bf16Kernel): `dot`, a packed
+// 14 x 32 tile on vdpbf16ps; `fma`, the same sums in float32 FMAs on the bf16 halves split in
+// registers, with flush-to-zero on for the k loop; `amx`, 32 x 32 blocks of C on the AMX tiles
+// (tdpbf16ps). `fma` is for the CPUs whose vdpbf16ps is slower than their FMAs: on the Intel Xeon
+// of this project's machine (AVX-512, AVX512_BF16, AMX) vdpbf16ps issues at 0.5 per cycle against 2
+// FMAs, so its 64 flops per instruction peak at half the FP32 GEMM's roof (measured: 117 against
+// 234 GFLOP/s in one core's register-only loop), while tdpbf16ps reaches 3.1 TFLOP/s there. gemm_bf16
+// picks `amx` where the CPU has it (Sapphire Rapids on), else `fma` on Intel CPUs and `dot` on
+// others (Zen 4/5: two vdpbf16ps per cycle on Zen 5). Under any lower level the same numerics
+// emulated in float32 multiply-adds, so every program and test runs on every x86-64. dot, fma and
+// the emulation agree bit for bit on normal inputs (same products, same order, same flushing); amx
+// sums the same exact products in tdpbf16ps's own order and precision (closer to the exact sum than
+// the sequential order, on the Intel Xeon) and flushes denormal results too: all are held to the
+// bound in test_gemm_bf16.cpp. Single-threaded, like sgemm: callers split the work.
 #pragma once
 
 #include <cstdint>
