@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <type_traits>
 
 #include "gemm_internal.h"  // LADON_TARGET_AVX512, intrinsics
 #include "simd.h"
@@ -212,8 +213,10 @@ LADON_INLINE void take_max(float v, std::int64_t at, float& best, std::int64_t& 
 // padded to the full tile: rows of a small feature map (14 outputs) are shorter than one
 // AVX-512 vector, and the scalar remainder loop the compiler would run instead branches on every
 // compare (random data: about half mispredicted). Same results as the general loop.
-LADON_INLINE void max_pool2d_2x2_body(const Window2d& w, std::int64_t planes, const float* x, float* out,
-                                      std::int64_t* argmax) {
+// Index: std::int64_t, the winner's offset in its plane; std::uint8_t, its tap (max_pool2d_2x2_taps).
+template <class Index>
+LADON_INLINE void max_pool2d_2x2_impl(const Window2d& w, std::int64_t planes, const float* x, float* out,
+                                      Index* argmax) {
   constexpr std::int64_t kTile = 16;
   const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
   alignas(64) float rows[2][2 * kTile];
@@ -224,7 +227,7 @@ LADON_INLINE void max_pool2d_2x2_body(const Window2d& w, std::int64_t planes, co
       const std::int64_t top = 2 * oy * w.width;
       const float* in = x + p * plane + top;
       float* o = out + p * out_plane + oy * w.out_w;
-      std::int64_t* a = argmax + p * out_plane + oy * w.out_w;
+      Index* a = argmax + p * out_plane + oy * w.out_w;
       for (std::int64_t ox0 = 0; ox0 < w.out_w; ox0 += kTile) {
         const std::int64_t count = std::min(kTile, w.out_w - ox0);
         for (int r = 0; r < 2; ++r) {
@@ -245,10 +248,22 @@ LADON_INLINE void max_pool2d_2x2_body(const Window2d& w, std::int64_t planes, co
         }
         for (std::int64_t j = 0; j < count; ++j) {
           o[ox0 + j] = best[j];
-          a[ox0 + j] = top + 2 * (ox0 + j) + (tap[j] & 1) + (tap[j] >> 1) * w.width;
+          if constexpr (std::is_same_v<Index, std::uint8_t>)
+            a[ox0 + j] = static_cast<std::uint8_t>(tap[j]);
+          else
+            a[ox0 + j] = top + 2 * (ox0 + j) + (tap[j] & 1) + (tap[j] >> 1) * w.width;
         }
       }
     }
+}
+
+LADON_INLINE void max_pool2d_2x2_body(const Window2d& w, std::int64_t planes, const float* x, float* out,
+                                      std::int64_t* argmax) {
+  max_pool2d_2x2_impl(w, planes, x, out, argmax);
+}
+LADON_INLINE void max_pool2d_2x2_taps_body(const Window2d& w, std::int64_t planes, const float* x, float* out,
+                                           std::uint8_t* taps) {
+  max_pool2d_2x2_impl(w, planes, x, out, taps);
 }
 
 // The same values without the winners' offsets, for a forward that records no backward (no-grad:
@@ -274,28 +289,40 @@ LADON_INLINE void max_pool2d_2x2_values_body(const Window2d& w, std::int64_t pla
 // Its backward, writing every element of grad_x: the 2x2 windows do not overlap, so each input
 // element is the winner of its window (the output gradient) or not (0), and the elements past the
 // last window of an odd height or width are 0. No zeroed buffer, no scatter.
-LADON_INLINE void max_pool2d_2x2_backward_body(const Window2d& w, std::int64_t planes, const float* grad_out,
-                                               const std::int64_t* argmax, const float* mask, float* grad_x) {
+template <class Index>
+LADON_INLINE void max_pool2d_2x2_backward_impl(const Window2d& w, std::int64_t planes, const float* grad_out,
+                                               const Index* argmax, const float* mask, float* grad_x) {
+  constexpr bool kTaps = std::is_same_v<Index, std::uint8_t>;
   const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
   for (std::int64_t p = 0; p < planes; ++p) {
     float* gx = grad_x + p * plane;
     for (std::int64_t oy = 0; oy < w.out_h; ++oy) {
       const float* __restrict g = grad_out + p * out_plane + oy * w.out_w;
-      const std::int64_t* __restrict a = argmax + p * out_plane + oy * w.out_w;
+      const Index* __restrict a = argmax + p * out_plane + oy * w.out_w;
       const float* __restrict m = mask ? mask + p * out_plane + oy * w.out_w : nullptr;
       for (std::int64_t r = 0; r < 2; ++r) {
         const std::int64_t row = (2 * oy + r) * w.width;
         float* __restrict dst = gx + row;
         for (std::int64_t ox = 0; ox < w.out_w; ++ox) {
           const float gv = m && !(m[ox] > 0.0f) ? 0.0f : g[ox];
-          dst[2 * ox] = a[ox] == row + 2 * ox ? gv : 0.0f;
-          dst[2 * ox + 1] = a[ox] == row + 2 * ox + 1 ? gv : 0.0f;
+          const std::int64_t left = kTaps ? 2 * r : row + 2 * ox;  // what a[ox] holds when the left one won
+          dst[2 * ox] = a[ox] == left ? gv : 0.0f;
+          dst[2 * ox + 1] = a[ox] == left + 1 ? gv : 0.0f;
         }
         std::fill(dst + 2 * w.out_w, dst + w.width, 0.0f);
       }
     }
     std::fill(gx + 2 * w.out_h * w.width, gx + plane, 0.0f);
   }
+}
+
+LADON_INLINE void max_pool2d_2x2_backward_body(const Window2d& w, std::int64_t planes, const float* grad_out,
+                                               const std::int64_t* argmax, const float* mask, float* grad_x) {
+  max_pool2d_2x2_backward_impl(w, planes, grad_out, argmax, mask, grad_x);
+}
+LADON_INLINE void max_pool2d_2x2_taps_backward_body(const Window2d& w, std::int64_t planes, const float* grad_out,
+                                                    const std::uint8_t* taps, const float* mask, float* grad_x) {
+  max_pool2d_2x2_backward_impl(w, planes, grad_out, taps, mask, grad_x);
 }
 
 #if LADON_X86
@@ -309,11 +336,12 @@ LADON_INLINE void max_pool2d_2x2_backward_body(const Window2d& w, std::int64_t p
 // Both by hand for AVX-512 (the compiled bodies copy each tile through a local buffer, and the
 // backward's stride-2 stores do not vectorise): 16 windows at a time, their two input rows as 32
 // floats each, split into even and odd columns by a permute. Offsets are computed in int32
-// lanes, so only for planes below 2^31 elements (max_pool2d_2x2_fits).
+// lanes, so only for planes below 2^31 elements (max_pool2d_2x2_fits); taps fit any plane.
 bool max_pool2d_2x2_fits(const Window2d& w) { return w.height * w.width < (std::int64_t{1} << 31); }
 
+template <class Index>
 LADON_TARGET_AVX512 void max_pool2d_2x2_avx512(const Window2d& w, std::int64_t planes, const float* x, float* out,
-                                               std::int64_t* argmax) {
+                                               Index* argmax) {
   const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
@@ -323,7 +351,7 @@ LADON_TARGET_AVX512 void max_pool2d_2x2_avx512(const Window2d& w, std::int64_t p
       const std::int64_t top = 2 * oy * w.width;
       const float* in = x + p * plane + top;
       float* o = out + p * out_plane + oy * w.out_w;
-      std::int64_t* a = argmax + p * out_plane + oy * w.out_w;
+      Index* a = argmax + p * out_plane + oy * w.out_w;
       for (std::int64_t ox0 = 0; ox0 < w.out_w; ox0 += 16) {
         const std::int64_t count = std::min<std::int64_t>(16, w.out_w - ox0);
         const __mmask32 cols = detail::first_lanes32(2 * count);
@@ -346,21 +374,27 @@ LADON_TARGET_AVX512 void max_pool2d_2x2_avx512(const Window2d& w, std::int64_t p
         }
         const __mmask16 outs = detail::first_lanes16(count);
         _mm512_mask_storeu_ps(o + ox0, outs, best);
-        // top + 2 (ox0 + lane) + (tap & 1) + (tap >> 1) * width
-        const __m512i dx = _mm512_and_si512(tap, _mm512_set1_epi32(1));
-        const __m512i dy = _mm512_mullo_epi32(_mm512_srli_epi32(tap, 1), width);
-        const __m512i at = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(top + 2 * ox0)),
-                                            _mm512_add_epi32(even, _mm512_add_epi32(dx, dy)));  // even: 2 * lane
-        _mm512_mask_storeu_epi64(a + ox0, static_cast<__mmask8>(outs),
-                                 _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at)));
-        _mm512_mask_storeu_epi64(a + ox0 + 8, static_cast<__mmask8>(outs >> 8),
-                                 _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(at, 1)));
+        if constexpr (std::is_same_v<Index, std::uint8_t>) {
+          _mm512_mask_cvtepi32_storeu_epi8(a + ox0, outs, tap);
+        } else {
+          // top + 2 (ox0 + lane) + (tap & 1) + (tap >> 1) * width
+          const __m512i dx = _mm512_and_si512(tap, _mm512_set1_epi32(1));
+          const __m512i dy = _mm512_mullo_epi32(_mm512_srli_epi32(tap, 1), width);
+          const __m512i at = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(top + 2 * ox0)),
+                                              _mm512_add_epi32(even, _mm512_add_epi32(dx, dy)));  // even: 2 * lane
+          _mm512_mask_storeu_epi64(a + ox0, static_cast<__mmask8>(outs),
+                                   _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at)));
+          _mm512_mask_storeu_epi64(a + ox0 + 8, static_cast<__mmask8>(outs >> 8),
+                                   _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(at, 1)));
+        }
       }
     }
 }
 
-LADON_TARGET_AVX512 void max_pool2d_2x2_backward_avx512(const Window2d& w, std::int64_t planes, const float* grad_out,
-                                                        const std::int64_t* argmax, const float* mask, float* grad_x) {
+template <class Index>  // AVX512BW for the taps' byte loads (every x86-64-v4 CPU has it)
+__attribute__((target("avx512f,avx512vl,avx512bw,fma"))) void max_pool2d_2x2_backward_avx512(const Window2d& w, std::int64_t planes, const float* grad_out,
+                                                        const Index* argmax, const float* mask, float* grad_x) {
+  constexpr bool kTaps = std::is_same_v<Index, std::uint8_t>;
   const std::int64_t plane = w.height * w.width, out_plane = w.out_h * w.out_w;
   // Interleaves the even-column values e and the odd-column values o of 16 windows into 32 floats.
   const __m512i mix_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -371,7 +405,7 @@ LADON_TARGET_AVX512 void max_pool2d_2x2_backward_avx512(const Window2d& w, std::
     float* gx = grad_x + p * plane;
     for (std::int64_t oy = 0; oy < w.out_h; ++oy) {
       const float* g = grad_out + p * out_plane + oy * w.out_w;
-      const std::int64_t* a = argmax + p * out_plane + oy * w.out_w;
+      const Index* a = argmax + p * out_plane + oy * w.out_w;
       for (std::int64_t ox0 = 0; ox0 < w.out_w; ox0 += 16) {
         const std::int64_t count = std::min<std::int64_t>(16, w.out_w - ox0);
         const __mmask16 outs = detail::first_lanes16(count);
@@ -380,14 +414,21 @@ LADON_TARGET_AVX512 void max_pool2d_2x2_backward_avx512(const Window2d& w, std::
           const float* m = mask + p * out_plane + oy * w.out_w + ox0;
           gv = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(outs, m), zero, _CMP_GT_OQ), gv);
         }
-        const __m256i a_lo = _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(static_cast<__mmask8>(outs), a + ox0));
-        const __m256i a_hi =
-            _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(static_cast<__mmask8>(outs >> 8), a + ox0 + 8));
-        const __m512i at = _mm512_inserti64x4(_mm512_castsi256_si512(a_lo), a_hi, 1);
+        __m512i at;  // per window what argmax holds (int32 lanes)
+        if constexpr (kTaps) {
+          at = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(outs, a + ox0));
+        } else {
+          const __m256i a_lo = _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(static_cast<__mmask8>(outs), a + ox0));
+          const __m256i a_hi =
+              _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(static_cast<__mmask8>(outs >> 8), a + ox0 + 8));
+          at = _mm512_inserti64x4(_mm512_castsi256_si512(a_lo), a_hi, 1);
+        }
         const __mmask32 cols = detail::first_lanes32(2 * count);
         for (std::int64_t r = 0; r < 2; ++r) {
           const std::int64_t row = (2 * oy + r) * w.width + 2 * ox0;
-          const __m512i left = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(row)), lane2);
+          // What at holds where the window's left element in this row won: its tap, or its offset.
+          const __m512i left = kTaps ? _mm512_set1_epi32(static_cast<int>(2 * r))
+                                     : _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(row)), lane2);
           const __m512 e = _mm512_mask_mov_ps(zero, _mm512_cmpeq_epi32_mask(at, left), gv);
           const __m512 o =
               _mm512_mask_mov_ps(zero, _mm512_cmpeq_epi32_mask(at, _mm512_add_epi32(left, _mm512_set1_epi32(1))), gv);
@@ -423,6 +464,21 @@ void max_pool2d_2x2_backward(const Window2d& w, std::int64_t planes, const float
     return max_pool2d_2x2_backward_avx512(w, planes, grad_out, argmax, mask, grad_x);
 #endif
   Multiversion<max_pool2d_2x2_backward_body>::run(w, planes, grad_out, argmax, mask, grad_x);
+}
+
+void max_pool2d_2x2_taps(const Window2d& w, std::int64_t planes, const float* x, float* out, std::uint8_t* taps) {
+#if LADON_X86
+  if (active_isa() >= Isa::avx512) return max_pool2d_2x2_avx512(w, planes, x, out, taps);
+#endif
+  Multiversion<max_pool2d_2x2_taps_body>::run(w, planes, x, out, taps);
+}
+
+void max_pool2d_2x2_taps_backward(const Window2d& w, std::int64_t planes, const float* grad_out,
+                                  const std::uint8_t* taps, const float* mask, float* grad_x) {
+#if LADON_X86
+  if (active_isa() >= Isa::avx512) return max_pool2d_2x2_backward_avx512(w, planes, grad_out, taps, mask, grad_x);
+#endif
+  Multiversion<max_pool2d_2x2_taps_backward_body>::run(w, planes, grad_out, taps, mask, grad_x);
 }
 
 void max_pool2d(const Window2d& w, std::int64_t planes, const float* x, float* out, std::int64_t* argmax) {

@@ -94,6 +94,13 @@ void max_pool2d_backward(std::int64_t planes, std::int64_t in_plane, std::int64_
 bool max_pool2d_is_2x2(const Window2d& w);
 void max_pool2d_2x2_backward(const Window2d& w, std::int64_t planes, const float* grad_out, const std::int64_t* argmax,
                              const float* mask, float* grad_x);
+// The same 2x2 pool keeping each window's winner as its tap, one byte per output (0, 1: the top
+// row's left and right element; 2, 3: the bottom row's), and its backward from those taps, with the
+// same results as the offset pair above: what conv2d_max_pool2x2 keeps for its backward, an eighth
+// of the int64 offsets' bytes. Only for a window where max_pool2d_is_2x2.
+void max_pool2d_2x2_taps(const Window2d& w, std::int64_t planes, const float* x, float* out, std::uint8_t* taps);
+void max_pool2d_2x2_taps_backward(const Window2d& w, std::int64_t planes, const float* grad_out,
+                                  const std::uint8_t* taps, const float* mask, float* grad_x);
 
 // Average pooling. count_include_pad: divide by kh * kw (padding counts as zeros); otherwise by the
 // number of real elements under the window.

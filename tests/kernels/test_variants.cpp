@@ -392,6 +392,26 @@ void conv_rows() {
     for (const std::int64_t a : at) out.push_back(static_cast<float>(a));
     return out;
   });
+  // The same windows keeping taps (conv2d_max_pool2x2's bytes): the same values, and each tap
+  // names the element the offset kernel names, under each set.
+  check_variants("max_pool2d_2x2_taps", "max_pool2d 2x2 taps rows of n", [](i64 n) {
+    const ladon::kernels::Window2d w = pool_2x2_window(4, n);
+    std::vector<float> x = values(6 * n, 24);
+    for (std::size_t i = 0; i + 9 < x.size(); i += 11) x[i + 1] = x[i];  // ties
+    std::vector<float> out(static_cast<std::size_t>(6 * w.out_w)), with(out.size());
+    std::vector<std::uint8_t> taps(out.size(), 9);
+    std::vector<std::int64_t> at(out.size());
+    ladon::kernels::max_pool2d_2x2_taps(w, 3, x.data(), out.data(), taps.data());
+    ladon::kernels::max_pool2d(w, 3, x.data(), with.data(), at.data());
+    CHECK((out.empty() || std::memcmp(out.data(), with.data(), out.size() * sizeof(float)) == 0));
+    for (std::size_t i = 0; i < taps.size(); ++i) {
+      const i64 plane_row = static_cast<i64>(i) / w.out_w, ox = static_cast<i64>(i) % w.out_w;
+      const i64 oy = plane_row % w.out_h, top = 2 * oy * w.width;
+      CHECK(top + 2 * ox + (taps[i] & 1) + (taps[i] >> 1) * w.width == at[i]);
+    }
+    for (const std::uint8_t t : taps) out.push_back(static_cast<float>(t));
+    return out;
+  });
   // Without argmax (a no-grad forward): rows of n / 2 outputs, and an odd-height plane (its last
   // row in no window); its values are bit for bit those of the argmax kernel, under each set.
   check_variants("max_pool2d_2x2_values", "max_pool2d 2x2 values only", [](i64 n) {
@@ -428,6 +448,31 @@ void conv_rows() {
           std::vector<float> gx(static_cast<std::size_t>(15 * n + 1), -7.0f);  // one guard float past the planes
           ladon::kernels::max_pool2d_2x2_backward(w, 3, grad.data(), at.data(), masked ? pooled.data() : nullptr,
                                                   gx.data());
+          return gx;
+        });
+  // The same from taps: bit for bit the offsets' gradient, under each set.
+  for (const bool masked : {false, true})
+    check_variants(
+        "max_pool2d_2x2_taps_backward",
+        std::string("max_pool2d 2x2 taps backward rows of n") + (masked ? " masked" : ""), [masked](i64 n) {
+          const ladon::kernels::Window2d w = pool_2x2_window(5, n);
+          std::vector<float> x = values(15 * n, 27);
+          for (std::size_t i = 0; i + 9 < x.size(); i += 11) x[i + 1] = x[i];  // ties
+          for (std::size_t i = 5; i < x.size(); i += 37) x[i] = NAN;
+          for (std::size_t i = 3; i < x.size(); i += 13) x[i] = 0.0f;
+          std::vector<float> pooled(static_cast<std::size_t>(6 * w.out_w)), grad = values(6 * w.out_w, 28);
+          std::vector<std::int64_t> at(pooled.size());
+          std::vector<std::uint8_t> taps(pooled.size());
+          {
+            const ladon::kernels::IsaOverride baseline(Isa::baseline);  // the same winners for every variant
+            ladon::kernels::max_pool2d(w, 3, x.data(), pooled.data(), at.data());
+            ladon::kernels::max_pool2d_2x2_taps(w, 3, x.data(), pooled.data(), taps.data());
+          }
+          const float* mask = masked ? pooled.data() : nullptr;
+          std::vector<float> gx(static_cast<std::size_t>(15 * n + 1), -7.0f), from_offsets = gx;
+          ladon::kernels::max_pool2d_2x2_taps_backward(w, 3, grad.data(), taps.data(), mask, gx.data());
+          ladon::kernels::max_pool2d_2x2_backward(w, 3, grad.data(), at.data(), mask, from_offsets.data());
+          CHECK(std::memcmp(gx.data(), from_offsets.data(), gx.size() * sizeof(float)) == 0);
           return gx;
         });
 }
