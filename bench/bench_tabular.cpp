@@ -1,4 +1,4 @@
-// Three measurements for tabular / recommendation training (issue 12):
+// Four measurements for tabular / recommendation training (issue 12):
 //  1. csv: CsvReader (libcsv) over a generated census-like file into text columns, and with every
 //     numeric column converted too (CsvChunk::number), in MB/s on one core.
 //  2. embedding: one training step of a single embedding table with 2,048 lookups (dim 16, sum
@@ -9,9 +9,11 @@
 //     MMoE of 4 experts (32 -> 64, ReLU) with click and purchase towers (32), BCE per task summed,
 //     Adam, batch 2048, shuffled by TabularLoader: samples per second over whole epochs (batch
 //     gathering included) on 1 and 2 threads.
+//  4. sparse: the sparse step of 2. alone (matched traffic), 1k and 4M rows alternating, with Adam
+//     and with Adagrad, and the ratio the issue's target is about.
 // Each figure is the median of --repeats runs; compare ratios within one run (a shared machine).
 //
-//   build/bench/bench_tabular [--only csv,embedding,mmoe] [--mb 200] [--repeats 3] [--steps 200]
+//   build/bench/bench_tabular [--only csv,embedding,sparse,mmoe] [--mb 200] [--repeats 3] [--steps 200]
 //                             [--rows 1000000] [--epochs 1]
 #include <algorithm>
 #include <chrono>
@@ -179,10 +181,11 @@ std::int64_t distinct_rows(const Tensor& ids) {
 
 // Milliseconds per step: zero_grad, lookup 2,048 rows, sum, backward, Adam, with fresh ids each
 // step (all drawn before the clock starts). `distinct`: the mean distinct rows per timed step.
+template <class Opt = nn::Adam>
 StepTimes embedding_step_ms(std::int64_t rows, bool sparse, Traffic traffic, long steps, double* distinct = nullptr) {
   Generator gen(1);
   nn::Embedding table(rows, 16, {.sparse = sparse}, gen);
-  nn::Adam opt(table.parameters(), {.lr = 1e-3});
+  Opt opt(table.parameters(), {.lr = 1e-3});
   IdSource source(rows, traffic, 2);
   std::vector<Tensor> ids;
   for (long s = 0; s <= steps; ++s) ids.push_back(source.next());
@@ -202,7 +205,7 @@ StepTimes embedding_step_ms(std::int64_t rows, bool sparse, Traffic traffic, lon
     opt.step();
     t.optimizer += seconds_since(at);
   };
-  step(ids[0]);  // the first step allocates Adam's moments
+  step(ids[0]);  // the first step allocates the optimizer's state
   t = {};
   const auto start = clock_type::now();
   for (long s = 1; s <= steps; ++s) step(ids[static_cast<std::size_t>(s)]);
@@ -241,6 +244,36 @@ void bench_embedding(long repeats, long steps) {
     zipf.push_back(median(sparse));
   }
   std::printf("  zipf sparse step, 4M rows over 1k rows: %.2fx\n", zipf[2] / zipf[0]);
+}
+
+// The sparse step alone, matched traffic, the 1k-row and the 4M-row table alternating within each
+// repeat (so a change in the machine's load hits both), with Adam and with Adagrad (lazy: one state
+// row per table row instead of Adam's two).
+void bench_sparse(long repeats, long steps) {
+  std::printf(
+      "sparse embedding step (2,048 lookups, 1,000 distinct rows, dim 16), 1k and 4M rows interleaved, ms, "
+      "median of %ld:\n",
+      repeats);
+  std::printf("  %-8s %-9s %8s %8s %8s %8s\n", "optim", "rows", "step", "forward", "backward", "optim");
+  for (int kind = 0; kind < 2; ++kind) {
+    StepTimes med[2];
+    std::vector<double> parts[2][4];
+    for (long r = 0; r < repeats; ++r)
+      for (int big = 0; big < 2; ++big) {
+        const std::int64_t rows = big ? 4000000 : 1000;
+        const StepTimes t = kind == 0 ? embedding_step_ms<nn::Adam>(rows, true, Traffic::matched, steps)
+                                      : embedding_step_ms<nn::Adagrad>(rows, true, Traffic::matched, steps);
+        parts[big][0].push_back(t.total), parts[big][1].push_back(t.forward);
+        parts[big][2].push_back(t.backward), parts[big][3].push_back(t.optimizer);
+      }
+    for (int big = 0; big < 2; ++big) {
+      med[big] = {median(parts[big][0]), median(parts[big][1]), median(parts[big][2]), median(parts[big][3])};
+      std::printf("  %-8s %-9s %8.3f %8.3f %8.3f %8.3f\n", kind == 0 ? "Adam" : "Adagrad", big ? "4000000" : "1000",
+                  med[big].total, med[big].forward, med[big].backward, med[big].optimizer);
+    }
+    std::printf("  %s: 4M rows over 1k rows %.2fx (target <= 1.2x)\n", kind == 0 ? "Adam" : "Adagrad",
+                med[1].total / med[0].total);
+  }
 }
 
 // Samples per second of `epochs` whole epochs of the MMoE on the impression log.
@@ -294,10 +327,11 @@ void bench_mmoe(long rows, long epochs, long repeats) {
 int main(int argc, char** argv) try {
   set_num_threads(1);
   const long repeats = flag(argc, argv, "repeats", 3);
-  const std::string only = flag_text(argc, argv, "only") ? flag_text(argc, argv, "only") : "csv,embedding,mmoe";
+  const std::string only = flag_text(argc, argv, "only") ? flag_text(argc, argv, "only") : "csv,embedding,sparse,mmoe";
   auto wanted = [&](const char* section) { return ("," + only + ",").find(std::string(",") + section + ",") != std::string::npos; };
   if (wanted("csv")) bench_csv(flag(argc, argv, "mb", 200), repeats);
   if (wanted("embedding")) bench_embedding(repeats, flag(argc, argv, "steps", 200));
+  if (wanted("sparse")) bench_sparse(repeats, flag(argc, argv, "steps", 200));
   if (wanted("mmoe")) bench_mmoe(flag(argc, argv, "rows", 1000000), flag(argc, argv, "epochs", 1), repeats);
   return 0;
 } catch (const std::exception& e) {

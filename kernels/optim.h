@@ -24,4 +24,17 @@ void rmsprop_update(std::int64_t n, float* param, const float* grad, float* squa
 void adagrad_update(std::int64_t n, float* param, const float* grad, float* sum, float clr, float eps,
                     float weight_decay);
 
+// Row forms for the row-sparse gradient of a [num, dim] table, weight decay 0 (decay would touch
+// every row): for k < n, row rows[k] of the table and of each state array (at rows[k] * dim) takes
+// gradient row k (grad + k * dim); no other row is read or written. Every element is computed as
+// by the flat kernel, to the bit. Rows are prefetched a few ahead. SGD: no momentum (lazy momentum
+// would differ from the dense update).
+void sgd_update_rows(std::int64_t n, const std::int64_t* rows, std::int64_t dim, float* param, const float* grad,
+                     float lr);
+void adam_update_rows(std::int64_t n, const std::int64_t* rows, std::int64_t dim, float* param, const float* grad,
+                      float* exp_avg, float* exp_avg_sq, float lr, float beta1, float beta2, float eps,
+                      std::int64_t step);
+void adagrad_update_rows(std::int64_t n, const std::int64_t* rows, std::int64_t dim, float* param, const float* grad,
+                         float* sum, float clr, float eps);
+
 }  // namespace ladon::kernels

@@ -17,6 +17,7 @@ inline constexpr const char* kMultiversioned[] = {
     "unary",          "binary",           "compare",          "clamp",           "relu_grad",
     "sum_reduce",     "gram",             "softmax",          "softmax_cross_entropy",
     "sgd_update",     "adam_update",      "rmsprop_update",   "adagrad_update",
+    "sgd_update_rows", "adam_update_rows", "adagrad_update_rows",
     "channel_mean_var", "channel_scale_shift", "channel_grad_sums", "channel_combine",
     "max_pool2d_2x2", "conv_pad",       "conv_store",     "conv_gather",      "layer_norm_rows", "layer_norm_backward_rows",
     "max_pool2d_2x2_backward", "round_to_bf16", "max_pool2d_2x2_values", "max_pool2d_2x2_taps",

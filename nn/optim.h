@@ -113,23 +113,26 @@ class Optimizer : public Stateful {
     const float* grad;
     double lr, weight_decay;
     std::int64_t step;
-    // A row-sparse gradient is applied to its rows only, gathered: param and grad hold the touched
-    // rows one after another (numel = rows x dim), `staged` the same rows of each buffer, and
-    // rows is true; update() reads its buffers through buffer_at, and step() writes the rows back.
-    std::int64_t offset;
-    bool rows;
-    float* const* staged = nullptr;
   };
   virtual void update(const Update& u) = 0;
-  // Whether update() may be given the rows of a row-sparse gradient (else it is made dense), and
-  // how many of the leading buffers such an update uses (they are staged for it).
+  // One parameter's update from a row-sparse gradient (weight decay 0), from step(): n rows, each
+  // once and ascending, of a [num, dim] table, their gradient rows [n, dim], the group's lr and the
+  // step count including this one. Only those rows of the parameter and its buffers are touched.
+  struct RowUpdate {
+    std::size_t index;
+    std::int64_t n, dim;
+    const std::int64_t* rows;
+    float* param;
+    const float* grad;
+    double lr;
+    std::int64_t step;
+  };
+  virtual void update_rows(const RowUpdate& u);
+  // Whether update_rows() may be given a row-sparse gradient (else it is made dense).
   virtual bool row_updates() const { return false; }
-  virtual std::size_t row_buffers() const { return 0; }
-  // Parameter i's row-sparse gradient with every row once (ascending, values summed), or undefined
-  // when its gradient is dense or absent. Throws when the group's weight decay is not 0.
+  // Parameter i's row-sparse gradient (it must have one) with every row once (ascending, values
+  // summed).
   RowGrad sparse_gradient(std::size_t i) const;
-  // Applies parameter i's coalesced row-sparse gradient to its rows (one update() on them).
-  void update_rows(std::size_t i, const RowGrad& rg, double lr);
 
   // Options as a group sees them: the optimizer's own with the group's lr and weight decay.
   template <class Options>
@@ -141,9 +144,6 @@ class Optimizer : public Stateful {
   ParamState& state(std::size_t i) { return state_[i]; }
   // Buffer b of parameter i, created with initial_value(b) on first use.
   Tensor& buffer(std::size_t i, std::size_t b);
-  // Buffer b's floats for this update: the staged rows of a row-sparse update, else the buffer
-  // from offset.
-  float* buffer_at(const Update& u, std::size_t b);
   // What buffer b holds before a parameter's first update (zeros unless an optimizer says).
   virtual double initial_value(std::size_t /*b*/) const { return 0.0; }
 
@@ -186,6 +186,7 @@ class SGD : public Optimizer {
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
   void update(const Update& u) override;
+  void update_rows(const RowUpdate& u) override;
 
  private:
   SGDOptions options_;
@@ -210,11 +211,11 @@ class Adam : public Optimizer {
 
  protected:
   bool row_updates() const override { return !decoupled_; }  // AdamW decays every row
-  std::size_t row_buffers() const override { return 2; }
   Adam(std::vector<ParamGroup> groups, AdamOptions options, bool decoupled, const char* name);
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
   void update(const Update& u) override;
+  void update_rows(const RowUpdate& u) override;
 
  private:
   AdamOptions options_;
@@ -283,11 +284,11 @@ class Adagrad : public Optimizer {
 
  protected:
   bool row_updates() const override { return true; }
-  std::size_t row_buffers() const override { return 1; }
   double initial_value(std::size_t) const override { return options_.initial_accumulator_value; }
   std::vector<Hyper> hyperparameters() override;
   void validate_hyperparameters() const override;
   void update(const Update& u) override;
+  void update_rows(const RowUpdate& u) override;
 
  private:
   AdagradOptions options_;
