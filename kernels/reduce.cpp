@@ -96,6 +96,61 @@ void gram(std::int64_t rows, std::int64_t n, std::int64_t stride, const float* x
   Multiversion<gram_body>::run(rows, n, stride, x, out);
 }
 
+LADON_INLINE void mix_body(std::int64_t rows, std::int64_t n, std::int64_t width, const float* __restrict w,
+                           std::int64_t w_stride, const float* __restrict x, float* __restrict out) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* wr = w + r * w_stride;
+    const float* xr = x + r * n * width;
+    float* o = out + r * width;
+    for (std::int64_t j = 0; j < width; ++j) o[j] = 0.0f;
+    for (std::int64_t e = 0; e < n; ++e) {
+      const float we = wr[e];
+      const float* xe = xr + e * width;
+      for (std::int64_t j = 0; j < width; ++j) o[j] += we * xe[j];
+    }
+  }
+}
+
+void mix(std::int64_t rows, std::int64_t n, std::int64_t width, const float* w, std::int64_t w_stride, const float* x,
+         float* out) {
+  Multiversion<mix_body>::run(rows, n, width, w, w_stride, x, out);
+}
+
+LADON_INLINE void mix_backward_body(std::int64_t rows, std::int64_t n, std::int64_t width, const float* __restrict w,
+                                    std::int64_t w_stride, const float* __restrict x, const float* __restrict g,
+                                    float* __restrict dw, float* __restrict dx) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* gr = g + r * width;
+    for (std::int64_t e = 0; e < n; ++e) {
+      const float we = w[r * w_stride + e];
+      const float* xe = x + (r * n + e) * width;
+      float* dxe = dx + (r * n + e) * width;
+      float lanes[kLanes] = {};
+      std::int64_t j = 0;
+      for (; j + kLanes <= width; j += kLanes)
+        for (int k = 0; k < kLanes; ++k) {
+          lanes[k] += gr[j + k] * xe[j + k];
+          dxe[j + k] = we * gr[j + k];
+        }
+      // The lanes summed as a tree (8 + 8, 4 + 4, ...): a few vector steps, where a running sum was
+      // 16 dependent scalar adds per (row, expert), most of the kernel at MMoE's widths of 32-64.
+      for (int half = kLanes / 2; half > 0; half /= 2)
+        for (int k = 0; k < half; ++k) lanes[k] += lanes[k + half];
+      float total = lanes[0];
+      for (; j < width; ++j) {
+        total += gr[j] * xe[j];
+        dxe[j] = we * gr[j];
+      }
+      dw[r * n + e] = total;
+    }
+  }
+}
+
+void mix_backward(std::int64_t rows, std::int64_t n, std::int64_t width, const float* w, std::int64_t w_stride,
+                  const float* x, const float* g, float* dw, float* dx) {
+  Multiversion<mix_backward_body>::run(rows, n, width, w, w_stride, x, g, dw, dx);
+}
+
 void max_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* values,
                 std::int64_t* indices) {
   for (std::int64_t o = 0; o < outer; ++o) {

@@ -225,6 +225,24 @@ void reduction_rows() {
     ladon::kernels::gram(3, n, stride, x.data(), out.data());
     return std::vector<float>(out.begin(), out.end());
   });
+  // Rows of n values mixed over 3 experts, the weights read at a stride (a gate's column).
+  check_variants("mix", "mix", [](i64 n) {
+    const i64 rows = 2, experts = 3, w_stride = 5;
+    const std::vector<float> w = values(rows * w_stride, 13, -1.0f, 1.0f),
+                             x = values(rows * experts * n, 14, -1.0f, 1.0f);
+    std::vector<float> out(static_cast<std::size_t>(rows * n));
+    ladon::kernels::mix(rows, experts, n, w.data(), w_stride, x.data(), out.data());
+    return out;
+  });
+  check_variants("mix_backward", "mix_backward", [](i64 n) {
+    const i64 rows = 2, experts = 3, w_stride = 5;
+    const std::vector<float> w = values(rows * w_stride, 15, -1.0f, 1.0f),
+                             x = values(rows * experts * n, 16, -1.0f, 1.0f), g = values(rows * n, 17, -1.0f, 1.0f);
+    std::vector<float> out(static_cast<std::size_t>(rows * experts + rows * experts * n));
+    ladon::kernels::mix_backward(rows, experts, n, w.data(), w_stride, x.data(), g.data(), out.data(),
+                                 out.data() + rows * experts);
+    return out;
+  });
   check_variants("softmax_cross_entropy", "softmax_cross_entropy", [](i64 n) {
     const i64 rows = 3;
     const std::vector<float> x = values(rows * n, 11, -20.0f, 20.0f);
