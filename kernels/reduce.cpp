@@ -215,6 +215,36 @@ LADON_INLINE float softmax_row(std::int64_t n, const float* src, float* dst, boo
 
 LADON_INLINE void softmax_body(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out,
                                bool log) {
+  if (inner == 1 && n < kLanes) {
+    // Rows shorter than a vector (MMoE's gates over 4 experts) ran only softmax_row's scalar tail
+    // loops, one scalar exp per value. In blocks of rows instead: each row's max spread over its
+    // values, then one contiguous exp pass that vectorises; the sums keep softmax_row's order.
+    constexpr std::int64_t kBlockRows = 64;
+    float shift[kBlockRows * kLanes];
+    for (std::int64_t o0 = 0; o0 < outer; o0 += kBlockRows) {
+      const std::int64_t rows = outer - o0 < kBlockRows ? outer - o0 : kBlockRows, m = rows * n;
+      const float* src = x + o0 * n;
+      float* dst = out + o0 * n;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        float top = -std::numeric_limits<float>::infinity();
+        for (std::int64_t i = 0; i < n; ++i) top = src[r * n + i] > top ? src[r * n + i] : top;
+        for (std::int64_t i = 0; i < n; ++i) shift[r * n + i] = top;
+      }
+      for (std::int64_t k = 0; k < m; ++k) dst[k] = vexp(src[k] - shift[k]);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        float total = 0.0f;
+        for (std::int64_t i = 0; i < n; ++i) total += dst[r * n + i];
+        if (log) {
+          const float row_shift = shift[r * n] + vlog(total);
+          for (std::int64_t i = 0; i < n; ++i) dst[r * n + i] = src[r * n + i] - row_shift;
+        } else {
+          const float scale = 1.0f / total;
+          for (std::int64_t i = 0; i < n; ++i) dst[r * n + i] *= scale;
+        }
+      }
+    }
+    return;
+  }
   if (inner == 1) {
     for (std::int64_t o = 0; o < outer; ++o) softmax_row(n, x + o * n, out + o * n, log);
     return;
@@ -252,6 +282,27 @@ LADON_INLINE void softmax_body(std::int64_t outer, std::int64_t n, std::int64_t 
 
 void softmax(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out, bool log) {
   Multiversion<softmax_body>::run(outer, n, inner, x, out, log);
+}
+
+LADON_INLINE void softmax_backward_body(std::int64_t rows, std::int64_t n, const float* __restrict y,
+                                        const float* __restrict g, float* __restrict out) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* yr = y + r * n;
+    const float* gr = g + r * n;
+    float lanes[kLanes] = {};
+    std::int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+      for (int k = 0; k < kLanes; ++k) lanes[k] += gr[i + k] * yr[i + k];
+    for (int half = kLanes / 2; half > 0; half /= 2)
+      for (int k = 0; k < half; ++k) lanes[k] += lanes[k + half];
+    float dot = lanes[0];
+    for (; i < n; ++i) dot += gr[i] * yr[i];
+    for (i = 0; i < n; ++i) out[r * n + i] = yr[i] * (gr[i] - dot);
+  }
+}
+
+void softmax_backward(std::int64_t rows, std::int64_t n, const float* y, const float* g, float* out) {
+  Multiversion<softmax_backward_body>::run(rows, n, y, g, out);
 }
 
 LADON_INLINE void softmax_cross_entropy_body(std::int64_t rows, std::int64_t classes, const float* logits,

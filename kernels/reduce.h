@@ -26,6 +26,9 @@ void mix_backward(std::int64_t rows, std::int64_t n, std::int64_t width, const f
                   const float* x, const float* g, float* dw, float* dx);
 // Softmax (or log-softmax) along the middle axis.
 void softmax(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out, bool log);
+// The softmax's backward along contiguous rows [rows, n]: out = y * (g - sum_i g_i y_i) per row, for
+// y the softmax and g the gradient of it; one pass where mul, sum, sub and mul were four.
+void softmax_backward(std::int64_t rows, std::int64_t n, const float* y, const float* g, float* out);
 
 // Cross-entropy of each row of logits [rows, classes] against its class, fused with the softmax the
 // gradient needs: loss[r] = logsumexp(x[r]) - x[r, target[r]], probs[r] = softmax(x[r]). Targets are

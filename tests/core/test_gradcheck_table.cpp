@@ -108,6 +108,8 @@ std::vector<Case> table() {
       {"matmul 3d by 2d", [](In x) { return matmul(x[0], x[1]); }, {rnd({2, 3, 4}), rnd({4, 2})}},
       {"softmax", [](In x) { return softmax(x[0], 1); }, {rnd({3, 4})}},
       {"softmax dim 0", [](In x) { return softmax(x[0], 0); }, {rnd({3, 4})}},
+      // The fused backward along the last dim, over rows of a transposed 3-D input.
+      {"softmax 3-D last dim", [](In x) { return softmax(x[0].transpose(0, 1), -1); }, {rnd({3, 2, 5})}},
       {"log_softmax", [](In x) { return log_softmax(x[0], -1); }, {rnd({3, 4})}},
       {"softmax_cross_entropy", [](In x) { return softmax_cross_entropy(x[0], idx({2, 0, 3}, {3})); }, {rnd({3, 4})}},
       {"softmax_cross_entropy non-contiguous", [](In x) { return softmax_cross_entropy(x[0].t(), idx({1, 0}, {2})); },

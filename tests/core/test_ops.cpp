@@ -141,6 +141,22 @@ TEST_CASE("softmax and log_softmax") {
   check_close(softmax(tensor({0, 0, 0, std::log(3.0f)}, {2, 2}), 0), {0.5f, 0.25f, 0.5f, 0.75f});
 }
 
+TEST_CASE("softmax and log_softmax of many short rows (computed in blocks of rows) against double") {
+  // 150 rows of 4 (an MMoE gate's logits): three blocks of rows, the last one ragged.
+  Generator gen(5);
+  const Tensor x = randn({150, 4}, gen) * 5.0;
+  const std::vector<float> v = values(x), p = values(softmax(x, 1)), lp = values(log_softmax(x, 1));
+  for (std::size_t r = 0; r < 150; ++r) {
+    double top = -INFINITY, z = 0;
+    for (std::size_t i = 0; i < 4; ++i) top = std::max<double>(top, v[r * 4 + i]);
+    for (std::size_t i = 0; i < 4; ++i) z += std::exp(v[r * 4 + i] - top);
+    for (std::size_t i = 0; i < 4; ++i) {
+      CHECK(p[r * 4 + i] == doctest::Approx(std::exp(v[r * 4 + i] - top) / z).epsilon(1e-6));
+      CHECK(lp[r * 4 + i] == doctest::Approx(v[r * 4 + i] - top - std::log(z)).epsilon(1e-6));
+    }
+  }
+}
+
 TEST_CASE("softmax_cross_entropy: -log softmax at the target, gradient softmax - onehot, bad targets") {
   const Tensor x = tensor({1, 2, 3, 1000, 1000, 1000}, {2, 3}).requires_grad_();
   const double z = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);

@@ -217,6 +217,22 @@ void reduction_rows() {
                        return out;
                      });
   }
+  check_variants("softmax_backward", "softmax_backward", [](i64 n) {
+    // y of a softmax's size (about 1/n each), so the row's dot is g's weighted mean, not a sum of n.
+    const float mean = 1.0f / static_cast<float>(n + 1);
+    const std::vector<float> y = values(3 * n, 19, 0.0f, 2.0f * mean), g = values(3 * n, 20, -1.0f, 1.0f);
+    std::vector<float> out(static_cast<std::size_t>(3 * n));
+    ladon::kernels::softmax_backward(3, n, y.data(), g.data(), out.data());
+    return out;
+  });
+  // 130 rows: short rows go in blocks of 64, so two full blocks and a ragged one.
+  for (bool log : {false, true})
+    check_variants("softmax", std::string(log ? "log_softmax" : "softmax") + " 130 rows", [log](i64 n) {
+      const std::vector<float> x = values(130 * n, 18, -20.0f, 20.0f);
+      std::vector<float> out(static_cast<std::size_t>(130 * n));
+      ladon::kernels::softmax(130, n, 1, x.data(), out.data(), log);
+      return out;
+    });
   // Three rows, the middle one read at a stride longer than n (a column block of wider rows).
   check_variants("gram", "gram", [](i64 n) {
     const i64 stride = n + 5;
