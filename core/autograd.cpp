@@ -242,6 +242,10 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
     if (prune && !s.executes) continue;  // a captured tensor nothing further upstream is asked of
     const std::vector<bool>& needs = prune ? s.needed_inputs : node->needs_grad();
     Grads grads = node->apply(grad, needs);
+    // Our handle on the incoming gradient goes now: a backward that returns it or a view of it
+    // (reshape, transpose) then hands a leaf storage nobody else holds, which deliver_to_leaf
+    // keeps instead of cloning (a transposed weight's whole gradient, every step).
+    grad = Tensor();
     const auto& edges = node->edges();
     for (std::size_t i = 0; i < edges.size(); ++i) {
       const Node::Edge& edge = edges[i];

@@ -61,6 +61,10 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // products and a column sum, with no transposed copies. nn::Linear is built on it.
 using Activation = kernels::Activation;
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activation activation = Activation::none);
+// out[b] = sum_e weights[b, e] * values[b, e] for weights [batch, n], values [batch, n, width]:
+// [batch, width], the mixture of n experts' outputs by one gate (MMoE, OMoE). The same as
+// matmul(weights.unsqueeze(1), values).squeeze(1) without a tiny GEMM per row either way.
+Tensor mix(const Tensor& weights, const Tensor& values);
 
 Tensor softmax(const Tensor& x, std::int64_t dim);
 Tensor log_softmax(const Tensor& x, std::int64_t dim);

@@ -96,6 +96,61 @@ void gram(std::int64_t rows, std::int64_t n, std::int64_t stride, const float* x
   Multiversion<gram_body>::run(rows, n, stride, x, out);
 }
 
+LADON_INLINE void mix_body(std::int64_t rows, std::int64_t n, std::int64_t width, const float* __restrict w,
+                           std::int64_t w_stride, const float* __restrict x, float* __restrict out) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* wr = w + r * w_stride;
+    const float* xr = x + r * n * width;
+    float* o = out + r * width;
+    for (std::int64_t j = 0; j < width; ++j) o[j] = 0.0f;
+    for (std::int64_t e = 0; e < n; ++e) {
+      const float we = wr[e];
+      const float* xe = xr + e * width;
+      for (std::int64_t j = 0; j < width; ++j) o[j] += we * xe[j];
+    }
+  }
+}
+
+void mix(std::int64_t rows, std::int64_t n, std::int64_t width, const float* w, std::int64_t w_stride, const float* x,
+         float* out) {
+  Multiversion<mix_body>::run(rows, n, width, w, w_stride, x, out);
+}
+
+LADON_INLINE void mix_backward_body(std::int64_t rows, std::int64_t n, std::int64_t width, const float* __restrict w,
+                                    std::int64_t w_stride, const float* __restrict x, const float* __restrict g,
+                                    float* __restrict dw, float* __restrict dx) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* gr = g + r * width;
+    for (std::int64_t e = 0; e < n; ++e) {
+      const float we = w[r * w_stride + e];
+      const float* xe = x + (r * n + e) * width;
+      float* dxe = dx + (r * n + e) * width;
+      float lanes[kLanes] = {};
+      std::int64_t j = 0;
+      for (; j + kLanes <= width; j += kLanes)
+        for (int k = 0; k < kLanes; ++k) {
+          lanes[k] += gr[j + k] * xe[j + k];
+          dxe[j + k] = we * gr[j + k];
+        }
+      // The lanes summed as a tree (8 + 8, 4 + 4, ...): a few vector steps, where a running sum was
+      // 16 dependent scalar adds per (row, expert), most of the kernel at MMoE's widths of 32-64.
+      for (int half = kLanes / 2; half > 0; half /= 2)
+        for (int k = 0; k < half; ++k) lanes[k] += lanes[k + half];
+      float total = lanes[0];
+      for (; j < width; ++j) {
+        total += gr[j] * xe[j];
+        dxe[j] = we * gr[j];
+      }
+      dw[r * n + e] = total;
+    }
+  }
+}
+
+void mix_backward(std::int64_t rows, std::int64_t n, std::int64_t width, const float* w, std::int64_t w_stride,
+                  const float* x, const float* g, float* dw, float* dx) {
+  Multiversion<mix_backward_body>::run(rows, n, width, w, w_stride, x, g, dw, dx);
+}
+
 void max_reduce(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* values,
                 std::int64_t* indices) {
   for (std::int64_t o = 0; o < outer; ++o) {
@@ -160,6 +215,36 @@ LADON_INLINE float softmax_row(std::int64_t n, const float* src, float* dst, boo
 
 LADON_INLINE void softmax_body(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out,
                                bool log) {
+  if (inner == 1 && n < kLanes) {
+    // Rows shorter than a vector (MMoE's gates over 4 experts) ran only softmax_row's scalar tail
+    // loops, one scalar exp per value. In blocks of rows instead: each row's max spread over its
+    // values, then one contiguous exp pass that vectorises; the sums keep softmax_row's order.
+    constexpr std::int64_t kBlockRows = 64;
+    float shift[kBlockRows * kLanes];
+    for (std::int64_t o0 = 0; o0 < outer; o0 += kBlockRows) {
+      const std::int64_t rows = outer - o0 < kBlockRows ? outer - o0 : kBlockRows, m = rows * n;
+      const float* src = x + o0 * n;
+      float* dst = out + o0 * n;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        float top = -std::numeric_limits<float>::infinity();
+        for (std::int64_t i = 0; i < n; ++i) top = src[r * n + i] > top ? src[r * n + i] : top;
+        for (std::int64_t i = 0; i < n; ++i) shift[r * n + i] = top;
+      }
+      for (std::int64_t k = 0; k < m; ++k) dst[k] = vexp(src[k] - shift[k]);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        float total = 0.0f;
+        for (std::int64_t i = 0; i < n; ++i) total += dst[r * n + i];
+        if (log) {
+          const float row_shift = shift[r * n] + vlog(total);
+          for (std::int64_t i = 0; i < n; ++i) dst[r * n + i] = src[r * n + i] - row_shift;
+        } else {
+          const float scale = 1.0f / total;
+          for (std::int64_t i = 0; i < n; ++i) dst[r * n + i] *= scale;
+        }
+      }
+    }
+    return;
+  }
   if (inner == 1) {
     for (std::int64_t o = 0; o < outer; ++o) softmax_row(n, x + o * n, out + o * n, log);
     return;
@@ -197,6 +282,27 @@ LADON_INLINE void softmax_body(std::int64_t outer, std::int64_t n, std::int64_t 
 
 void softmax(std::int64_t outer, std::int64_t n, std::int64_t inner, const float* x, float* out, bool log) {
   Multiversion<softmax_body>::run(outer, n, inner, x, out, log);
+}
+
+LADON_INLINE void softmax_backward_body(std::int64_t rows, std::int64_t n, const float* __restrict y,
+                                        const float* __restrict g, float* __restrict out) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* yr = y + r * n;
+    const float* gr = g + r * n;
+    float lanes[kLanes] = {};
+    std::int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+      for (int k = 0; k < kLanes; ++k) lanes[k] += gr[i + k] * yr[i + k];
+    for (int half = kLanes / 2; half > 0; half /= 2)
+      for (int k = 0; k < half; ++k) lanes[k] += lanes[k + half];
+    float dot = lanes[0];
+    for (; i < n; ++i) dot += gr[i] * yr[i];
+    for (i = 0; i < n; ++i) out[r * n + i] = yr[i] * (gr[i] - dot);
+  }
+}
+
+void softmax_backward(std::int64_t rows, std::int64_t n, const float* y, const float* g, float* out) {
+  Multiversion<softmax_backward_body>::run(rows, n, y, g, out);
 }
 
 LADON_INLINE void softmax_cross_entropy_body(std::int64_t rows, std::int64_t classes, const float* logits,

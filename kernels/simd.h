@@ -21,7 +21,7 @@ inline constexpr const char* kMultiversioned[] = {
     "channel_mean_var", "channel_scale_shift", "channel_grad_sums", "channel_combine",
     "max_pool2d_2x2", "conv_pad",       "conv_store",     "conv_gather",      "layer_norm_rows", "layer_norm_backward_rows",
     "max_pool2d_2x2_backward", "round_to_bf16", "max_pool2d_2x2_values", "max_pool2d_2x2_taps",
-    "max_pool2d_2x2_taps_backward",
+    "max_pool2d_2x2_taps_backward", "mix", "mix_backward", "softmax_backward",
 };
 // Not through Multiversion, and so not in the list: sgemm (gemm.cpp) and gemm_bf16 (gemm_bf16.cpp)
 // dispatch on active_isa() themselves, with their own micro-kernels per set; their tests

@@ -80,7 +80,7 @@ Tensor AttentionAggregator::operator()(const std::vector<Tensor>& outputs) {
   const Tensor scores = matmul(stacked, query_.unsqueeze(1)).squeeze(2) * (1.0 / std::sqrt(static_cast<double>(dim)));
   const Tensor weights = softmax(scores, 1);  // [B, K]
   last_weights_ = weights.detach();
-  return matmul(weights.unsqueeze(1), stacked).squeeze(1);
+  return mix(weights, stacked);
 }
 
 Tensor RandomSelection::operator()(const std::vector<Tensor>& outputs) {
@@ -139,7 +139,7 @@ Tensor AdaptiveGate::operator()(const Tensor& context, const std::vector<Tensor>
               gate_.out_features());
   const Tensor weights = softmax(gate_(context), 1);  // [B, K]
   last_weights_ = weights.detach();
-  return matmul(weights.unsqueeze(1), stacked).squeeze(1);
+  return mix(weights, stacked);
 }
 
 }  // namespace ladon::mtl

@@ -70,14 +70,23 @@ std::vector<Tensor> GatedMixture::forward(const Tensor& x) {
   check_input(per_task_gates_ ? "MMoE" : "OMoE", x, experts_.in_features());
   const Tensor expert_out = experts_.forward(x);  // [B, E, H]
   const Tensor gates = forward_gates(per_task_gates_ ? task_gates_.entries() : std::span<Gate>(shared_gate_), x);
-  last_gates_ = gates.detach();                    // [B, G, E]
-  const Tensor mixed = matmul(gates, expert_out);  // [B, G, H]: every gate's mixture in one batched GEMM
-  // MMoE's gates are task parameters, so the experts' output is where sharing ends; OMoE's one
-  // gate is shared too, so its mixture is.
-  set_representation({per_task_gates_ ? expert_out : mixed});
+  last_gates_ = gates.detach();  // [B, G, E]
+  // Each gate's mixture [B, H] on its own (mix reads the gate's column of `gates` in place), so a
+  // tower reads a contiguous input and sends back a gradient of its own size: a batched matmul's
+  // [B, G, H] result, narrowed per tower, cost 2048 tiny GEMMs each way and a zero-filled
+  // [B, G, H] per tower backward (MMoE on the impression log: 0.9 of a 3.6 ms step, 2 threads).
   std::vector<Tensor> inputs;
-  for (std::size_t t = 0; t < towers_.size(); ++t)
-    inputs.push_back(mixed.narrow(1, per_task_gates_ ? static_cast<std::int64_t>(t) : 0, 1).squeeze(1));
+  if (per_task_gates_) {
+    for (std::size_t t = 0; t < towers_.size(); ++t)
+      inputs.push_back(mix(gates.narrow(1, static_cast<std::int64_t>(t), 1).squeeze(1), expert_out));
+    // MMoE's gates are task parameters, so the experts' output is where sharing ends.
+    set_representation({expert_out});
+  } else {
+    // OMoE's one gate is shared too, so its mixture [B, 1, H] is, and every tower reads it.
+    const Tensor mixed = mix(gates.squeeze(1), expert_out).unsqueeze(1);
+    set_representation({mixed});
+    inputs.assign(towers_.size(), mixed.squeeze(1));
+  }
   return towers_.forward(inputs);
 }
 

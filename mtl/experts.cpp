@@ -34,7 +34,9 @@ Tensor ExpertBank::forward(const Tensor& x) {
   LADON_CHECK(x.dim() == 2 && x.shape()[1] == in_, "ExpertBank", "expects input [batch, ", in_, "], got ",
               shape_str(x.shape()));
   const std::int64_t batch = x.shape()[0];
-  Tensor h = relu(matmul(x, first_weight_) + first_bias_).reshape({batch, experts_, hidden_[0]});
+  // linear() adds the bias and applies the ReLU in the GEMM's epilogue, and its backward takes
+  // them in one pass: three passes over [batch, experts * h] become one each way.
+  Tensor h = linear(x, first_weight_.t(), first_bias_, Activation::relu).reshape({batch, experts_, hidden_[0]});
   if (weights_.empty()) return h;
   h = h.transpose(0, 1);  // [experts, batch, h]: a view, the batched GEMM reads it in place
   for (std::size_t l = 0; l < weights_.size(); ++l) h = relu(matmul(h, weights_[l]) + biases_[l]);

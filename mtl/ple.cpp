@@ -8,7 +8,7 @@ namespace {
 // sum_e gate[b, e] * experts[b, e, :].
 Tensor mix(const Tensor& gate, const Tensor& experts, Tensor* gate_out) {
   if (gate_out) *gate_out = gate.detach();
-  return matmul(gate.unsqueeze(1), experts).squeeze(1);
+  return ladon::mix(gate, experts);
 }
 }  // namespace
 

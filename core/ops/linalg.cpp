@@ -1,6 +1,7 @@
-// matmul: 2-D, batched 3-D, and 3-D by a shared 2-D matrix. Transposed views reach the GEMM kernel
-// as a transpose flag, never as a copy.
+// matmul: 2-D, batched 3-D, and 3-D by a shared 2-D matrix; linear; mix (a gated mixture). Transposed views reach the
+// GEMM kernel as a transpose flag, never as a copy.
 #include "../../kernels/gemm.h"
+#include "../../kernels/reduce.h"
 #include "../autocast.h"
 #include "../autograd.h"
 #include "../ops.h"
@@ -145,10 +146,63 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activat
                   const AutocastGuard forward_precision(precision);  // dX and dW products as in the forward
                   Tensor dy = g;
                   if (activation == Activation::relu) dy = detail::relu_grad(y, g);
-                  Grads grads = {need[0] ? matmul(dy, w) : Tensor(), need[1] ? matmul(dy.t(), x) : Tensor()};
+                  // dW in the weight's layout, as matmul does: a transposed view (an [in, out]
+                  // matrix passed as .t(), like ExpertBank's) gets its gradient without a strided copy.
+                  const bool transposed = w.strides()[0] == 1 && w.strides()[1] != 1;
+                  Tensor dw;
+                  if (need[1]) dw = transposed ? matmul(x.t(), dy).t() : matmul(dy.t(), x);
+                  Grads grads = {need[0] ? matmul(dy, w) : Tensor(), dw};
                   if (need.size() > 2) grads.push_back(need[2] ? sum(dy, {0}) : Tensor());
                   return grads;
                 });
+}
+
+namespace {
+// Rows per thread of mix and its backward: at least ~16k multiply-adds, so a [2048, 4, 64] mixture
+// takes both threads and a handful of rows stays on one.
+std::int64_t mix_grain(std::int64_t experts, std::int64_t width) {
+  return std::max<std::int64_t>(1, (std::int64_t{1} << 14) / std::max<std::int64_t>(experts * width, 1));
+}
+}  // namespace
+
+Tensor mix(const Tensor& weights, const Tensor& values) {
+  const char* op = "mix";
+  detail::check_float(op, weights);
+  detail::check_float(op, values);
+  LADON_CHECK(weights.dim() == 2 && values.dim() == 3 && weights.shape()[0] == values.shape()[0] &&
+                  weights.shape()[1] == values.shape()[1],
+              op, "weights ", shape_str(weights.shape()), " and values ", shape_str(values.shape()),
+              ": expects weights [batch, n] and values [batch, n, width]");
+  const std::int64_t rows = values.shape()[0], n = values.shape()[1], width = values.shape()[2];
+  // A gate's column of [batch, gates, n] weights is read in place; anything else is made contiguous.
+  const Tensor w = weights.strides()[1] == 1 ? weights.detach() : weights.detach().contiguous();
+  const Tensor x = values.detach().contiguous();
+  const std::int64_t w_stride = w.strides()[0];
+  Tensor out = empty({rows, width});
+  {
+    const float* pw = w.data<float>();
+    const float* px = x.data<float>();
+    float* po = out.data<float>();
+    parallel_for(0, rows, mix_grain(n, width), [&](std::int64_t begin, std::int64_t end) {
+      kernels::mix(end - begin, n, width, pw + begin * w_stride, w_stride, px + begin * n * width, po + begin * width);
+    });
+  }
+  return record(out, op, {weights, values}, [w, x](const Tensor& g, const std::vector<bool>&) {
+    const std::int64_t rows = x.shape()[0], n = x.shape()[1], width = x.shape()[2];
+    const Tensor gc = g.contiguous();
+    Tensor dw = empty({rows, n}), dx = empty(x.shape());
+    const std::int64_t w_stride = w.strides()[0];
+    const float* pw = w.data<float>();
+    const float* px = x.data<float>();
+    const float* pg = gc.data<float>();
+    float* pdw = dw.data<float>();
+    float* pdx = dx.data<float>();
+    parallel_for(0, rows, mix_grain(n, width), [&](std::int64_t begin, std::int64_t end) {
+      kernels::mix_backward(end - begin, n, width, pw + begin * w_stride, w_stride, px + begin * n * width,
+                            pg + begin * width, pdw + begin * n, pdx + begin * n * width);
+    });
+    return Grads{dw, dx};
+  });
 }
 
 }  // namespace ladon

@@ -29,8 +29,20 @@ Tensor softmax_forward(const char* op, const Tensor& x, std::int64_t dim, bool l
 Tensor softmax(const Tensor& x, std::int64_t dim) {
   Tensor out = softmax_forward("softmax", x, dim, false);
   return record(out, "softmax", {x}, [y = out.detach(), dim](const Tensor& g, const std::vector<bool>&) {
-    // dx = y * (g - sum(g * y))
-    return Grads{mul(y, sub(g, sum(mul(g, y), {dim}, true)))};
+    // dx = y * (g - sum(g * y)): along the last dim in one fused pass (y is contiguous), else composed.
+    const std::int64_t d = detail::normalize_dim("softmax", dim, y.dim());
+    if (y.dim() == 0 || d != y.dim() - 1) return Grads{mul(y, sub(g, sum(mul(g, y), {dim}, true)))};
+    const std::int64_t n = y.shape()[d], rows = n == 0 ? 0 : y.numel() / n;
+    const Tensor gc = g.contiguous();
+    Tensor dx = empty(y.shape());
+    const float* py = y.data<float>();
+    const float* pg = gc.data<float>();
+    float* pd = dx.data<float>();
+    const std::int64_t grain = std::max<std::int64_t>(1, detail::kElementwiseGrain / std::max<std::int64_t>(n, 1));
+    parallel_for(0, rows, grain, [&](std::int64_t begin, std::int64_t end) {
+      kernels::softmax_backward(end - begin, n, py + begin * n, pg + begin * n, pd + begin * n);
+    });
+    return Grads{dx};
   });
 }
 

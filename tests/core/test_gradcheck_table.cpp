@@ -97,9 +97,19 @@ std::vector<Case> table() {
       {"linear relu",
        [](In x) { return linear(x[0], x[1], x[2], Activation::relu); },
        {tensor({1, -2, 0.5, 1}, {2, 2}), tensor({1, 0.5, -1, 1, 0.3, -0.9}, {3, 2}), tensor({0.3, -0.4, 0.2})}},
+      // An [in, out] weight passed transposed (ExpertBank's first layer): dW is made in its layout.
+      {"linear relu, transposed weight",
+       [](In x) { return linear(x[0], x[1].t(), x[2], Activation::relu); },
+       {tensor({1, -2, 0.5, 1}, {2, 2}), tensor({1, -1, 0.3, 0.5, 1, -0.9}, {2, 3}), tensor({0.3, -0.4, 0.2})}},
+      {"mix", [](In x) { return mix(x[0], x[1]); }, {rnd({3, 2}), rnd({3, 2, 5})}},
+      // One gate's column of [batch, gates, n] weights (read in place), values transposed (copied).
+      {"mix strided", [](In x) { return mix(x[0].narrow(1, 1, 1).squeeze(1), x[1].transpose(1, 2)); },
+       {rnd({3, 2, 4}), rnd({3, 17, 4})}},
       {"matmul 3d by 2d", [](In x) { return matmul(x[0], x[1]); }, {rnd({2, 3, 4}), rnd({4, 2})}},
       {"softmax", [](In x) { return softmax(x[0], 1); }, {rnd({3, 4})}},
       {"softmax dim 0", [](In x) { return softmax(x[0], 0); }, {rnd({3, 4})}},
+      // The fused backward along the last dim, over rows of a transposed 3-D input.
+      {"softmax 3-D last dim", [](In x) { return softmax(x[0].transpose(0, 1), -1); }, {rnd({3, 2, 5})}},
       {"log_softmax", [](In x) { return log_softmax(x[0], -1); }, {rnd({3, 4})}},
       {"softmax_cross_entropy", [](In x) { return softmax_cross_entropy(x[0], idx({2, 0, 3}, {3})); }, {rnd({3, 4})}},
       {"softmax_cross_entropy non-contiguous", [](In x) { return softmax_cross_entropy(x[0].t(), idx({1, 0}, {2})); },

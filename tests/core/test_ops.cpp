@@ -99,6 +99,24 @@ TEST_CASE("matmul") {
                        "matmul: [3] @ [3, 4]: supports 2-D @ 2-D, 3-D @ 3-D and 3-D @ 2-D", Error);
 }
 
+TEST_CASE("mix: each row's weighted sum of its n values, worked out by hand") {
+  // Row 0: 2 * [1, 2] - 1 * [3, 4] = [-1, 0]; row 1: 0.5 * [5, 6] + 0 * [7, 8] = [2.5, 3].
+  const Tensor w = tensor({2, -1, 0.5, 0}, {2, 2});
+  const Tensor x = tensor({1, 2, 3, 4, 5, 6, 7, 8}, {2, 2, 2});
+  CHECK(values(mix(w, x)) == std::vector<float>{-1, 0, 2.5, 3});
+  // Gate 1 of [batch, gates, n] weights [[9, 9], [2, -1]] and [[9, 9], [0.5, 0]], read at its stride.
+  const Tensor gates = tensor({9, 9, 2, -1, 9, 9, 0.5, 0}, {2, 2, 2});
+  CHECK(values(mix(gates.narrow(1, 1, 1).squeeze(1), x)) == std::vector<float>{-1, 0, 2.5, 3});
+  // Backward by hand with upstream ones: dw[b, e] = sum_j x[b, e, j], dx[b, e, j] = w[b, e].
+  const Tensor wg = w.clone().requires_grad_(), xg = x.clone().requires_grad_();
+  sum(mix(wg, xg)).backward();
+  CHECK(values(wg.grad()) == std::vector<float>{3, 7, 11, 15});
+  CHECK(values(xg.grad()) == std::vector<float>{2, 2, -1, -1, 0.5, 0.5, 0, 0});
+  CHECK_THROWS_WITH_AS(
+      mix(zeros({2, 3}), zeros({2, 4, 5})),
+      "mix: weights [2, 3] and values [2, 4, 5]: expects weights [batch, n] and values [batch, n, width]", Error);
+}
+
 TEST_CASE("matmul of a large product split across threads matches OpenBLAS in one call") {
   Generator gen(3);
   const Tensor a = randn({300, 200}, gen), b = randn({200, 150}, gen);
@@ -121,6 +139,22 @@ TEST_CASE("softmax and log_softmax") {
   check_close(log_softmax(x, 1), {float(1 - std::log(z)), float(2 - std::log(z)), float(3 - std::log(z)),
                                   float(-std::log(3.0)), float(-std::log(3.0)), float(-std::log(3.0))});
   check_close(softmax(tensor({0, 0, 0, std::log(3.0f)}, {2, 2}), 0), {0.5f, 0.25f, 0.5f, 0.75f});
+}
+
+TEST_CASE("softmax and log_softmax of many short rows (computed in blocks of rows) against double") {
+  // 150 rows of 4 (an MMoE gate's logits): three blocks of rows, the last one ragged.
+  Generator gen(5);
+  const Tensor x = randn({150, 4}, gen) * 5.0;
+  const std::vector<float> v = values(x), p = values(softmax(x, 1)), lp = values(log_softmax(x, 1));
+  for (std::size_t r = 0; r < 150; ++r) {
+    double top = -INFINITY, z = 0;
+    for (std::size_t i = 0; i < 4; ++i) top = std::max<double>(top, v[r * 4 + i]);
+    for (std::size_t i = 0; i < 4; ++i) z += std::exp(v[r * 4 + i] - top);
+    for (std::size_t i = 0; i < 4; ++i) {
+      CHECK(p[r * 4 + i] == doctest::Approx(std::exp(v[r * 4 + i] - top) / z).epsilon(1e-6));
+      CHECK(lp[r * 4 + i] == doctest::Approx(v[r * 4 + i] - top - std::log(z)).epsilon(1e-6));
+    }
+  }
 }
 
 TEST_CASE("softmax_cross_entropy: -log softmax at the target, gradient softmax - onehot, bad targets") {

@@ -217,6 +217,22 @@ void reduction_rows() {
                        return out;
                      });
   }
+  check_variants("softmax_backward", "softmax_backward", [](i64 n) {
+    // y of a softmax's size (about 1/n each), so the row's dot is g's weighted mean, not a sum of n.
+    const float mean = 1.0f / static_cast<float>(n + 1);
+    const std::vector<float> y = values(3 * n, 19, 0.0f, 2.0f * mean), g = values(3 * n, 20, -1.0f, 1.0f);
+    std::vector<float> out(static_cast<std::size_t>(3 * n));
+    ladon::kernels::softmax_backward(3, n, y.data(), g.data(), out.data());
+    return out;
+  });
+  // 130 rows: short rows go in blocks of 64, so two full blocks and a ragged one.
+  for (bool log : {false, true})
+    check_variants("softmax", std::string(log ? "log_softmax" : "softmax") + " 130 rows", [log](i64 n) {
+      const std::vector<float> x = values(130 * n, 18, -20.0f, 20.0f);
+      std::vector<float> out(static_cast<std::size_t>(130 * n));
+      ladon::kernels::softmax(130, n, 1, x.data(), out.data(), log);
+      return out;
+    });
   // Three rows, the middle one read at a stride longer than n (a column block of wider rows).
   check_variants("gram", "gram", [](i64 n) {
     const i64 stride = n + 5;
@@ -224,6 +240,24 @@ void reduction_rows() {
     std::vector<double> out(9);
     ladon::kernels::gram(3, n, stride, x.data(), out.data());
     return std::vector<float>(out.begin(), out.end());
+  });
+  // Rows of n values mixed over 3 experts, the weights read at a stride (a gate's column).
+  check_variants("mix", "mix", [](i64 n) {
+    const i64 rows = 2, experts = 3, w_stride = 5;
+    const std::vector<float> w = values(rows * w_stride, 13, -1.0f, 1.0f),
+                             x = values(rows * experts * n, 14, -1.0f, 1.0f);
+    std::vector<float> out(static_cast<std::size_t>(rows * n));
+    ladon::kernels::mix(rows, experts, n, w.data(), w_stride, x.data(), out.data());
+    return out;
+  });
+  check_variants("mix_backward", "mix_backward", [](i64 n) {
+    const i64 rows = 2, experts = 3, w_stride = 5;
+    const std::vector<float> w = values(rows * w_stride, 15, -1.0f, 1.0f),
+                             x = values(rows * experts * n, 16, -1.0f, 1.0f), g = values(rows * n, 17, -1.0f, 1.0f);
+    std::vector<float> out(static_cast<std::size_t>(rows * experts + rows * experts * n));
+    ladon::kernels::mix_backward(rows, experts, n, w.data(), w_stride, x.data(), g.data(), out.data(),
+                                 out.data() + rows * experts);
+    return out;
   });
   check_variants("softmax_cross_entropy", "softmax_cross_entropy", [](i64 n) {
     const i64 rows = 3;
