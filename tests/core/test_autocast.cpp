@@ -11,6 +11,7 @@
 
 #include "helpers.h"
 #include "kernels/conv.h"  // conv2d_direct_available
+#include "kernels/gemm_bf16.h"
 #include "kernels/isa.h"
 #include "ladon.h"
 
@@ -187,8 +188,28 @@ TEST_CASE("autocast: native and emulated bf16 give the same linear layer") {
   const Tensor x = randn({37, 50}, gen), w = randn({21, 50}, gen), b = randn({21}, gen);
   const AutocastGuard scope(Precision::bf16);
   const Tensor native = linear(x, w, b);
-  const kernels::IsaOverride emulate(kernels::Isa::avx512);
-  CHECK(values(linear(x, w, b)) == values(native));  // same sums in the same order (kernels test)
+  std::vector<float> emulated;
+  {
+    const kernels::IsaOverride emulate(kernels::Isa::avx512);
+    emulated = values(linear(x, w, b));
+  }
+  if (kernels::gemm_bf16_kernel_for(37, 21, 50) != kernels::Bf16Kernel::amx) {
+    CHECK(emulated == values(native));  // vdpbf16ps and FMA: the same sums in the same order (kernels test)
+    return;
+  }
+  // AMX sums the same exact products in its own order: float32 summation's bound on each output
+  // (k 2^-24 sum |x||w| for each of the two sums, plus the bias's rounding), against 2^-9 relative
+  // for an unrounded operand.
+  const std::vector<float> got = values(native), xs = values(x), ws = values(w), bs = values(b);
+  for (std::int64_t i = 0; i < 37; ++i)
+    for (std::int64_t j = 0; j < 21; ++j) {
+      double magnitude = std::fabs(bs[static_cast<std::size_t>(j)]);
+      for (std::int64_t p = 0; p < 50; ++p)
+        magnitude += std::fabs(static_cast<double>(xs[static_cast<std::size_t>(i * 50 + p)]) *
+                               ws[static_cast<std::size_t>(j * 50 + p)]);
+      const std::size_t o = static_cast<std::size_t>(i * 21 + j);
+      CHECK(std::fabs(got[o] - emulated[o]) <= 2.0 * 52.0 * std::ldexp(1.0, -24) * magnitude);
+    }
 }
 
 TEST_CASE("autocast: conv2d multiplies bf16-rounded operands, and its gradients follow the forward") {
