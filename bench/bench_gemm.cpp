@@ -30,17 +30,9 @@ const Shape kShapes[] = {{64, 64, 64},       {128, 128, 128}, {256, 256, 256},  
 
 // Which kernel ours_bf16 runs on this machine.
 const char* bf16_kernel_description() {
-  using ladon::kernels::Bf16Kernel;
-  if (!ladon::kernels::isa_supported(Isa::avx512_bf16)) return "emulated";
-  switch (ladon::kernels::gemm_bf16_kernel()) {
-    case Bf16Kernel::dot:
-      return "vdpbf16ps";
-    case Bf16Kernel::fma:
-      return "fma on bf16 halves";
-    case Bf16Kernel::amx:
-      return "AMX tiles";
-  }
-  return "?";
+  return ladon::kernels::isa_supported(Isa::avx512_bf16)
+             ? ladon::kernels::bf16_kernel_name(ladon::kernels::gemm_bf16_kernel())
+             : "emulated";
 }
 
 enum class Impl { ours, openblas, packed, avx2, scalar, bf16 };

@@ -766,6 +766,18 @@ bool bf16_kernel_supported(Bf16Kernel kernel) {
   return false;
 }
 
+const char* bf16_kernel_name(Bf16Kernel kernel) {
+  switch (kernel) {
+    case Bf16Kernel::dot:
+      return "dot (vdpbf16ps)";
+    case Bf16Kernel::fma:
+      return "fma";
+    case Bf16Kernel::amx:
+      return "amx";
+  }
+  return "?";
+}
+
 void gemm_bf16_with_kernel(Bf16Kernel kernel, LADON_GEMM_ARGS) {
   if (!bf16_kernel_supported(kernel)) {
     constexpr const char* kNeeds[] = {"Bf16Kernel::dot needs AVX512_BF16", "Bf16Kernel::fma needs AVX-512",

@@ -64,6 +64,7 @@ void gemm_bf16_with_isa(Isa isa, bool trans_a, bool trans_b, std::int64_t m, std
 // own sums, within the bound above.
 enum class Bf16Kernel { dot, fma, amx };
 bool bf16_kernel_supported(Bf16Kernel kernel);
+const char* bf16_kernel_name(Bf16Kernel kernel);  // "dot (vdpbf16ps)", "fma", "amx"
 Bf16Kernel gemm_bf16_kernel();
 Bf16Kernel gemm_bf16_kernel_for(std::int64_t m, std::int64_t n, std::int64_t k);
 void gemm_bf16_with_kernel(Bf16Kernel kernel, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,

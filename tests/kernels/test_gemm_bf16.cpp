@@ -44,6 +44,7 @@ float round_bf16(float x) { return bf16_to_float(float_to_bf16(x)); }
 
 constexpr const auto& kAllIsas = ladon::kernels::kIsas;  // every set, weakest first (isa.h)
 using ladon::kernels::Bf16Kernel;
+using ladon::kernels::bf16_kernel_name;
 
 // The AVX512_BF16-level kernels this machine can run (vdpbf16ps needs AVX512_BF16, the FMA one
 // AVX-512, the AMX one AMX-BF16).
@@ -52,9 +53,6 @@ std::vector<Bf16Kernel> supported_kernels() {
   for (Bf16Kernel k : {Bf16Kernel::dot, Bf16Kernel::fma, Bf16Kernel::amx})
     if (ladon::kernels::bf16_kernel_supported(k)) kernels.push_back(k);
   return kernels;
-}
-const char* kernel_name(Bf16Kernel k) {
-  return k == Bf16Kernel::dot ? "dot (vdpbf16ps)" : k == Bf16Kernel::fma ? "fma" : "amx";
 }
 
 struct Case {
@@ -261,7 +259,7 @@ TEST_CASE("gemm_bf16: every variant matches a double product of bf16-rounded inp
       std::vector<std::pair<std::string, std::vector<float>>> results;
       for (Isa isa : kAllIsas)
         if (ladon::kernels::isa_supported(isa)) results.emplace_back(ladon::kernels::isa_name(isa), p.run(isa));
-      for (Bf16Kernel kernel : supported_kernels()) results.emplace_back(kernel_name(kernel), p.run(kernel));
+      for (Bf16Kernel kernel : supported_kernels()) results.emplace_back(bf16_kernel_name(kernel), p.run(kernel));
       for (const auto& [variant, got] : results) {
         double worst = 0.0;
         const i64 bad = p.misses(got, p.ref, worst);
@@ -288,7 +286,7 @@ TEST_CASE("gemm_bf16: the AVX512_BF16-level kernels (vdpbf16ps, FMA, AMX) match 
                         {33, 70, 255, true, true, 1.5f, 0.5f, true, Activation::relu}};
   for (const Case& c : cases)
     for (Bf16Kernel kernel : supported_kernels()) {
-      INFO("kernel: " << kernel_name(kernel));
+      INFO("kernel: " << bf16_kernel_name(kernel));
       const Problem p(c, rng);
       const std::vector<float> native = p.run(kernel);
       for (Isa emulated : {Isa::baseline, Isa::avx512}) {
@@ -341,7 +339,7 @@ TEST_CASE("gemm_bf16_with_kernel: a kernel the machine lacks is a clear error, n
   float c = 0.0f;
   const float one = 1.0f;
   for (const auto& [kernel, message] : needs) {
-    CAPTURE(kernel_name(kernel));
+    CAPTURE(bf16_kernel_name(kernel));
     if (ladon::kernels::bf16_kernel_supported(kernel)) {
       ladon::kernels::gemm_bf16_with_kernel(kernel, false, false, 1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, &c, 1);
       CHECK(c == 1.0f);
@@ -384,7 +382,7 @@ TEST_CASE("gemm_bf16: a row or column of C does not depend on how the product is
   std::mt19937 rng(13);
   const Problem p({96, 80, 700, false, false}, rng);
   for (Bf16Kernel kernel : supported_kernels()) {
-    CAPTURE(kernel_name(kernel));
+    CAPTURE(bf16_kernel_name(kernel));
     const std::vector<float> all = p.run(kernel);
     std::vector<float> rows = p.c0, cols = p.c0;
     for (i64 r0 : {i64{0}, i64{37}})  // rows [0, 37) and [37, 96)
@@ -416,7 +414,7 @@ TEST_CASE("gemm_bf16: denormal sums flush to zero in every variant, as vdpbf16ps
     CHECK(c == want);
   }
   for (Bf16Kernel kernel : supported_kernels()) {
-    CAPTURE(kernel_name(kernel));
+    CAPTURE(bf16_kernel_name(kernel));
     std::vector<float> c(4, -1.0f);
     ladon::kernels::gemm_bf16_with_kernel(kernel, false, false, 2, 2, 2, alpha, a.data(), 2, b.data(), 2, 0.0f,
                                           c.data(), 2);

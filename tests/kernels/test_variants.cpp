@@ -391,6 +391,16 @@ ladon::kernels::Window2d pool_2x2_window(i64 height, i64 width) {
   return w;
 }
 
+// Three planes of 5 x n for the 2x2 pool's backward rows: ties (the first must win), NaNs and
+// zeros (which a ReLU mask blocks).
+std::vector<float> pool_backward_input(i64 n) {
+  std::vector<float> x = values(15 * n, 27);
+  for (std::size_t i = 0; i + 9 < x.size(); i += 11) x[i + 1] = x[i];
+  for (std::size_t i = 5; i < x.size(); i += 37) x[i] = NAN;
+  for (std::size_t i = 3; i < x.size(); i += 13) x[i] = 0.0f;
+  return x;
+}
+
 void pool_rows() {
   // The 2x2 stride-2 fast path: 3 planes of 4 x 2n, ties and NaN included by values().
   check_variants("max_pool2d_2x2", "max_pool2d 2x2", [](i64 n) {
@@ -490,10 +500,7 @@ void conv_rows() {
         "max_pool2d_2x2_backward", std::string("max_pool2d 2x2 backward rows of n") + (masked ? " masked" : ""),
         [masked](i64 n) {
           const ladon::kernels::Window2d w = pool_2x2_window(5, n);
-          std::vector<float> x = values(15 * n, 27);
-          for (std::size_t i = 0; i + 9 < x.size(); i += 11) x[i + 1] = x[i];  // ties
-          for (std::size_t i = 5; i < x.size(); i += 37) x[i] = NAN;
-          for (std::size_t i = 3; i < x.size(); i += 13) x[i] = 0.0f;
+          const std::vector<float> x = pool_backward_input(n);
           std::vector<float> pooled(static_cast<std::size_t>(6 * w.out_w)), grad = values(6 * w.out_w, 28);
           std::vector<std::int64_t> at(pooled.size());
           {
@@ -511,10 +518,7 @@ void conv_rows() {
         "max_pool2d_2x2_taps_backward",
         std::string("max_pool2d 2x2 taps backward rows of n") + (masked ? " masked" : ""), [masked](i64 n) {
           const ladon::kernels::Window2d w = pool_2x2_window(5, n);
-          std::vector<float> x = values(15 * n, 27);
-          for (std::size_t i = 0; i + 9 < x.size(); i += 11) x[i + 1] = x[i];  // ties
-          for (std::size_t i = 5; i < x.size(); i += 37) x[i] = NAN;
-          for (std::size_t i = 3; i < x.size(); i += 13) x[i] = 0.0f;
+          const std::vector<float> x = pool_backward_input(n);
           std::vector<float> pooled(static_cast<std::size_t>(6 * w.out_w)), grad = values(6 * w.out_w, 28);
           std::vector<std::int64_t> at(pooled.size());
           std::vector<std::uint8_t> taps(pooled.size());
