@@ -96,6 +96,21 @@ void gram(std::int64_t rows, std::int64_t n, std::int64_t stride, const float* x
   Multiversion<gram_body>::run(rows, n, stride, x, out);
 }
 
+// sum_i a[i] b[i] in kLanes float lanes, the lanes summed as a tree (8 + 8, 4 + 4, ...), then the
+// tail: a few vector steps, where a running sum was n dependent scalar adds (most of mix_backward at
+// MMoE's widths of 32-64).
+LADON_INLINE float lane_dot(std::int64_t n, const float* __restrict a, const float* __restrict b) {
+  float lanes[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) lanes[k] += a[i + k] * b[i + k];
+  for (int half = kLanes / 2; half > 0; half /= 2)
+    for (int k = 0; k < half; ++k) lanes[k] += lanes[k + half];
+  float total = lanes[0];
+  for (; i < n; ++i) total += a[i] * b[i];
+  return total;
+}
+
 LADON_INLINE void mix_body(std::int64_t rows, std::int64_t n, std::int64_t width, const float* __restrict w,
                            std::int64_t w_stride, const float* __restrict x, float* __restrict out) {
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -123,25 +138,9 @@ LADON_INLINE void mix_backward_body(std::int64_t rows, std::int64_t n, std::int6
     const float* gr = g + r * width;
     for (std::int64_t e = 0; e < n; ++e) {
       const float we = w[r * w_stride + e];
-      const float* xe = x + (r * n + e) * width;
       float* dxe = dx + (r * n + e) * width;
-      float lanes[kLanes] = {};
-      std::int64_t j = 0;
-      for (; j + kLanes <= width; j += kLanes)
-        for (int k = 0; k < kLanes; ++k) {
-          lanes[k] += gr[j + k] * xe[j + k];
-          dxe[j + k] = we * gr[j + k];
-        }
-      // The lanes summed as a tree (8 + 8, 4 + 4, ...): a few vector steps, where a running sum was
-      // 16 dependent scalar adds per (row, expert), most of the kernel at MMoE's widths of 32-64.
-      for (int half = kLanes / 2; half > 0; half /= 2)
-        for (int k = 0; k < half; ++k) lanes[k] += lanes[k + half];
-      float total = lanes[0];
-      for (; j < width; ++j) {
-        total += gr[j] * xe[j];
-        dxe[j] = we * gr[j];
-      }
-      dw[r * n + e] = total;
+      dw[r * n + e] = lane_dot(width, gr, x + (r * n + e) * width);
+      for (std::int64_t j = 0; j < width; ++j) dxe[j] = we * gr[j];
     }
   }
 }
@@ -289,15 +288,8 @@ LADON_INLINE void softmax_backward_body(std::int64_t rows, std::int64_t n, const
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* yr = y + r * n;
     const float* gr = g + r * n;
-    float lanes[kLanes] = {};
-    std::int64_t i = 0;
-    for (; i + kLanes <= n; i += kLanes)
-      for (int k = 0; k < kLanes; ++k) lanes[k] += gr[i + k] * yr[i + k];
-    for (int half = kLanes / 2; half > 0; half /= 2)
-      for (int k = 0; k < half; ++k) lanes[k] += lanes[k + half];
-    float dot = lanes[0];
-    for (; i < n; ++i) dot += gr[i] * yr[i];
-    for (i = 0; i < n; ++i) out[r * n + i] = yr[i] * (gr[i] - dot);
+    const float dot = lane_dot(n, gr, yr);
+    for (std::int64_t i = 0; i < n; ++i) out[r * n + i] = yr[i] * (gr[i] - dot);
   }
 }
 
