@@ -78,6 +78,18 @@ void conv2d_direct_grad_transpose(const DirectConv& g, const float* grad, const 
 void conv2d_direct_weight_grad(const DirectConv& g, const float* padded, const float* grad_t, float* packed_grad);
 void conv2d_direct_unpack_add(const DirectConv& g, const float* packed_grad, float* weight_grad);
 
+// One input channel's weight and bias gradients (g.channels == 1: conv1 of the CNN, LeNet's first
+// layer), AVX-512 as the above, without the transpose: for one image,
+//   dw[o, 0, i, j] += sum_{y, x} grad[o, y, x] padded[y + i, x + j],   db[o] += sum_{y, x} grad[o, y, x],
+// grad read as it comes ([out_channels, out_h, out_w]), zeroed where mask[o, y, x] <= 0 when mask
+// is given. The sums stay as 16 lanes each in `lanes` (conv2d_single_channel_grad_size floats,
+// zeroed by the caller before the first image), summed across and added into a [out_channels, 1,
+// kh, kw] weight gradient and a bias gradient (either may be null) by conv2d_single_channel_grad_add.
+std::int64_t conv2d_single_channel_grad_size(const DirectConv& g);
+void conv2d_single_channel_weight_grad(const DirectConv& g, const float* padded, const float* grad, const float* mask,
+                                       float* lanes);
+void conv2d_single_channel_grad_add(const DirectConv& g, const float* lanes, float* weight_grad, float* bias_grad);
+
 // Max pooling over `planes` planes of height x width (channels in w is ignored). Padding counts as
 // -infinity. argmax holds the winning element's offset within its plane (y * width + x); the first
 // maximum wins ties. argmax may be null (a forward without backward): the same values only.

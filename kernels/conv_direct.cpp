@@ -487,6 +487,83 @@ LADON_TARGET_AVX512 void grad_transpose_avx512(i64 channels, i64 plane, const fl
   }
 }
 
+// One input channel (conv1 of the CNN, LeNet's first layer): the weight gradient straight from the
+// channel-major output gradient, without grad_transpose_avx512. With kh * kw taps of one channel the
+// transposed path's FMAs are few next to its transpose, and the transpose reads the output gradient
+// and the ReLU's mask with 32 rows in flight at once: perf on Zen 5 (bench_conv conv1 train, batch
+// 128) put half the backward in it, against 12% in weight_grad_tile. Here a vector is 16
+// consecutive output positions of one row, as in single_channel_tile; for NO <= 2 output channels
+// and NT <= 12 taps (i, j) the accumulators are
+//   acc[o][t] += grad[o, y, x0 ..] * padded[y + i, x0 + j ..]   (bsum[o] += grad[o, y, x0 ..]),
+// lanes kept apart until conv2d_single_channel_grad_add, so each channel's plane of the gradient
+// and of the mask is read once, front to back. Lanes past the row's end load as 0 on both sides.
+constexpr i64 kGradAhead = 2048;  // floats
+template <int NO, int NT>
+LADON_TARGET_AVX512 void single_channel_grad_tile(i64 out_h, i64 out_w, i64 padded_w, const i64* __restrict offsets,
+                                                  const float* __restrict in, const float* __restrict grad,
+                                                  const float* __restrict mask, i64 plane, bool with_bias,
+                                                  float* __restrict lanes, i64 lane_stride) {
+  __m512 acc[NO][NT], bsum[NO];
+#pragma GCC unroll 2
+  for (int o = 0; o < NO; ++o) {
+    bsum[o] = _mm512_setzero_ps();
+#pragma GCC unroll 12
+    for (int t = 0; t < NT; ++t) acc[o][t] = _mm512_setzero_ps();
+  }
+  i64 off[NT];
+#pragma GCC unroll 12
+  for (int t = 0; t < NT; ++t) off[t] = offsets[t];
+  const __m512 zero = _mm512_setzero_ps();
+  for (i64 y = 0; y < out_h; ++y) {
+    const float* row = in + y * padded_w;
+    for (i64 x0 = 0; x0 < out_w; x0 += 16) {
+      const __mmask16 m = detail::first_lanes16(std::min<i64>(16, out_w - x0));
+      const i64 p = y * out_w + x0;
+      __m512 gv[NO];
+#pragma GCC unroll 2
+      for (int o = 0; o < NO; ++o) {
+        _mm_prefetch(reinterpret_cast<const char*>(grad + o * plane + p + kGradAhead), _MM_HINT_T1);
+        if (mask) _mm_prefetch(reinterpret_cast<const char*>(mask + o * plane + p + kGradAhead), _MM_HINT_T1);
+        gv[o] = _mm512_maskz_loadu_ps(m, grad + o * plane + p);
+        // As grad_transpose_avx512: zero where the mask is <= 0 or NaN.
+        if (mask) {
+          const __m512 mv = _mm512_maskz_loadu_ps(m, mask + o * plane + p);
+          gv[o] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(mv, zero, _CMP_GT_OQ), gv[o]);
+        }
+        bsum[o] = _mm512_add_ps(bsum[o], gv[o]);
+      }
+#pragma GCC unroll 12
+      for (int t = 0; t < NT; ++t) {
+        const __m512 a = _mm512_maskz_loadu_ps(m, row + off[t] + x0);
+#pragma GCC unroll 2
+        for (int o = 0; o < NO; ++o) acc[o][t] = _mm512_fmadd_ps(a, gv[o], acc[o][t]);
+      }
+    }
+  }
+#pragma GCC unroll 2
+  for (int o = 0; o < NO; ++o) {
+    float* l = lanes + o * lane_stride;
+#pragma GCC unroll 12
+    for (int t = 0; t < NT; ++t) _mm512_storeu_ps(l + 16 * t, _mm512_add_ps(_mm512_loadu_ps(l + 16 * t), acc[o][t]));
+    if (with_bias) {
+      float* b = lanes + o * lane_stride + (lane_stride - 16);
+      _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), bsum[o]));
+    }
+  }
+}
+
+using SingleChannelGradFn = void (*)(i64, i64, i64, const i64*, const float*, const float*, const float*, i64, bool,
+                                     float*, i64);
+constexpr i64 kGradTaps = 12;  // taps per single_channel_grad_tile: 24 accumulators for two channels
+
+template <std::size_t... I>
+constexpr auto single_channel_grad_table(std::index_sequence<I...>) {
+  return std::array<std::array<SingleChannelGradFn, 2>, sizeof...(I)>{
+      {{&single_channel_grad_tile<1, static_cast<int>(I) + 1>,
+        &single_channel_grad_tile<2, static_cast<int>(I) + 1>}...}};
+}
+constexpr auto kSingleChannelGradTiles = single_channel_grad_table(std::make_index_sequence<kGradTaps>{});
+
 // offsets[t]: where step t = (c, i, j) of the sum over (channel, tap) reads in the padded image,
 // relative to the output position: c * plane + i * padded_w + j.
 std::vector<i64> step_offsets(const DirectConv& g) {
@@ -603,6 +680,48 @@ void conv2d_direct_weight_grad(const DirectConv& g, const float* padded, const f
   (void)g, (void)padded, (void)grad_t, (void)packed_grad;
   needs_avx512();
 #endif
+}
+
+std::int64_t conv2d_single_channel_grad_size(const DirectConv& g) {
+  return g.out_channels * (g.kernel_h * g.kernel_w + 1) * 16;
+}
+
+void conv2d_single_channel_weight_grad(const DirectConv& g, const float* padded, const float* grad, const float* mask,
+                                       float* lanes) {
+#if LADON_X86
+  if (!conv2d_direct_weight_grad_available()) needs_avx512();
+  if (g.channels != 1) throw std::logic_error("conv2d_single_channel_weight_grad: needs one input channel");
+  const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1, plane = out_h * out_w;
+  const i64 taps = g.kernel_h * g.kernel_w, lane_stride = (taps + 1) * 16;
+  const std::vector<i64> offsets = step_offsets(g);
+  // Taps in near-equal chunks of at most kGradTaps (81 taps of a 9 x 9: 7 x 12 would leave 9; 25 of
+  // a 5 x 5: 9, 8, 8): every chunk re-reads the gradient, so fewer and fuller chunks are better.
+  const i64 chunks = detail::ceil_div(taps, kGradTaps), per = detail::ceil_div(taps, chunks);
+  for (i64 o0 = 0; o0 < g.out_channels; o0 += 2) {
+    const i64 no = std::min<i64>(2, g.out_channels - o0);
+    for (i64 t0 = 0; t0 < taps; t0 += per) {
+      const i64 nt = std::min(per, taps - t0);
+      kSingleChannelGradTiles[nt - 1][no - 1](out_h, out_w, g.padded_w, offsets.data() + t0, padded, grad + o0 * plane,
+                                              mask ? mask + o0 * plane : nullptr, plane, t0 == 0,
+                                              lanes + o0 * lane_stride + t0 * 16, lane_stride);
+    }
+  }
+#else
+  (void)g, (void)padded, (void)grad, (void)mask, (void)lanes;
+  needs_avx512();
+#endif
+}
+
+void conv2d_single_channel_grad_add(const DirectConv& g, const float* lanes, float* weight_grad, float* bias_grad) {
+  const i64 taps = g.kernel_h * g.kernel_w;
+  for (i64 o = 0; o < g.out_channels; ++o)
+    for (i64 t = 0; t <= taps; ++t) {
+      const float* l = lanes + (o * (taps + 1) + t) * 16;
+      float sum = 0;
+      for (int v = 0; v < 16; ++v) sum += l[v];
+      if (t < taps && weight_grad) weight_grad[o * taps + t] += sum;
+      if (t == taps && bias_grad) bias_grad[o] += sum;
+    }
 }
 
 void conv2d_direct_unpack_add(const DirectConv& g, const float* packed, float* weight) {

@@ -187,20 +187,40 @@ struct DirectBackward {
   const ConvPlan& p;
   const kernels::DirectConv gf, gd;  // the forward's convolution, the input gradient's
   const bool need_w, need_b;
+  // One input channel in float32: conv2d_single_channel_weight_grad reads the output gradient in
+  // place (under bf16 it would have to be rounded first, which the transposed copy does). Its lane
+  // sums hold the bias gradient too: wpart serves both (computing the weight sums as well when only
+  // the bias is asked for, a rare case).
+  const bool single_channel;
   Tensor wpart, bpart, grad_t, padded_x, padded;
 
   DirectBackward(const ConvPlan& plan, bool need_w_, bool need_b_, bool need_x)
-      : p(plan), gf(plan.forward_direct()), gd(plan.input_grad_direct()), need_w(need_w_), need_b(need_b_) {
-    if (need_w) wpart = zeros({kernels::conv2d_direct_packed_size(gf)});
-    if (need_b) bpart = zeros({p.o});
-    if (need_w || need_b) grad_t = empty({p.l * kernels::conv2d_direct_grad_ld(gf)});
-    if (need_w) padded_x = empty({padded_size(gf)});
+      : p(plan),
+        gf(plan.forward_direct()),
+        gd(plan.input_grad_direct()),
+        need_w(need_w_),
+        need_b(need_b_),
+        single_channel(gf.channels == 1 && !plan.bf16) {
+    if (single_channel) {
+      if (need_w || need_b) wpart = zeros({kernels::conv2d_single_channel_grad_size(gf)});
+      if (need_w || need_b) padded_x = empty({padded_size(gf)});
+    } else {
+      if (need_w) wpart = zeros({kernels::conv2d_direct_packed_size(gf)});
+      if (need_b) bpart = zeros({p.o});
+      if (need_w || need_b) grad_t = empty({p.l * kernels::conv2d_direct_grad_ld(gf)});
+      if (need_w) padded_x = empty({padded_size(gf)});
+    }
     if (need_x) padded = empty({padded_size(gd)});
   }
   // Image x's weight and bias gradients from its output gradient g, zeroed where mask <= 0 (mask:
   // the ReLU's output, or null). The output gradient goes in masked and position-major (its channel
-  // sums are the bias gradient), against the padded image.
+  // sums are the bias gradient), against the padded image; with one channel, as it is.
   void weights(const float* x, const float* g, const float* mask) {
+    if (single_channel) {
+      kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, x, nullptr, padded_x.data<float>());
+      kernels::conv2d_single_channel_weight_grad(gf, padded_x.data<float>(), g, mask, wpart.data<float>());
+      return;
+    }
     kernels::conv2d_direct_grad_transpose(gf, g, mask, grad_t.data<float>(), need_b ? bpart.data<float>() : nullptr);
     if (!need_w) return;
     p.to_precision(grad_t.numel(), grad_t.data<float>());  // after the bias sums: float32
@@ -217,6 +237,10 @@ struct DirectBackward {
   }
   // Adds this thread's weight and bias gradients into gw and gb (under the caller's lock).
   void merge(float* gw, float* gb) const {
+    if (single_channel) {
+      if (need_w || need_b) kernels::conv2d_single_channel_grad_add(gf, wpart.data<float>(), gw, gb);
+      return;
+    }
     if (need_w) kernels::conv2d_direct_unpack_add(gf, wpart.data<float>(), gw);
     if (need_b)
       for (std::int64_t r = 0; r < p.o; ++r) gb[r] += bpart.data<float>()[r];

@@ -242,3 +242,57 @@ TEST_CASE("conv2d_direct_weight_grad: matches a plain loop for every tile shape,
               4e-6 * static_cast<double>(2 * plane + 1));
     }
 }
+
+TEST_CASE(
+    "conv2d_single_channel_weight_grad: matches a plain loop for every tap chunk and channel pair, over two images") {
+  if (!ladon::kernels::conv2d_direct_weight_grad_available()) return;
+  // One input channel: 9 taps (the CNN's conv1: 28 x 28, 32 channels), 4, 1, 25 (chunks of 9, 8, 8),
+  // 81 (LeNet's 9 x 9: 7 chunks of 12 and one of 9); odd channel counts (a last lone channel); rows
+  // of 1 to 36 positions (a part vector, one, two and three vectors).
+  const Case cases[] = {{1, 32, 3, 3, 30, 30}, {1, 33, 2, 2, 6, 15},  {1, 5, 1, 1, 4, 4},
+                        {1, 7, 5, 5, 9, 40},   {1, 10, 9, 9, 36, 36}, {1, 1, 3, 3, 3, 18}};
+  for (const Case& t : cases)
+    for (const bool masked : {false, true}) {
+      CAPTURE(t);
+      CAPTURE(masked);
+      const DirectConv g = t.conv();
+      const i64 oh = t.ph - t.kh + 1, ow = t.pw - t.kw + 1, plane = oh * ow, taps = t.kh * t.kw;
+      const i64 size = ladon::kernels::conv2d_single_channel_grad_size(g);
+      std::vector<float> lanes(static_cast<std::size_t>(size) + 16, 0.0f);  // 16 guard floats
+      std::vector<double> want_w(static_cast<std::size_t>(t.o * taps), 0.0), want_b(static_cast<std::size_t>(t.o), 0.0);
+      for (unsigned image = 0; image < 2; ++image) {
+        const std::vector<float> in = random_values(t.ph * t.pw, 40 + image);
+        std::vector<float> grad = random_values(t.o * plane, 50 + image);
+        std::vector<float> mask = random_values(t.o * plane, 60 + image);  // about half <= 0
+        // A NaN mask counts as <= 0; a NaN gradient under a mask <= 0 is dropped, as in the transpose.
+        mask[0] = std::nanf("");
+        grad[1] = masked && !(mask[1] > 0.0f) ? std::nanf("") : grad[1];
+        ladon::kernels::conv2d_single_channel_weight_grad(g, in.data(), grad.data(), masked ? mask.data() : nullptr,
+                                                          lanes.data());
+        for (i64 o = 0; o < t.o; ++o)
+          for (i64 y = 0; y < oh; ++y)
+            for (i64 x = 0; x < ow; ++x) {
+              const std::size_t at = static_cast<std::size_t>((o * oh + y) * ow + x);
+              const double gv = masked && !(mask[at] > 0.0f) ? 0.0 : grad[at];
+              want_b[static_cast<std::size_t>(o)] += gv;
+              for (i64 i = 0; i < t.kh; ++i)
+                for (i64 j = 0; j < t.kw; ++j)
+                  want_w[static_cast<std::size_t>((o * t.kh + i) * t.kw + j)] +=
+                      gv * in[static_cast<std::size_t>((y + i) * t.pw + x + j)];
+            }
+      }
+      for (std::size_t i = static_cast<std::size_t>(size); i < lanes.size(); ++i) CHECK(lanes[i] == 0.0f);
+      std::vector<float> got_w(want_w.size(), 1.0f), got_b(want_b.size(), 0.5f);  // grad_add adds
+      ladon::kernels::conv2d_single_channel_grad_add(g, lanes.data(), got_w.data(), got_b.data());
+      const double tol = 4e-6 * static_cast<double>(2 * plane + 1);
+      i64 bad = 0;
+      for (std::size_t i = 0; i < got_w.size(); ++i) bad += !(std::fabs(got_w[i] - (1.0 + want_w[i])) <= tol);
+      CHECK_MESSAGE(bad == 0, bad, " of ", got_w.size(), " weight gradients differ");
+      for (std::size_t o = 0; o < got_b.size(); ++o) CHECK(std::fabs(got_b[o] - (0.5 + want_b[o])) <= tol);
+      // Either gradient may be left out.
+      std::vector<float> only_b(want_b.size(), 0.0f);
+      ladon::kernels::conv2d_single_channel_grad_add(g, lanes.data(), nullptr, only_b.data());
+      for (std::size_t o = 0; o < only_b.size(); ++o)
+        CHECK(only_b[o] == doctest::Approx(got_b[o] - 0.5f).epsilon(1e-5));
+    }
+}
