@@ -17,7 +17,7 @@
 // --isa runs every kernel's variant for that instruction set (kernels/isa.h), to measure what the
 // SIMD variants buy; the default is the best the CPU supports. --balancer (mmoe models) combines the
 // three task losses with a balancer (equal, uncertainty, dwa, random, gradnorm, gls, imtl_l, stch,
-// famo, pcgrad, mgda, mgda_ub, cagrad, upgrad, dualproj, imtl_g, aligned_mtl, nash_mtl, gradvac,
+// famo, famo_next, pcgrad, mgda, mgda_ub, cagrad, upgrad, dualproj, imtl_g, aligned_mtl, nash_mtl, gradvac,
 // graddrop, db_mtl), so a method's step can be compared with equal weighting's. FAMO's step
 // includes its extra forward for the losses after the optimizer step (in the optimizer phase).
 // --bf16 1 runs every step under AutocastGuard(Precision::bf16) (core/autocast.h): the GEMMs of
@@ -123,6 +123,8 @@ std::unique_ptr<mtl::Balancer> make_balancer(const std::string& name, mtl::Multi
   if (name == "graddrop") return std::make_unique<mtl::GradDrop>(tasks, mtl::GradDropOptions{}, 1);
   if (name == "db_mtl") return std::make_unique<mtl::DBMTL>(tasks);
   if (name == "famo") return std::make_unique<mtl::FAMO>(tasks);
+  if (name == "famo_next")
+    return std::make_unique<mtl::FAMO>(tasks, mtl::FAMOOptions{.update = mtl::FAMOUpdate::next_batch});
   throw Error("unknown balancer '" + name + "'");
 }
 

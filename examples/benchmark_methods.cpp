@@ -113,6 +113,10 @@ const std::vector<Method> kMethods = {
      [](const MethodContext& c) { return make<mtl::GradDrop>(c.tasks(), mtl::GradDropOptions{}, c.seed); }},
     {"db_mtl", "gradient", [](const MethodContext& c) { return make<mtl::DBMTL>(c.tasks()); }},
     {"famo", "loss", [](const MethodContext& c) { return make<mtl::FAMO>(c.tasks()); }},
+    {"famo_next", "loss",
+     [](const MethodContext& c) {
+       return make<mtl::FAMO>(c.tasks(), mtl::FAMOOptions{.update = mtl::FAMOUpdate::next_batch});
+     }},
 };
 
 const Method& find_method(const std::string& name) {

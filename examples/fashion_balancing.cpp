@@ -4,9 +4,9 @@
 // the same balancer.backward(losses, model) call. Prints the per-task test accuracy of each method,
 // one row per method.
 //
-//   build/examples/fashion_balancing [--epochs 3] [--methods equal,uncertainty,gradnorm,dwa,random,pcgrad,mgda,mgda_ub,cagrad]
-//   (also: gls, imtl_l, stch, famo, upgrad, dualproj, imtl_g, aligned_mtl, nash_mtl, gradvac, graddrop,
-//   db_mtl)
+//   build/examples/fashion_balancing [--epochs 3] [--methods
+//   equal,uncertainty,gradnorm,dwa,random,pcgrad,mgda,mgda_ub,cagrad] (also: gls, imtl_l, stch, famo, famo_next,
+//   upgrad, dualproj, imtl_g, aligned_mtl, nash_mtl, gradvac, graddrop, db_mtl)
 #include <cstdio>
 #include <sstream>
 
@@ -43,6 +43,8 @@ std::vector<mtl::TaskResult> run(const std::string& method, const data::FashionM
   else if (method == "stch")
     balancer = std::make_unique<mtl::STCH>(2, mtl::STCHOptions{.steps_per_epoch = loader.num_batches(), .warmup_epochs = 1});
   else if (method == "famo") balancer = std::make_unique<mtl::FAMO>(2);
+  else if (method == "famo_next")
+    balancer = std::make_unique<mtl::FAMO>(2, mtl::FAMOOptions{.update = mtl::FAMOUpdate::next_batch});
   else if (method == "nash_mtl") balancer = std::make_unique<mtl::NashMTL>(2);
   else if (method == "gradvac") balancer = std::make_unique<mtl::GradVac>(2, mtl::GradVacOptions{}, 3);
   else if (method == "graddrop") balancer = std::make_unique<mtl::GradDrop>(2, mtl::GradDropOptions{}, 3);

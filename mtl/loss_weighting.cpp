@@ -303,6 +303,7 @@ void STCH::load_state(const nn::StateDict& state) {
 FAMO::FAMO(std::size_t tasks, FAMOOptions options)
     : LossBalancer("FAMO", tasks),
       min_losses_(options.min_losses.empty() ? std::vector<double>(tasks, 0.0) : options.min_losses),
+      update_(options.update),
       logits_(tasks, 0.0f, {.lr = options.lr, .weight_decay = options.gamma}) {
   LADON_CHECK(options.lr > 0 && std::isfinite(options.lr), "FAMO", "lr must be positive, got ", options.lr);
   LADON_CHECK(options.gamma >= 0 && std::isfinite(options.gamma), "FAMO", "gamma must be non-negative, got ",
@@ -323,9 +324,14 @@ std::vector<double> FAMO::log_gaps(const std::vector<double>& values, const char
 }
 
 void FAMO::decide(const std::vector<double>& values, MultiTaskModel&, const std::vector<Tensor>&) {
-  LADON_CHECK(before_.empty(), "FAMO", "backward() was called again without after_step(): FAMO needs the losses "
-              "of each batch after its optimizer step (the Trainer passes them; see Balancer::after_step)");
   std::vector<double> logs = log_gaps(values, "");
+  if (update_ == FAMOUpdate::next_batch) {
+    if (!before_.empty()) step_logits(logs);  // this batch's losses are the last step's after-losses
+  } else {
+    LADON_CHECK(before_.empty(), "FAMO",
+                "backward() was called again without after_step(): FAMO needs the losses "
+                "of each batch after its optimizer step (the Trainer passes them; see Balancer::after_step)");
+  }
   softmax_ = softmax(logits_.values(), 1.0);
   double c = 0;  // sum_t z_t / D_t, held constant
   for (std::size_t t = 0; t < values.size(); ++t) c += softmax_[t] / std::exp(logs[t]);
@@ -333,9 +339,7 @@ void FAMO::decide(const std::vector<double>& values, MultiTaskModel&, const std:
   before_ = std::move(logs);
 }
 
-void FAMO::update_after_step(const std::vector<double>& values) {
-  LADON_CHECK(!before_.empty(), "FAMO", "after_step() was called without a backward() before it");
-  const std::vector<double> after = log_gaps(values, " after the step");
+void FAMO::step_logits(const std::vector<double>& after) {
   const std::size_t tasks = num_tasks();
   std::vector<double> delta(tasks);
   double mean = 0;  // z . delta
@@ -343,16 +347,40 @@ void FAMO::update_after_step(const std::vector<double>& values) {
   std::vector<double> g(tasks);  // the softmax Jacobian's transpose times delta
   for (std::size_t t = 0; t < tasks; ++t) g[t] = softmax_[t] * (delta[t] - mean);
   logits_.step(g);
+}
+
+void FAMO::update_after_step(const std::vector<double>& values) {
+  LADON_CHECK(!before_.empty(), "FAMO", "after_step() was called without a backward() before it");
+  step_logits(log_gaps(values, " after the step"));
   before_.clear();
 }
 
-void FAMO::save_state(nn::StateDict& state) const { logits_.save(state, "logits"); }
+// next_batch carries the last backward's log D_t (and its z, which follows from the logits it was
+// taken with: those are saved before the update they will get) to the next backward.
+void FAMO::save_state(nn::StateDict& state) const {
+  logits_.save(state, "logits");
+  if (update_ == FAMOUpdate::next_batch) {
+    state.set("has_previous", static_cast<std::int64_t>(!before_.empty()));
+    if (!before_.empty()) set_numbers(state, "previous_log_gaps", before_);
+  }
+}
 
-void FAMO::check_state(const nn::StateDict& state) const { logits_.check(state, "logits", "FAMO"); }
+void FAMO::check_state(const nn::StateDict& state) const {
+  logits_.check(state, "logits", "FAMO");
+  const bool saved_next = state.contains("has_previous");
+  LADON_CHECK(saved_next == (update_ == FAMOUpdate::next_batch), "FAMO", "the state is of a ",
+              saved_next ? "next_batch" : "same_batch", " FAMO, the balancer updates from the ",
+              update_ == FAMOUpdate::next_batch ? "next batch" : "same batch");
+  if (saved_next && state.integer("has_previous", "FAMO")) numbers(state, "previous_log_gaps", num_tasks(), "FAMO");
+}
 
 void FAMO::load_state(const nn::StateDict& state) {
   logits_.load(state, "logits");
   before_.clear();
+  if (update_ == FAMOUpdate::next_batch && state.integer("has_previous")) {
+    before_ = numbers(state, "previous_log_gaps", num_tasks(), "FAMO");
+    softmax_ = softmax(logits_.values(), 1.0);
+  }
 }
 
 }  // namespace ladon::mtl

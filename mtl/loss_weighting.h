@@ -173,20 +173,30 @@ class STCH : public LossBalancer {
 // FAMO (Liu et al., NeurIPS 2023, "Fast Adaptive Multitask Optimization"), as FAMORef and LibMTL:
 // O(1) in the task count, no per-task gradient. With z = softmax(xi) and D_t = L_t - l*_t + 1e-8,
 // the network trains on sum_t (z_t / c) log D_t, c = sum_t z_t / D_t (held constant): weights
-// z_t / (c D_t) on the losses, summing to 1 over their D's. After the optimizer step, the losses
-// of the same batch again (after_step(), balancer.h: one extra forward) give
+// z_t / (c D_t) on the losses, summing to 1 over their D's. The step's effect on the losses gives
 // delta_t = log D_t - log D'_t, and xi takes one Adam step (L2 decay gamma, PyTorch-style) along
 // z o (delta - (z . delta) 1), toward the tasks whose log-loss fell least. No clipping (the
-// reference's recommendation). Every backward must be followed by after_step() before the next.
+// reference's recommendation). Where D' comes from is FAMOUpdate:
+//   same_batch  the losses of the same batch after the optimizer step (after_step(), balancer.h:
+//               one extra forward per step), the paper's Algorithm 1 and its code. Every backward
+//               must be followed by after_step() before the next.
+//   next_batch  the losses of the next batch, before its step: the ones its backward gets anyway,
+//               so no extra forward (the O(1) cost the paper claims, with the forward the LeNet of
+//               MultiFashion spends a third of its step in). The change then mixes the step's
+//               effect with the difference between two batches: a noisier delta, unbiased over
+//               batches drawn alike. Each backward first updates xi from the previous backward's
+//               losses, then weighs; a checkpoint keeps those losses, so a resumed run goes on exactly.
+enum class FAMOUpdate { same_batch, next_batch };
 struct FAMOOptions {
   double lr = 0.025;                    // Adam step size for the logits xi
   double gamma = 1e-3;                  // their L2 decay (LibMTL; FAMORef's famo.py: 0.01)
   std::vector<double> min_losses = {};  // the lower bounds l*_t; empty: all 0
+  FAMOUpdate update = FAMOUpdate::same_batch;
 };
 class FAMO : public LossBalancer {
  public:
   FAMO(std::size_t tasks, FAMOOptions options = {});
-  bool needs_losses_after_step() const override { return true; }
+  bool needs_losses_after_step() const override { return update_ == FAMOUpdate::same_batch; }
   Tensor logits() const { return logits_.tensor(); }  // [T], the xi
 
  private:
@@ -196,10 +206,12 @@ class FAMO : public LossBalancer {
   void check_state(const nn::StateDict& state) const override;
   void load_state(const nn::StateDict& state) override;
   std::vector<double> log_gaps(const std::vector<double>& values, const char* when) const;  // log D_t
+  void step_logits(const std::vector<double>& after);  // from before_ and softmax_ to log D'_t
 
   std::vector<double> min_losses_;
+  FAMOUpdate update_;
   TaskScalars logits_;             // start at 0
-  std::vector<double> before_;     // log D_t of the last backward, until after_step uses it
+  std::vector<double> before_;     // log D_t of the last backward, until the next update uses it
   std::vector<double> softmax_;    // z of the last backward
 };
 

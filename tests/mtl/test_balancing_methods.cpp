@@ -238,6 +238,42 @@ TEST_CASE("FAMO: weights z_t / (c D_t); the logits stepped from the loss change 
   CHECK_THROWS_WITH_AS(mtl::FAMO(2, {.min_losses = {1}}), "FAMO: 1 min_losses for 2 tasks", Error);
 }
 
+TEST_CASE("FAMO next_batch: the logits stepped from the next backward's losses, before it weighs; no after_step") {
+  Tiny m(2);
+  auto losses = [&](double a, double b) { return std::vector<Tensor>{sum(m.W) * (a / 4), sum(m.W) * (b / 4)}; };
+  mtl::FAMO famo(2, {.update = mtl::FAMOUpdate::next_batch});
+  CHECK_FALSE(famo.needs_losses_after_step());
+  (void)famo.backward(losses(2, 0.5), m);
+  check_vec(famo.weights(), {0.2, 0.8}, 1e-7);  // as same_batch: xi = 0 until an update
+  CHECK(famo.logits().to_vector<float>() == std::vector<float>{0.0f, 0.0f});
+  // The next batch's losses (1.9, 0.4) are the after-losses of the step between: the same Adam
+  // step as same_batch's (0.025, -0.025), then z = (0.512497, 0.487503) weighs them: c = z0 / 1.9
+  // + z1 / 0.4 = 1.488492, weights (0.181214, 0.818786).
+  m.zero_grad();
+  (void)famo.backward(losses(1.9, 0.4), m);
+  const std::vector<float> xi = famo.logits().to_vector<float>();
+  CHECK(xi[0] == doctest::Approx(0.025));
+  CHECK(xi[1] == doctest::Approx(-0.025));
+  check_vec(famo.weights(), {0.181214, 0.818786}, 1e-5);
+  CHECK_THROWS_WITH_AS(famo.after_step({scalar(1.0f), scalar(1.0f)}),
+                       "FAMO: after_step() was called, but this balancer does not use the losses after the step",
+                       Error);
+  // A checkpoint between two backwards keeps the last losses: the resumed run weighs as the first.
+  mtl::FAMO resumed(2, {.update = mtl::FAMOUpdate::next_batch});
+  resumed.load_state_dict(famo.state_dict());
+  m.zero_grad();
+  (void)famo.backward(losses(1.5, 0.45), m);
+  m.zero_grad();
+  (void)resumed.backward(losses(1.5, 0.45), m);
+  CHECK(resumed.weights() == famo.weights());
+  CHECK(resumed.logits().to_vector<float>() == famo.logits().to_vector<float>());
+  // The two updates' states do not mix.
+  CHECK_THROWS_WITH_AS(mtl::FAMO(2).load_state_dict(famo.state_dict()),
+                       "FAMO: the state is of a next_batch FAMO, the balancer updates from the same batch", Error);
+  CHECK_THROWS_WITH_AS(resumed.load_state_dict(mtl::FAMO(2).state_dict()),
+                       "FAMO: the state is of a same_batch FAMO, the balancer updates from the next batch", Error);
+}
+
 TEST_CASE("new balancers' state round-trips through a checkpoint file and continues exactly") {
   // Losses through the representation z = 2 W ([1, 2]) so GradDrop's masks apply; the second one
   // conflicts with the first at feature 0, so its draws matter.
@@ -258,6 +294,7 @@ TEST_CASE("new balancers' state round-trips through a checkpoint file and contin
     out.push_back(std::make_unique<mtl::GradDrop>(2, mtl::GradDropOptions{}, 6));
     out.push_back(std::make_unique<mtl::DBMTL>(2, mtl::DBMTLOptions{.sigma = 0.5}));
     out.push_back(std::make_unique<mtl::FAMO>(2));
+    out.push_back(std::make_unique<mtl::FAMO>(2, mtl::FAMOOptions{.update = mtl::FAMOUpdate::next_batch}));
   };
   std::vector<std::unique_ptr<mtl::Balancer>> a, b;
   make(a);
