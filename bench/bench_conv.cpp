@@ -9,7 +9,8 @@
 // GFLOP/s counts 2 * N * O * C * 9 * OH * OW per convolution product (one forward, two backward for
 // conv2, one for conv1) per second of CPU time. oneDNN gets its best case: formats of its own
 // choosing (`any`, usually channel-blocked) for every tensor, reorders done once outside the
-// timing, and OMP_NUM_THREADS=1.
+// timing, and OMP_NUM_THREADS=1. `ours_pooled`: ours as the CNN runs it, fused with the 2 x 2 max
+// pool (train_step's cnn; oneDNN has no such fusion to compare).
 #include <benchmark/benchmark.h>
 
 #include <unistd.h>
@@ -55,6 +56,27 @@ void ours(benchmark::State& state, Shape4 s, bool train) {
     Tensor y = conv2d(x, w, b, {.padding = 1}, Activation::relu);
     if (train) {
       y.backward(r);  // the output gradient r, as oneDNN's diff_dst
+      for (const Tensor& t : {x, w, b}) t.zero_grad();
+    }
+    benchmark::DoNotOptimize(y.data<float>());
+  }
+  set_flops(state, s.flops() * (train ? s.train_products() : 1.0));
+}
+
+// The same convolution as the CNN runs it: fused with its ReLU and 2 x 2 max pool
+// (conv2d_max_pool2x2), so the full-size output never reaches memory and the backward starts
+// from the pooled gradient. GFLOP/s counts the convolution's products only, as above.
+void ours_pooled(benchmark::State& state, Shape4 s, bool train) {
+  set_num_threads(1);
+  Generator gen(1);
+  const Tensor x = randn({s.n, s.c, s.h, s.w}, gen).requires_grad_(train && s.input_grad);
+  const Tensor w = (randn({s.o, s.c, 3, 3}, gen) * 0.2).requires_grad_(train);
+  const Tensor b = randn({s.o}, gen).requires_grad_(train);
+  const Tensor r = randn({s.n, s.o, s.h / 2, s.w / 2}, gen) * 0.1;
+  for (auto _ : state) {
+    Tensor y = conv2d_max_pool2x2(x, w, b, {.padding = 1}, Activation::relu);
+    if (train) {
+      y.backward(r);
       for (const Tensor& t : {x, w, b}) t.zero_grad();
     }
     benchmark::DoNotOptimize(y.data<float>());
@@ -136,6 +158,8 @@ int main(int argc, char** argv) {
     for (const bool train : {false, true}) {
       const std::string phase = train ? "train" : "forward";
       benchmark::RegisterBenchmark((std::string(s.name) + "/" + phase + "/ours").c_str(), ours, s, train)
+          ->Unit(benchmark::kMillisecond);
+      benchmark::RegisterBenchmark((std::string(s.name) + "/" + phase + "/ours_pooled").c_str(), ours_pooled, s, train)
           ->Unit(benchmark::kMillisecond);
 #ifdef LADON_HAVE_DNNL
       benchmark::RegisterBenchmark((std::string(s.name) + "/" + phase + "/onednn").c_str(), onednn, s, train)
