@@ -215,8 +215,12 @@ int main(int argc, char** argv) try {
   step();
   const double first = std::max(ms_since(t0), 1e-3);
   const long steps = args.steps > 0 ? args.steps : std::clamp(static_cast<long>(50.0 / first), 3L, 2000L);
+  // Warm up for --warmup steps, or by default for half a repeat's steps and at least 300 ms: the
+  // first 50 ms or so of a 2-thread run are slow (Zen 5, mlp b256 bf16: 1.53 ms a step after 10
+  // warm-up steps, 0.84 after 60, 0.83 after 120), which the median of short repeats took in.
   const long warmup = args.warmup > 0 ? args.warmup : std::max(3L, steps / 2);
-  for (long i = 0; i < warmup; ++i) step();
+  const auto warm_start = Clock::now();
+  for (long i = 0; i < warmup || (args.warmup <= 0 && ms_since(warm_start) < 300.0); ++i) step();
 
   // Each step is timed alone and the median taken: on a shared 2-core machine the scheduler
   // preempts us for whole time slices (p99 of a 0.16 ms step measured at 8 ms), which a mean

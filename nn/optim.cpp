@@ -3,12 +3,27 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <functional>
 #include <unordered_set>
 
 #include "../core/autograd.h"
+#include "../core/parallel.h"
 #include "../kernels/optim.h"
 
 namespace ladon::nn {
+
+namespace {
+
+// The flat updates are elementwise, so a parameter split into chunks across the threads gives the
+// same bits. Zen 5, mlp b256 (535k parameters), 2 threads: Adam's step 0.08 -> 0.05 ms; a chunk of
+// 64k floats (256 KB of each array) keeps small tensors (biases) on the calling thread.
+constexpr std::int64_t kUpdateGrain = std::int64_t{1} << 16;
+
+void split_update(std::int64_t n, const std::function<void(std::int64_t, std::int64_t)>& fn) {
+  parallel_for(0, n, kUpdateGrain, fn);
+}
+
+}  // namespace
 
 namespace {
 
@@ -373,9 +388,11 @@ void SGD::update(const Update& u) {
     if (first_step) b = empty(params()[u.index].shape());  // the first step writes it whole: buf = g
     buf = b.data<float>();
   }
-  kernels::sgd_update(u.numel, u.param, u.grad, buf, static_cast<float>(u.lr), static_cast<float>(options_.momentum),
-                      static_cast<float>(options_.dampening), static_cast<float>(u.weight_decay), options_.nesterov,
-                      first_step);
+  split_update(u.numel, [&](std::int64_t b, std::int64_t e) {
+    kernels::sgd_update(e - b, u.param + b, u.grad + b, buf ? buf + b : nullptr, static_cast<float>(u.lr),
+                        static_cast<float>(options_.momentum), static_cast<float>(options_.dampening),
+                        static_cast<float>(u.weight_decay), options_.nesterov, first_step);
+  });
 }
 
 // ---- Adam and AdamW -----------------------------------------------------------------------------
@@ -407,9 +424,11 @@ AdamOptions Adam::options(std::size_t group) const { return group_options(option
 void Adam::update(const Update& u) {
   float* m = buffer(u.index, 0).data<float>();
   float* v = buffer(u.index, 1).data<float>();
-  kernels::adam_update(u.numel, u.param, u.grad, m, v, static_cast<float>(u.lr), static_cast<float>(options_.beta1),
-                       static_cast<float>(options_.beta2), static_cast<float>(options_.eps),
-                       static_cast<float>(u.weight_decay), decoupled_, u.step);
+  split_update(u.numel, [&](std::int64_t b, std::int64_t e) {
+    kernels::adam_update(e - b, u.param + b, u.grad + b, m + b, v + b, static_cast<float>(u.lr),
+                         static_cast<float>(options_.beta1), static_cast<float>(options_.beta2),
+                         static_cast<float>(options_.eps), static_cast<float>(u.weight_decay), decoupled_, u.step);
+  });
 }
 
 void Adam::update_rows(const RowUpdate& u) {
@@ -461,9 +480,12 @@ void RMSprop::update(const Update& u) {
   float* square_avg = buffer(u.index, 0).data<float>();
   float* momentum_buffer = options_.momentum > 0.0 ? buffer(u.index, 1).data<float>() : nullptr;
   float* grad_avg = options_.centered ? buffer(u.index, 2).data<float>() : nullptr;
-  kernels::rmsprop_update(u.numel, u.param, u.grad, square_avg, grad_avg, momentum_buffer, static_cast<float>(u.lr),
-                          static_cast<float>(options_.alpha), static_cast<float>(options_.eps),
-                          static_cast<float>(u.weight_decay), static_cast<float>(options_.momentum));
+  split_update(u.numel, [&](std::int64_t b, std::int64_t e) {
+    kernels::rmsprop_update(e - b, u.param + b, u.grad + b, square_avg + b, grad_avg ? grad_avg + b : nullptr,
+                            momentum_buffer ? momentum_buffer + b : nullptr, static_cast<float>(u.lr),
+                            static_cast<float>(options_.alpha), static_cast<float>(options_.eps),
+                            static_cast<float>(u.weight_decay), static_cast<float>(options_.momentum));
+  });
 }
 
 // ---- Adagrad ------------------------------------------------------------------------------------
@@ -500,9 +522,11 @@ double adagrad_lr(double lr, double lr_decay, std::int64_t step) {
 
 void Adagrad::update(const Update& u) {
   float* sum = buffer(u.index, 0).data<float>();
-  kernels::adagrad_update(u.numel, u.param, u.grad, sum,
-                          static_cast<float>(adagrad_lr(u.lr, options_.lr_decay, u.step)),
-                          static_cast<float>(options_.eps), static_cast<float>(u.weight_decay));
+  const auto lr = static_cast<float>(adagrad_lr(u.lr, options_.lr_decay, u.step));
+  split_update(u.numel, [&](std::int64_t b, std::int64_t e) {
+    kernels::adagrad_update(e - b, u.param + b, u.grad + b, sum + b, lr, static_cast<float>(options_.eps),
+                            static_cast<float>(u.weight_decay));
+  });
 }
 
 void Adagrad::update_rows(const RowUpdate& u) {

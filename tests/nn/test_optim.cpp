@@ -287,6 +287,34 @@ TEST_CASE("parameters without a gradient are skipped and keep their own step cou
   check_equal(b, {5.1});
 }
 
+TEST_CASE("a parameter split across threads updates to the same bits as on one thread, for every optimizer") {
+  // 200,003 floats: several chunks of the split and a ragged last one.
+  const std::int64_t n = 200003;
+  Generator gen(5);
+  const Tensor start = randn({n}, gen), grad0 = randn({n}, gen), grad1 = randn({n}, gen);
+  auto run = [&](int threads, auto make) {
+    set_num_threads(threads);
+    Tensor p = start.clone().requires_grad_();
+    auto opt = make(p);
+    for (const Tensor& g : {grad0, grad1}) {
+      p.set_grad(g.clone());
+      opt.step();
+    }
+    set_num_threads(0);
+    return p.to_vector<float>();
+  };
+  auto sgd = [](Tensor& p) { return nn::SGD({p}, {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01}); };
+  auto adam = [](Tensor& p) { return nn::Adam({p}, {.lr = 0.01, .weight_decay = 0.01}); };
+  auto rmsprop = [](Tensor& p) { return nn::RMSprop({p}, {.lr = 0.01, .momentum = 0.5, .centered = true}); };
+  auto adagrad = [](Tensor& p) { return nn::Adagrad({p}, {.lr = 0.1, .weight_decay = 0.01}); };
+  const std::vector<float> moved = run(1, adam);
+  CHECK(moved != start.to_vector<float>());
+  CHECK(run(2, sgd) == run(1, sgd));
+  CHECK(run(2, adam) == moved);
+  CHECK(run(2, rmsprop) == run(1, rmsprop));
+  CHECK(run(2, adagrad) == run(1, adagrad));
+}
+
 TEST_CASE("a non-contiguous gradient is read in the parameter's element order") {
   Tensor w = zeros({2, 3}).requires_grad_();
   nn::SGD opt({w}, {.lr = 1.0});
