@@ -45,38 +45,22 @@ void set_flops(benchmark::State& state, double flops) {
       benchmark::Counter(flops * static_cast<double>(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
 }
 
-void ours(benchmark::State& state, Shape4 s, bool train) {
+// pooled: the convolution as the CNN runs it, fused with its ReLU and 2 x 2 max pool
+// (conv2d_max_pool2x2), so the full-size output never reaches memory and the backward starts from
+// the pooled gradient. GFLOP/s counts the convolution's products only, either way.
+void ours(benchmark::State& state, Shape4 s, bool train, bool pooled) {
   set_num_threads(1);
   Generator gen(1);
   const Tensor x = randn({s.n, s.c, s.h, s.w}, gen).requires_grad_(train && s.input_grad);
   const Tensor w = (randn({s.o, s.c, 3, 3}, gen) * 0.2).requires_grad_(train);
   const Tensor b = randn({s.o}, gen).requires_grad_(train);
-  const Tensor r = randn({s.n, s.o, s.h, s.w}, gen) * 0.1;
+  const std::int64_t shrink = pooled ? 2 : 1;
+  const Tensor r = randn({s.n, s.o, s.h / shrink, s.w / shrink}, gen) * 0.1;
   for (auto _ : state) {
-    Tensor y = conv2d(x, w, b, {.padding = 1}, Activation::relu);
+    Tensor y = pooled ? conv2d_max_pool2x2(x, w, b, {.padding = 1}, Activation::relu)
+                      : conv2d(x, w, b, {.padding = 1}, Activation::relu);
     if (train) {
       y.backward(r);  // the output gradient r, as oneDNN's diff_dst
-      for (const Tensor& t : {x, w, b}) t.zero_grad();
-    }
-    benchmark::DoNotOptimize(y.data<float>());
-  }
-  set_flops(state, s.flops() * (train ? s.train_products() : 1.0));
-}
-
-// The same convolution as the CNN runs it: fused with its ReLU and 2 x 2 max pool
-// (conv2d_max_pool2x2), so the full-size output never reaches memory and the backward starts
-// from the pooled gradient. GFLOP/s counts the convolution's products only, as above.
-void ours_pooled(benchmark::State& state, Shape4 s, bool train) {
-  set_num_threads(1);
-  Generator gen(1);
-  const Tensor x = randn({s.n, s.c, s.h, s.w}, gen).requires_grad_(train && s.input_grad);
-  const Tensor w = (randn({s.o, s.c, 3, 3}, gen) * 0.2).requires_grad_(train);
-  const Tensor b = randn({s.o}, gen).requires_grad_(train);
-  const Tensor r = randn({s.n, s.o, s.h / 2, s.w / 2}, gen) * 0.1;
-  for (auto _ : state) {
-    Tensor y = conv2d_max_pool2x2(x, w, b, {.padding = 1}, Activation::relu);
-    if (train) {
-      y.backward(r);
       for (const Tensor& t : {x, w, b}) t.zero_grad();
     }
     benchmark::DoNotOptimize(y.data<float>());
@@ -157,10 +141,10 @@ int main(int argc, char** argv) {
   for (const Shape4& s : kShapes)
     for (const bool train : {false, true}) {
       const std::string phase = train ? "train" : "forward";
-      benchmark::RegisterBenchmark((std::string(s.name) + "/" + phase + "/ours").c_str(), ours, s, train)
-          ->Unit(benchmark::kMillisecond);
-      benchmark::RegisterBenchmark((std::string(s.name) + "/" + phase + "/ours_pooled").c_str(), ours_pooled, s, train)
-          ->Unit(benchmark::kMillisecond);
+      for (const bool pooled : {false, true})
+        benchmark::RegisterBenchmark((std::string(s.name) + "/" + phase + (pooled ? "/ours_pooled" : "/ours")).c_str(),
+                                     ours, s, train, pooled)
+            ->Unit(benchmark::kMillisecond);
 #ifdef LADON_HAVE_DNNL
       benchmark::RegisterBenchmark((std::string(s.name) + "/" + phase + "/onednn").c_str(), onednn, s, train)
           ->Unit(benchmark::kMillisecond);

@@ -85,6 +85,26 @@ std::ostream& operator<<(std::ostream& os, const Case& t) {
   return os << "c " << t.c << " o " << t.o << " kernel " << t.kh << "x" << t.kw << " padded " << t.ph << "x" << t.pw;
 }
 
+// Adds one image's weight and bias gradients, in double, into want_w ([o, c, kh, kw]) and want_b:
+// the output gradient zeroed where masked and mask <= 0 (or NaN), times the padded input.
+void add_reference_grads(const Case& t, const std::vector<float>& in, const std::vector<float>& grad,
+                         const std::vector<float>& mask, bool masked, std::vector<double>& want_w,
+                         std::vector<double>& want_b) {
+  const i64 oh = t.ph - t.kh + 1, ow = t.pw - t.kw + 1;
+  for (i64 o = 0; o < t.o; ++o)
+    for (i64 y = 0; y < oh; ++y)
+      for (i64 x = 0; x < ow; ++x) {
+        const std::size_t at = static_cast<std::size_t>((o * oh + y) * ow + x);
+        const double gv = masked && !(mask[at] > 0.0f) ? 0.0 : grad[at];
+        want_b[static_cast<std::size_t>(o)] += gv;
+        for (i64 c = 0; c < t.c; ++c)
+          for (i64 i = 0; i < t.kh; ++i)
+            for (i64 j = 0; j < t.kw; ++j)
+              want_w[static_cast<std::size_t>(((o * t.c + c) * t.kh + i) * t.kw + j)] +=
+                  gv * in[static_cast<std::size_t>((c * t.ph + y + i) * t.pw + x + j)];
+      }
+}
+
 }  // namespace
 
 // Runs check under each instruction set whose direct kernels this CPU has (avx2, avx512: the
@@ -217,18 +237,7 @@ TEST_CASE("conv2d_direct_weight_grad: matches a plain loop for every tile shape,
             REQUIRE(grad_t[static_cast<std::size_t>(p * ld + o)] == want);
           }
         ladon::kernels::conv2d_direct_weight_grad(g, in.data(), grad_t.data(), packed.data());
-        for (i64 o = 0; o < t.o; ++o)
-          for (i64 y = 0; y < oh; ++y)
-            for (i64 x = 0; x < ow; ++x) {
-              const std::size_t at = static_cast<std::size_t>((o * oh + y) * ow + x);
-              const double gv = masked && !(mask[at] > 0.0f) ? 0.0 : grad[at];
-              want_b[static_cast<std::size_t>(o)] += gv;
-              for (i64 c = 0; c < t.c; ++c)
-                for (i64 i = 0; i < t.kh; ++i)
-                  for (i64 j = 0; j < t.kw; ++j)
-                    want_w[static_cast<std::size_t>(((o * t.c + c) * t.kh + i) * t.kw + j)] +=
-                        gv * in[static_cast<std::size_t>((c * t.ph + y + i) * t.pw + x + j)];
-            }
+        add_reference_grads(t, in, grad, mask, masked, want_w, want_b);
       }
       CHECK(sums.back() == 0.5f);                   // nothing past out_channels
       std::vector<float> got(want_w.size(), 1.0f);  // unpack_add adds: 1 + the gradient
@@ -269,17 +278,7 @@ TEST_CASE(
         grad[1] = masked && !(mask[1] > 0.0f) ? std::nanf("") : grad[1];
         ladon::kernels::conv2d_single_channel_weight_grad(g, in.data(), grad.data(), masked ? mask.data() : nullptr,
                                                           lanes.data());
-        for (i64 o = 0; o < t.o; ++o)
-          for (i64 y = 0; y < oh; ++y)
-            for (i64 x = 0; x < ow; ++x) {
-              const std::size_t at = static_cast<std::size_t>((o * oh + y) * ow + x);
-              const double gv = masked && !(mask[at] > 0.0f) ? 0.0 : grad[at];
-              want_b[static_cast<std::size_t>(o)] += gv;
-              for (i64 i = 0; i < t.kh; ++i)
-                for (i64 j = 0; j < t.kw; ++j)
-                  want_w[static_cast<std::size_t>((o * t.kh + i) * t.kw + j)] +=
-                      gv * in[static_cast<std::size_t>((y + i) * t.pw + x + j)];
-            }
+        add_reference_grads(t, in, grad, mask, masked, want_w, want_b);
       }
       for (std::size_t i = static_cast<std::size_t>(size); i < lanes.size(); ++i) CHECK(lanes[i] == 0.0f);
       std::vector<float> got_w(want_w.size(), 1.0f), got_b(want_b.size(), 0.5f);  // grad_add adds
