@@ -4,9 +4,9 @@
 // the same balancer.backward(losses, model) call. Prints the per-task test accuracy of each method,
 // one row per method.
 //
-//   build/examples/fashion_balancing [--epochs 3] [--methods
-//   equal,uncertainty,gradnorm,dwa,random,pcgrad,mgda,mgda_ub,cagrad] (also: gls, imtl_l, stch, famo, famo_next,
-//   upgrad, dualproj, imtl_g, aligned_mtl, nash_mtl, gradvac, graddrop, db_mtl)
+//   build/examples/fashion_balancing [--epochs 3] [--methods M,M,...]
+//   (default equal, uncertainty, gradnorm, dwa, random, pcgrad, mgda, mgda_ub, cagrad; also gls, imtl_l, stch,
+//   famo, famo_next, upgrad, dualproj, imtl_g, aligned_mtl, nash_mtl, gradvac, graddrop, db_mtl)
 #include <cstdio>
 #include <sstream>
 

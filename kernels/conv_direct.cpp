@@ -523,10 +523,10 @@ LADON_TARGET_AVX512 void single_channel_grad_tile(i64 out_h, i64 out_w, i64 padd
 #pragma GCC unroll 2
       for (int o = 0; o < NO; ++o) {
         _mm_prefetch(reinterpret_cast<const char*>(grad + o * plane + p + kGradAhead), _MM_HINT_T1);
-        if (mask) _mm_prefetch(reinterpret_cast<const char*>(mask + o * plane + p + kGradAhead), _MM_HINT_T1);
         gv[o] = _mm512_maskz_loadu_ps(m, grad + o * plane + p);
         // As grad_transpose_avx512: zero where the mask is <= 0 or NaN.
         if (mask) {
+          _mm_prefetch(reinterpret_cast<const char*>(mask + o * plane + p + kGradAhead), _MM_HINT_T1);
           const __m512 mv = _mm512_maskz_loadu_ps(m, mask + o * plane + p);
           gv[o] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(mv, zero, _CMP_GT_OQ), gv[o]);
         }
@@ -714,14 +714,17 @@ void conv2d_single_channel_weight_grad(const DirectConv& g, const float* padded,
 
 void conv2d_single_channel_grad_add(const DirectConv& g, const float* lanes, float* weight_grad, float* bias_grad) {
   const i64 taps = g.kernel_h * g.kernel_w;
-  for (i64 o = 0; o < g.out_channels; ++o)
-    for (i64 t = 0; t <= taps; ++t) {
-      const float* l = lanes + (o * (taps + 1) + t) * 16;
-      float sum = 0;
-      for (int v = 0; v < 16; ++v) sum += l[v];
-      if (t < taps && weight_grad) weight_grad[o * taps + t] += sum;
-      if (t == taps && bias_grad) bias_grad[o] += sum;
-    }
+  auto lane_sum = [](const float* l) {
+    float sum = 0;
+    for (int v = 0; v < 16; ++v) sum += l[v];
+    return sum;
+  };
+  for (i64 o = 0; o < g.out_channels; ++o) {
+    const float* l = lanes + o * (taps + 1) * 16;  // the taps' lanes, then the bias's
+    if (weight_grad)
+      for (i64 t = 0; t < taps; ++t) weight_grad[o * taps + t] += lane_sum(l + 16 * t);
+    if (bias_grad) bias_grad[o] += lane_sum(l + 16 * taps);
+  }
 }
 
 void conv2d_direct_unpack_add(const DirectConv& g, const float* packed, float* weight) {

@@ -23,10 +23,6 @@ void split_update(std::int64_t n, const std::function<void(std::int64_t, std::in
   parallel_for(0, n, kUpdateGrain, fn);
 }
 
-}  // namespace
-
-namespace {
-
 // The rule for every rate and coefficient that has no upper bound: `v >= 0` alone is false for
 // NaN but lets +inf through, which turns the first step's parameters into inf or NaN.
 bool finite_nonnegative(double v) { return std::isfinite(v) && v >= 0.0; }

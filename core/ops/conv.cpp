@@ -202,8 +202,10 @@ struct DirectBackward {
         need_b(need_b_),
         single_channel(gf.channels == 1 && !plan.bf16) {
     if (single_channel) {
-      if (need_w || need_b) wpart = zeros({kernels::conv2d_single_channel_grad_size(gf)});
-      if (need_w || need_b) padded_x = empty({padded_size(gf)});
+      if (need_w || need_b) {
+        wpart = zeros({kernels::conv2d_single_channel_grad_size(gf)});
+        padded_x = empty({padded_size(gf)});
+      }
     } else {
       if (need_w) wpart = zeros({kernels::conv2d_direct_packed_size(gf)});
       if (need_b) bpart = zeros({p.o});
