@@ -125,42 +125,52 @@ constexpr auto kTiles = tile_table(std::make_index_sequence<kRows>{});
 // height, width] order, so each accumulator is stored as it is. The sum runs over the same steps in
 // the same order from zero, then adds the bias, as direct_tile does: the results are identical.
 template <int NO>
-LADON_TARGET_AVX512 void single_channel_tile(i64 kernel_h, i64 kernel_w, i64 padded_w, const float* __restrict in,
-                                             __mmask16 mask0, __mmask16 mask1, const float* __restrict panel,
+LADON_TARGET_AVX512 void single_channel_tile(i64 kernel_h, i64 kernel_w, i64 padded_w, i64 out_h, i64 out_w,
+                                             const float* __restrict in, const float* __restrict panel,
                                              const float* bias, Activation activation, float* out, i64 ldo) {
-  // Two vectors of positions (x0 .. x0 + 31, mask1 empty for a row of at most 16), so each
-  // broadcast weight feeds two FMAs: one broadcast per FMA would make the loads the limit.
-  __m512 acc[2][NO];
+  const __m512 zero = _mm512_setzero_ps();
+  // Column strips of 32 positions (two vectors, so each broadcast weight feeds two FMAs: one
+  // broadcast per FMA would make the loads the limit), each down all rows, as
+  // single_channel_grad_tile: the long loop is the one down the strip.
+  for (i64 x0 = 0; x0 < out_w; x0 += 32) {
+    const i64 n = std::min<i64>(32, out_w - x0);
+    const __mmask16 mask0 = detail::first_lanes16(std::min<i64>(16, n)),
+                    mask1 = detail::first_lanes16(std::max<i64>(0, n - 16));
+    for (i64 y = 0; y < out_h; ++y) {
+      const float* image = in + y * padded_w + x0;
+      __m512 acc[2][NO];
 #pragma GCC unroll 16
-  for (int o = 0; o < NO; ++o) acc[0][o] = acc[1][o] = _mm512_setzero_ps();
-  const float* pw = panel;
-  for (i64 i = 0; i < kernel_h; ++i) {
-    const float* row = in + i * padded_w;
-    for (i64 j = 0; j < kernel_w; ++j) {
-      const __m512 a0 = _mm512_maskz_loadu_ps(mask0, row + j), a1 = _mm512_maskz_loadu_ps(mask1, row + j + 16);
+      for (int o = 0; o < NO; ++o) acc[0][o] = acc[1][o] = zero;
+      const float* pw = panel;
+      for (i64 i = 0; i < kernel_h; ++i) {
+        const float* row = image + i * padded_w;
+        for (i64 j = 0; j < kernel_w; ++j) {
+          const __m512 a0 = _mm512_maskz_loadu_ps(mask0, row + j), a1 = _mm512_maskz_loadu_ps(mask1, row + j + 16);
+#pragma GCC unroll 16
+          for (int o = 0; o < NO; ++o) {
+            const __m512 wv = _mm512_set1_ps(pw[o]);
+            acc[0][o] = _mm512_fmadd_ps(a0, wv, acc[0][o]);
+            acc[1][o] = _mm512_fmadd_ps(a1, wv, acc[1][o]);
+          }
+          pw += kPanel;
+        }
+      }
+      float* o_row = out + y * out_w + x0;
 #pragma GCC unroll 16
       for (int o = 0; o < NO; ++o) {
-        const __m512 wv = _mm512_set1_ps(pw[o]);
-        acc[0][o] = _mm512_fmadd_ps(a0, wv, acc[0][o]);
-        acc[1][o] = _mm512_fmadd_ps(a1, wv, acc[1][o]);
+        const __m512 b = bias ? _mm512_set1_ps(bias[o]) : zero;
+        __m512 r0 = _mm512_add_ps(acc[0][o], b), r1 = _mm512_add_ps(acc[1][o], b);
+        // max(0, x) returns x when x is NaN (the second operand wins): NaN stays NaN, as in direct_tile.
+        if (activation == Activation::relu) r0 = _mm512_max_ps(zero, r0), r1 = _mm512_max_ps(zero, r1);
+        _mm512_mask_storeu_ps(o_row + o * ldo, mask0, r0);
+        _mm512_mask_storeu_ps(o_row + o * ldo + 16, mask1, r1);
       }
-      pw += kPanel;
     }
-  }
-  const __m512 zero = _mm512_setzero_ps();
-#pragma GCC unroll 16
-  for (int o = 0; o < NO; ++o) {
-    const __m512 b = bias ? _mm512_set1_ps(bias[o]) : zero;
-    __m512 r0 = _mm512_add_ps(acc[0][o], b), r1 = _mm512_add_ps(acc[1][o], b);
-    // max(0, x) returns x when x is NaN (the second operand wins): NaN stays NaN, as in direct_tile.
-    if (activation == Activation::relu) r0 = _mm512_max_ps(zero, r0), r1 = _mm512_max_ps(zero, r1);
-    _mm512_mask_storeu_ps(out + o * ldo, mask0, r0);
-    _mm512_mask_storeu_ps(out + o * ldo + 16, mask1, r1);
   }
 }
 
-using SingleChannelFn = void (*)(i64, i64, i64, const float*, __mmask16, __mmask16, const float*, const float*,
-                                 Activation, float*, i64);
+using SingleChannelFn = void (*)(i64, i64, i64, i64, i64, const float*, const float*, const float*, Activation, float*,
+                                 i64);
 constexpr i64 kSingleChannels = 12;  // output channels per single_channel_tile: 24 accumulators
 
 template <std::size_t... I>
@@ -178,14 +188,8 @@ LADON_TARGET_AVX512 void single_channel_conv(const DirectConv& g, const float* p
     no = std::min({kSingleChannels, g.out_channels - o0, i64{kPanel} - o0 % kPanel});
     // Channel o's weight for step t is packed[((o / 32) * k + t) * 32 + o % 32] (conv2d_direct_pack).
     const float* panel = packed + (o0 / kPanel) * k * kPanel + o0 % kPanel;
-    const SingleChannelFn tile = kSingleChannelTiles[no - 1];
-    for (i64 y = 0; y < out_h; ++y)
-      for (i64 x0 = 0; x0 < out_w; x0 += 32) {
-        const i64 n = std::min<i64>(32, out_w - x0);
-        tile(g.kernel_h, g.kernel_w, g.padded_w, padded + y * g.padded_w + x0,
-             detail::first_lanes16(std::min<i64>(16, n)), detail::first_lanes16(std::max<i64>(0, n - 16)), panel,
-             bias ? bias + o0 : nullptr, activation, out + o0 * out_plane + y * out_w + x0, out_plane);
-      }
+    kSingleChannelTiles[no - 1](g.kernel_h, g.kernel_w, g.padded_w, out_h, out_w, padded, panel,
+                                bias ? bias + o0 : nullptr, activation, out + o0 * out_plane, out_plane);
   }
 }
 
@@ -493,32 +497,57 @@ LADON_TARGET_AVX512 void grad_transpose_avx512(i64 channels, i64 plane, const fl
 // and the ReLU's mask with 32 rows in flight at once: perf on Zen 5 (bench_conv conv1 train, batch
 // 128) put half the backward in it, against 12% in weight_grad_tile. Here a vector is 16
 // consecutive output positions of one row, as in single_channel_tile; for NO <= 2 output channels
-// and NT <= 12 taps (i, j) the accumulators are
-//   acc[o][t] += grad[o, y, x0 ..] * padded[y + i, x0 + j ..]   (bsum[o] += grad[o, y, x0 ..]),
-// lanes kept apart until conv2d_single_channel_grad_add. Lanes past the row's end load as 0 on both
-// sides. (Tried on Zen 5 and not kept: rows one after the other, two vectors a row, 4.7 us an image
-// of conv1 held in L2 against 3.4 for column strips; a tap-interleaved im2col copy so that every
-// load is aligned, 5.7 us: read once per channel pair, the 28 KB copy does not stay in L1.)
-template <int NO, int NT>
-LADON_TARGET_AVX512 void single_channel_grad_tile(i64 out_h, i64 out_w, i64 padded_w, const i64* __restrict offsets,
+// and a chunk of the taps, NR rows i by KW columns j (NR * KW <= 12), the accumulators are
+//   acc[o][i][j] += grad[o, y, x0 ..] * padded[y + i, x0 + j ..]   (bsum[o] += grad[o, y, x0 ..]),
+// lanes kept apart until conv2d_single_channel_grad_add. The KW taps of a row are one load of
+// its 16 + KW - 1 inputs (two vectors) and KW - 1 lane shifts (valignd), not KW unaligned loads,
+// each across a cache line: on Zen 5, conv1 held in L2, 3.7 us an image against 4.1. Lanes past the
+// row's end are 0 on both sides. Tried on Zen 5 and not kept: rows one after the other, two vectors
+// a row (4.7 us; a 28-wide row is 16 + 12 lanes, and the loop's set-up came every 2 trips); a
+// tap-interleaved im2col copy so that every load is aligned (5.7 us: read once per channel pair,
+// the 28 KB copy does not stay in L1).
+// Tap (i, J): acc[o][i][J] += (the inputs lo, hi shifted left by J lanes, zero past m) * gv[o].
+template <int J, int NO, int KW, int NR>
+[[gnu::always_inline]] LADON_TARGET_AVX512 inline void tap_fma(__m512 (&acc)[NO][NR][KW], int i, __mmask16 m,
+                                                               __m512i lo, __m512i hi, const __m512 (&gv)[NO]) {
+  __m512 a;
+  if constexpr (J == 0)
+    a = _mm512_maskz_mov_ps(m, _mm512_castsi512_ps(lo));
+  else
+    a = _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(m, hi, lo, J));  // valignd: lo[J ..], hi[.. J - 1]
+#pragma GCC unroll 2
+  for (int o = 0; o < NO; ++o) acc[o][i][J] = _mm512_fmadd_ps(a, gv[o], acc[o][i][J]);
+}
+template <int NO, int KW, int NR, int... J>
+[[gnu::always_inline]] LADON_TARGET_AVX512 inline void row_taps(__m512 (&acc)[NO][NR][KW], int i, __mmask16 m,
+                                                                __m512i lo, __m512i hi, const __m512 (&gv)[NO],
+                                                                std::integer_sequence<int, J...>) {
+  (tap_fma<J>(acc, i, m, lo, hi, gv), ...);
+}
+
+template <int NO, int KW, int NR>
+LADON_TARGET_AVX512 void single_channel_grad_tile(i64 out_h, i64 out_w, i64 padded_w, i64 kernel_w,
                                                   const float* __restrict in, const float* __restrict grad,
                                                   const float* __restrict mask, i64 plane, bool with_bias,
                                                   float* __restrict lanes, i64 lane_stride) {
-  __m512 acc[NO][NT], bsum[NO];
+  __m512 acc[NO][NR][KW], bsum[NO];
 #pragma GCC unroll 2
   for (int o = 0; o < NO; ++o) {
     bsum[o] = _mm512_setzero_ps();
 #pragma GCC unroll 12
-    for (int t = 0; t < NT; ++t) acc[o][t] = _mm512_setzero_ps();
-  }
-  i64 off[NT];
+    for (int i = 0; i < NR; ++i)
 #pragma GCC unroll 12
-  for (int t = 0; t < NT; ++t) off[t] = offsets[t];
+      for (int j = 0; j < KW; ++j) acc[o][i][j] = _mm512_setzero_ps();
+  }
   const __m512 zero = _mm512_setzero_ps();
-  // Column strips of 16 positions, each down all rows: the strip's loop is the long one (a 28-wide
-  // row is only 16 + 12 positions), with the same lanes and offsets all the way down.
+  // Column strips of 16 positions, each down all rows: the strip's loop is the long one, with the
+  // same lanes all the way down.
   for (i64 x0 = 0; x0 < out_w; x0 += 16) {
-    const __mmask16 m = detail::first_lanes16(std::min<i64>(16, out_w - x0));
+    const i64 n = std::min<i64>(16, out_w - x0);
+    const __mmask16 m = detail::first_lanes16(n);
+    // The row's inputs x0 .. x0 + n + KW - 2, never past the padded row.
+    const __mmask16 m_lo = detail::first_lanes16(std::min<i64>(16, n + KW - 1));
+    const __mmask16 m_hi = detail::first_lanes16(std::max<i64>(0, n + KW - 1 - 16));
     const float* row = in + x0;
     const float* g = grad + x0;
     const float* k = mask ? mask + x0 : nullptr;
@@ -526,12 +555,12 @@ LADON_TARGET_AVX512 void single_channel_grad_tile(i64 out_h, i64 out_w, i64 padd
       __m512 gv[NO];
 #pragma GCC unroll 2
       for (int o = 0; o < NO; ++o) {
-        // The first strip prefetches both cache lines of each row two channels ahead (past the
+        // The first strip prefetches both cache lines of each row NO channels ahead (past the
         // last channels: the next image's); the second strip finds them in L1.
         if (x0 == 0)
           for (int h = 0; h < 2; ++h) {
-            _mm_prefetch(reinterpret_cast<const char*>(g + (o + 2) * plane + 16 * h), _MM_HINT_T0);
-            if (k) _mm_prefetch(reinterpret_cast<const char*>(k + (o + 2) * plane + 16 * h), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(g + (o + NO) * plane + 16 * h), _MM_HINT_T0);
+            if (k) _mm_prefetch(reinterpret_cast<const char*>(k + (o + NO) * plane + 16 * h), _MM_HINT_T0);
           }
         gv[o] = _mm512_maskz_loadu_ps(m, g + o * plane);
         if (k) {
@@ -543,10 +572,11 @@ LADON_TARGET_AVX512 void single_channel_grad_tile(i64 out_h, i64 out_w, i64 padd
       }
       if (k) k += out_w;
 #pragma GCC unroll 12
-      for (int t = 0; t < NT; ++t) {
-        const __m512 a = _mm512_maskz_loadu_ps(m, row + off[t]);
-#pragma GCC unroll 2
-        for (int o = 0; o < NO; ++o) acc[o][t] = _mm512_fmadd_ps(a, gv[o], acc[o][t]);
+      for (int i = 0; i < NR; ++i) {
+        const float* r = row + i * padded_w;
+        const __m512i lo = _mm512_castps_si512(_mm512_maskz_loadu_ps(m_lo, r));
+        const __m512i hi = _mm512_castps_si512(_mm512_maskz_loadu_ps(m_hi, r + 16));
+        row_taps(acc, i, m, lo, hi, gv, std::make_integer_sequence<int, KW>{});
       }
     }
   }
@@ -554,7 +584,12 @@ LADON_TARGET_AVX512 void single_channel_grad_tile(i64 out_h, i64 out_w, i64 padd
   for (int o = 0; o < NO; ++o) {
     float* l = lanes + o * lane_stride;
 #pragma GCC unroll 12
-    for (int t = 0; t < NT; ++t) _mm512_storeu_ps(l + 16 * t, _mm512_add_ps(_mm512_loadu_ps(l + 16 * t), acc[o][t]));
+    for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 12
+      for (int j = 0; j < KW; ++j) {
+        float* lane = l + (i * kernel_w + j) * 16;
+        _mm512_storeu_ps(lane, _mm512_add_ps(_mm512_loadu_ps(lane), acc[o][i][j]));
+      }
     if (with_bias) {
       float* b = lanes + o * lane_stride + (lane_stride - 16);
       _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), bsum[o]));
@@ -562,17 +597,28 @@ LADON_TARGET_AVX512 void single_channel_grad_tile(i64 out_h, i64 out_w, i64 padd
   }
 }
 
-using SingleChannelGradFn = void (*)(i64, i64, i64, const i64*, const float*, const float*, const float*, i64, bool,
-                                     float*, i64);
-constexpr i64 kGradTaps = 12;  // taps per single_channel_grad_tile: 24 accumulators for two channels
+using SingleChannelGradFn = void (*)(i64, i64, i64, i64, const float*, const float*, const float*, i64, bool, float*,
+                                     i64);
+constexpr int kGradTaps = 12;  // taps per single_channel_grad_tile: 24 accumulators for two channels
 
+// kSingleChannelGradTiles[KW - 1][NR - 1][NO - 1], null where NR * KW > kGradTaps.
+template <int NO, int KW, int NR>
+constexpr SingleChannelGradFn single_channel_grad_entry() {
+  if constexpr (NR * KW <= kGradTaps)
+    return &single_channel_grad_tile<NO, KW, NR>;
+  else
+    return nullptr;
+}
 template <std::size_t... I>
 constexpr auto single_channel_grad_table(std::index_sequence<I...>) {
-  return std::array<std::array<SingleChannelGradFn, 2>, sizeof...(I)>{
-      {{&single_channel_grad_tile<1, static_cast<int>(I) + 1>,
-        &single_channel_grad_tile<2, static_cast<int>(I) + 1>}...}};
+  constexpr int n = kGradTaps;
+  std::array<std::array<std::array<SingleChannelGradFn, 2>, n>, n> table{};
+  ((table[I / n][I % n] = {single_channel_grad_entry<1, I / n + 1, I % n + 1>(),
+                           single_channel_grad_entry<2, I / n + 1, I % n + 1>()}),
+   ...);
+  return table;
 }
-constexpr auto kSingleChannelGradTiles = single_channel_grad_table(std::make_index_sequence<kGradTaps>{});
+constexpr auto kSingleChannelGradTiles = single_channel_grad_table(std::make_index_sequence<kGradTaps * kGradTaps>{});
 
 // offsets[t]: where step t = (c, i, j) of the sum over (channel, tap) reads in the padded image,
 // relative to the output position: c * plane + i * padded_w + j.
@@ -703,18 +749,22 @@ void conv2d_single_channel_weight_grad(const DirectConv& g, const float* padded,
   if (g.channels != 1) throw std::logic_error("conv2d_single_channel_weight_grad: needs one input channel");
   const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1, plane = out_h * out_w;
   const i64 taps = g.kernel_h * g.kernel_w, lane_stride = (taps + 1) * 16;
-  const std::vector<i64> offsets = step_offsets(g);
-  // Taps in near-equal chunks of at most kGradTaps (81 taps of a 9 x 9: 7 x 12 would leave 9; 25 of
-  // a 5 x 5: 9, 8, 8): every chunk re-reads the gradient, so fewer and fuller chunks are better.
-  const i64 chunks = detail::ceil_div(taps, kGradTaps), per = detail::ceil_div(taps, chunks);
+  // The taps in chunks of whole rows of at most kGradTaps columns, NR x KW with NR * KW <= kGradTaps,
+  // near-equal (5 x 5: rows 2, 2, 1; 13 wide: columns 7, 6): every chunk re-reads the gradient, so
+  // fewer and fuller chunks are better.
+  const i64 col_chunks = detail::ceil_div(g.kernel_w, kGradTaps), cols = detail::ceil_div(g.kernel_w, col_chunks);
+  const i64 row_chunks = detail::ceil_div(g.kernel_h, kGradTaps / cols),
+            rows = detail::ceil_div(g.kernel_h, row_chunks);
   for (i64 o0 = 0; o0 < g.out_channels; o0 += 2) {
     const i64 no = std::min<i64>(2, g.out_channels - o0);
-    for (i64 t0 = 0; t0 < taps; t0 += per) {
-      const i64 nt = std::min(per, taps - t0);
-      kSingleChannelGradTiles[nt - 1][no - 1](out_h, out_w, g.padded_w, offsets.data() + t0, padded, grad + o0 * plane,
-                                              mask ? mask + o0 * plane : nullptr, plane, t0 == 0,
-                                              lanes + o0 * lane_stride + t0 * 16, lane_stride);
-    }
+    for (i64 i0 = 0; i0 < g.kernel_h; i0 += rows)
+      for (i64 j0 = 0; j0 < g.kernel_w; j0 += cols) {
+        const i64 nr = std::min(rows, g.kernel_h - i0), nc = std::min(cols, g.kernel_w - j0);
+        kSingleChannelGradTiles[nc - 1][nr - 1][no - 1](
+            out_h, out_w, g.padded_w, g.kernel_w, padded + i0 * g.padded_w + j0, grad + o0 * plane,
+            mask ? mask + o0 * plane : nullptr, plane, i0 == 0 && j0 == 0,
+            lanes + o0 * lane_stride + (i0 * g.kernel_w + j0) * 16, lane_stride);
+      }
   }
 #else
   (void)g, (void)padded, (void)grad, (void)mask, (void)lanes;

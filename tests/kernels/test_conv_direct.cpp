@@ -255,11 +255,12 @@ TEST_CASE("conv2d_direct_weight_grad: matches a plain loop for every tile shape,
 TEST_CASE(
     "conv2d_single_channel_weight_grad: matches a plain loop for every tap chunk and channel pair, over two images") {
   if (!ladon::kernels::conv2d_direct_weight_grad_available()) return;
-  // One input channel: 9 taps (the CNN's conv1: 28 x 28, 32 channels), 4, 1, 25 (chunks of 9, 8, 8),
-  // 81 (LeNet's 9 x 9: 7 chunks of 12 and one of 9); odd channel counts (a last lone channel); rows
-  // of 1 to 36 positions (a part vector, one, two and three vectors).
-  const Case cases[] = {{1, 32, 3, 3, 30, 30}, {1, 33, 2, 2, 6, 15},  {1, 5, 1, 1, 4, 4},
-                        {1, 7, 5, 5, 9, 40},   {1, 10, 9, 9, 36, 36}, {1, 1, 3, 3, 3, 18}};
+  // One input channel: 9 taps (the CNN's conv1: 28 x 28, 32 channels), 4, 1, 25 (chunks of rows 2,
+  // 2, 1), 81 (LeNet's 9 x 9: 9 chunks of one row), 2 x 13 (chunks of columns 7 and 6, one row each,
+  // so a row's inputs reach 16 + 12 lanes); odd channel counts (a last lone channel); rows of 1 to 36
+  // positions (a part vector, one, two and three vectors).
+  const Case cases[] = {{1, 32, 3, 3, 30, 30}, {1, 33, 2, 2, 6, 15}, {1, 5, 1, 1, 4, 4},  {1, 7, 5, 5, 9, 40},
+                        {1, 10, 9, 9, 36, 36}, {1, 1, 3, 3, 3, 18},  {1, 3, 2, 13, 5, 30}};
   for (const Case& t : cases)
     for (const bool masked : {false, true}) {
       CAPTURE(t);
