@@ -506,6 +506,7 @@ LADON_TARGET_AVX512 void grad_transpose_avx512(i64 channels, i64 plane, const fl
 // a row (4.7 us; a 28-wide row is 16 + 12 lanes, and the loop's set-up came every 2 trips); a
 // tap-interleaved im2col copy so that every load is aligned (5.7 us: read once per channel pair,
 // the 28 KB copy does not stay in L1).
+
 // Tap (i, J): acc[o][i][J] += (the inputs lo, hi shifted left by J lanes, zero past m) * gv[o].
 template <int J, int NO, int KW, int NR>
 [[gnu::always_inline]] LADON_TARGET_AVX512 inline void tap_fma(__m512 (&acc)[NO][NR][KW], int i, __mmask16 m,
