@@ -501,11 +501,13 @@ LADON_TARGET_AVX512 void grad_transpose_avx512(i64 channels, i64 plane, const fl
 //   acc[o][i][j] += grad[o, y, x0 ..] * padded[y + i, x0 + j ..]   (bsum[o] += grad[o, y, x0 ..]),
 // lanes kept apart until conv2d_single_channel_grad_add. The KW taps of a row are one load of
 // its 16 + KW - 1 inputs (two vectors) and KW - 1 lane shifts (valignd), not KW unaligned loads,
-// each across a cache line: on Zen 5, conv1 held in L2, 3.7 us an image against 4.1. Lanes past the
-// row's end are 0 on both sides. Tried on Zen 5 and not kept: rows one after the other, two vectors
-// a row (4.7 us; a 28-wide row is 16 + 12 lanes, and the loop's set-up came every 2 trips); a
-// tap-interleaved im2col copy so that every load is aligned (5.7 us: read once per channel pair,
-// the 28 KB copy does not stay in L1).
+// each across a cache line. Lanes past the row's end are 0 on both sides. The output is walked in
+// bands of 32 columns down all rows (band_rows), both vectors of a band's row in one pass.
+// Measured on Zen 5, conv1 of one image held in L2: rows of two vectors in a 2-trip inner loop 4.7
+// us; column strips of one vector, each down all rows, 4.1 us; with the lane shifts 3.4-3.7 us;
+// bands (the middle input vector serving both strips, strip a unmasked) 2.8 us. Tried and not
+// kept: a tap-interleaved im2col copy so that every load is aligned (5.7 us: read once per channel
+// pair, the 28 KB copy does not stay in L1).
 
 // Tap (i, J): acc[o][i][J] += (the inputs lo, hi shifted left by J lanes, zero past m) * gv[o].
 template <int J, int NO, int KW, int NR>
@@ -526,6 +528,60 @@ template <int NO, int KW, int NR, int... J>
   (tap_fma<J>(acc, i, m, lo, hi, gv), ...);
 }
 
+// One band of n <= 32 columns of the output (in, grad and mask start at its first column), down
+// all out_h rows. Two (n > 16): a row is two vectors of positions, strips a (full) and b (the rest),
+// in one pass over the row, the middle of its three input vectors serving both strips; otherwise
+// one strip of n. prefetch: both cache lines of each gradient and mask row NO channels ahead (past
+// the last channels: the next image's).
+template <int NO, int KW, int NR, bool Two>
+[[gnu::always_inline]] LADON_TARGET_AVX512 inline void band_rows(__m512 (&acc)[NO][NR][KW], __m512 (&bsum)[NO],
+                                                                 i64 out_h, i64 out_w, i64 n, i64 padded_w, i64 plane,
+                                                                 const float* row, const float* g, const float* k,
+                                                                 bool prefetch) {
+  const __m512 zero = _mm512_setzero_ps();
+  const i64 inputs = n + KW - 1;  // the row's inputs, never past the padded row
+  // Strip a: all 16 lanes when Two; strip b: the rest.
+  const __mmask16 ma = detail::first_lanes16(Two ? 16 : n), mb = detail::first_lanes16(Two ? n - 16 : 0);
+  const __mmask16 m0 = detail::first_lanes16(std::min<i64>(16, inputs));
+  const __mmask16 m1 = detail::first_lanes16(std::clamp<i64>(inputs - 16, 0, 16));
+  const __mmask16 m2 = detail::first_lanes16(std::max<i64>(0, inputs - 32));
+  for (i64 y = 0; y < out_h; ++y, row += padded_w, g += out_w) {
+    __m512 ga[NO], gb[NO];
+#pragma GCC unroll 2
+    for (int o = 0; o < NO; ++o) {
+      if (prefetch)
+        for (int h = 0; h < 2; ++h) {
+          _mm_prefetch(reinterpret_cast<const char*>(g + (o + NO) * plane + 16 * h), _MM_HINT_T0);
+          if (k) _mm_prefetch(reinterpret_cast<const char*>(k + (o + NO) * plane + 16 * h), _MM_HINT_T0);
+        }
+      ga[o] = Two ? _mm512_loadu_ps(g + o * plane) : _mm512_maskz_loadu_ps(ma, g + o * plane);
+      if (Two) gb[o] = _mm512_maskz_loadu_ps(mb, g + o * plane + 16);
+      if (k) {
+        // As grad_transpose_avx512: zero where the mask is <= 0 or NaN.
+        const __m512 ka = Two ? _mm512_loadu_ps(k + o * plane) : _mm512_maskz_loadu_ps(ma, k + o * plane);
+        ga[o] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(ka, zero, _CMP_GT_OQ), ga[o]);
+        if (Two) {
+          const __m512 kb = _mm512_maskz_loadu_ps(mb, k + o * plane + 16);
+          gb[o] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(kb, zero, _CMP_GT_OQ), gb[o]);
+        }
+      }
+      bsum[o] = _mm512_add_ps(bsum[o], Two ? _mm512_add_ps(ga[o], gb[o]) : ga[o]);
+    }
+    if (k) k += out_w;
+#pragma GCC unroll 12
+    for (int i = 0; i < NR; ++i) {
+      const float* r = row + i * padded_w;
+      const __m512i v0 = _mm512_castps_si512(Two ? _mm512_loadu_ps(r) : _mm512_maskz_loadu_ps(m0, r));
+      const __m512i v1 = _mm512_castps_si512(_mm512_maskz_loadu_ps(m1, r + 16));
+      row_taps(acc, i, ma, v0, v1, ga, std::make_integer_sequence<int, KW>{});
+      if (Two) {
+        const __m512i v2 = _mm512_castps_si512(_mm512_maskz_loadu_ps(m2, r + 32));
+        row_taps(acc, i, mb, v1, v2, gb, std::make_integer_sequence<int, KW>{});
+      }
+    }
+  }
+}
+
 template <int NO, int KW, int NR>
 LADON_TARGET_AVX512 void single_channel_grad_tile(i64 out_h, i64 out_w, i64 padded_w, i64 kernel_w,
                                                   const float* __restrict in, const float* __restrict grad,
@@ -540,46 +596,15 @@ LADON_TARGET_AVX512 void single_channel_grad_tile(i64 out_h, i64 out_w, i64 padd
 #pragma GCC unroll 12
       for (int j = 0; j < KW; ++j) acc[o][i][j] = _mm512_setzero_ps();
   }
-  const __m512 zero = _mm512_setzero_ps();
-  // Column strips of 16 positions, each down all rows: the strip's loop is the long one, with the
-  // same lanes all the way down.
-  for (i64 x0 = 0; x0 < out_w; x0 += 16) {
-    const i64 n = std::min<i64>(16, out_w - x0);
-    const __mmask16 m = detail::first_lanes16(n);
-    // The row's inputs x0 .. x0 + n + KW - 2, never past the padded row.
-    const __mmask16 m_lo = detail::first_lanes16(std::min<i64>(16, n + KW - 1));
-    const __mmask16 m_hi = detail::first_lanes16(std::max<i64>(0, n + KW - 1 - 16));
-    const float* row = in + x0;
-    const float* g = grad + x0;
+  // Bands of up to 32 columns, each down all rows (band_rows): the band's loop is the long one,
+  // with the same lanes all the way down. The first band prefetches.
+  for (i64 x0 = 0; x0 < out_w; x0 += 32) {
+    const i64 n = std::min<i64>(32, out_w - x0);
     const float* k = mask ? mask + x0 : nullptr;
-    for (i64 y = 0; y < out_h; ++y, row += padded_w, g += out_w) {
-      __m512 gv[NO];
-#pragma GCC unroll 2
-      for (int o = 0; o < NO; ++o) {
-        // The first strip prefetches both cache lines of each row NO channels ahead (past the
-        // last channels: the next image's); the second strip finds them in L1.
-        if (x0 == 0)
-          for (int h = 0; h < 2; ++h) {
-            _mm_prefetch(reinterpret_cast<const char*>(g + (o + NO) * plane + 16 * h), _MM_HINT_T0);
-            if (k) _mm_prefetch(reinterpret_cast<const char*>(k + (o + NO) * plane + 16 * h), _MM_HINT_T0);
-          }
-        gv[o] = _mm512_maskz_loadu_ps(m, g + o * plane);
-        if (k) {
-          // As grad_transpose_avx512: zero where the mask is <= 0 or NaN.
-          const __m512 mv = _mm512_maskz_loadu_ps(m, k + o * plane);
-          gv[o] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(mv, zero, _CMP_GT_OQ), gv[o]);
-        }
-        bsum[o] = _mm512_add_ps(bsum[o], gv[o]);
-      }
-      if (k) k += out_w;
-#pragma GCC unroll 12
-      for (int i = 0; i < NR; ++i) {
-        const float* r = row + i * padded_w;
-        const __m512i lo = _mm512_castps_si512(_mm512_maskz_loadu_ps(m_lo, r));
-        const __m512i hi = _mm512_castps_si512(_mm512_maskz_loadu_ps(m_hi, r + 16));
-        row_taps(acc, i, m, lo, hi, gv, std::make_integer_sequence<int, KW>{});
-      }
-    }
+    if (n > 16)
+      band_rows<NO, KW, NR, true>(acc, bsum, out_h, out_w, n, padded_w, plane, in + x0, grad + x0, k, x0 == 0);
+    else
+      band_rows<NO, KW, NR, false>(acc, bsum, out_h, out_w, n, padded_w, plane, in + x0, grad + x0, k, x0 == 0);
   }
 #pragma GCC unroll 2
   for (int o = 0; o < NO; ++o) {

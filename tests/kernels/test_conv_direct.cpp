@@ -257,10 +257,12 @@ TEST_CASE(
   if (!ladon::kernels::conv2d_direct_weight_grad_available()) return;
   // One input channel: 9 taps (the CNN's conv1: 28 x 28, 32 channels), 4, 1, 25 (chunks of rows 2,
   // 2, 1), 81 (LeNet's 9 x 9: 9 chunks of one row), 2 x 13 (chunks of columns 7 and 6, one row each,
-  // so a row's inputs reach 16 + 12 lanes); odd channel counts (a last lone channel); rows of 1 to 36
-  // positions (a part vector, one, two and three vectors).
-  const Case cases[] = {{1, 32, 3, 3, 30, 30}, {1, 33, 2, 2, 6, 15}, {1, 5, 1, 1, 4, 4},  {1, 7, 5, 5, 9, 40},
-                        {1, 10, 9, 9, 36, 36}, {1, 1, 3, 3, 3, 18},  {1, 3, 2, 13, 5, 30}};
+  // so a row's inputs reach 16 + 12 lanes); odd channel counts (a last lone channel); rows of 1 to 60
+  // positions: one band of 32 columns or fewer as one vector (4, 14, 16) or two (17, 18, 28), two
+  // bands of two vectors (60), a full band and one of a part vector (36).
+  const Case cases[] = {{1, 32, 3, 3, 30, 30}, {1, 33, 2, 2, 6, 15},  {1, 5, 1, 1, 4, 4},
+                        {1, 7, 5, 5, 9, 40},   {1, 10, 9, 9, 36, 36}, {1, 1, 3, 3, 3, 18},
+                        {1, 3, 2, 13, 5, 30},  {1, 3, 3, 3, 4, 62},   {1, 2, 3, 3, 4, 19}};
   for (const Case& t : cases)
     for (const bool masked : {false, true}) {
       CAPTURE(t);
