@@ -120,18 +120,19 @@ constexpr auto kTiles = tile_table(std::make_index_sequence<kRows>{});
 // One input channel (conv2d_direct with g.channels == 1, conv1 of the CNN, LeNet's first layer):
 // the sum has only kh * kw steps, so direct_tile's transposed 16 x 16 store costs more than its
 // FMAs. This tile runs the other way round: a vector is 16 consecutive output positions of one row
-// (two vectors per tile), NO <= 12 output channels are the accumulators, and step t = (i, j) is two
-// unaligned loads of padded row y + i from column x0 + j, each times NO broadcast weights. The result is already in [channels,
-// height, width] order, so each accumulator is stored as it is. The sum runs over the same steps in
-// the same order from zero, then adds the bias, as direct_tile does: the results are identical.
+// (two vectors per row), NO <= 12 output channels are the accumulators, and step t = (i, j) is two
+// unaligned loads of padded row y + i from column x0 + j, each times NO broadcast weights. The
+// result is already in [channels, height, width] order, so each accumulator is stored as it is. The
+// sum runs over the same steps in the same order from zero, then adds the bias, as direct_tile
+// does: the results are identical.
 template <int NO>
 LADON_TARGET_AVX512 void single_channel_tile(i64 kernel_h, i64 kernel_w, i64 padded_w, i64 out_h, i64 out_w,
                                              const float* __restrict in, const float* __restrict panel,
                                              const float* bias, Activation activation, float* out, i64 ldo) {
   const __m512 zero = _mm512_setzero_ps();
-  // Column strips of 32 positions (two vectors, so each broadcast weight feeds two FMAs: one
-  // broadcast per FMA would make the loads the limit), each down all rows, as
-  // single_channel_grad_tile: the long loop is the one down the strip.
+  // Bands of 32 columns (two vectors, so each broadcast weight feeds two FMAs: one broadcast per
+  // FMA would make the loads the limit), each down all rows, as the weight gradient's band_rows: the
+  // long loop is the one down the band.
   for (i64 x0 = 0; x0 < out_w; x0 += 32) {
     const i64 n = std::min<i64>(32, out_w - x0);
     const __mmask16 mask0 = detail::first_lanes16(std::min<i64>(16, n)),

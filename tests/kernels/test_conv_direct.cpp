@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <ostream>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "kernels/conv.h"
@@ -297,4 +298,11 @@ TEST_CASE(
       for (std::size_t o = 0; o < only_b.size(); ++o)
         CHECK(only_b[o] == doctest::Approx(got_b[o] - 0.5f).epsilon(1e-5));
     }
+  // More than one input channel is the caller's mistake (DirectBackward takes the transposed path).
+  const DirectConv two{.channels = 2, .out_channels = 4, .kernel_h = 3, .kernel_w = 3, .padded_h = 6, .padded_w = 6};
+  std::vector<float> in(72), grad(64),
+      lanes(static_cast<std::size_t>(ladon::kernels::conv2d_single_channel_grad_size(two)));
+  CHECK_THROWS_WITH_AS(
+      ladon::kernels::conv2d_single_channel_weight_grad(two, in.data(), grad.data(), nullptr, lanes.data()),
+      "conv2d_single_channel_weight_grad: needs one input channel", std::logic_error);
 }
