@@ -3,7 +3,9 @@
 // halves, the layout vdpbf16ps multiplies. Packed A panels: word[q * MR + i] = (A(i,2q), A(i,2q+1));
 // packed B panels: word[q * NR + j] = (B(2q,j), B(2q+1,j)); an odd k is padded with zeros on both
 // sides (0 * 0, never 0 * inf). Packing converts float32 to bf16 on the way (float_to_bf16), so no
-// bf16 copy of A or B ever exists in memory.
+// bf16 copy of A or B ever exists in memory. The kernels of the AVX512_BF16 level pack with the
+// CPU's vcvtne2ps2bf16, which rounds as float_to_bf16 does (one instruction for 32 floats); the
+// emulation packs with float_to_bf16 itself.
 //
 // Native tile (AVX512_BF16): 14 x 32, 28 zmm accumulators (vdpbf16ps issues two per cycle at about
 // 6 cycles latency on Zen 5: at least 12 independent chains keep it busy), two B vectors and one
@@ -73,20 +75,6 @@ LADON_INLINE float high_half(u32 w) { return std::bit_cast<float>(w & 0xffff0000
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
-#if LADON_X86
-// Each 32-bit lane of the result holds bf16(x) in its low half.
-LADON_INLINE LADON_TARGET_AVX512 __m512i bf16_lanes(__m512 x) {
-  const __m512i u = _mm512_castps_si512(x);
-  const __m512i top = _mm512_srli_epi32(u, 16);
-  const __m512i bias = _mm512_add_epi32(_mm512_and_si512(top, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7fff));
-  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);
-  const __mmask16 nan =
-      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-  const __mmask16 denormal = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000));
-  __m512i r = _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(top, _mm512_set1_epi32(0x40)));
-  return _mm512_mask_mov_epi32(r, denormal, _mm512_and_si512(top, _mm512_set1_epi32(0x8000)));
-}
-#endif  // LADON_X86
 
 // ---------------------------------------------------------------------------------------------
 // Packing. A panel of W words per k-pair, `valid` <= W of them real (the rest zero), from a source
@@ -121,6 +109,12 @@ LADON_INLINE void pack_along_generic(const float* src, i64 ld, int valid, i64 kc
 }
 
 #if LADON_X86
+// vcvtne2ps2bf16 (hi, lo) puts lo's 16 values in 16-bit lanes 0-15 and hi's in 16-31; this
+// permutation interleaves them, so 32-bit lane x holds (lo[x], hi[x]): a k-pair's word.
+alignas(64) constexpr std::uint16_t kInterleaveHalves[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
+                                                             21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
+                                                             11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
 // A strip of panels side by side in the source (panel s's x' is x = s * w + x', valid of the
 // strip's x real), packed panel after panel (panel s at dst + s * kq * w). The loop takes one
 // k-pair of rows at a time across a group of panels, so each source row is read as one contiguous
@@ -130,8 +124,9 @@ LADON_INLINE void pack_along_generic(const float* src, i64 ld, int valid, i64 kc
 // the prefetches it is 5%.
 constexpr i64 kPrefetchAhead = 4;  // k-pairs (across), blocks of 16 k-pairs (along)
 // kq_stride >= ceil(kc / 2): the k-pairs between two panels' starts (the AMX kernel pads to whole tiles).
-LADON_TARGET_AVX512 void pack_across_avx512(const float* src, i64 ld, i64 valid, i64 kc, int w, i64 panels, i64 kq_stride,
-                                            u32* dst) {
+LADON_TARGET_AVX512_BF16 void pack_across_bf16(const float* src, i64 ld, i64 valid, i64 kc, int w, i64 panels,
+                                               i64 kq_stride, u32* dst) {
+  const __m512i interleave = _mm512_load_si512(kInterleaveHalves);
   const i64 kq = ceil_div(kc, 2);
   const i64 group = std::max<i64>(1, 256 / w);  // panels per pass over a pair of rows
   for (i64 s0 = 0; s0 < panels; s0 += group) {
@@ -147,18 +142,20 @@ LADON_TARGET_AVX512 void pack_across_avx512(const float* src, i64 ld, i64 valid,
           _mm_prefetch(reinterpret_cast<const char*>(r0 + 2 * kPrefetchAhead * ld + x), _MM_HINT_T0);
           _mm_prefetch(reinterpret_cast<const char*>(r1 + 2 * kPrefetchAhead * ld + x), _MM_HINT_T0);
           const __mmask16 load_mask = first_lanes16(std::clamp<i64>(valid - x, 0, 16));
-          const __m512i lo = bf16_lanes(_mm512_maskz_loadu_ps(load_mask, r0 + x));
-          const __m512i hi = has_high ? bf16_lanes(_mm512_maskz_loadu_ps(load_mask, r1 + x)) : _mm512_setzero_si512();
+          const __m512 lo = _mm512_maskz_loadu_ps(load_mask, r0 + x);
+          const __m512 hi = has_high ? _mm512_maskz_loadu_ps(load_mask, r1 + x) : _mm512_setzero_ps();
+          const __m512i words = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
           _mm512_mask_storeu_epi32(dst + (s * kq_stride + q) * w + x0, first_lanes16(w - x0),
-                                   _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+                                   _mm512_permutexvar_epi16(interleave, words));
         }
     }
   }
 }
 
-// 16 k-pairs at a time: each of up to 16 rows converts 32 consecutive floats into 16 words, and a
+// 16 k-pairs at a time: each of up to 16 rows converts 32 consecutive floats into 16 words (one
+// vcvtne2ps2bf16: its 16-bit lanes are the floats in order, so 32-bit lane q is k-pair q), and a
 // 16 x 16 transpose turns rows into the packed panel's k-pair-major order.
-LADON_TARGET_AVX512 void pack_along_avx512(const float* src, i64 ld, int valid, i64 kc, int w, u32* dst) {
+LADON_TARGET_AVX512_BF16 void pack_along_bf16(const float* src, i64 ld, int valid, i64 kc, int w, u32* dst) {
   const i64 full_q = kc / 32 * 16;  // k-pairs covered by whole 32-float loads
   for (int x0 = 0; x0 < w; x0 += 16) {
     const int lanes = std::min(16, w - x0), real = std::clamp(valid - x0, 0, 16);
@@ -172,9 +169,7 @@ LADON_TARGET_AVX512 void pack_along_avx512(const float* src, i64 ld, int valid, 
           // median of 3: the mlp b256 bf16 step 1.04x faster, mmoe b1024 unchanged.
           _mm_prefetch(reinterpret_cast<const char*>(row + 32 * kPrefetchAhead), _MM_HINT_T0);
           _mm_prefetch(reinterpret_cast<const char*>(row + 32 * kPrefetchAhead + 16), _MM_HINT_T0);
-          const __m256i lo = _mm512_cvtepi32_epi16(bf16_lanes(_mm512_loadu_ps(row)));
-          const __m256i hi = _mm512_cvtepi32_epi16(bf16_lanes(_mm512_loadu_ps(row + 16)));
-          r[i] = _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+          r[i] = reinterpret_cast<__m512>(_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + 16), _mm512_loadu_ps(row)));
         } else {
           r[i] = _mm512_setzero_ps();
         }
@@ -339,7 +334,8 @@ LADON_INLINE void tile_emulated(i64 kq, const u32* __restrict pa, const u32* __r
 // One struct per variant: the tile and the packing (A: rows are x; B: columns are x).
 // ---------------------------------------------------------------------------------------------
 
-template <bool VECTOR_PACK>
+// NATIVE: the vector packing of the AVX512_BF16 level; otherwise float_to_bf16 element by element.
+template <bool NATIVE>
 struct Packing {
   // The register tile (rows of A x columns of B) and the cache blocks of m and k the driver uses.
   static constexpr i64 kTileRows = kMR, kTileCols = kNR, kBlockM = kMC, kBlockK = kKC;
@@ -355,8 +351,8 @@ struct Packing {
   static void pack_strip(bool along, const float* src, i64 ld, i64 extent, i64 kc, int w, u32* dst) {
     const i64 kq = ceil_div(kc, 2), panels = ceil_div(extent, w);
 #if LADON_X86
-    if constexpr (VECTOR_PACK) {
-      if (!along) return pack_across_avx512(src, ld, extent, kc, w, panels, kq, dst);
+    if constexpr (NATIVE) {
+      if (!along) return pack_across_bf16(src, ld, extent, kc, w, panels, kq, dst);
     }
 #endif
     for (i64 s = 0; s < panels; ++s) {
@@ -366,9 +362,9 @@ struct Packing {
   }
   static void pack_panel(bool along, const float* src, i64 ld, int valid, i64 kc, int w, u32* dst) {
 #if LADON_X86
-    if constexpr (VECTOR_PACK) {
-      return along ? pack_along_avx512(src, ld, valid, kc, w, dst)
-                   : pack_across_avx512(src, ld, valid, kc, w, 1, ceil_div(kc, 2), dst);
+    if constexpr (NATIVE) {
+      return along ? pack_along_bf16(src, ld, valid, kc, w, dst)
+                   : pack_across_bf16(src, ld, valid, kc, w, 1, ceil_div(kc, 2), dst);
     }
 #endif
     along ? pack_along_generic(src, ld, valid, kc, w, w, 0, dst) : pack_across_generic(src, ld, valid, kc, w, dst);
@@ -476,12 +472,7 @@ LADON_TARGET_AMX void pack_a_amx_along(const float* src, i64 ld, i64 valid, i64 
 // and block, 16 k-pairs of words made across the rows, then a 16 x 16 transpose into rows.
 LADON_TARGET_AMX void pack_a_amx_across(const float* src, i64 ld, i64 valid, i64 kc, u32* dst) {
   const i64 blocks = ceil_div(kc, 2 * kAmxKq);
-  // 16-bit lane 2x takes the low (even p) value of row x, 2x + 1 the high one (vcvtne2ps2bf16 puts
-  // the even row's 16 values in lanes 0-15 and the odd row's in 16-31).
-  alignas(64) static constexpr std::uint16_t kInterleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
-                                                                21, 6, 22, 7, 23, 8,  24, 9,  25, 10, 26,
-                                                                11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-  const __m512i interleave = _mm512_load_si512(kInterleave);
+  const __m512i interleave = _mm512_load_si512(kInterleaveHalves);  // (even row, odd row) pairs
   for (i64 x0 = 0; x0 < 32; x0 += 16) {
     const __mmask16 lanes = first_lanes16(std::clamp<i64>(valid - x0, 0, 16));
     for (i64 b = 0; b < blocks; ++b) {
@@ -563,10 +554,10 @@ struct KernelAmx {
     const i64 kq = ceil_div(kc, 2), kq_padded = padded_kq(kq), panels = ceil_div(nc, kNR);
     if (trans) {
       for (i64 s = 0; s < panels; ++s)
-        pack_along_avx512(b + s * kNR * ldb, ldb, static_cast<int>(std::min<i64>(kNR, nc - s * kNR)), kc, kNR,
-                          dst + s * kq_padded * kNR);
+        pack_along_bf16(b + s * kNR * ldb, ldb, static_cast<int>(std::min<i64>(kNR, nc - s * kNR)), kc, kNR,
+                        dst + s * kq_padded * kNR);
     } else {
-      pack_across_avx512(b, ldb, nc, kc, kNR, panels, kq_padded, dst);
+      pack_across_bf16(b, ldb, nc, kc, kNR, panels, kq_padded, dst);
     }
     for (i64 s = 0; s < panels; ++s)  // the padding k-pairs: 0 * 0 products
       std::fill(dst + (s * kq_padded + kq) * kNR, dst + (s + 1) * kq_padded * kNR, 0u);
@@ -582,8 +573,7 @@ struct KernelAmx {
 };
 #endif  // LADON_X86
 
-template <bool VECTOR_PACK>
-struct KernelEmulated : Packing<VECTOR_PACK> {
+struct KernelEmulated : Packing<false> {
   LADON_INLINE static void tile(i64 kq, const u32* pa, const u32* pb, float* c, i64 ldc, float alpha, float beta,
                                 i64 mr, i64 nr) {
     tile_emulated(kq, pa, pb, c, ldc, alpha, beta, mr, nr);
@@ -644,13 +634,13 @@ LADON_TARGET_AMX void gemm_amx(LADON_GEMM_ARGS) {
   _tile_release();  // tile data back to its initial state: context switches need not save it
 }
 [[gnu::target("arch=x86-64-v4")]] void gemm_emulated_avx512(LADON_GEMM_ARGS) {
-  gemm_driver<KernelEmulated<true>>(LADON_GEMM_PASS);
+  gemm_driver<KernelEmulated>(LADON_GEMM_PASS);
 }
 [[gnu::target("arch=x86-64-v3")]] void gemm_emulated_avx2(LADON_GEMM_ARGS) {
-  gemm_driver<KernelEmulated<false>>(LADON_GEMM_PASS);
+  gemm_driver<KernelEmulated>(LADON_GEMM_PASS);
 }
 #endif  // LADON_X86
-void gemm_emulated_baseline(LADON_GEMM_ARGS) { gemm_driver<KernelEmulated<false>>(LADON_GEMM_PASS); }
+void gemm_emulated_baseline(LADON_GEMM_ARGS) { gemm_driver<KernelEmulated>(LADON_GEMM_PASS); }
 
 // The kernel of a GEMM: what the ISA level picks, or at the AVX512_BF16 level one of its two.
 void dispatch(Isa isa, Bf16Kernel top, LADON_GEMM_ARGS) {
@@ -759,7 +749,7 @@ bool bf16_kernel_supported(Bf16Kernel kernel) {
     case Bf16Kernel::dot:
       return isa_supported(Isa::avx512_bf16);
     case Bf16Kernel::fma:
-      return isa_supported(Isa::avx512);
+      return isa_supported(Isa::avx512_bf16);  // its packing converts with vcvtne2ps2bf16
     case Bf16Kernel::amx:
       return amx_available();
   }
@@ -780,7 +770,7 @@ const char* bf16_kernel_name(Bf16Kernel kernel) {
 
 void gemm_bf16_with_kernel(Bf16Kernel kernel, LADON_GEMM_ARGS) {
   if (!bf16_kernel_supported(kernel)) {
-    constexpr const char* kNeeds[] = {"Bf16Kernel::dot needs AVX512_BF16", "Bf16Kernel::fma needs AVX-512",
+    constexpr const char* kNeeds[] = {"Bf16Kernel::dot needs AVX512_BF16", "Bf16Kernel::fma needs AVX512_BF16",
                                       "Bf16Kernel::amx needs AMX-BF16 and the kernel's leave to use it"};
     throw std::invalid_argument(std::string("gemm_bf16_with_kernel: ") + kNeeds[static_cast<int>(kernel)] +
                                 ", which this machine lacks");

@@ -54,14 +54,14 @@ void gemm_bf16_with_isa(Isa isa, bool trans_a, bool trans_b, std::int64_t m, std
                         float alpha, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta,
                         float* c, std::int64_t ldc, const Epilogue& epilogue = {});
 
-// The micro-kernels of the Isa::avx512_bf16 level: dot on vdpbf16ps (needs AVX512_BF16), fma (the
-// emulation's sums in FMAs, needs AVX-512), amx on the AMX tiles (needs AMX-BF16 and, on Linux, the
-// kernel's leave to use the tile state, asked for once per process). gemm_bf16_kernel(): amx where
-// it is available; else fma on Intel CPUs (their vdpbf16ps is slower than their FMAs) and dot
-// elsewhere. gemm_bf16_kernel_for(m, n, k): the one gemm_bf16 runs for a product at that level (dot
-// for small ones, see gemm_bf16.cpp). gemm_bf16_with_kernel forces one, for tests and benchmarks:
-// std::invalid_argument when the machine lacks it. dot and fma give the emulation's bits; amx its
-// own sums, within the bound above.
+// The micro-kernels of the Isa::avx512_bf16 level: dot on vdpbf16ps, fma (the emulation's sums in
+// FMAs), both needing AVX512_BF16 (their packing converts with it), amx on the AMX tiles (needs
+// AMX-BF16 and, on Linux, the kernel's leave to use the tile state, asked for once per process).
+// gemm_bf16_kernel(): amx where it is available; else fma on Intel CPUs (their vdpbf16ps is slower
+// than their FMAs) and dot elsewhere. gemm_bf16_kernel_for(m, n, k): the one gemm_bf16 runs for a
+// product at that level (dot for small ones, see gemm_bf16.cpp). gemm_bf16_with_kernel forces one,
+// for tests and benchmarks: std::invalid_argument when the machine lacks it. dot and fma give the
+// emulation's bits; amx its own sums, within the bound above.
 enum class Bf16Kernel { dot, fma, amx };
 bool bf16_kernel_supported(Bf16Kernel kernel);
 const char* bf16_kernel_name(Bf16Kernel kernel);  // "dot (vdpbf16ps)", "fma", "amx"

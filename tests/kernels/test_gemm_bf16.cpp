@@ -334,7 +334,7 @@ TEST_CASE("gemm_bf16: k == 0 or alpha == 0 scales C by beta; an IsaOverride pick
 
 TEST_CASE("gemm_bf16_with_kernel: a kernel the machine lacks is a clear error, not an illegal instruction") {
   const std::pair<Bf16Kernel, const char*> needs[] = {{Bf16Kernel::dot, "Bf16Kernel::dot needs AVX512_BF16"},
-                                                      {Bf16Kernel::fma, "Bf16Kernel::fma needs AVX-512"},
+                                                      {Bf16Kernel::fma, "Bf16Kernel::fma needs AVX512_BF16"},
                                                       {Bf16Kernel::amx, "Bf16Kernel::amx needs AMX-BF16"}};
   float c = 0.0f;
   const float one = 1.0f;
