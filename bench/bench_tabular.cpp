@@ -9,8 +9,8 @@
 //     MMoE of 4 experts (32 -> 64, ReLU) with click and purchase towers (32), BCE per task summed,
 //     Adam, batch 2048, shuffled by TabularLoader: samples per second over whole epochs (batch
 //     gathering included) on 1 and 2 threads.
-//  4. sparse: the sparse step of 2. alone (matched traffic), 1k and 4M rows alternating, with Adam
-//     and with Adagrad, and the ratio the target is about.
+//  4. sparse: the sparse step of 2. alone (matched traffic), 1k and 4M rows alternating, with Adam,
+//     Adagrad and SGD, and the ratio the target is about.
 // Each figure is the median of --repeats runs; compare ratios within one run (a shared machine).
 //
 //   build/bench/bench_tabular [--only csv,embedding,sparse,mmoe] [--mb 200] [--repeats 3] [--steps 200]
@@ -246,34 +246,93 @@ void bench_embedding(long repeats, long steps) {
   std::printf("  zipf sparse step, 4M rows over 1k rows: %.2fx\n", zipf[2] / zipf[0]);
 }
 
+// The MMoE both model benchmarks train: 4 experts of 64 over the front's output, click and
+// purchase towers of 32.
+mtl::FeatureModel click_purchase_mmoe(nn::FeatureEmbedding front, Generator& gen) {
+  const std::int64_t in = front.out_dim();
+  return mtl::FeatureModel(
+      std::move(front),
+      mtl::MMoE({.in = in,
+                 .experts = 4,
+                 .expert_hidden = {64},
+                 .tasks = {{.name = "click", .out = 1, .tower_hidden = {32}, .kind = mtl::TaskKind::binary},
+                           {.name = "purchase", .out = 1, .tower_hidden = {32}, .kind = mtl::TaskKind::binary}}},
+                gen));
+}
+
+// Milliseconds per training step of an MMoE (4 experts of 64, click and purchase towers of 32,
+// BCE summed, Adam) over one sparse 16-wide "user" table of `rows` rows and 16 numeric inputs, batch
+// 2,048 with the matched traffic's ids: what the table's size costs a whole training step rather
+// than the embedding alone.
+double mmoe_step_ms(std::int64_t rows, long steps) {
+  Generator gen(1);
+  nn::FeatureEmbedding front({.fields = {{.name = "user", .cardinality = rows},
+                                         {.name = "dense", .kind = nn::FieldKind::numeric, .width = 16}},
+                              .dim = 16,
+                              .sparse = true},
+                             gen);
+  mtl::FeatureModel model = click_purchase_mmoe(std::move(front), gen);
+  nn::Adam opt(model.parameters(), {.lr = 1e-3});
+  IdSource source(rows, Traffic::matched, 2);
+  const Tensor dense = randn({kLookups, 16}, gen);
+  const Tensor click = lt(rand({kLookups, 1}, gen), scalar(0.3));
+  const Tensor purchase = lt(rand({kLookups, 1}, gen), scalar(0.05));
+  std::vector<nn::Features> batches(static_cast<std::size_t>(steps + 1));
+  for (nn::Features& f : batches) {
+    f.set("user", {.ids = source.next(), .offsets = Tensor(), .values = Tensor()});
+    f.set("dense", {.ids = Tensor(), .offsets = Tensor(), .values = dense});
+  }
+  auto step = [&](const nn::Features& features) {
+    const std::vector<Tensor> out = model(features);
+    Tensor loss =
+        nn::binary_cross_entropy_with_logits(out[0], click) + nn::binary_cross_entropy_with_logits(out[1], purchase);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  };
+  step(batches[0]);
+  const auto start = clock_type::now();
+  for (long s = 1; s <= steps; ++s) step(batches[static_cast<std::size_t>(s)]);
+  return seconds_since(start) * 1000 / static_cast<double>(steps);
+}
+
 // The sparse step alone, matched traffic, the 1k-row and the 4M-row table alternating within each
-// repeat (so a change in the machine's load hits both), with Adam and with Adagrad (lazy: one state
-// row per table row instead of Adam's two).
+// repeat (so a change in the machine's load hits both), with Adam, with Adagrad (lazy: one state row
+// per table row instead of Adam's two) and with plain SGD (no state: the table's rows alone).
+// bench/sparse_step_torch times libtorch's Adagrad and SGD on the same traffic.
 void bench_sparse(long repeats, long steps) {
   std::printf(
       "sparse embedding step (2,048 lookups, 1,000 distinct rows, dim 16), 1k and 4M rows interleaved, ms, "
       "median of %ld:\n",
       repeats);
   std::printf("  %-8s %-9s %8s %8s %8s %8s\n", "optim", "rows", "step", "forward", "backward", "optim");
-  for (int kind = 0; kind < 2; ++kind) {
-    StepTimes med[2];
+  const char* names[] = {"Adam", "Adagrad", "SGD"};
+  for (int kind = 0; kind < 3; ++kind) {
     std::vector<double> parts[2][4];
     for (long r = 0; r < repeats; ++r)
       for (int big = 0; big < 2; ++big) {
         const std::int64_t rows = big ? 4000000 : 1000;
-        const StepTimes t = kind == 0 ? embedding_step_ms<nn::Adam>(rows, true, Traffic::matched, steps)
-                                      : embedding_step_ms<nn::Adagrad>(rows, true, Traffic::matched, steps);
+        const StepTimes t = kind == 0   ? embedding_step_ms<nn::Adam>(rows, true, Traffic::matched, steps)
+                            : kind == 1 ? embedding_step_ms<nn::Adagrad>(rows, true, Traffic::matched, steps)
+                                        : embedding_step_ms<nn::SGD>(rows, true, Traffic::matched, steps);
         parts[big][0].push_back(t.total), parts[big][1].push_back(t.forward);
         parts[big][2].push_back(t.backward), parts[big][3].push_back(t.optimizer);
       }
+    StepTimes med[2];
     for (int big = 0; big < 2; ++big) {
       med[big] = {median(parts[big][0]), median(parts[big][1]), median(parts[big][2]), median(parts[big][3])};
-      std::printf("  %-8s %-9s %8.3f %8.3f %8.3f %8.3f\n", kind == 0 ? "Adam" : "Adagrad", big ? "4000000" : "1000",
-                  med[big].total, med[big].forward, med[big].backward, med[big].optimizer);
+      std::printf("  %-8s %-9s %8.3f %8.3f %8.3f %8.3f\n", names[kind], big ? "4000000" : "1000", med[big].total,
+                  med[big].forward, med[big].backward, med[big].optimizer);
     }
-    std::printf("  %s: 4M rows over 1k rows %.2fx (target <= 1.2x)\n", kind == 0 ? "Adam" : "Adagrad",
-                med[1].total / med[0].total);
+    std::printf("  %s: 4M rows over 1k rows %.2fx (target <= 1.2x)\n", names[kind], med[1].total / med[0].total);
   }
+  std::vector<double> model_ms[2];
+  for (long r = 0; r < repeats; ++r)
+    for (int big = 0; big < 2; ++big) model_ms[big].push_back(mmoe_step_ms(big ? 4000000 : 1000, steps / 4));
+  std::printf("  the same ids into an MMoE step (user table 16 wide + 16 numeric inputs, 4 experts of 64, Adam):\n");
+  std::printf("  %-8s %-9s %8.3f\n  %-8s %-9s %8.3f\n", "MMoE", "1000", median(model_ms[0]), "MMoE", "4000000",
+              median(model_ms[1]));
+  std::printf("  MMoE: 4M rows over 1k rows %.2fx (target <= 1.2x)\n", median(model_ms[1]) / median(model_ms[0]));
 }
 
 // Samples per second of `epochs` whole epochs of the MMoE on the impression log.
@@ -282,15 +341,7 @@ double mmoe_samples_per_s(const data::ImpressionLog& log, long epochs, std::uint
   std::vector<nn::FieldSpec> fields;
   for (const auto& f : log.data.fields) fields.push_back(f.spec);
   nn::FeatureEmbedding front({.fields = fields, .dim = 16, .sparse = true}, gen);
-  const std::int64_t in = front.out_dim();
-  mtl::FeatureModel model(
-      std::move(front),
-      mtl::MMoE({.in = in,
-                 .experts = 4,
-                 .expert_hidden = {64},
-                 .tasks = {{.name = "click", .out = 1, .tower_hidden = {32}, .kind = mtl::TaskKind::binary},
-                           {.name = "purchase", .out = 1, .tower_hidden = {32}, .kind = mtl::TaskKind::binary}}},
-                gen));
+  mtl::FeatureModel model = click_purchase_mmoe(std::move(front), gen);
   nn::Adam opt(model.parameters(), {.lr = 1e-3});
   data::TabularLoader loader(log.data, {.batch = 2048, .shuffle = true, .seed = seed});
   std::int64_t samples = 0;
