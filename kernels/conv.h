@@ -63,6 +63,22 @@ void conv2d_direct_pack(const DirectConv& g, const float* weight, bool transpose
 void conv2d_direct(const DirectConv& g, const float* padded, const float* packed, const float* bias,
                    Activation activation, float* out);
 
+// The same convolution with bf16 products and float32 sums (AVX512_BF16: vdpbf16ps multiplies a
+// pair of bf16 values by another and adds both products; check conv2d_direct_bf16_available()).
+// Its operands are words of two bf16 values, the low half first, rounded to nearest even:
+// conv2d_direct_bf16_pair turns a padded image (conv_pad's [channels, padded_h, padded_w] floats)
+// into ceil(channels / 2) planes of words, word (q, p) = (padded[2q, p], padded[2q + 1, p]), zero
+// past the last channel (conv2d_direct_bf16_image_size words); conv2d_direct_bf16_pack turns
+// conv2d_direct_pack's floats into the same channel pairs (conv2d_direct_bf16_packed_size words).
+// Each output sums the exact products of the rounded operands in float32, two by two.
+bool conv2d_direct_bf16_available();
+std::int64_t conv2d_direct_bf16_image_size(const DirectConv& g);
+std::int64_t conv2d_direct_bf16_packed_size(const DirectConv& g);
+void conv2d_direct_bf16_pair(const DirectConv& g, const float* padded, std::uint32_t* pairs);
+void conv2d_direct_bf16_pack(const DirectConv& g, const float* packed, std::uint32_t* words);
+void conv2d_direct_bf16(const DirectConv& g, const std::uint32_t* pairs, const std::uint32_t* packed, const float* bias,
+                        Activation activation, float* out);
+
 // The weight gradient of the same convolution, direct (no im2col): for one image,
 //   dw[o, c, i, j] += sum_{y, x} grad[o, y, x] padded[c, y + i, x + j],
 // accumulated in the packed layout of conv2d_direct_pack (conv2d_direct_packed_size floats, zeroed

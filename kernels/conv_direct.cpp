@@ -32,7 +32,8 @@
 #include <vector>
 
 #include "conv.h"
-#include "gemm_internal.h"  // transpose16x16, LADON_TARGET_AVX512
+#include "gemm_bf16.h"      // float_to_bf16
+#include "gemm_internal.h"  // transpose16x16, kInterleaveHalves, LADON_TARGET_AVX512(_BF16)
 #include "isa.h"
 
 namespace ladon::kernels {
@@ -48,6 +49,9 @@ constexpr int kRows = 14, kPanel = 32;
 [[noreturn]] void needs_avx512() {
   throw std::logic_error("conv2d_direct_weight_grad: needs AVX-512 (conv2d_direct_weight_grad_available)");
 }
+[[noreturn]] void needs_avx512_bf16() {
+  throw std::logic_error("conv2d_direct_bf16: needs AVX512_BF16 (conv2d_direct_bf16_available)");
+}
 
 #if LADON_X86
 // GCC 12 flags the placeholder inside _mm512_undefined_ps (used by max and the shuffles) as
@@ -57,6 +61,36 @@ constexpr int kRows = 14, kPanel = 32;
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
+
+// Writes a tile's MR x (16 NV) sums (positions x channels o0 ...) to out[channel * ldo + position]:
+// each 14 x 16 block transposed in registers (16 x 16 with the missing rows zero) into 16 channel
+// rows, the bias added and ReLU applied first, so the output is written once.
+template <int MR, int NV>
+LADON_INLINE LADON_TARGET_AVX512 void store_direct_tile(const DirectConv& g, const __m512 (&acc)[MR][NV],
+                                                        const float* bias, Activation activation, i64 o0, float* out,
+                                                        i64 ldo) {
+  const auto position_mask = static_cast<__mmask16>((1u << MR) - 1u);
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) {
+    const i64 first = o0 + 16 * v, count = std::min<i64>(16, g.out_channels - first);
+    const auto channel_mask = static_cast<__mmask16>((1u << count) - 1u);
+    const __m512 b = bias ? _mm512_maskz_loadu_ps(channel_mask, bias + first) : zero;
+    __m512 r[16];
+#pragma GCC unroll 16
+    for (int m = 0; m < 16; ++m) {
+      if (m < MR) {
+        r[m] = _mm512_add_ps(acc[m][v], b);
+        // max(0, x) returns x when x is NaN (the second operand wins): NaN stays NaN, as in conv_store.
+        if (activation == Activation::relu) r[m] = _mm512_max_ps(zero, r[m]);
+      } else {
+        r[m] = zero;
+      }
+    }
+    detail::transpose16x16(r);
+    for (i64 l = 0; l < count; ++l) _mm512_mask_storeu_ps(out + (16 * v + l) * ldo, position_mask, r[l]);
+  }
+}
 
 // offsets[t]: where step t = (c, i, j) of the sum reads, relative to the tile's first position
 // (c * plane + i * padded_w + j). A table rather than three nested loops: with the j loop visible,
@@ -84,28 +118,48 @@ LADON_TARGET_AVX512 void direct_tile(const DirectConv& g, i64 k, const i64* __re
     }
     pb += kPanel;
   }
-  const auto position_mask = static_cast<__mmask16>((1u << MR) - 1u);
-  const __m512 zero = _mm512_setzero_ps();
-#pragma GCC unroll 2
-  for (int v = 0; v < NV; ++v) {
-    const i64 first = o0 + 16 * v, count = std::min<i64>(16, g.out_channels - first);
-    const auto channel_mask = static_cast<__mmask16>((1u << count) - 1u);
-    const __m512 b = bias ? _mm512_maskz_loadu_ps(channel_mask, bias + first) : zero;
-    __m512 r[16];
-#pragma GCC unroll 16
-    for (int m = 0; m < 16; ++m) {
-      if (m < MR) {
-        r[m] = _mm512_add_ps(acc[m][v], b);
-        // max(0, x) returns x when x is NaN (the second operand wins): NaN stays NaN, as in conv_store.
-        if (activation == Activation::relu) r[m] = _mm512_max_ps(zero, r[m]);
-      } else {
-        r[m] = zero;
-      }
-    }
-    detail::transpose16x16(r);
-    for (i64 l = 0; l < count; ++l) _mm512_mask_storeu_ps(out + (16 * v + l) * ldo, position_mask, r[l]);
-  }
+  store_direct_tile<MR, NV>(g, acc, bias, activation, o0, out, ldo);
 }
+
+// direct_tile in bf16 (AVX512_BF16): step t is (channel pair q, i, j), its word a[m] the pair's two
+// bf16 inputs at position m, the panel's words the pairs' weights for 32 channels; one vdpbf16ps
+// adds both products, so the sum has half the steps. Zen 4 and 5 issue vdpbf16ps at the FMA's rate.
+template <int MR, int NV>
+LADON_TARGET_AVX512_BF16 void direct_tile_bf16(const DirectConv& g, i64 kq, const i64* __restrict offsets,
+                                               const std::uint32_t* __restrict in,
+                                               const std::uint32_t* __restrict panel, const float* bias,
+                                               Activation activation, i64 o0, float* out, i64 ldo) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_ps();
+  const std::uint32_t* pb = panel;
+  for (i64 t = 0; t < kq; ++t) {
+    const std::uint32_t* a = in + offsets[t];
+    __m512bh bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) bv[v] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(pb + 16 * v));
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const __m512bh av = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(a[m])));
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_dpbf16_ps(acc[m][v], av, bv[v]);
+    }
+    pb += kPanel;
+  }
+  store_direct_tile<MR, NV>(g, acc, bias, activation, o0, out, ldo);
+}
+
+using TileBf16Fn = void (*)(const DirectConv&, i64, const i64*, const std::uint32_t*, const std::uint32_t*,
+                            const float*, Activation, i64, float*, i64);
+
+template <std::size_t... I>
+constexpr auto tile_bf16_table(std::index_sequence<I...>) {
+  return std::array<std::array<TileBf16Fn, 2>, sizeof...(I)>{
+      {{&direct_tile_bf16<static_cast<int>(I) + 1, 1>, &direct_tile_bf16<static_cast<int>(I) + 1, 2>}...}};
+}
+constexpr auto kTilesBf16 = tile_bf16_table(std::make_index_sequence<kRows>{});
 
 using TileFn = void (*)(const DirectConv&, i64, const i64*, const float*, const float*, const float*, Activation, i64,
                        float*, i64);
@@ -647,6 +701,24 @@ constexpr auto single_channel_grad_table(std::index_sequence<I...>) {
 }
 constexpr auto kSingleChannelGradTiles = single_channel_grad_table(std::make_index_sequence<kGradTaps * kGradTaps>{});
 
+// Channel planes 2q and 2q + 1 (zero past the last) into plane q of words, 16 positions at a time:
+// one vcvtne2ps2bf16 (round to nearest even) and the interleave of its halves.
+LADON_TARGET_AVX512_BF16 void pair_planes_bf16(i64 channels, i64 plane, const float* src, std::uint32_t* dst) {
+  const __m512i interleave = _mm512_load_si512(detail::kInterleaveHalves);
+  for (i64 q = 0; 2 * q < channels; ++q) {
+    const float* lo = src + 2 * q * plane;
+    const float* hi = lo + plane;
+    const bool has_high = 2 * q + 1 < channels;
+    for (i64 x = 0; x < plane; x += 16) {
+      const __mmask16 mask = detail::first_lanes16(plane - x);
+      const __m512 l = _mm512_maskz_loadu_ps(mask, lo + x);
+      const __m512 h = has_high ? _mm512_maskz_loadu_ps(mask, hi + x) : _mm512_setzero_ps();
+      const __m512i halves = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h, l));
+      _mm512_mask_storeu_epi32(dst + q * plane + x, mask, _mm512_permutexvar_epi16(interleave, halves));
+    }
+  }
+}
+
 // offsets[t]: where step t = (c, i, j) of the sum over (channel, tap) reads in the padded image,
 // relative to the output position: c * plane + i * padded_w + j.
 std::vector<i64> step_offsets(const DirectConv& g) {
@@ -728,6 +800,72 @@ void conv2d_direct(const DirectConv& g, const float* padded, const float* packed
 #else
   (void)g, (void)padded, (void)packed, (void)bias, (void)activation, (void)out;
   needs_avx2();
+#endif
+}
+
+bool conv2d_direct_bf16_available() {
+#if LADON_X86
+  return active_isa() >= Isa::avx512_bf16;
+#else
+  return false;
+#endif
+}
+
+std::int64_t conv2d_direct_bf16_image_size(const DirectConv& g) {
+  return detail::ceil_div(g.channels, 2) * g.padded_h * g.padded_w;
+}
+
+std::int64_t conv2d_direct_bf16_packed_size(const DirectConv& g) {
+  return detail::round_up(g.out_channels, kPanel) * detail::ceil_div(g.channels, 2) * g.kernel_h * g.kernel_w;
+}
+
+void conv2d_direct_bf16_pack(const DirectConv& g, const float* packed, std::uint32_t* words) {
+  const i64 taps = g.kernel_h * g.kernel_w, k = g.channels * taps, pairs = detail::ceil_div(g.channels, 2);
+  const i64 panels = detail::ceil_div(g.out_channels, kPanel);
+  for (i64 p = 0; p < panels; ++p)
+    for (i64 q = 0; q < pairs; ++q)
+      for (i64 t = 0; t < taps; ++t) {
+        const float* lo = packed + (p * k + 2 * q * taps + t) * kPanel;
+        const float* hi = 2 * q + 1 < g.channels ? lo + taps * kPanel : nullptr;
+        std::uint32_t* dst = words + (p * pairs * taps + q * taps + t) * kPanel;
+        for (i64 l = 0; l < kPanel; ++l)
+          dst[l] = std::uint32_t{float_to_bf16(lo[l])} | std::uint32_t{hi ? float_to_bf16(hi[l]) : std::uint16_t{0}}
+                                                             << 16;
+      }
+}
+
+void conv2d_direct_bf16_pair(const DirectConv& g, const float* padded, std::uint32_t* pairs) {
+#if LADON_X86
+  if (!conv2d_direct_bf16_available()) needs_avx512_bf16();
+  pair_planes_bf16(g.channels, g.padded_h * g.padded_w, padded, pairs);
+#else
+  (void)g, (void)padded, (void)pairs;
+  needs_avx512_bf16();
+#endif
+}
+
+void conv2d_direct_bf16(const DirectConv& g, const std::uint32_t* pairs, const std::uint32_t* packed, const float* bias,
+                        Activation activation, float* out) {
+#if LADON_X86
+  if (!conv2d_direct_bf16_available()) needs_avx512_bf16();
+  const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1, out_plane = out_h * out_w;
+  DirectConv paired = g;  // the sum's steps: (channel pair, i, j)
+  paired.channels = detail::ceil_div(g.channels, 2);
+  const i64 kq = paired.channels * g.kernel_h * g.kernel_w;
+  const std::vector<i64> offsets = step_offsets(paired);
+  for (i64 o0 = 0; o0 < g.out_channels; o0 += kPanel) {
+    const std::uint32_t* panel = packed + o0 * kq;
+    const i64 nv = std::min<i64>(2, detail::ceil_div(g.out_channels - o0, 16));
+    for (i64 y = 0; y < out_h; ++y)
+      for (i64 x0 = 0; x0 < out_w; x0 += kRows) {
+        const i64 mr = std::min<i64>(kRows, out_w - x0);
+        kTilesBf16[mr - 1][nv - 1](g, kq, offsets.data(), pairs + y * g.padded_w + x0, panel, bias, activation, o0,
+                                   out + o0 * out_plane + y * out_w + x0, out_plane);
+      }
+  }
+#else
+  (void)g, (void)pairs, (void)packed, (void)bias, (void)activation, (void)out;
+  needs_avx512_bf16();
 #endif
 }
 

@@ -44,10 +44,6 @@ namespace {
 using namespace detail;  // the pieces shared with the FP32 GEMM (gemm_internal.h)
 using u32 = std::uint32_t;
 
-#if LADON_X86
-#define LADON_TARGET_AVX512_BF16 __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16,fma")))
-#endif
-
 constexpr int kMR = 14, kNR = 32;
 constexpr i64 kMC = 280, kKC = 768, kNC = 4096;
 
@@ -109,12 +105,6 @@ LADON_INLINE void pack_along_generic(const float* src, i64 ld, int valid, i64 kc
 }
 
 #if LADON_X86
-// vcvtne2ps2bf16 (hi, lo) puts lo's 16 values in 16-bit lanes 0-15 and hi's in 16-31; this
-// permutation interleaves them, so 32-bit lane x holds (lo[x], hi[x]): a k-pair's word.
-alignas(64) constexpr std::uint16_t kInterleaveHalves[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
-                                                             21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
-                                                             11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-
 // A strip of panels side by side in the source (panel s's x' is x = s * w + x', valid of the
 // strip's x real), packed panel after panel (panel s at dst + s * kq * w). The loop takes one
 // k-pair of rows at a time across a group of panels, so each source row is read as one contiguous

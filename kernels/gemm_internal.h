@@ -16,6 +16,7 @@
 
 #define LADON_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,fma")))
 #define LADON_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define LADON_TARGET_AVX512_BF16 __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16,fma")))
 #endif
 
 namespace ladon::kernels::detail {
@@ -23,6 +24,14 @@ namespace ladon::kernels::detail {
 using i64 = std::int64_t;
 
 #if LADON_X86
+
+// vcvtne2ps2bf16 (hi, lo) puts lo's 16 values in 16-bit lanes 0-15 and hi's in 16-31; this
+// permutation (vpermw) interleaves them, so 32-bit lane x holds (lo[x], hi[x]): the word of a pair
+// of bf16 values that vdpbf16ps multiplies together (the bf16 GEMM's k-pairs, the bf16 direct
+// convolution's channel pairs).
+alignas(64) inline constexpr std::uint16_t kInterleaveHalves[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
+                                                                    21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
+                                                                    11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
 
 // The mask of the first min(n, 16) (or 32) lanes, for a row's last, partial vector. Plain integer
 // operations: no target attribute needed.

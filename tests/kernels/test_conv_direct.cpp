@@ -6,6 +6,7 @@
 // (conv2d_direct_weight_grad, with its transposed and masked output gradient) at the same shapes.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <ostream>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "kernels/conv.h"
+#include "kernels/gemm_bf16.h"  // round_to_bf16
 #include "kernels/isa.h"
 
 namespace {
@@ -200,6 +202,71 @@ TEST_CASE("conv2d_direct: transpose_flip packs the input gradient's weights") {
     check_close(direct(g, in, w, true, nullptr, Activation::none), reference(g, in, flipped, nullptr, Activation::none),
                 fo * kh * kw);
   });
+}
+
+TEST_CASE("conv2d_direct_bf16: available exactly at the AVX512_BF16 level") {
+  using ladon::kernels::Isa;
+  for (const Isa isa : ladon::kernels::kIsas) {
+    if (!ladon::kernels::isa_supported(isa)) continue;
+    CAPTURE(ladon::kernels::isa_name(isa));
+    const ladon::kernels::IsaOverride use(isa);
+    CHECK(ladon::kernels::conv2d_direct_bf16_available() == (isa >= Isa::avx512_bf16));
+    if (!ladon::kernels::conv2d_direct_bf16_available()) {
+      const DirectConv g;
+      std::vector<std::uint32_t> words(4);
+      const std::vector<float> x(4);
+      CHECK_THROWS_WITH_AS(ladon::kernels::conv2d_direct_bf16_pair(g, x.data(), words.data()),
+                           "conv2d_direct_bf16: needs AVX512_BF16 (conv2d_direct_bf16_available)", std::logic_error);
+    }
+  }
+}
+
+TEST_CASE("conv2d_direct_bf16: the plain loop on bf16-rounded operands, and the emulation, for every tile shape") {
+  if (!ladon::kernels::conv2d_direct_bf16_available()) {
+    MESSAGE("no AVX512_BF16 on this CPU: conv2d_direct_bf16 is not used (the emulation rounds for conv2d_direct)");
+    return;
+  }
+  // Odd channel counts (a last pair with a zero high half), one channel, 14-position tiles and every
+  // remainder, 1 to 70 output channels, bias or none, ReLU or none, NaN passing through.
+  const Case cases[] = {{32, 64, 3, 3, 16, 16}, {64, 32, 3, 3, 16, 16}, {3, 1, 1, 1, 4, 17},  {2, 17, 3, 3, 5, 16},
+                        {4, 70, 5, 3, 9, 32},   {5, 16, 3, 3, 3, 3},    {1, 33, 2, 2, 6, 15}, {7, 9, 2, 2, 3, 4}};
+  for (const Case& t : cases)
+    for (const bool with_bias : {false, true})
+      for (const Activation act : {Activation::none, Activation::relu}) {
+        CAPTURE(t);
+        const DirectConv g = t.conv();
+        std::vector<float> in = random_values(t.c * t.ph * t.pw, 1);
+        in[static_cast<std::size_t>(std::min<i64>(t.pw + 1, t.c * t.ph * t.pw - 1))] = NAN;
+        const std::vector<float> w = random_values(t.o * t.c * t.kh * t.kw, 2), bias = random_values(t.o, 3);
+        const float* b = with_bias ? bias.data() : nullptr;
+        std::vector<float> packed(static_cast<std::size_t>(ladon::kernels::conv2d_direct_packed_size(g)));
+        ladon::kernels::conv2d_direct_pack(g, w.data(), false, packed.data());
+        std::vector<std::uint32_t> pairs(static_cast<std::size_t>(ladon::kernels::conv2d_direct_bf16_image_size(g)));
+        std::vector<std::uint32_t> words(static_cast<std::size_t>(ladon::kernels::conv2d_direct_bf16_packed_size(g)));
+        ladon::kernels::conv2d_direct_bf16_pair(g, in.data(), pairs.data());
+        ladon::kernels::conv2d_direct_bf16_pack(g, packed.data(), words.data());
+        const i64 oh = t.ph - t.kh + 1, ow = t.pw - t.kw + 1;
+        std::vector<float> got(static_cast<std::size_t>(t.o * oh * ow) + 16, -3.0f);  // 16 guard floats
+        ladon::kernels::conv2d_direct_bf16(g, pairs.data(), words.data(), b, act, got.data());
+        for (std::size_t i = got.size() - 16; i < got.size(); ++i) CHECK(got[i] == -3.0f);
+        got.resize(got.size() - 16);
+        // The emulation: the same operands rounded to bf16 in floats (round_to_bf16), summed in double
+        // by the plain loop and in float32 by conv2d_direct (the AVX-512 level's kernel).
+        std::vector<float> in_rounded = in, w_rounded = w;
+        ladon::kernels::round_to_bf16(static_cast<i64>(in_rounded.size()), in_rounded.data());
+        ladon::kernels::round_to_bf16(static_cast<i64>(w_rounded.size()), w_rounded.data());
+        const i64 k = t.c * t.kh * t.kw;
+        check_close(got, reference(g, in_rounded, w_rounded, b, act), k);
+        const ladon::kernels::IsaOverride emulate(ladon::kernels::Isa::avx512);
+        check_close(got, direct(g, in_rounded, w_rounded, false, b, act), 2 * k);
+        const std::vector<float> unrounded = reference(g, in, w, b, act);
+        double largest = 0.0;  // the products really ran on rounded operands (where NaN left any)
+        bool compared = false;
+        for (std::size_t i = 0; i < got.size(); ++i)
+          if (!std::isnan(unrounded[i]))
+            compared = true, largest = std::max<double>(largest, std::fabs(got[i] - unrounded[i]));
+        if (compared) CHECK(largest > 1e-5);
+      }
 }
 
 TEST_CASE("conv2d_direct_weight_grad: matches a plain loop for every tile shape, over two images") {
