@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <mutex>
 #include <sstream>
+#include <vector>
 
 #include "../../kernels/gemm.h"
 #include "../../kernels/gemm_bf16.h"  // round_to_bf16
@@ -123,6 +124,13 @@ struct ConvPlan {
   void to_precision(std::int64_t n, float* x) const {
     if (bf16) kernels::round_to_bf16(n, x);
   }
+  // Whether the direct convolution g (the forward's or the input gradient's) runs the bf16 kernel:
+  // bf16 autocast on AVX512_BF16, and two channels or more (one channel keeps its own kernel, whose
+  // pairs would be half zero). Elsewhere under bf16 the FP32 kernel runs on rounded operands: the
+  // same products, summed one at a time in float32 instead of two by two.
+  bool native_bf16(const kernels::DirectConv& g) const {
+    return bf16 && g.channels >= 2 && kernels::conv2d_direct_bf16_available();
+  }
   kernels::DirectConv forward_direct() const {
     return {.channels = c, .out_channels = o, .kernel_h = w.kernel_h, .kernel_w = w.kernel_w,
             .padded_h = w.height + 2 * w.pad_h, .padded_w = w.width + 2 * w.pad_w};
@@ -180,6 +188,28 @@ ConvSetup conv_setup(const char* op, const Tensor& input, const Tensor& weight, 
 // Floats in the padded input of a direct convolution g.
 std::int64_t padded_size(const kernels::DirectConv& g) { return g.channels * g.padded_h * g.padded_w; }
 
+// A direct convolution's packed weights: floats (rounded to bf16 values under emulated bf16), or the
+// bf16 kernel's channel-pair words (plan.native_bf16).
+struct DirectWeights {
+  Tensor floats;
+  std::vector<std::uint32_t> words;
+};
+
+// The direct convolution g of one padded image (padded_size(g) floats) into out: the bf16 kernel
+// through `pairs` (sized here) when the weights are words, else the FP32 kernel on the image rounded
+// in place to the plan's precision.
+void run_direct(const ConvPlan& p, const kernels::DirectConv& g, float* padded, const DirectWeights& weights,
+                const float* bias, Activation activation, std::vector<std::uint32_t>& pairs, float* out) {
+  if (!weights.words.empty()) {
+    pairs.resize(static_cast<std::size_t>(kernels::conv2d_direct_bf16_image_size(g)));
+    kernels::conv2d_direct_bf16_pair(g, padded, pairs.data());
+    kernels::conv2d_direct_bf16(g, pairs.data(), weights.words.data(), bias, activation, out);
+    return;
+  }
+  p.to_precision(padded_size(g), padded);
+  kernels::conv2d_direct(g, padded, weights.floats.data<float>(), bias, activation, out);
+}
+
 // One thread's share of a direct backward (plan.direct), image by image: the weight and bias
 // gradients (packed as conv2d_direct_pack's weights, added into gw and gb by merge) and the input
 // gradient (plan.direct_input_grad), with the buffers they reuse.
@@ -193,6 +223,7 @@ struct DirectBackward {
   // the bias is asked for, a rare case).
   const bool single_channel;
   Tensor wpart, bpart, grad_t, padded_x, padded;
+  std::vector<std::uint32_t> pairs;  // the padded output gradient as bf16 channel pairs (native bf16)
 
   DirectBackward(const ConvPlan& plan, bool need_w_, bool need_b_, bool need_x)
       : p(plan),
@@ -232,10 +263,9 @@ struct DirectBackward {
   }
   // The input gradient gx of one image: the output gradient, masked and padded, convolved with the
   // flipped weights (packed: conv2d_direct_pack's transpose_flip, in the plan's precision).
-  void input(const float* g, const float* mask, const float* packed, float* gx) {
+  void input(const float* g, const float* mask, const DirectWeights& packed, float* gx) {
     kernels::conv_pad(p.o, p.w.out_h, p.w.out_w, p.grad_pad_h(), p.grad_pad_w(), g, mask, padded.data<float>());
-    p.to_precision(padded.numel(), padded.data<float>());
-    kernels::conv2d_direct(gd, padded.data<float>(), packed, nullptr, kernels::Activation::none, gx);
+    run_direct(p, gd, padded.data<float>(), packed, nullptr, kernels::Activation::none, pairs, gx);
   }
   // Adds this thread's weight and bias gradients into gw and gb (under the caller's lock).
   void merge(float* gw, float* gb) const {
@@ -252,21 +282,25 @@ struct DirectBackward {
 // The packed weights of a direct convolution g (conv2d_direct_pack) in the plan's precision: the
 // forward's (g = forward_direct()), or transposed and flipped for the input gradient's
 // (g = input_grad_direct()).
-Tensor pack_direct_weights(const ConvPlan& p, const kernels::DirectConv& g, bool transpose_flip, const float* weight) {
-  Tensor packed = empty({kernels::conv2d_direct_packed_size(g)});
-  kernels::conv2d_direct_pack(g, weight, transpose_flip, packed.data<float>());
-  p.to_precision(packed.numel(), packed.data<float>());
+DirectWeights pack_direct_weights(const ConvPlan& p, const kernels::DirectConv& g, bool transpose_flip,
+                                  const float* weight) {
+  DirectWeights packed{empty({kernels::conv2d_direct_packed_size(g)}), {}};
+  kernels::conv2d_direct_pack(g, weight, transpose_flip, packed.floats.data<float>());
+  if (p.native_bf16(g)) {
+    packed.words.resize(static_cast<std::size_t>(kernels::conv2d_direct_bf16_packed_size(g)));
+    kernels::conv2d_direct_bf16_pack(g, packed.floats.data<float>(), packed.words.data());
+  } else {
+    p.to_precision(packed.floats.numel(), packed.floats.data<float>());
+  }
   return packed;
 }
 
 // The direct forward of one image x into out (o * l floats), through `padded`, a buffer of the
-// padded image (padded_size(forward_direct()) floats).
-void direct_forward_image(const ConvPlan& p, const float* x, const float* packed, const float* bias,
-                          Activation activation, float* padded, float* out) {
-  const kernels::DirectConv g = p.forward_direct();
+// padded image (padded_size(forward_direct()) floats), and `pairs` (run_direct's).
+void direct_forward_image(const ConvPlan& p, const float* x, const DirectWeights& packed, const float* bias,
+                          Activation activation, float* padded, std::vector<std::uint32_t>& pairs, float* out) {
   kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, x, nullptr, padded);
-  p.to_precision(padded_size(g), padded);
-  kernels::conv2d_direct(g, padded, packed, bias, activation, out);
+  run_direct(p, p.forward_direct(), padded, packed, bias, activation, pairs, out);
 }
 
 }  // namespace
@@ -291,12 +325,13 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
     const float* px = xc.data<float>();
     const float* pb = bc.defined() ? bc.data<float>() : nullptr;
     float* po = out.data<float>();
-    const Tensor packed = pack_direct_weights(plan, plan.forward_direct(), false, wc.data<float>());
+    const DirectWeights packed = pack_direct_weights(plan, plan.forward_direct(), false, wc.data<float>());
     const ConvPlan& p = plan;
     parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
       Tensor padded = empty({padded_size(p.forward_direct())});
+      std::vector<std::uint32_t> pairs;
       for (std::int64_t i = begin; i < end; ++i)
-        direct_forward_image(p, px + i * p.image, packed.data<float>(), pb, activation, padded.data<float>(),
+        direct_forward_image(p, px + i * p.image, packed, pb, activation, padded.data<float>(), pairs,
                              po + i * p.o * p.l);
     });
   } else {
@@ -345,7 +380,8 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
         Tensor gw = need_w ? zeros(wc.shape()) : Tensor();
         Tensor gb = need_b ? zeros({p.o}) : Tensor();
         float* pgx = need_x ? gx.data<float>() : nullptr;
-        const Tensor packed = direct_x ? pack_direct_weights(p, p.input_grad_direct(), true, pw) : Tensor();
+        const DirectWeights packed =
+            direct_x ? pack_direct_weights(p, p.input_grad_direct(), true, pw) : DirectWeights{};
         std::mutex merge;
         // Per thread: its images' weight gradient (im2col: transposed, [k, og] per group, as the
         // long dimension, the block's positions, is the GEMM's inner one; direct: DirectBackward's)
@@ -384,8 +420,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
             }
             if (direct_x) {
               for (std::int64_t i = first; i < first + count; ++i)
-                direct.input(pg + i * p.o * p.l, py ? py + i * p.o * p.l : nullptr, packed.data<float>(),
-                             pgx + i * p.image);
+                direct.input(pg + i * p.o * p.l, py ? py + i * p.o * p.l : nullptr, packed, pgx + i * p.image);
             } else if (need_x) {
               // dcol = Wᵀ g per group, into the column block, folded back onto the images by col2im.
               for (std::int64_t g = 0; g < p.groups; ++g)
@@ -446,14 +481,15 @@ Tensor conv2d_max_pool2x2(const Tensor& input, const Tensor& weight, const Tenso
     const float* pb = bc.defined() ? bc.data<float>() : nullptr;
     float* po = out.data<float>();
     auto* pt = recording ? reinterpret_cast<std::uint8_t*>(taps.data<float>()) : nullptr;
-    const Tensor packed = pack_direct_weights(plan, plan.forward_direct(), false, wc.data<float>());
+    const DirectWeights packed = pack_direct_weights(plan, plan.forward_direct(), false, wc.data<float>());
     const ConvPlan& p = plan;
     parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
       // One image's convolution output at a time (100 KB for 32 x 28 x 28), pooled while in cache.
       Tensor padded = empty({padded_size(p.forward_direct())});
       Tensor conv_out = empty({p.o * p.l});
+      std::vector<std::uint32_t> pairs;
       for (std::int64_t i = begin; i < end; ++i) {
-        direct_forward_image(p, px + i * p.image, packed.data<float>(), pb, activation, padded.data<float>(),
+        direct_forward_image(p, px + i * p.image, packed, pb, activation, padded.data<float>(), pairs,
                              conv_out.data<float>());
         if (pt)
           kernels::max_pool2d_2x2_taps(pool, p.o, conv_out.data<float>(), po + i * p.o * pooled_plane,
@@ -478,8 +514,8 @@ Tensor conv2d_max_pool2x2(const Tensor& input, const Tensor& weight, const Tenso
                  Tensor gx = need_x ? empty(xc.shape()) : Tensor();
                  Tensor gw = need_w ? zeros(wc.shape()) : Tensor();
                  Tensor gb = need_b ? zeros({p.o}) : Tensor();
-                 const Tensor packed =
-                     need_x ? pack_direct_weights(p, p.input_grad_direct(), true, wc.data<float>()) : Tensor();
+                 const DirectWeights packed =
+                     need_x ? pack_direct_weights(p, p.input_grad_direct(), true, wc.data<float>()) : DirectWeights{};
                  std::mutex merge;
                  parallel_for(0, p.n, 1, [&](std::int64_t begin, std::int64_t end) {
                    DirectBackward direct(p, need_w, need_b, need_x);
@@ -490,8 +526,7 @@ Tensor conv2d_max_pool2x2(const Tensor& input, const Tensor& weight, const Tenso
                      kernels::max_pool2d_2x2_taps_backward(pool, p.o, pg + i * pooled, pt + i * pooled,
                                                            py ? py + i * pooled : nullptr, dense.data<float>());
                      if (need_w || need_b) direct.weights(px + i * p.image, dense.data<float>(), nullptr);
-                     if (need_x)
-                       direct.input(dense.data<float>(), nullptr, packed.data<float>(), gx.data<float>() + i * p.image);
+                     if (need_x) direct.input(dense.data<float>(), nullptr, packed, gx.data<float>() + i * p.image);
                    }
                    std::lock_guard<std::mutex> lock(merge);
                    direct.merge(need_w ? gw.data<float>() : nullptr, need_b ? gb.data<float>() : nullptr);
