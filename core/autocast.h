@@ -1,6 +1,7 @@
 // bf16 mixed precision: while an AutocastGuard(Precision::bf16) is alive on a thread, the matrix
 // products of the ops it runs (matmul, linear, and through them the MMoE expert bank and every
-// Linear layer) compute in bfloat16 with float32 accumulation (kernels/gemm_bf16.h). Nothing else
+// Linear layer; conv2d) compute in bfloat16 with float32 accumulation (kernels/gemm_bf16.h, and
+// kernels/conv.h's direct convolutions). Nothing else
 // changes: tensors stay float32 (the GEMM rounds its operands to bf16 while packing them, so no bf16
 // copy exists), as do parameters, optimizer state, losses, softmax, normalisation statistics,
 // reductions and elementwise ops. What PyTorch's CPU autocast and oneDNN run in bf16, minus the

@@ -72,6 +72,10 @@ void conv2d_direct(const DirectConv& g, const float* padded, const float* packed
 // conv2d_direct_pack's floats into the same channel pairs (conv2d_direct_bf16_packed_size words).
 // Each output sums the exact products of the rounded operands in float32, two by two.
 bool conv2d_direct_bf16_available();
+// Whether conv2d should run it: available, and where vdpbf16ps issues at the FMA's rate, as
+// gemm_bf16's dot kernel (AMD Zen 4 and 5). Intel's issues at a quarter of it (gemm_bf16_kernel()
+// is fma or amx there), so conv2d keeps the FP32 kernel on bf16-rounded operands.
+bool conv2d_direct_bf16_preferred();
 std::int64_t conv2d_direct_bf16_image_size(const DirectConv& g);
 std::int64_t conv2d_direct_bf16_packed_size(const DirectConv& g);
 void conv2d_direct_bf16_pair(const DirectConv& g, const float* padded, std::uint32_t* pairs);
@@ -93,6 +97,18 @@ void conv2d_direct_grad_transpose(const DirectConv& g, const float* grad, const 
                                   float* bias_sum);
 void conv2d_direct_weight_grad(const DirectConv& g, const float* padded, const float* grad_t, float* packed_grad);
 void conv2d_direct_unpack_add(const DirectConv& g, const float* packed_grad, float* weight_grad);
+// The weight gradient in bf16 (AVX512_BF16, conv2d_direct_bf16_available()), into the same packed
+// float32 gradient: the sum over each output row's positions two at a time. Its operands, from the
+// padded image and conv2d_direct_grad_transpose's grad_t: `shifted` (channels * padded_h * padded_w
+// words; word q = (padded[q], padded[q + 1]) over the whole buffer, zero past its end) and
+// `grad_pairs` (conv2d_direct_bf16_grad_size words; for output row y and positions 2h, 2h + 1,
+// word (y * ceil(out_w / 2) + h) * ld + o = (grad_t[y * out_w + 2h][o], grad_t[y * out_w + 2h + 1][o]),
+// the second zero past an odd row's end), all rounded to bf16 to nearest even.
+std::int64_t conv2d_direct_bf16_grad_size(const DirectConv& g);
+void conv2d_direct_bf16_weight_operands(const DirectConv& g, const float* padded, const float* grad_t,
+                                        std::uint32_t* shifted, std::uint32_t* grad_pairs);
+void conv2d_direct_bf16_weight_grad(const DirectConv& g, const std::uint32_t* shifted, const std::uint32_t* grad_pairs,
+                                    float* packed_grad);
 
 // One input channel's weight and bias gradients (g.channels == 1: conv1 of the CNN, LeNet's first
 // layer), AVX-512 as the above, without the transpose: for one image,

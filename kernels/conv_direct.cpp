@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "conv.h"
-#include "gemm_bf16.h"      // float_to_bf16
+#include "gemm_bf16.h"      // float_to_bf16, gemm_bf16_kernel
 #include "gemm_internal.h"  // transpose16x16, kInterleaveHalves, LADON_TARGET_AVX512(_BF16)
 #include "isa.h"
 
@@ -498,6 +498,87 @@ LADON_TARGET_AVX512 void weight_grad_tile(i64 out_h, i64 out_w, i64 padded_w, co
 
 using GradTileFn = void (*)(i64, i64, i64, const i64*, const float*, const float*, i64, float*);
 
+// weight_grad_tile in bf16 (AVX512_BF16): the sum over positions two at a time, x and x + 1 of a
+// row. Step t's inputs at (y, x) and (y, x + 1) are the floats at offsets[t] + y padded_w + x and
+// the one after, so their word is word offsets[t] + y padded_w + x of the shifted pairs (word q:
+// floats q and q + 1); the output gradient comes as words of positions (x, x + 1), the second zero
+// past an odd row's end.
+template <int MR, int NV>
+LADON_TARGET_AVX512_BF16 void weight_grad_tile_bf16(i64 out_h, i64 out_w, i64 padded_w, const i64* __restrict offsets,
+                                                    const std::uint32_t* __restrict shifted,
+                                                    const std::uint32_t* __restrict grad_pairs, i64 ldg,
+                                                    float* __restrict dw) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_ps();
+  i64 off[MR];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m) off[m] = offsets[m];
+  const i64 half_w = detail::ceil_div(out_w, 2);
+  for (i64 y = 0; y < out_h; ++y) {
+    const std::uint32_t* row = shifted + y * padded_w;
+    const std::uint32_t* g = grad_pairs + y * half_w * ldg;
+    for (i64 h = 0; h < half_w; ++h) {
+      __m512bh gv[NV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) gv[v] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(g + h * ldg + 16 * v));
+#pragma GCC unroll 16
+      for (int m = 0; m < MR; ++m) {
+        const __m512bh av = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(row[off[m] + 2 * h])));
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_dpbf16_ps(acc[m][v], av, gv[v]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      float* d = dw + m * kPanel + 16 * v;
+      _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), acc[m][v]));
+    }
+}
+
+using GradTileBf16Fn = void (*)(i64, i64, i64, const i64*, const std::uint32_t*, const std::uint32_t*, i64, float*);
+
+template <std::size_t... I>
+constexpr auto grad_tile_bf16_table(std::index_sequence<I...>) {
+  return std::array<std::array<GradTileBf16Fn, 2>, sizeof...(I)>{
+      {{&weight_grad_tile_bf16<static_cast<int>(I) + 1, 1>, &weight_grad_tile_bf16<static_cast<int>(I) + 1, 2>}...}};
+}
+constexpr auto kGradTilesBf16 = grad_tile_bf16_table(std::make_index_sequence<kRows>{});
+
+// Word q of the n floats of src: (src[q], src[q + 1]), the second zero for the last.
+LADON_TARGET_AVX512_BF16 void shift_pair_bf16(i64 n, const float* src, std::uint32_t* dst) {
+  const __m512i interleave = _mm512_load_si512(detail::kInterleaveHalves);
+  for (i64 q = 0; q < n; q += 16) {
+    const __mmask16 mask = detail::first_lanes16(n - q), next = detail::first_lanes16(n - q - 1);
+    const __m512 lo = _mm512_maskz_loadu_ps(mask, src + q), hi = _mm512_maskz_loadu_ps(next, src + q + 1);
+    const __m512i halves = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+    _mm512_mask_storeu_epi32(dst + q, mask, _mm512_permutexvar_epi16(interleave, halves));
+  }
+}
+
+// The position-major output gradient (grad_t, rows of ldg floats) as words of positions (x, x + 1)
+// of each output row, the second zero past an odd row's end: row y, pair h at (y half_w + h) ldg.
+LADON_TARGET_AVX512_BF16 void grad_pair_bf16(i64 out_h, i64 out_w, i64 ldg, const float* grad_t, std::uint32_t* dst) {
+  const __m512i interleave = _mm512_load_si512(detail::kInterleaveHalves);
+  const i64 half_w = detail::ceil_div(out_w, 2);
+  for (i64 y = 0; y < out_h; ++y)
+    for (i64 h = 0; h < half_w; ++h) {
+      const float* lo = grad_t + (y * out_w + 2 * h) * ldg;
+      const bool has_high = 2 * h + 1 < out_w;
+      std::uint32_t* out = dst + (y * half_w + h) * ldg;
+      for (i64 o = 0; o < ldg; o += 16) {
+        const __m512 l = _mm512_loadu_ps(lo + o), r = has_high ? _mm512_loadu_ps(lo + ldg + o) : _mm512_setzero_ps();
+        const __m512i halves = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(r, l));
+        _mm512_storeu_si512(out + o, _mm512_permutexvar_epi16(interleave, halves));
+      }
+    }
+}
+
 template <std::size_t... I>
 constexpr auto grad_tile_table(std::index_sequence<I...>) {
   return std::array<std::array<GradTileFn, 2>, sizeof...(I)>{
@@ -811,6 +892,8 @@ bool conv2d_direct_bf16_available() {
 #endif
 }
 
+bool conv2d_direct_bf16_preferred() { return conv2d_direct_bf16_available() && gemm_bf16_kernel() == Bf16Kernel::dot; }
+
 std::int64_t conv2d_direct_bf16_image_size(const DirectConv& g) {
   return detail::ceil_div(g.channels, 2) * g.padded_h * g.padded_w;
 }
@@ -865,6 +948,45 @@ void conv2d_direct_bf16(const DirectConv& g, const std::uint32_t* pairs, const s
   }
 #else
   (void)g, (void)pairs, (void)packed, (void)bias, (void)activation, (void)out;
+  needs_avx512_bf16();
+#endif
+}
+
+std::int64_t conv2d_direct_bf16_grad_size(const DirectConv& g) {
+  const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1;
+  return out_h * detail::ceil_div(out_w, 2) * conv2d_direct_grad_ld(g);
+}
+
+void conv2d_direct_bf16_weight_operands(const DirectConv& g, const float* padded, const float* grad_t,
+                                        std::uint32_t* shifted, std::uint32_t* grad_pairs) {
+#if LADON_X86
+  if (!conv2d_direct_bf16_available()) needs_avx512_bf16();
+  shift_pair_bf16(g.channels * g.padded_h * g.padded_w, padded, shifted);
+  grad_pair_bf16(g.padded_h - g.kernel_h + 1, g.padded_w - g.kernel_w + 1, conv2d_direct_grad_ld(g), grad_t,
+                 grad_pairs);
+#else
+  (void)g, (void)padded, (void)grad_t, (void)shifted, (void)grad_pairs;
+  needs_avx512_bf16();
+#endif
+}
+
+void conv2d_direct_bf16_weight_grad(const DirectConv& g, const std::uint32_t* shifted, const std::uint32_t* grad_pairs,
+                                    float* packed_grad) {
+#if LADON_X86
+  if (!conv2d_direct_bf16_available()) needs_avx512_bf16();
+  const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1;
+  const i64 k = g.channels * g.kernel_h * g.kernel_w, ldg = conv2d_direct_grad_ld(g);
+  const std::vector<i64> offsets = step_offsets(g);
+  for (i64 o0 = 0; o0 < g.out_channels; o0 += kPanel) {
+    const i64 nv = std::min<i64>(2, detail::ceil_div(g.out_channels - o0, 16));
+    for (i64 t0 = 0; t0 < k; t0 += kRows) {
+      const i64 mr = std::min<i64>(kRows, k - t0);
+      kGradTilesBf16[mr - 1][nv - 1](out_h, out_w, g.padded_w, offsets.data() + t0, shifted, grad_pairs + o0, ldg,
+                                     packed_grad + (o0 * k + t0 * kPanel));
+    }
+  }
+#else
+  (void)g, (void)shifted, (void)grad_pairs, (void)packed_grad;
   needs_avx512_bf16();
 #endif
 }

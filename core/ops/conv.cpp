@@ -106,10 +106,12 @@ struct ConvPlan {
   // AVX2 + FMA (the forward and input gradient; the weight gradient is direct on AVX-512 only).
   // Measured on Zen 5, in one run against the im2col path (train_step cnn, batch 128, median of 3,
   // a loaded machine): 1.04x per step on 1 thread, 1.23x on 2; bench_conv conv 32 -> 64 forward
-  // 74 -> 87 GFLOP/s. Under bf16 autocast too: its operands (the padded images and gradients, the
-  // packed weights) are rounded to bf16 as they are made (to_precision), and their products, exact
-  // in float32, summed in float32 as gemm_bf16 sums them (in another order). On the Intel Xeon
-  // (AVX-512) that made the bf16 CNN step 1.5x faster than im2col + gemm_bf16.
+  // 74 -> 87 GFLOP/s. Under bf16 autocast too: on AMD's AVX512_BF16 the forward and both gradients
+  // run the bf16 kernels (native_bf16: conv2d_direct_bf16, conv2d_direct_bf16_weight_grad, two
+  // products a step). Elsewhere the FP32 kernels run on operands rounded to bf16 as they are made
+  // (to_precision): the same exact products, summed in float32 one at a time. On the Intel Xeon
+  // (AVX-512, where vdpbf16ps issues at a quarter of the FMA rate) that made the bf16 CNN step
+  // 1.5x faster than im2col + gemm_bf16.
   void choose_direct(Precision precision) {
     bf16 = precision == Precision::bf16;
     direct = groups == 1 && w.stride_h == 1 && w.stride_w == 1 && w.dilation_h == 1 && w.dilation_w == 1 &&
@@ -125,11 +127,12 @@ struct ConvPlan {
     if (bf16) kernels::round_to_bf16(n, x);
   }
   // Whether the direct convolution g (the forward's or the input gradient's) runs the bf16 kernel:
-  // bf16 autocast on AVX512_BF16, and two channels or more (one channel keeps its own kernel, whose
-  // pairs would be half zero). Elsewhere under bf16 the FP32 kernel runs on rounded operands: the
-  // same products, summed one at a time in float32 instead of two by two.
+  // bf16 autocast where it is preferred (AVX512_BF16 with a fast vdpbf16ps), and two channels or
+  // more (one channel keeps its own kernel, whose pairs would be half zero). Elsewhere under bf16
+  // the FP32 kernel runs on rounded operands: the same products, summed one at a time in float32
+  // instead of two by two.
   bool native_bf16(const kernels::DirectConv& g) const {
-    return bf16 && g.channels >= 2 && kernels::conv2d_direct_bf16_available();
+    return bf16 && g.channels >= 2 && kernels::conv2d_direct_bf16_preferred();
   }
   kernels::DirectConv forward_direct() const {
     return {.channels = c, .out_channels = o, .kernel_h = w.kernel_h, .kernel_w = w.kernel_w,
@@ -223,7 +226,9 @@ struct DirectBackward {
   // the bias is asked for, a rare case).
   const bool single_channel;
   Tensor wpart, bpart, grad_t, padded_x, padded;
-  std::vector<std::uint32_t> pairs;  // the padded output gradient as bf16 channel pairs (native bf16)
+  // Native bf16 (plan.native_bf16): the padded output gradient as channel pairs, and the weight
+  // gradient's operands (conv2d_direct_bf16_weight_operands).
+  std::vector<std::uint32_t> pairs, shifted, grad_pairs;
 
   DirectBackward(const ConvPlan& plan, bool need_w_, bool need_b_, bool need_x)
       : p(plan),
@@ -256,8 +261,16 @@ struct DirectBackward {
     }
     kernels::conv2d_direct_grad_transpose(gf, g, mask, grad_t.data<float>(), need_b ? bpart.data<float>() : nullptr);
     if (!need_w) return;
-    p.to_precision(grad_t.numel(), grad_t.data<float>());  // after the bias sums: float32
     kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, x, nullptr, padded_x.data<float>());
+    if (p.native_bf16(gf)) {
+      shifted.resize(static_cast<std::size_t>(padded_size(gf)));
+      grad_pairs.resize(static_cast<std::size_t>(kernels::conv2d_direct_bf16_grad_size(gf)));
+      kernels::conv2d_direct_bf16_weight_operands(gf, padded_x.data<float>(), grad_t.data<float>(), shifted.data(),
+                                                  grad_pairs.data());
+      kernels::conv2d_direct_bf16_weight_grad(gf, shifted.data(), grad_pairs.data(), wpart.data<float>());
+      return;
+    }
+    p.to_precision(grad_t.numel(), grad_t.data<float>());  // after the bias sums: float32
     p.to_precision(padded_x.numel(), padded_x.data<float>());
     kernels::conv2d_direct_weight_grad(gf, padded_x.data<float>(), grad_t.data<float>(), wpart.data<float>());
   }

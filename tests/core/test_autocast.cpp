@@ -293,14 +293,21 @@ TEST_CASE("autocast: conv2d forward and gradients within the bf16 bound of float
   const auto close = [](const Tensor& got, const Tensor& want, const Tensor& magnitude, double k) {
     CHECK(max(abs(got - want) - magnitude * (k / 16777216.0)).item() <= 1e-6 * max(magnitude).item());
   };
-  if (kernels::isa_supported(kernels::Isa::avx512_bf16)) {
-    // Natively the forward and the input gradient run conv2d_direct_bf16 (two products a step), the
-    // weight gradient the FP32 direct kernel on rounded operands, as the emulation runs all three.
+  if (kernels::conv2d_direct_bf16_preferred()) {
+    // Natively the three products run the bf16 kernels (two products a step), emulated the FP32
+    // direct kernels on rounded operands.
     const kernels::IsaOverride emulate(kernels::Isa::avx512);
     const Result emulated = run(Precision::bf16, false);
     close(bf16.y, emulated.y, mag.y, 2 * 288);
     close(bf16.gx, emulated.gx, mag.gx, 2 * 576);
-    CHECK(max(abs(bf16.y - emulated.y)).item() > 0.0);  // the native kernel ran
+    close(bf16.gw, emulated.gw, mag.gw, 2 * 392);
+    CHECK(max(abs(bf16.y - emulated.y)).item() > 0.0);  // the native kernels ran
+    CHECK(max(abs(bf16.gw - emulated.gw)).item() > 0.0);
+  } else if (kernels::isa_supported(kernels::Isa::avx512_bf16)) {
+    const kernels::IsaOverride emulate(kernels::Isa::avx512);  // conv2d runs the emulation's kernels
+    const Result emulated = run(Precision::bf16, false);
+    CHECK(values(emulated.y) == values(bf16.y));
+    CHECK(values(emulated.gx) == values(bf16.gx));
     CHECK(values(emulated.gw) == values(bf16.gw));
   } else {
     MESSAGE("no AVX512_BF16 on this CPU: only the emulation ran");

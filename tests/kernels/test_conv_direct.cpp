@@ -211,6 +211,7 @@ TEST_CASE("conv2d_direct_bf16: available exactly at the AVX512_BF16 level") {
     CAPTURE(ladon::kernels::isa_name(isa));
     const ladon::kernels::IsaOverride use(isa);
     CHECK(ladon::kernels::conv2d_direct_bf16_available() == (isa >= Isa::avx512_bf16));
+    if (ladon::kernels::conv2d_direct_bf16_preferred()) CHECK(ladon::kernels::conv2d_direct_bf16_available());
     if (!ladon::kernels::conv2d_direct_bf16_available()) {
       const DirectConv g;
       std::vector<std::uint32_t> words(4);
@@ -267,6 +268,58 @@ TEST_CASE("conv2d_direct_bf16: the plain loop on bf16-rounded operands, and the 
             compared = true, largest = std::max<double>(largest, std::fabs(got[i] - unrounded[i]));
         if (compared) CHECK(largest > 1e-5);
       }
+}
+
+TEST_CASE("conv2d_direct_bf16_weight_grad: the plain loop on bf16-rounded operands, and the emulation") {
+  if (!ladon::kernels::conv2d_direct_bf16_available()) {
+    MESSAGE("no AVX512_BF16 on this CPU: conv2d_direct_bf16_weight_grad is not used");
+    return;
+  }
+  // Output rows of even and odd width (a last position pair with one position), 1 to 70 channels,
+  // steps k of 288, 9, 3, 18, 60, 45, 4, 5 and 13 (tiles of every height), masked or not, two images.
+  const Case cases[] = {{32, 64, 3, 3, 16, 16}, {1, 32, 3, 3, 30, 30}, {3, 1, 1, 1, 4, 17},  {2, 17, 3, 3, 5, 16},
+                        {4, 70, 5, 3, 9, 32},   {5, 16, 3, 3, 3, 3},   {1, 33, 2, 2, 6, 15}, {5, 20, 1, 1, 3, 5},
+                        {13, 20, 1, 1, 3, 5},   {2, 9, 3, 3, 7, 6}};
+  for (const Case& t : cases)
+    for (const bool masked : {false, true}) {
+      CAPTURE(t);
+      CAPTURE(masked);
+      const DirectConv g = t.conv();
+      const i64 oh = t.ph - t.kh + 1, ow = t.pw - t.kw + 1, plane = oh * ow, k = t.c * t.kh * t.kw;
+      const i64 ld = ladon::kernels::conv2d_direct_grad_ld(g);
+      std::vector<float> native(static_cast<std::size_t>(ladon::kernels::conv2d_direct_packed_size(g)), 0.0f);
+      std::vector<float> emulated = native;
+      std::vector<double> want_w(static_cast<std::size_t>(t.o * k), 0.0), want_b(static_cast<std::size_t>(t.o), 0.0);
+      std::vector<std::uint32_t> shifted(static_cast<std::size_t>(t.c * t.ph * t.pw));
+      std::vector<std::uint32_t> grad_pairs(static_cast<std::size_t>(ladon::kernels::conv2d_direct_bf16_grad_size(g)));
+      for (unsigned image = 0; image < 2; ++image) {
+        std::vector<float> in = random_values(t.c * t.ph * t.pw, 10 + image);
+        std::vector<float> grad = random_values(t.o * plane, 20 + image);
+        const std::vector<float> mask = random_values(t.o * plane, 30 + image);
+        std::vector<float> grad_t(static_cast<std::size_t>(plane * ld));
+        ladon::kernels::conv2d_direct_grad_transpose(g, grad.data(), masked ? mask.data() : nullptr, grad_t.data(),
+                                                     nullptr);
+        ladon::kernels::conv2d_direct_bf16_weight_operands(g, in.data(), grad_t.data(), shifted.data(),
+                                                           grad_pairs.data());
+        ladon::kernels::conv2d_direct_bf16_weight_grad(g, shifted.data(), grad_pairs.data(), native.data());
+        // The emulation: the FP32 kernel on the operands rounded to bf16; the reference in double on them.
+        ladon::kernels::round_to_bf16(static_cast<i64>(in.size()), in.data());
+        ladon::kernels::round_to_bf16(static_cast<i64>(grad.size()), grad.data());
+        ladon::kernels::round_to_bf16(static_cast<i64>(grad_t.size()), grad_t.data());
+        ladon::kernels::conv2d_direct_weight_grad(g, in.data(), grad_t.data(), emulated.data());
+        add_reference_grads(t, in, grad, mask, masked, want_w, want_b);
+      }
+      std::vector<float> got(want_w.size(), 0.0f), emulation(want_w.size(), 0.0f);
+      ladon::kernels::conv2d_direct_unpack_add(g, native.data(), got.data());
+      ladon::kernels::conv2d_direct_unpack_add(g, emulated.data(), emulation.data());
+      i64 bad = 0, far = 0;
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        bad += !(std::fabs(got[i] - want_w[i]) <= 4e-6 * static_cast<double>(2 * plane + 1));
+        far += !(std::fabs(got[i] - emulation[i]) <= 8e-6 * static_cast<double>(2 * plane + 1));
+      }
+      CHECK_MESSAGE(bad == 0, bad, " of ", got.size(), " weight gradients differ from the rounded plain loop");
+      CHECK_MESSAGE(far == 0, far, " of ", got.size(), " weight gradients differ from the emulation");
+    }
 }
 
 TEST_CASE("conv2d_direct_weight_grad: matches a plain loop for every tile shape, over two images") {
