@@ -103,7 +103,9 @@ void conv2d_direct_unpack_add(const DirectConv& g, const float* packed_grad, flo
 // words; word q = (padded[q], padded[q + 1]) over the whole buffer, zero past its end) and
 // `grad_pairs` (conv2d_direct_bf16_grad_size words; for output row y and positions 2h, 2h + 1,
 // word (y * ceil(out_w / 2) + h) * ld + o = (grad_t[y * out_w + 2h][o], grad_t[y * out_w + 2h + 1][o]),
-// the second zero past an odd row's end), all rounded to bf16 to nearest even.
+// the second zero past an odd row's end), all rounded to bf16 to nearest even. Past an odd row's
+// end that zero meets the padded float after the row's last position: an inf there gives NaN
+// (0 x inf), where the float32 kernel never reads it.
 std::int64_t conv2d_direct_bf16_grad_size(const DirectConv& g);
 void conv2d_direct_bf16_weight_operands(const DirectConv& g, const float* padded, const float* grad_t,
                                         std::uint32_t* shifted, std::uint32_t* grad_pairs);
@@ -114,12 +116,14 @@ void conv2d_direct_bf16_weight_grad(const DirectConv& g, const std::uint32_t* sh
 // layer), AVX-512 as the above, without the transpose: for one image,
 //   dw[o, 0, i, j] += sum_{y, x} grad[o, y, x] padded[y + i, x + j],   db[o] += sum_{y, x} grad[o, y, x],
 // grad read as it comes ([out_channels, out_h, out_w]), zeroed where mask[o, y, x] <= 0 when mask
-// is given. The sums stay as 16 lanes each in `lanes` (conv2d_single_channel_grad_size floats,
+// is given. With bf16 the weight sums take grad rounded to bf16 (round_to_bf16's bits; padded must
+// hold bf16 values already): bf16 products, float32 sums; db stays the float32 sum of grad. The
+// sums stay as 16 lanes each in `lanes` (conv2d_single_channel_grad_size floats,
 // zeroed by the caller before the first image), summed across and added into a [out_channels, 1,
 // kh, kw] weight gradient and a bias gradient (either may be null) by conv2d_single_channel_grad_add.
 std::int64_t conv2d_single_channel_grad_size(const DirectConv& g);
 void conv2d_single_channel_weight_grad(const DirectConv& g, const float* padded, const float* grad, const float* mask,
-                                       float* lanes);
+                                       bool bf16, float* lanes);
 void conv2d_single_channel_grad_add(const DirectConv& g, const float* lanes, float* weight_grad, float* bias_grad);
 
 // Max pooling over `planes` planes of height x width (channels in w is ignored). Padding counts as

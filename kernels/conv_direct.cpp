@@ -669,11 +669,28 @@ template <int NO, int KW, int NR, int... J>
 // in one pass over the row, the middle of its three input vectors serving both strips; otherwise
 // one strip of n. prefetch: both cache lines of each gradient and mask row NO channels ahead (past
 // the last channels: the next image's).
+// x rounded to bf16 (to nearest even) and back, lane-wise: kernels::round_to_bf16's bits (NaN made
+// quiet, values below float32's normal range flushed to a signed zero, as vdpbf16ps reads them).
+[[gnu::always_inline]] LADON_TARGET_AVX512 inline __m512 round_bf16(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x), high = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  // Half an ulp of bf16, plus one where the kept lsb is odd (ties to even).
+  const __mmask16 odd = _mm512_test_epi32_mask(u, _mm512_set1_epi32(0x10000));
+  const __m512i half = _mm512_mask_blend_epi32(odd, _mm512_set1_epi32(0x7fff), _mm512_set1_epi32(0x8000));
+  const __m512i rounded = _mm512_and_si512(_mm512_add_epi32(u, half), high);
+  const __m512i magnitude = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(magnitude, _mm512_set1_epi32(0x7f800000));
+  const __mmask16 tiny = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000));
+  __m512i r =
+      _mm512_mask_mov_epi32(rounded, nan, _mm512_and_si512(_mm512_or_si512(u, _mm512_set1_epi32(0x400000)), high));
+  r = _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(u, _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+  return _mm512_castsi512_ps(r);
+}
+
 template <int NO, int KW, int NR, bool Two>
 [[gnu::always_inline]] LADON_TARGET_AVX512 inline void band_rows(__m512 (&acc)[NO][NR][KW], __m512 (&bsum)[NO],
                                                                  i64 out_h, i64 out_w, i64 n, i64 padded_w, i64 plane,
                                                                  const float* row, const float* g, const float* k,
-                                                                 bool prefetch) {
+                                                                 bool prefetch, bool bf16) {
   const __m512 zero = _mm512_setzero_ps();
   const i64 inputs = n + KW - 1;  // the row's inputs, never past the padded row
   // Strip a: all 16 lanes when Two; strip b: the rest.
@@ -701,7 +718,11 @@ template <int NO, int KW, int NR, bool Two>
           gb[o] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(kb, zero, _CMP_GT_OQ), gb[o]);
         }
       }
-      bsum[o] = _mm512_add_ps(bsum[o], Two ? _mm512_add_ps(ga[o], gb[o]) : ga[o]);
+      bsum[o] = _mm512_add_ps(bsum[o], Two ? _mm512_add_ps(ga[o], gb[o]) : ga[o]);  // float32, as in bf16
+      if (bf16) {                                                                   // the products' operand only
+        ga[o] = round_bf16(ga[o]);
+        if (Two) gb[o] = round_bf16(gb[o]);
+      }
     }
     if (k) k += out_w;
 #pragma GCC unroll 12
@@ -721,7 +742,7 @@ template <int NO, int KW, int NR, bool Two>
 template <int NO, int KW, int NR>
 LADON_TARGET_AVX512 void single_channel_grad_tile(i64 out_h, i64 out_w, i64 padded_w, i64 kernel_w,
                                                   const float* __restrict in, const float* __restrict grad,
-                                                  const float* __restrict mask, i64 plane, bool with_bias,
+                                                  const float* __restrict mask, i64 plane, bool with_bias, bool bf16,
                                                   float* __restrict lanes, i64 lane_stride) {
   __m512 acc[NO][NR][KW], bsum[NO];
 #pragma GCC unroll 2
@@ -738,9 +759,9 @@ LADON_TARGET_AVX512 void single_channel_grad_tile(i64 out_h, i64 out_w, i64 padd
     const i64 n = std::min<i64>(32, out_w - x0);
     const float* k = mask ? mask + x0 : nullptr;
     if (n > 16)
-      band_rows<NO, KW, NR, true>(acc, bsum, out_h, out_w, n, padded_w, plane, in + x0, grad + x0, k, x0 == 0);
+      band_rows<NO, KW, NR, true>(acc, bsum, out_h, out_w, n, padded_w, plane, in + x0, grad + x0, k, x0 == 0, bf16);
     else
-      band_rows<NO, KW, NR, false>(acc, bsum, out_h, out_w, n, padded_w, plane, in + x0, grad + x0, k, x0 == 0);
+      band_rows<NO, KW, NR, false>(acc, bsum, out_h, out_w, n, padded_w, plane, in + x0, grad + x0, k, x0 == 0, bf16);
   }
 #pragma GCC unroll 2
   for (int o = 0; o < NO; ++o) {
@@ -759,8 +780,8 @@ LADON_TARGET_AVX512 void single_channel_grad_tile(i64 out_h, i64 out_w, i64 padd
   }
 }
 
-using SingleChannelGradFn = void (*)(i64, i64, i64, i64, const float*, const float*, const float*, i64, bool, float*,
-                                     i64);
+using SingleChannelGradFn = void (*)(i64, i64, i64, i64, const float*, const float*, const float*, i64, bool, bool,
+                                     float*, i64);
 constexpr int kGradTaps = 12;  // taps per single_channel_grad_tile: 24 accumulators for two channels
 
 // kSingleChannelGradTiles[KW - 1][NR - 1][NO - 1], null where NR * KW > kGradTaps.
@@ -1030,7 +1051,7 @@ std::int64_t conv2d_single_channel_grad_size(const DirectConv& g) {
 }
 
 void conv2d_single_channel_weight_grad(const DirectConv& g, const float* padded, const float* grad, const float* mask,
-                                       float* lanes) {
+                                       bool bf16, float* lanes) {
 #if LADON_X86
   if (!conv2d_direct_weight_grad_available()) needs_avx512();
   if (g.channels != 1) throw std::logic_error("conv2d_single_channel_weight_grad: needs one input channel");
@@ -1049,12 +1070,12 @@ void conv2d_single_channel_weight_grad(const DirectConv& g, const float* padded,
         const i64 nr = std::min(rows, g.kernel_h - i0), nc = std::min(cols, g.kernel_w - j0);
         kSingleChannelGradTiles[nc - 1][nr - 1][no - 1](
             out_h, out_w, g.padded_w, g.kernel_w, padded + i0 * g.padded_w + j0, grad + o0 * plane,
-            mask ? mask + o0 * plane : nullptr, plane, i0 == 0 && j0 == 0,
+            mask ? mask + o0 * plane : nullptr, plane, i0 == 0 && j0 == 0, bf16,
             lanes + o0 * lane_stride + (i0 * g.kernel_w + j0) * 16, lane_stride);
       }
   }
 #else
-  (void)g, (void)padded, (void)grad, (void)mask, (void)lanes;
+  (void)g, (void)padded, (void)grad, (void)mask, (void)bf16, (void)lanes;
   needs_avx512();
 #endif
 }

@@ -220,10 +220,10 @@ struct DirectBackward {
   const ConvPlan& p;
   const kernels::DirectConv gf, gd;  // the forward's convolution, the input gradient's
   const bool need_w, need_b;
-  // One input channel in float32: conv2d_single_channel_weight_grad reads the output gradient in
-  // place (under bf16 it would have to be rounded first, which the transposed copy does). Its lane
-  // sums hold the bias gradient too: wpart serves both (computing the weight sums as well when only
-  // the bias is asked for, a rare case).
+  // One input channel: conv2d_single_channel_weight_grad reads the output gradient in place (under
+  // bf16 rounding it in registers for the weight sums; Zen 4, bench_conv conv1 train under bf16: 26-29
+  // GFLOP/s through the transposed path, 50 so). Its lane sums hold the bias gradient too: wpart
+  // serves both (computing the weight sums as well when only the bias is asked for, a rare case).
   const bool single_channel;
   Tensor wpart, bpart, grad_t, padded_x, padded;
   // Native bf16 (plan.native_bf16): the padded output gradient as channel pairs, and the weight
@@ -236,7 +236,7 @@ struct DirectBackward {
         gd(plan.input_grad_direct()),
         need_w(need_w_),
         need_b(need_b_),
-        single_channel(gf.channels == 1 && !plan.bf16) {
+        single_channel(gf.channels == 1) {
     if (single_channel) {
       if (need_w || need_b) {
         wpart = zeros({kernels::conv2d_single_channel_grad_size(gf)});
@@ -256,7 +256,8 @@ struct DirectBackward {
   void weights(const float* x, const float* g, const float* mask) {
     if (single_channel) {
       kernels::conv_pad(p.c, p.w.height, p.w.width, p.w.pad_h, p.w.pad_w, x, nullptr, padded_x.data<float>());
-      kernels::conv2d_single_channel_weight_grad(gf, padded_x.data<float>(), g, mask, wpart.data<float>());
+      p.to_precision(padded_x.numel(), padded_x.data<float>());
+      kernels::conv2d_single_channel_weight_grad(gf, padded_x.data<float>(), g, mask, p.bf16, wpart.data<float>());
       return;
     }
     kernels::conv2d_direct_grad_transpose(gf, g, mask, grad_t.data<float>(), need_b ? bpart.data<float>() : nullptr);

@@ -380,49 +380,70 @@ TEST_CASE(
   // 2, 1), 81 (LeNet's 9 x 9: 9 chunks of one row), 2 x 13 (chunks of columns 7 and 6, one row each,
   // so a row's inputs reach 16 + 12 lanes); odd channel counts (a last lone channel); rows of 1 to 60
   // positions: one band of 32 columns or fewer as one vector (4, 14, 16) or two (17, 18, 28), two
-  // bands of two vectors (60), a full band and one of a part vector (36).
+  // bands of two vectors (60), a full band and one of a part vector (36). With bf16 the weight sums
+  // take the gradient rounded to bf16 (the input comes rounded) and the bias sums the gradient as is.
   const Case cases[] = {{1, 32, 3, 3, 30, 30}, {1, 33, 2, 2, 6, 15},  {1, 5, 1, 1, 4, 4},
                         {1, 7, 5, 5, 9, 40},   {1, 10, 9, 9, 36, 36}, {1, 1, 3, 3, 3, 18},
                         {1, 3, 2, 13, 5, 30},  {1, 3, 3, 3, 4, 62},   {1, 2, 3, 3, 4, 19}};
   for (const Case& t : cases)
-    for (const bool masked : {false, true}) {
-      CAPTURE(t);
-      CAPTURE(masked);
-      const DirectConv g = t.conv();
-      const i64 oh = t.ph - t.kh + 1, ow = t.pw - t.kw + 1, plane = oh * ow, taps = t.kh * t.kw;
-      const i64 size = ladon::kernels::conv2d_single_channel_grad_size(g);
-      std::vector<float> lanes(static_cast<std::size_t>(size) + 16, 0.0f);  // 16 guard floats
-      std::vector<double> want_w(static_cast<std::size_t>(t.o * taps), 0.0), want_b(static_cast<std::size_t>(t.o), 0.0);
-      for (unsigned image = 0; image < 2; ++image) {
-        const std::vector<float> in = random_values(t.ph * t.pw, 40 + image);
-        std::vector<float> grad = random_values(t.o * plane, 50 + image);
-        std::vector<float> mask = random_values(t.o * plane, 60 + image);  // about half <= 0
-        // A NaN mask counts as <= 0; a NaN gradient under a mask <= 0 is dropped, as in the transpose.
-        mask[0] = std::nanf("");
-        grad[1] = masked && !(mask[1] > 0.0f) ? std::nanf("") : grad[1];
-        ladon::kernels::conv2d_single_channel_weight_grad(g, in.data(), grad.data(), masked ? mask.data() : nullptr,
-                                                          lanes.data());
-        add_reference_grads(t, in, grad, mask, masked, want_w, want_b);
+    for (const bool masked : {false, true})
+      for (const bool bf16 : {false, true}) {
+        CAPTURE(t);
+        CAPTURE(masked);
+        CAPTURE(bf16);
+        const DirectConv g = t.conv();
+        const i64 oh = t.ph - t.kh + 1, ow = t.pw - t.kw + 1, plane = oh * ow, taps = t.kh * t.kw;
+        const i64 size = ladon::kernels::conv2d_single_channel_grad_size(g);
+        std::vector<float> lanes(static_cast<std::size_t>(size) + 16, 0.0f);  // 16 guard floats
+        std::vector<double> want_w(static_cast<std::size_t>(t.o * taps), 0.0),
+            want_b(static_cast<std::size_t>(t.o), 0.0);
+        for (unsigned image = 0; image < 2; ++image) {
+          std::vector<float> in = random_values(t.ph * t.pw, 40 + image);
+          if (bf16) ladon::kernels::round_to_bf16(static_cast<i64>(in.size()), in.data());
+          std::vector<float> grad = random_values(t.o * plane, 50 + image);
+          std::vector<float> mask = random_values(t.o * plane, 60 + image);  // about half <= 0
+          // A NaN mask counts as <= 0; a NaN gradient under a mask <= 0 is dropped, as in the transpose.
+          mask[0] = std::nanf("");
+          grad[1] = masked && !(mask[1] > 0.0f) ? std::nanf("") : grad[1];
+          ladon::kernels::conv2d_single_channel_weight_grad(g, in.data(), grad.data(), masked ? mask.data() : nullptr,
+                                                            bf16, lanes.data());
+          std::vector<float> rounded = grad;
+          if (bf16) ladon::kernels::round_to_bf16(static_cast<i64>(rounded.size()), rounded.data());
+          std::vector<double> unused_w(want_w.size()), unused_b(want_b.size());
+          add_reference_grads(t, in, rounded, mask, masked, want_w, unused_b);
+          add_reference_grads(t, in, grad, mask, masked, unused_w, want_b);
+        }
+        for (std::size_t i = static_cast<std::size_t>(size); i < lanes.size(); ++i) CHECK(lanes[i] == 0.0f);
+        std::vector<float> got_w(want_w.size(), 1.0f), got_b(want_b.size(), 0.5f);  // grad_add adds
+        ladon::kernels::conv2d_single_channel_grad_add(g, lanes.data(), got_w.data(), got_b.data());
+        const double tol = 4e-6 * static_cast<double>(2 * plane + 1);
+        i64 bad = 0;
+        for (std::size_t i = 0; i < got_w.size(); ++i) bad += !(std::fabs(got_w[i] - (1.0 + want_w[i])) <= tol);
+        CHECK_MESSAGE(bad == 0, bad, " of ", got_w.size(), " weight gradients differ");
+        for (std::size_t o = 0; o < got_b.size(); ++o) CHECK(std::fabs(got_b[o] - (0.5 + want_b[o])) <= tol);
+        // Either gradient may be left out.
+        std::vector<float> only_b(want_b.size(), 0.0f);
+        ladon::kernels::conv2d_single_channel_grad_add(g, lanes.data(), nullptr, only_b.data());
+        for (std::size_t o = 0; o < only_b.size(); ++o)
+          CHECK(only_b[o] == doctest::Approx(got_b[o] - 0.5f).epsilon(1e-5));
       }
-      for (std::size_t i = static_cast<std::size_t>(size); i < lanes.size(); ++i) CHECK(lanes[i] == 0.0f);
-      std::vector<float> got_w(want_w.size(), 1.0f), got_b(want_b.size(), 0.5f);  // grad_add adds
-      ladon::kernels::conv2d_single_channel_grad_add(g, lanes.data(), got_w.data(), got_b.data());
-      const double tol = 4e-6 * static_cast<double>(2 * plane + 1);
-      i64 bad = 0;
-      for (std::size_t i = 0; i < got_w.size(); ++i) bad += !(std::fabs(got_w[i] - (1.0 + want_w[i])) <= tol);
-      CHECK_MESSAGE(bad == 0, bad, " of ", got_w.size(), " weight gradients differ");
-      for (std::size_t o = 0; o < got_b.size(); ++o) CHECK(std::fabs(got_b[o] - (0.5 + want_b[o])) <= tol);
-      // Either gradient may be left out.
-      std::vector<float> only_b(want_b.size(), 0.0f);
-      ladon::kernels::conv2d_single_channel_grad_add(g, lanes.data(), nullptr, only_b.data());
-      for (std::size_t o = 0; o < only_b.size(); ++o)
-        CHECK(only_b[o] == doctest::Approx(got_b[o] - 0.5f).epsilon(1e-5));
-    }
+  {
+    // bf16 rounding of the gradient, exactly: ties to even (1 + 2^-8 -> 1, 1 + 3 2^-8 -> 1 + 2^-6) and a
+    // float32 subnormal flushed to zero, as round_to_bf16; the bias sums the unrounded values.
+    const DirectConv one{.channels = 1, .out_channels = 1, .kernel_h = 1, .kernel_w = 1, .padded_h = 1, .padded_w = 5};
+    const std::vector<float> in(5, 1.0f), grad = {1.00390625f, 1.01171875f, 1e-40f, 2.0f, 1.00390625f};
+    std::vector<float> lanes(static_cast<std::size_t>(ladon::kernels::conv2d_single_channel_grad_size(one)), 0.0f);
+    ladon::kernels::conv2d_single_channel_weight_grad(one, in.data(), grad.data(), nullptr, true, lanes.data());
+    float dw = 0.0f, db = 0.0f;
+    ladon::kernels::conv2d_single_channel_grad_add(one, lanes.data(), &dw, &db);
+    CHECK(dw == 1.0f + 1.015625f + 0.0f + 2.0f + 1.0f);
+    CHECK(db == 1.00390625f + 1.01171875f + 1e-40f + 2.0f + 1.00390625f);
+  }
   // More than one input channel is the caller's mistake (DirectBackward takes the transposed path).
   const DirectConv two{.channels = 2, .out_channels = 4, .kernel_h = 3, .kernel_w = 3, .padded_h = 6, .padded_w = 6};
   std::vector<float> in(72), grad(64),
       lanes(static_cast<std::size_t>(ladon::kernels::conv2d_single_channel_grad_size(two)));
   CHECK_THROWS_WITH_AS(
-      ladon::kernels::conv2d_single_channel_weight_grad(two, in.data(), grad.data(), nullptr, lanes.data()),
+      ladon::kernels::conv2d_single_channel_weight_grad(two, in.data(), grad.data(), nullptr, false, lanes.data()),
       "conv2d_single_channel_weight_grad: needs one input channel", std::logic_error);
 }
