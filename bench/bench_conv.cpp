@@ -10,16 +10,20 @@
 // conv2, one for conv1) per second of CPU time. oneDNN gets its best case: formats of its own
 // choosing (`any`, usually channel-blocked) for every tensor, reorders done once outside the
 // timing, and OMP_NUM_THREADS=1. `ours_pooled`: ours as the CNN runs it, fused with the 2 x 2 max
-// pool (train_step's cnn; oneDNN has no such fusion to compare).
+// pool (train_step's cnn; oneDNN has no such fusion to compare). Where the CPU has AVX512_BF16,
+// `ours_bf16` runs ours under bf16 autocast and `onednn_bf16` oneDNN with bf16 sources, weights and
+// output gradients (float32 outputs, bias and weight gradients): bf16 products, float32 sums both.
 #include <benchmark/benchmark.h>
-
 #include <unistd.h>
 
+#include <bit>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "kernels/isa.h"
 #include "ladon.h"
 
 #ifdef LADON_HAVE_DNNL
@@ -48,8 +52,9 @@ void set_flops(benchmark::State& state, double flops) {
 // pooled: the convolution as the CNN runs it, fused with its ReLU and 2 x 2 max pool
 // (conv2d_max_pool2x2), so the full-size output never reaches memory and the backward starts from
 // the pooled gradient. GFLOP/s counts the convolution's products only, either way.
-void ours(benchmark::State& state, Shape4 s, bool train, bool pooled) {
+void ours(benchmark::State& state, Shape4 s, bool train, bool pooled, bool bf16) {
   set_num_threads(1);
+  const AutocastGuard precision(bf16 ? Precision::bf16 : Precision::fp32);
   Generator gen(1);
   const Tensor x = randn({s.n, s.c, s.h, s.w}, gen).requires_grad_(train && s.input_grad);
   const Tensor w = (randn({s.o, s.c, 3, 3}, gen) * 0.2).requires_grad_(train);
@@ -75,18 +80,27 @@ using dt = memory::data_type;
 
 memory filled(const memory::desc& md, const dnnl::engine& eng, float value) {
   memory m(md, eng);
+  if (md.data_type() == dt::bf16) {  // the high half of each float: its bf16 value, truncated
+    auto* p = static_cast<std::uint16_t*>(m.get_data_handle());
+    for (std::size_t i = 0; i < md.get_size() / sizeof(std::uint16_t); ++i)
+      p[i] = static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(value * static_cast<float>(i % 7 + 1)) >> 16);
+    return m;
+  }
   auto* p = static_cast<float*>(m.get_data_handle());
   for (std::size_t i = 0; i < md.get_size() / sizeof(float); ++i) p[i] = value * static_cast<float>(i % 7 + 1);
   return m;
 }
 
-void onednn(benchmark::State& state, Shape4 s, bool train) {
+void onednn(benchmark::State& state, Shape4 s, bool train, bool bf16) {
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream stream(eng);
   const memory::dims src{s.n, s.c, s.h, s.w}, wei{s.o, s.c, 3, 3}, bia{s.o}, dst{s.n, s.o, s.h, s.w};
   const memory::dims strides{1, 1}, pad{1, 1};
-  const memory::desc src_md(src, dt::f32, tag::any), wei_md(wei, dt::f32, tag::any), bia_md(bia, dt::f32, tag::a),
-      dst_md(dst, dt::f32, tag::any);
+  // bf16: the products' operands (source, weights; output gradient) in bf16, the rest float32.
+  const dt operand = bf16 ? dt::bf16 : dt::f32;
+  const memory::desc src_md(src, operand, tag::any), wei_md(wei, operand, tag::any), bia_md(bia, dt::f32, tag::a),
+      dst_md(dst, dt::f32, tag::any), diff_src_md(src, dt::f32, tag::any), diff_wei_md(wei, dt::f32, tag::any),
+      diff_dst_md(dst, operand, tag::any);
   const dnnl::convolution_forward::primitive_desc fwd_pd(
       dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_md,
                                       wei_md, bia_md, dst_md, strides, pad, pad),
@@ -96,12 +110,12 @@ void onednn(benchmark::State& state, Shape4 s, bool train) {
   const dnnl::convolution_forward fwd(fwd_pd);
 
   const dnnl::convolution_backward_data::primitive_desc data_pd(
-      dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, src_md, wei_md, dst_md, strides, pad,
-                                            pad),
+      dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, diff_src_md, wei_md, diff_dst_md,
+                                            strides, pad, pad),
       eng, fwd_pd);
   const dnnl::convolution_backward_weights::primitive_desc weights_pd(
-      dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src_md, wei_md, bia_md, dst_md,
-                                               strides, pad, pad),
+      dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src_md, diff_wei_md, bia_md,
+                                               diff_dst_md, strides, pad, pad),
       eng, fwd_pd);
   const memory gy_data = filled(data_pd.diff_dst_desc(), eng, 0.1f), w_data = filled(data_pd.weights_desc(), eng, 0.01f),
                gx = filled(data_pd.diff_src_desc(), eng, 0.0f);
@@ -138,16 +152,22 @@ int main(int argc, char** argv) {
     execv("/proc/self/exe", argv);
     std::perror("bench_conv: could not restart with OMP_NUM_THREADS=1; oneDNN may use every core");
   }
+  const bool bf16 = kernels::isa_supported(kernels::Isa::avx512_bf16);
   for (const Shape4& s : kShapes)
     for (const bool train : {false, true}) {
-      const std::string phase = train ? "train" : "forward";
+      const std::string name = std::string(s.name) + "/" + (train ? "train" : "forward");
       for (const bool pooled : {false, true})
-        benchmark::RegisterBenchmark((std::string(s.name) + "/" + phase + (pooled ? "/ours_pooled" : "/ours")).c_str(),
-                                     ours, s, train, pooled)
+        benchmark::RegisterBenchmark((name + (pooled ? "/ours_pooled" : "/ours")).c_str(), ours, s, train, pooled,
+                                     false)
+            ->Unit(benchmark::kMillisecond);
+      if (bf16)
+        benchmark::RegisterBenchmark((name + "/ours_bf16").c_str(), ours, s, train, false, true)
             ->Unit(benchmark::kMillisecond);
 #ifdef LADON_HAVE_DNNL
-      benchmark::RegisterBenchmark((std::string(s.name) + "/" + phase + "/onednn").c_str(), onednn, s, train)
-          ->Unit(benchmark::kMillisecond);
+      benchmark::RegisterBenchmark((name + "/onednn").c_str(), onednn, s, train, false)->Unit(benchmark::kMillisecond);
+      if (bf16)
+        benchmark::RegisterBenchmark((name + "/onednn_bf16").c_str(), onednn, s, train, true)
+            ->Unit(benchmark::kMillisecond);
 #endif
     }
   benchmark::Initialize(&argc, argv);
