@@ -832,6 +832,42 @@ std::vector<i64> step_offsets(const DirectConv& g) {
   return offsets;
 }
 
+// The forward's tile walk, for the float32 tiles (T = float, k steps (c, i, j)) and the bf16 ones
+// (T = words, k steps (channel pair, i, j)): panels of 32 output channels, tiles of up to 14
+// positions of one output row.
+template <class Tiles, class T>
+void direct_tiles(const Tiles& tiles, const DirectConv& g, i64 k, const std::vector<i64>& offsets, const T* in,
+                  const T* packed, const float* bias, Activation activation, float* out) {
+  const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1, out_plane = out_h * out_w;
+  for (i64 o0 = 0; o0 < g.out_channels; o0 += kPanel) {
+    const i64 nv = std::min<i64>(2, detail::ceil_div(g.out_channels - o0, 16));
+    for (i64 y = 0; y < out_h; ++y)
+      for (i64 x0 = 0; x0 < out_w; x0 += kRows) {
+        const i64 mr = std::min<i64>(kRows, out_w - x0);
+        tiles[mr - 1][nv - 1](g, k, offsets.data(), in + y * g.padded_w + x0, packed + o0 * k, bias, activation, o0,
+                              out + o0 * out_plane + y * out_w + x0, out_plane);
+      }
+  }
+}
+
+// The weight gradient's tile walk, float32 or bf16 as direct_tiles: panels of 32 output channels,
+// chunks of up to 14 steps (c, i, j).
+template <class Tiles, class T>
+void weight_grad_tiles(const Tiles& tiles, const DirectConv& g, i64 ldg, const T* in, const T* grad,
+                       float* packed_grad) {
+  const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1;
+  const i64 k = g.channels * g.kernel_h * g.kernel_w;
+  const std::vector<i64> offsets = step_offsets(g);
+  for (i64 o0 = 0; o0 < g.out_channels; o0 += kPanel) {
+    const i64 nv = std::min<i64>(2, detail::ceil_div(g.out_channels - o0, 16));
+    for (i64 t0 = 0; t0 < k; t0 += kRows) {
+      const i64 mr = std::min<i64>(kRows, k - t0);
+      tiles[mr - 1][nv - 1](out_h, out_w, g.padded_w, offsets.data() + t0, in, grad + o0, ldg,
+                            packed_grad + (o0 * k + t0 * kPanel));
+    }
+  }
+}
+
 #endif  // LADON_X86
 
 }  // namespace
@@ -886,19 +922,7 @@ void conv2d_direct(const DirectConv& g, const float* padded, const float* packed
     single_channel_conv(g, padded, packed, bias, activation, out);
     return;
   }
-  const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1;
-  const i64 k = g.channels * g.kernel_h * g.kernel_w, out_plane = out_h * out_w;
-  const std::vector<i64> offsets = step_offsets(g);
-  for (i64 o0 = 0; o0 < g.out_channels; o0 += kPanel) {
-    const float* panel = packed + o0 * k;
-    const i64 nv = std::min<i64>(2, detail::ceil_div(g.out_channels - o0, 16));
-    for (i64 y = 0; y < out_h; ++y)
-      for (i64 x0 = 0; x0 < out_w; x0 += kRows) {
-        const i64 mr = std::min<i64>(kRows, out_w - x0);
-        kTiles[mr - 1][nv - 1](g, k, offsets.data(), padded + y * g.padded_w + x0, panel, bias, activation, o0,
-                               out + o0 * out_plane + y * out_w + x0, out_plane);
-      }
-  }
+  direct_tiles(kTiles, g, g.channels * g.kernel_h * g.kernel_w, step_offsets(g), padded, packed, bias, activation, out);
 #else
   (void)g, (void)padded, (void)packed, (void)bias, (void)activation, (void)out;
   needs_avx2();
@@ -952,21 +976,10 @@ void conv2d_direct_bf16(const DirectConv& g, const std::uint32_t* pairs, const s
                         Activation activation, float* out) {
 #if LADON_X86
   if (!conv2d_direct_bf16_available()) needs_avx512_bf16();
-  const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1, out_plane = out_h * out_w;
   DirectConv paired = g;  // the sum's steps: (channel pair, i, j)
   paired.channels = detail::ceil_div(g.channels, 2);
-  const i64 kq = paired.channels * g.kernel_h * g.kernel_w;
-  const std::vector<i64> offsets = step_offsets(paired);
-  for (i64 o0 = 0; o0 < g.out_channels; o0 += kPanel) {
-    const std::uint32_t* panel = packed + o0 * kq;
-    const i64 nv = std::min<i64>(2, detail::ceil_div(g.out_channels - o0, 16));
-    for (i64 y = 0; y < out_h; ++y)
-      for (i64 x0 = 0; x0 < out_w; x0 += kRows) {
-        const i64 mr = std::min<i64>(kRows, out_w - x0);
-        kTilesBf16[mr - 1][nv - 1](g, kq, offsets.data(), pairs + y * g.padded_w + x0, panel, bias, activation, o0,
-                                   out + o0 * out_plane + y * out_w + x0, out_plane);
-      }
-  }
+  direct_tiles(kTilesBf16, g, paired.channels * g.kernel_h * g.kernel_w, step_offsets(paired), pairs, packed, bias,
+               activation, out);
 #else
   (void)g, (void)pairs, (void)packed, (void)bias, (void)activation, (void)out;
   needs_avx512_bf16();
@@ -995,17 +1008,7 @@ void conv2d_direct_bf16_weight_grad(const DirectConv& g, const std::uint32_t* sh
                                     float* packed_grad) {
 #if LADON_X86
   if (!conv2d_direct_bf16_available()) needs_avx512_bf16();
-  const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1;
-  const i64 k = g.channels * g.kernel_h * g.kernel_w, ldg = conv2d_direct_grad_ld(g);
-  const std::vector<i64> offsets = step_offsets(g);
-  for (i64 o0 = 0; o0 < g.out_channels; o0 += kPanel) {
-    const i64 nv = std::min<i64>(2, detail::ceil_div(g.out_channels - o0, 16));
-    for (i64 t0 = 0; t0 < k; t0 += kRows) {
-      const i64 mr = std::min<i64>(kRows, k - t0);
-      kGradTilesBf16[mr - 1][nv - 1](out_h, out_w, g.padded_w, offsets.data() + t0, shifted, grad_pairs + o0, ldg,
-                                     packed_grad + (o0 * k + t0 * kPanel));
-    }
-  }
+  weight_grad_tiles(kGradTilesBf16, g, conv2d_direct_grad_ld(g), shifted, grad_pairs, packed_grad);
 #else
   (void)g, (void)shifted, (void)grad_pairs, (void)packed_grad;
   needs_avx512_bf16();
@@ -1029,17 +1032,7 @@ void conv2d_direct_grad_transpose(const DirectConv& g, const float* grad, const 
 void conv2d_direct_weight_grad(const DirectConv& g, const float* padded, const float* grad_t, float* packed_grad) {
 #if LADON_X86
   if (!conv2d_direct_weight_grad_available()) needs_avx512();
-  const i64 out_h = g.padded_h - g.kernel_h + 1, out_w = g.padded_w - g.kernel_w + 1;
-  const i64 k = g.channels * g.kernel_h * g.kernel_w, ldg = conv2d_direct_grad_ld(g);
-  const std::vector<i64> offsets = step_offsets(g);
-  for (i64 o0 = 0; o0 < g.out_channels; o0 += kPanel) {
-    const i64 nv = std::min<i64>(2, detail::ceil_div(g.out_channels - o0, 16));
-    for (i64 t0 = 0; t0 < k; t0 += kRows) {
-      const i64 mr = std::min<i64>(kRows, k - t0);
-      kGradTiles[mr - 1][nv - 1](out_h, out_w, g.padded_w, offsets.data() + t0, padded, grad_t + o0, ldg,
-                                 packed_grad + (o0 * k + t0 * kPanel));
-    }
-  }
+  weight_grad_tiles(kGradTiles, g, conv2d_direct_grad_ld(g), padded, grad_t, packed_grad);
 #else
   (void)g, (void)padded, (void)grad_t, (void)packed_grad;
   needs_avx512();

@@ -88,6 +88,17 @@ std::ostream& operator<<(std::ostream& os, const Case& t) {
   return os << "c " << t.c << " o " << t.o << " kernel " << t.kh << "x" << t.kw << " padded " << t.ph << "x" << t.pw;
 }
 
+// A case's padded input, with a NaN that reaches some outputs of every channel, ReLU or not (a
+// 1-wide plane: index 1), its weights and its bias.
+struct CaseInputs {
+  std::vector<float> in, w, bias;
+};
+CaseInputs case_inputs(const Case& t) {
+  CaseInputs v{random_values(t.c * t.ph * t.pw, 1), random_values(t.o * t.c * t.kh * t.kw, 2), random_values(t.o, 3)};
+  v.in[static_cast<std::size_t>(std::min<i64>(t.pw + 1, t.c * t.ph * t.pw - 1))] = NAN;
+  return v;
+}
+
 // Adds one image's weight and bias gradients, in double, into want_w ([o, c, kh, kw]) and want_b:
 // the output gradient zeroed where masked and mask <= 0 (or NaN), times the padded input.
 void add_reference_grads(const Case& t, const std::vector<float>& in, const std::vector<float>& grad,
@@ -126,7 +137,7 @@ void for_each_direct_isa(bool weight_grad, F&& check) {
   }
 }
 
-TEST_CASE("conv2d_direct: available exactly from AVX2 on, its weight gradient from AVX-512 on") {
+TEST_CASE("conv2d_direct: available exactly from AVX2 on, its weight gradient from AVX-512 on, bf16 from AVX512_BF16") {
   using ladon::kernels::Isa;
   for (const Isa isa : ladon::kernels::kIsas) {
     if (!ladon::kernels::isa_supported(isa)) continue;
@@ -134,6 +145,15 @@ TEST_CASE("conv2d_direct: available exactly from AVX2 on, its weight gradient fr
     const ladon::kernels::IsaOverride use(isa);
     CHECK(ladon::kernels::conv2d_direct_available() == (isa >= Isa::avx2));
     CHECK(ladon::kernels::conv2d_direct_weight_grad_available() == (isa >= Isa::avx512));
+    CHECK(ladon::kernels::conv2d_direct_bf16_available() == (isa >= Isa::avx512_bf16));
+    if (ladon::kernels::conv2d_direct_bf16_preferred()) CHECK(ladon::kernels::conv2d_direct_bf16_available());
+    if (!ladon::kernels::conv2d_direct_bf16_available()) {
+      const DirectConv g;
+      std::vector<std::uint32_t> words(4);
+      const std::vector<float> x(4);
+      CHECK_THROWS_WITH_AS(ladon::kernels::conv2d_direct_bf16_pair(g, x.data(), words.data()),
+                           "conv2d_direct_bf16: needs AVX512_BF16 (conv2d_direct_bf16_available)", std::logic_error);
+    }
   }
 }
 
@@ -172,10 +192,7 @@ TEST_CASE("conv2d_direct: matches a plain loop for every tile shape") {
         for (const Activation act : {Activation::none, Activation::relu}) {
           CAPTURE(t);
           const DirectConv g = t.conv();
-          std::vector<float> in = random_values(t.c * t.ph * t.pw, 1);
-          // Reaches some outputs of every channel, ReLU or not (a 1-wide plane: index 1).
-          in[static_cast<std::size_t>(std::min<i64>(t.pw + 1, t.c * t.ph * t.pw - 1))] = NAN;
-          const std::vector<float> w = random_values(t.o * t.c * t.kh * t.kw, 2), bias = random_values(t.o, 3);
+          const auto [in, w, bias] = case_inputs(t);
           const float* b = with_bias ? bias.data() : nullptr;
           check_close(direct(g, in, w, false, b, act), reference(g, in, w, b, act), t.c * t.kh * t.kw);
         }
@@ -204,24 +221,6 @@ TEST_CASE("conv2d_direct: transpose_flip packs the input gradient's weights") {
   });
 }
 
-TEST_CASE("conv2d_direct_bf16: available exactly at the AVX512_BF16 level") {
-  using ladon::kernels::Isa;
-  for (const Isa isa : ladon::kernels::kIsas) {
-    if (!ladon::kernels::isa_supported(isa)) continue;
-    CAPTURE(ladon::kernels::isa_name(isa));
-    const ladon::kernels::IsaOverride use(isa);
-    CHECK(ladon::kernels::conv2d_direct_bf16_available() == (isa >= Isa::avx512_bf16));
-    if (ladon::kernels::conv2d_direct_bf16_preferred()) CHECK(ladon::kernels::conv2d_direct_bf16_available());
-    if (!ladon::kernels::conv2d_direct_bf16_available()) {
-      const DirectConv g;
-      std::vector<std::uint32_t> words(4);
-      const std::vector<float> x(4);
-      CHECK_THROWS_WITH_AS(ladon::kernels::conv2d_direct_bf16_pair(g, x.data(), words.data()),
-                           "conv2d_direct_bf16: needs AVX512_BF16 (conv2d_direct_bf16_available)", std::logic_error);
-    }
-  }
-}
-
 TEST_CASE("conv2d_direct_bf16: the plain loop on bf16-rounded operands, and the emulation, for every tile shape") {
   if (!ladon::kernels::conv2d_direct_bf16_available()) {
     MESSAGE("no AVX512_BF16 on this CPU: conv2d_direct_bf16 is not used (the emulation rounds for conv2d_direct)");
@@ -236,9 +235,7 @@ TEST_CASE("conv2d_direct_bf16: the plain loop on bf16-rounded operands, and the 
       for (const Activation act : {Activation::none, Activation::relu}) {
         CAPTURE(t);
         const DirectConv g = t.conv();
-        std::vector<float> in = random_values(t.c * t.ph * t.pw, 1);
-        in[static_cast<std::size_t>(std::min<i64>(t.pw + 1, t.c * t.ph * t.pw - 1))] = NAN;
-        const std::vector<float> w = random_values(t.o * t.c * t.kh * t.kw, 2), bias = random_values(t.o, 3);
+        const auto [in, w, bias] = case_inputs(t);
         const float* b = with_bias ? bias.data() : nullptr;
         std::vector<float> packed(static_cast<std::size_t>(ladon::kernels::conv2d_direct_packed_size(g)));
         ladon::kernels::conv2d_direct_pack(g, w.data(), false, packed.data());
