@@ -222,7 +222,7 @@ struct DirectBackward {
   const bool need_w, need_b;
   // One input channel: conv2d_single_channel_weight_grad reads the output gradient in place (under
   // bf16 rounding it in registers for the weight sums; Zen 4, bench_conv conv1 train under bf16: 26-29
-  // GFLOP/s through the transposed path, 50 so). Its lane sums hold the bias gradient too: wpart
+  // GFLOP/s through the transposed path, 50 this way). Its lane sums hold the bias gradient too: wpart
   // serves both (computing the weight sums as well when only the bias is asked for, a rare case).
   const bool single_channel;
   Tensor wpart, bpart, grad_t, padded_x, padded;
