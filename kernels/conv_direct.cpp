@@ -33,7 +33,7 @@
 
 #include "conv.h"
 #include "gemm_bf16.h"      // float_to_bf16, gemm_bf16_kernel
-#include "gemm_internal.h"  // transpose16x16, kInterleaveHalves, LADON_TARGET_AVX512(_BF16)
+#include "gemm_internal.h"  // transpose16x16, bf16_pair_words, LADON_TARGET_AVX512(_BF16)
 #include "isa.h"
 
 namespace ladon::kernels {
@@ -552,19 +552,16 @@ constexpr auto kGradTilesBf16 = grad_tile_bf16_table(std::make_index_sequence<kR
 
 // Word q of the n floats of src: (src[q], src[q + 1]), the second zero for the last.
 LADON_TARGET_AVX512_BF16 void shift_pair_bf16(i64 n, const float* src, std::uint32_t* dst) {
-  const __m512i interleave = _mm512_load_si512(detail::kInterleaveHalves);
   for (i64 q = 0; q < n; q += 16) {
     const __mmask16 mask = detail::first_lanes16(n - q), next = detail::first_lanes16(n - q - 1);
     const __m512 lo = _mm512_maskz_loadu_ps(mask, src + q), hi = _mm512_maskz_loadu_ps(next, src + q + 1);
-    const __m512i halves = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
-    _mm512_mask_storeu_epi32(dst + q, mask, _mm512_permutexvar_epi16(interleave, halves));
+    _mm512_mask_storeu_epi32(dst + q, mask, detail::bf16_pair_words(lo, hi));
   }
 }
 
 // The position-major output gradient (grad_t, rows of ldg floats) as words of positions (x, x + 1)
 // of each output row, the second zero past an odd row's end: row y, pair h at (y half_w + h) ldg.
 LADON_TARGET_AVX512_BF16 void grad_pair_bf16(i64 out_h, i64 out_w, i64 ldg, const float* grad_t, std::uint32_t* dst) {
-  const __m512i interleave = _mm512_load_si512(detail::kInterleaveHalves);
   const i64 half_w = detail::ceil_div(out_w, 2);
   for (i64 y = 0; y < out_h; ++y)
     for (i64 h = 0; h < half_w; ++h) {
@@ -573,8 +570,7 @@ LADON_TARGET_AVX512_BF16 void grad_pair_bf16(i64 out_h, i64 out_w, i64 ldg, cons
       std::uint32_t* out = dst + (y * half_w + h) * ldg;
       for (i64 o = 0; o < ldg; o += 16) {
         const __m512 l = _mm512_loadu_ps(lo + o), r = has_high ? _mm512_loadu_ps(lo + ldg + o) : _mm512_setzero_ps();
-        const __m512i halves = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(r, l));
-        _mm512_storeu_si512(out + o, _mm512_permutexvar_epi16(interleave, halves));
+        _mm512_storeu_si512(out + o, detail::bf16_pair_words(l, r));
       }
     }
 }
@@ -806,7 +802,6 @@ constexpr auto kSingleChannelGradTiles = single_channel_grad_table(std::make_ind
 // Channel planes 2q and 2q + 1 (zero past the last) into plane q of words, 16 positions at a time:
 // one vcvtne2ps2bf16 (round to nearest even) and the interleave of its halves.
 LADON_TARGET_AVX512_BF16 void pair_planes_bf16(i64 channels, i64 plane, const float* src, std::uint32_t* dst) {
-  const __m512i interleave = _mm512_load_si512(detail::kInterleaveHalves);
   for (i64 q = 0; 2 * q < channels; ++q) {
     const float* lo = src + 2 * q * plane;
     const float* hi = lo + plane;
@@ -815,8 +810,7 @@ LADON_TARGET_AVX512_BF16 void pair_planes_bf16(i64 channels, i64 plane, const fl
       const __mmask16 mask = detail::first_lanes16(plane - x);
       const __m512 l = _mm512_maskz_loadu_ps(mask, lo + x);
       const __m512 h = has_high ? _mm512_maskz_loadu_ps(mask, hi + x) : _mm512_setzero_ps();
-      const __m512i halves = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h, l));
-      _mm512_mask_storeu_epi32(dst + q * plane + x, mask, _mm512_permutexvar_epi16(interleave, halves));
+      _mm512_mask_storeu_epi32(dst + q * plane + x, mask, detail::bf16_pair_words(l, h));
     }
   }
 }

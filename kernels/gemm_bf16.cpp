@@ -116,7 +116,6 @@ constexpr i64 kPrefetchAhead = 4;  // k-pairs (across), blocks of 16 k-pairs (al
 // kq_stride >= ceil(kc / 2): the k-pairs between two panels' starts (the AMX kernel pads to whole tiles).
 LADON_TARGET_AVX512_BF16 void pack_across_bf16(const float* src, i64 ld, i64 valid, i64 kc, int w, i64 panels,
                                                i64 kq_stride, u32* dst) {
-  const __m512i interleave = _mm512_load_si512(kInterleaveHalves);
   const i64 kq = ceil_div(kc, 2);
   const i64 group = std::max<i64>(1, 256 / w);  // panels per pass over a pair of rows
   for (i64 s0 = 0; s0 < panels; s0 += group) {
@@ -134,9 +133,7 @@ LADON_TARGET_AVX512_BF16 void pack_across_bf16(const float* src, i64 ld, i64 val
           const __mmask16 load_mask = first_lanes16(std::clamp<i64>(valid - x, 0, 16));
           const __m512 lo = _mm512_maskz_loadu_ps(load_mask, r0 + x);
           const __m512 hi = has_high ? _mm512_maskz_loadu_ps(load_mask, r1 + x) : _mm512_setzero_ps();
-          const __m512i words = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
-          _mm512_mask_storeu_epi32(dst + (s * kq_stride + q) * w + x0, first_lanes16(w - x0),
-                                   _mm512_permutexvar_epi16(interleave, words));
+          _mm512_mask_storeu_epi32(dst + (s * kq_stride + q) * w + x0, first_lanes16(w - x0), bf16_pair_words(lo, hi));
         }
     }
   }
@@ -462,7 +459,6 @@ LADON_TARGET_AMX void pack_a_amx_along(const float* src, i64 ld, i64 valid, i64 
 // and block, 16 k-pairs of words made across the rows, then a 16 x 16 transpose into rows.
 LADON_TARGET_AMX void pack_a_amx_across(const float* src, i64 ld, i64 valid, i64 kc, u32* dst) {
   const i64 blocks = ceil_div(kc, 2 * kAmxKq);
-  const __m512i interleave = _mm512_load_si512(kInterleaveHalves);  // (even row, odd row) pairs
   for (i64 x0 = 0; x0 < 32; x0 += 16) {
     const __mmask16 lanes = first_lanes16(std::clamp<i64>(valid - x0, 0, 16));
     for (i64 b = 0; b < blocks; ++b) {
@@ -471,8 +467,7 @@ LADON_TARGET_AMX void pack_a_amx_across(const float* src, i64 ld, i64 valid, i64
         const i64 p = 2 * (b * kAmxKq + q);
         const __m512 even = p < kc ? _mm512_maskz_loadu_ps(lanes, src + p * ld + x0) : _mm512_setzero_ps();
         const __m512 odd = p + 1 < kc ? _mm512_maskz_loadu_ps(lanes, src + (p + 1) * ld + x0) : _mm512_setzero_ps();
-        const __m512i both = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(odd, even));
-        r[q] = _mm512_castsi512_ps(_mm512_permutexvar_epi16(interleave, both));
+        r[q] = _mm512_castsi512_ps(bf16_pair_words(even, odd));  // (even row, odd row) pairs
       }
       transpose16x16(r);
       for (i64 x = 0; x < 16; ++x) _mm512_store_ps(reinterpret_cast<float*>(dst + (b * 32 + x0 + x) * kAmxKq), r[x]);

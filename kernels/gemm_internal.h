@@ -26,12 +26,18 @@ using i64 = std::int64_t;
 #if LADON_X86
 
 // vcvtne2ps2bf16 (hi, lo) puts lo's 16 values in 16-bit lanes 0-15 and hi's in 16-31; this
-// permutation (vpermw) interleaves them, so 32-bit lane x holds (lo[x], hi[x]): the word of a pair
-// of bf16 values that vdpbf16ps multiplies together (the bf16 GEMM's k-pairs, the bf16 direct
-// convolution's channel pairs).
+// permutation (vpermw) interleaves them, so 32-bit lane x holds (lo[x], hi[x]).
 alignas(64) inline constexpr std::uint16_t kInterleaveHalves[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
                                                                     21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
                                                                     11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
+// 16 words of bf16 pairs, word x = (lo[x], hi[x]) rounded to nearest even, low half first: the pair
+// vdpbf16ps multiplies together (the bf16 GEMM's k-pairs, the bf16 direct convolution's channel and
+// position pairs).
+LADON_INLINE LADON_TARGET_AVX512_BF16 __m512i bf16_pair_words(__m512 lo, __m512 hi) {
+  const __m512i halves = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+  return _mm512_permutexvar_epi16(_mm512_load_si512(kInterleaveHalves), halves);
+}
 
 // The mask of the first min(n, 16) (or 32) lanes, for a row's last, partial vector. Plain integer
 // operations: no target attribute needed.

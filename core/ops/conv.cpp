@@ -303,6 +303,7 @@ DirectWeights pack_direct_weights(const ConvPlan& p, const kernels::DirectConv& 
   if (p.native_bf16(g)) {
     packed.words.resize(static_cast<std::size_t>(kernels::conv2d_direct_bf16_packed_size(g)));
     kernels::conv2d_direct_bf16_pack(g, packed.floats.data<float>(), packed.words.data());
+    packed.floats = Tensor();  // the words replace them
   } else {
     p.to_precision(packed.floats.numel(), packed.floats.data<float>());
   }
